@@ -1,0 +1,3 @@
+"""abm-ml: account prioritisation for account-based marketing."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,170 @@
+"""Reading CRM exports as they really are: CSV or Parquet files, SQL tables or queries.
+
+Real exports arrive with CRLF or bare-CR line endings, a UTF-8 byte-order mark, cp1252 text,
+non-breaking spaces, `;` separators and quoted fields. Everything is read as text here (so that
+validation can report each unparseable value with its row) except Parquet and SQL columns that
+already carry a numeric or date type.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from abm_ml.errors import AbmInputError
+from abm_ml.spec import JoinSpec, SourceSpec
+
+SOURCE_ROW = "_source_row"
+"""Column holding each row's line in its file (header = line 1), or its position in a SQL result."""
+
+_SEPARATORS = [",", ";", "\t", "|"]
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """One source read into text columns, with where it came from and a content hash."""
+
+    frame: pd.DataFrame
+    name: str
+    sha256: str
+
+
+def _decode(data: bytes, encoding: str | None, name: str) -> str:
+    if encoding:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as error:
+            raise AbmInputError(f"cannot decode as {encoding}: {error}", source=name) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Exports from Excel on Windows are cp1252 more often than anything else.
+        return data.decode("cp1252", errors="replace")
+
+
+def _normalise_text(text: str) -> str:
+    text = text.lstrip("\ufeff")
+    # Bare CR (old Mac exports) and CRLF both become LF; the csv module handles quoted newlines.
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ").replace("\u202f", " ")
+
+
+def _sniff_separator(text: str) -> str:
+    sample = "\n".join(text.split("\n", 20)[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(_SEPARATORS)).delimiter
+    except csv.Error:
+        header = sample.split("\n", 1)[0]
+        counts = {sep: header.count(sep) for sep in _SEPARATORS}
+        best = max(counts, key=counts.get)  # type: ignore[arg-type]
+        return best if counts[best] else ","
+
+
+def _line_numbers(text: str, n_records: int, sep: str) -> list[int]:
+    """The file line on which each record starts (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    lines: list[int] = []
+    next(reader, None)
+    start = reader.line_num + 1
+    for _ in reader:
+        lines.append(start)
+        start = reader.line_num + 1
+    if len(lines) != n_records:  # blank lines are skipped by pandas but not by csv
+        return list(range(2, n_records + 2))
+    return lines
+
+
+def read_csv_text(data: bytes, *, name: str, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+    """Parse CSV bytes into a frame of stripped text columns plus :data:`SOURCE_ROW`."""
+    text = _normalise_text(_decode(data, encoding, name))
+    if not text.strip():
+        raise AbmInputError("the file is empty", source=name)
+    sep = sep or _sniff_separator(text)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+            quotechar='"',
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError) as error:
+        raise AbmInputError(f"not a readable CSV ({str(error).strip()})", source=name) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if dupes:
+        raise AbmInputError(f"the header repeats columns {dupes}", source=name)
+    for column in frame.columns:
+        # Strip each distinct value once: CRM columns repeat a few values over many rows.
+        codes, uniques = pd.factorize(frame[column])
+        stripped = np.array([u.strip() for u in uniques] + [""], dtype=object)
+        frame[column] = stripped[codes]
+    frame[SOURCE_ROW] = _line_numbers(text, len(frame), sep)
+    return frame
+
+
+def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None) -> RawTable:
+    file = Path(path)
+    if not file.is_file():
+        raise AbmInputError("file not found", source=path)
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    fmt = fmt or ("parquet" if file.suffix.lower() in {".parquet", ".pq"} else "csv")
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(io.BytesIO(data))
+        except Exception as error:  # pyarrow raises several unrelated types for a broken file
+            raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
+        if frame.empty:
+            raise AbmInputError("the file has no rows", source=path)
+        frame = frame.reset_index(drop=True)
+        frame[SOURCE_ROW] = range(1, len(frame) + 1)
+    else:
+        frame = read_csv_text(data, name=path, sep=sep, encoding=encoding)
+        if frame.empty:
+            raise AbmInputError("the file has a header but no rows", source=path)
+    return RawTable(frame=frame, name=path, sha256=digest)
+
+
+def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
+    import sqlalchemy as sa
+
+    safe_url = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    name = f"{safe_url} ({'table ' + table if table else 'query'})"
+    try:
+        engine = sa.create_engine(url)
+    except Exception as error:  # noqa: BLE001 - any driver/URL problem is the user's input
+        raise AbmInputError(f"cannot open database ({error})", source=safe_url) from None
+    statement = sa.text(query) if query else sa.select(sa.table(table, schema=None)).with_only_columns(sa.text("*"))
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql(statement, connection)
+    except Exception as error:  # noqa: BLE001
+        raise AbmInputError(f"cannot read ({str(error).splitlines()[0]})", source=name) from None
+    finally:
+        engine.dispose()
+    if frame.empty:
+        raise AbmInputError("the query returned no rows", source=name)
+    frame[SOURCE_ROW] = range(1, len(frame) + 1)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
+    return RawTable(frame=frame, name=name, sha256=digest)
+
+
+def read_table(part: SourceSpec | JoinSpec) -> RawTable:
+    """Read one source or join side described by a spec."""
+    if part.url:
+        return _read_sql(part.url, part.table, part.query)
+    assert part.path is not None
+    return _read_file(part.path, part.format, part.sep, part.encoding)
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (row order matters), for logging what a model was trained on."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
