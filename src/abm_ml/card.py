@@ -1,0 +1,92 @@
+"""The model card: what data, which split, how good (with intervals, next to the baselines)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from abm_ml import metrics as m
+from abm_ml.train import MODEL_NAME, TrainingResult
+
+
+def _table(frame) -> str:  # noqa: ANN001 - a DataFrame
+    header = "| metric | " + " | ".join(frame.columns) + " |"
+    rule = "|---" * (len(frame.columns) + 1) + "|"
+    rows = [f"| {idx} | " + " | ".join(str(v) for v in row) + " |" for idx, row in zip(frame.index, frame.values)]
+    return "\n".join([header, rule, *rows])
+
+
+def verdict(result: TrainingResult) -> str:
+    """One plain sentence on whether the ranking means anything."""
+    auc = result.propensity[MODEL_NAME]["roc_auc"]
+    logistic = result.propensity["logistic_regression"]["roc_auc"]
+    if result.no_better_than_chance:
+        return (
+            f"NO BETTER THAN CHANCE: ROC AUC {auc} includes 0.5. The data carries no learnable signal about "
+            "winning; do not use this ranking. This version cannot be promoted."
+        )
+    better = "better than" if auc.low > logistic.high else "not clearly better than"
+    return f"ROC AUC {auc} on the holdout, {better} logistic regression ({logistic})."
+
+
+def model_card(result: TrainingResult, *, version: str | None = None, run_id: str | None = None) -> str:
+    """Markdown model card logged with the run and shown in the training report."""
+    ds = result.dataset
+    s = result.split.describe()
+    lines = [
+        f"# Model card: {ds.spec.name}" + (f" (version {version})" if version else ""),
+        "",
+        f"**Verdict.** {verdict(result)}",
+        "",
+        "## Data",
+        f"- Dataset: {ds.spec.description or ds.spec.name}; hash `{ds.sha256[:16]}`.",
+        f"- Rows read {ds.summary.rows_read}, accepted {ds.summary.accepted}, rejected {ds.summary.rejected}"
+        + (f" ({json.dumps(ds.summary.rejected_by_reason)})" if ds.summary.rejected else "") + ".",
+        f"- Outcomes: {ds.summary.outcomes['won']} won, {ds.summary.outcomes['lost']} lost, {ds.summary.outcomes['open']} open.",
+        f"- Features used ({len(result.scorer.features)}): " + ", ".join(f"`{f.name}`" for f in result.scorer.features) + ".",
+    ]
+    if ds.summary.excluded:
+        lines.append("- Excluded by the spec: " + "; ".join(f"`{c}` ({r})" for c, r in ds.summary.excluded.items()) + ".")
+    for finding in result.leak_findings:
+        lines.append(f"- Leakage guard: {finding.message()}.")
+    lines += [
+        "",
+        "## Split",
+        f"- Method: **{s['method']}**"
+        + (f", test period from {s['test_start']}, validation from {s['valid_start']}" if s.get("test_start") else " (stratified by outcome, grouped by account)")
+        + f"; train {s['n_train']}, validation {s['n_valid']}, test {s['n_test']} rows"
+        + (f"; {s['n_held_out']} older rows of test accounts held out so no account is on both sides." if s["n_held_out"] else "."),
+        f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on validation rows: "
+        + ", ".join(f"{k.rsplit('_', 1)[-1]} {v:.4f}" for k, v in result.calibration_choice.items()) + ").",
+        "",
+        "## Propensity to buy (holdout, 95 % bootstrap intervals)",
+        _table(m.metrics_table(result.propensity)),
+    ]
+    if result.velocity:
+        lines += ["", "## Deal velocity (won deals in the holdout)", _table(m.metrics_table(result.velocity))]
+        extra = {k: v for k, v in result.velocity_extra.items() if "c_index" in k or "aft_mae" in k}
+        if extra:
+            lines.append("")
+            lines.append("Censoring-aware comparison (won deals as events, open deals censored at the data's end): "
+                         + ", ".join(f"{k} = {v:.3f}" for k, v in extra.items()) + ".")
+    else:
+        lines += ["", "## Deal velocity", "Not trained: too few won deals with a known duration; the median days are used."]
+    top = result.feature_importance.head(10)
+    lines += ["", "## What drives the score (mean |SHAP| on the holdout, log-odds)", ""]
+    lines += [f"{i + 1}. `{r.feature}`: {r.mean_abs_shap:.3f}" for i, r in enumerate(top.itertuples())]
+    lines += [
+        "",
+        "## How to read the numbers",
+        "- Reasons explain the uncalibrated model's log-odds; each reason also gives its approximate effect in probability points.",
+        "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of validation accounts.",
+        "- `priority` = propensity x deal size / predicted days (sales velocity).",
+        f"- Capacity for precision@k / recall@k: k = {int(result.propensity[MODEL_NAME]['k'].value)} accounts.",
+    ]
+    if run_id:
+        lines.append(f"- MLflow run: `{run_id}`.")
+    return "\n".join(lines) + "\n"
+
+
+def safe_float(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)

@@ -1,0 +1,246 @@
+"""The packaged account scorer: raw account records in, scores with reasons out.
+
+This is the one place a score is computed. The MLflow pyfunc, the CLI's batch ranking, the
+evaluation and the BentoML service all call :meth:`AccountScorer.score`, so training and
+serving cannot drift apart. The scorer carries its fitted preprocessing, so it takes records
+as a CRM sends them (categories as strings, numbers possibly as text, fields possibly absent)
+and never sees LightGBM's category codes from outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+from abm_ml import explain
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
+from abm_ml.validate import FeatureInfo
+
+TIER_NAMES = ("A", "B", "C", "D")
+"""Fit tiers by propensity: A = top 10 % of the holdout, B = next 20 %, C = next 30 %, D = the rest."""
+TIER_SHARES = (0.10, 0.30, 0.60)
+MAX_CATEGORIES = 256
+"""Categories kept per feature (most frequent first); rarer ones are treated like unseen ones."""
+
+OUTPUT_COLUMNS = (
+    "account_id",
+    "propensity",
+    "score",
+    "tier",
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    "amount",
+    "expected_value",
+    "priority",
+)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -35, 35)))
+
+
+@dataclass
+class Preprocessor:
+    """Turns raw records into LightGBM's matrix: numbers as float, categories with fixed codes.
+
+    Attributes:
+        features: the model's features in column order.
+        categories_: per categorical feature, the category values seen in training.
+    """
+
+    features: list[FeatureInfo]
+    categories_: dict[str, list[str]] = field(default_factory=dict)
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        for feature in self.features:
+            if feature.type == "categorical":
+                counts = frame[feature.name].dropna().astype(str).value_counts()
+                self.categories_[feature.name] = sorted(counts.index[:MAX_CATEGORIES].tolist())
+        return self
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    def raw_values(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Feature values as given, coerced to their type (numbers parsed, categories as text)."""
+        values = {}
+        for feature in self.features:
+            column = frame[feature.name] if feature.name in frame.columns else pd.Series(np.nan, index=frame.index)
+            if feature.type == "categorical":
+                text = column.astype(object)
+                values[feature.name] = text.where(text.notna(), np.nan).map(
+                    lambda v: v if isinstance(v, str) or (isinstance(v, float) and np.isnan(v)) else str(v)
+                )
+            elif feature.type == "boolean" and not pd.api.types.is_numeric_dtype(column):
+                lowered = column.astype("string").str.strip().str.lower()
+                values[feature.name] = pd.Series(
+                    np.where(lowered.isin(["1", "true", "yes", "y", "t", "1.0"]).fillna(False), 1.0,
+                             np.where(lowered.isin(["0", "false", "no", "n", "f", "0.0"]).fillna(False), 0.0, np.nan)),
+                    index=frame.index,
+                )
+            else:
+                values[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
+        return pd.DataFrame(values, index=frame.index)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """LightGBM's input: float columns and ``pd.Categorical`` with the training categories."""
+        raw = self.raw_values(frame)
+        for name in self.categorical_names:
+            raw[name] = pd.Categorical(raw[name], categories=self.categories_[name])
+        return raw
+
+
+@dataclass
+class VelocityModel:
+    """Quantile LightGBM models of log(1 + days to close) for won deals."""
+
+    boosters: dict[str, lgb.Booster]  # "p10", "p50", "p90"
+    fallback_days: float
+
+    def predict_log(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+        preds = {q: np.asarray(b.predict(matrix, num_threads=0)) for q, b in self.boosters.items()}
+        # Quantile models are fitted separately and may cross; sort so P10 <= P50 <= P90.
+        stacked = np.sort(np.vstack([preds["p10"], preds["p50"], preds["p90"]]), axis=0)
+        return {"p10": stacked[0], "p50": stacked[1], "p90": stacked[2]}
+
+
+@dataclass
+class Calibrator:
+    """Maps raw log-odds to calibrated probabilities (isotonic or sigmoid, chosen on held-out data)."""
+
+    method: str
+    isotonic: IsotonicRegression | None = None
+    coef: float = 1.0
+    intercept: float = 0.0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "isotonic" and self.isotonic is not None:
+            return np.clip(self.isotonic.predict(raw), 1e-4, 1 - 1e-4)
+        if self.method == "sigmoid":
+            return _sigmoid(self.coef * raw + self.intercept)
+        return _sigmoid(raw)
+
+
+@dataclass
+class AccountScorer:
+    """Everything needed to score raw account records: preprocessing, models, calibration, tiers."""
+
+    features: list[FeatureInfo]
+    preprocessor: Preprocessor
+    propensity_booster: lgb.Booster
+    calibrator: Calibrator
+    velocity: VelocityModel | None
+    tier_thresholds: list[float]
+    default_amount: float
+    default_days: float
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def propensity_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        return self.calibrator(raw)
+
+    def tiers(self, propensity: np.ndarray) -> np.ndarray:
+        # thresholds are descending propensity cut-offs for A, B, C.
+        idx = np.searchsorted(-np.asarray(self.tier_thresholds), -propensity, side="right")
+        return np.asarray(TIER_NAMES, dtype=object)[idx]
+
+    def score(
+        self,
+        records: pd.DataFrame,
+        *,
+        k_up: int = 3,
+        k_down: int = 1,
+        with_reasons: bool = True,
+        with_velocity_reasons: bool = True,
+    ) -> pd.DataFrame:
+        """Score raw account records.
+
+        Args:
+            records: one row per account with the feature columns (missing ones become missing
+                values), and optionally ``account_id`` (or ``row_id``) and ``amount``.
+            k_up: factors raising the propensity to return per account.
+            k_down: factors lowering it.
+            with_reasons: add ``reasons`` (propensity) and ``velocity_reasons`` columns.
+            with_velocity_reasons: add velocity reasons when a velocity model exists.
+
+        Returns:
+            One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
+        """
+        records = records.reset_index(drop=True)
+        matrix = self.preprocessor.transform(records)
+        contrib = explain.contributions(self.propensity_booster, matrix) if with_reasons else None
+        raw = contrib.raw if contrib is not None else np.asarray(self.propensity_booster.predict(matrix, raw_score=True, num_threads=0))
+        propensity = self.propensity_from_raw(raw)
+
+        if self.velocity is not None:
+            log_days = self.velocity.predict_log(matrix)
+            days = {q: np.maximum(np.expm1(v), 0.0) for q, v in log_days.items()}
+        else:
+            days = {q: np.full(len(records), self.default_days) for q in ("p10", "p50", "p90")}
+
+        if AMOUNT in records.columns:
+            amount = pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
+            amount = np.where(np.isnan(amount), self.default_amount, amount)
+        else:
+            amount = np.full(len(records), self.default_amount)
+        expected_value = propensity * amount
+        # Sales velocity: value won per day of selling time.
+        priority = expected_value / np.maximum(days["p50"], 1.0)
+
+        if ACCOUNT_ID in records.columns:
+            account_id = records[ACCOUNT_ID].astype(str).to_numpy(dtype=object)
+        elif ROW_ID in records.columns:
+            account_id = records[ROW_ID].astype(str).to_numpy(dtype=object)
+        else:
+            account_id = np.array([str(i) for i in range(len(records))], dtype=object)
+
+        out = pd.DataFrame(
+            {
+                "account_id": account_id,
+                "propensity": propensity,
+                "score": np.clip(np.rint(propensity * 100), 1, 99).astype(int),
+                "tier": self.tiers(propensity),
+                "days_to_close_p10": days["p10"],
+                "days_to_close_p50": days["p50"],
+                "days_to_close_p90": days["p90"],
+                "amount": amount,
+                "expected_value": expected_value,
+                "priority": priority,
+            }
+        )
+        if with_reasons and contrib is not None:
+            raw_values = self.preprocessor.raw_values(records)
+
+            def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
+                return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
+
+            out["reasons"] = explain.reasons(
+                contrib, raw_values, self.features, k_up=k_up, k_down=k_down,
+                effect=probability_effect, effect_unit="probability_points",
+            )
+            if self.velocity is not None and with_velocity_reasons:
+                vcontrib = explain.contributions(self.velocity.boosters["p50"], matrix)
+
+                def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
+                    return np.expm1(with_c) - np.expm1(without_c)
+
+                out["velocity_reasons"] = explain.reasons(
+                    vcontrib, raw_values, self.features, k_up=k_up, k_down=k_down,
+                    effect=days_effect, effect_unit="days",
+                )
+        return out
+
+    def explain_full(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every feature's contribution (log-odds) per record, and the base value."""
+        matrix = self.preprocessor.transform(records.reset_index(drop=True))
+        contrib = explain.contributions(self.propensity_booster, matrix)
+        return pd.DataFrame(contrib.values, columns=contrib.feature_names), contrib.base

@@ -1,0 +1,113 @@
+"""Charts logged with every training run and embedded in the reports (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from abm_ml import metrics as m  # noqa: E402
+
+COLORS = {"abm-ml": "#1f6feb", "logistic_regression": "#8b949e", "rule_based_fit": "#d29922"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="perfect")
+    for name, p in predictions.items():
+        pts = m.calibration_curve_points(y, p, n_bins=10)
+        ax.errorbar(pts["mean_predicted"], pts["observed_rate"],
+                    yerr=[pts["observed_rate"] - pts["observed_low"], pts["observed_high"] - pts["observed_rate"]],
+                    marker="o", ms=3, lw=1.2, capsize=2, label=name, color=COLORS.get(name))
+    ax.set_xlabel("predicted win probability")
+    ax.set_ylabel("observed win rate (test)")
+    ax.set_title("Calibration on the holdout")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def gains_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, amounts: np.ndarray | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="random")
+    for name, p in predictions.items():
+        gains = m.cumulative_gains(y, p, amounts)
+        ax.plot(gains["fraction_worked"], gains["fraction_wins"], lw=1.5, label=name, color=COLORS.get(name))
+    ax.set_xlabel("share of accounts worked (by score)")
+    ax.set_ylabel("share of wins reached")
+    ax.set_title("Cumulative gains on the holdout")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def velocity_residuals_plot(days_true: np.ndarray, p50: np.ndarray, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    axes[0].scatter(days_true, p50, s=4, alpha=0.3, color="#1f6feb")
+    top = float(np.nanpercentile(np.concatenate([days_true, p50]), 99)) or 1.0
+    axes[0].plot([0, top], [0, top], ls="--", color="#999999")
+    axes[0].set_xlim(0, top)
+    axes[0].set_ylim(0, top)
+    axes[0].set_xlabel("actual days to close")
+    axes[0].set_ylabel("predicted P50 days")
+    axes[1].hist(p50 - days_true, bins=50, color="#8b949e")
+    axes[1].set_xlabel("predicted - actual days")
+    axes[1].set_title("Velocity residuals (won deals, holdout)")
+    return _save(fig, path)
+
+
+def shap_plots(values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directory: Path, *, top: int = 4) -> list[Path]:
+    """Beeswarm summary, mean |SHAP| bar chart and dependence plots of the top features."""
+    import shap
+
+    numeric = data.apply(lambda s: s.cat.codes.replace(-1, np.nan) if isinstance(s.dtype, pd.CategoricalDtype) else s).astype(float)
+    explanation = shap.Explanation(values=values, base_values=base, data=numeric.to_numpy(), feature_names=list(data.columns))
+    paths = []
+    plt.figure()
+    shap.plots.beeswarm(explanation, max_display=15, show=False)
+    plt.title("SHAP summary (log-odds contribution per account)")
+    paths.append(_save(plt.gcf(), directory / "shap_summary.png"))
+    plt.figure()
+    shap.plots.bar(explanation, max_display=15, show=False)
+    plt.title("Mean |SHAP| (log-odds)")
+    paths.append(_save(plt.gcf(), directory / "shap_importance.png"))
+    order = np.argsort(-np.abs(values).mean(axis=0))[:top]
+    for j in order:
+        name = data.columns[j]
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        column = data[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            frame = pd.DataFrame({"value": column.astype(object).fillna("(missing)"), "shap": values[:, j]})
+            stats = frame.groupby("value")["shap"].mean().sort_values()
+            stats = stats.iloc[np.r_[0:min(8, len(stats)), max(len(stats) - 8, 8):len(stats)]] if len(stats) > 16 else stats
+            ax.barh([str(i)[:28] for i in stats.index], stats.values, color="#1f6feb")
+            ax.set_xlabel("mean SHAP (log-odds)")
+        else:
+            ax.scatter(column.astype(float), values[:, j], s=4, alpha=0.35, color="#1f6feb")
+            ax.set_xlabel(name)
+            ax.set_ylabel("SHAP (log-odds)")
+        ax.set_title(f"Dependence: {name}")
+        paths.append(_save(fig, directory / f"shap_dependence_{name}.png"))
+    return paths
+
+
+def png_bytes(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def figure_to_png(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,89 @@
+"""Honest splits: train on the past, test on the most recent period, no account on both sides.
+
+With dates, closed deals are ordered by creation; the most recent ``test_fraction`` is the
+test set. Older rows of an account that also has a test row are held out of training (they
+would let the model recognise the account), and counted. The validation set (early stopping,
+calibration) is carved from the end of the training period the same way. Without dates the
+split is stratified by outcome and grouped by account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+
+from abm_ml.schema import ACCOUNT_ID, CREATED_AT, LOST, OUTCOME, WON
+from abm_ml.spec import DatasetSpec
+
+
+@dataclass
+class Split:
+    """Row positions (into the dataset frame) of each part, and how the split was made."""
+
+    method: str
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    held_out: np.ndarray
+    """Rows used nowhere because their account appears in a later part."""
+    test_start: str | None = None
+    valid_start: str | None = None
+
+    def describe(self) -> dict:
+        info = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
+        info.update({f"n_{k}": int(len(getattr(self, k))) for k in ("train", "valid", "test", "held_out")})
+        return info
+
+
+def _time_cut(frame: pd.DataFrame, positions: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Timestamp]:
+    """Split ``positions`` into (older, recent, held out) by creation time, grouped by account."""
+    created = frame[CREATED_AT].to_numpy()[positions]
+    order = np.argsort(created, kind="stable")
+    cut_at = int(round(len(positions) * (1 - fraction)))
+    cutoff = created[order[min(cut_at, len(order) - 1)]]
+    recent = positions[created >= cutoff]
+    accounts_recent = set(frame[ACCOUNT_ID].to_numpy()[recent])
+    older_all = positions[created < cutoff]
+    shared = np.isin(frame[ACCOUNT_ID].to_numpy()[older_all], list(accounts_recent))
+    return older_all[~shared], recent, older_all[shared], pd.Timestamp(cutoff)
+
+
+def _grouped_stratified(frame: pd.DataFrame, positions: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    y = (frame[OUTCOME].to_numpy()[positions] == WON).astype(int)
+    groups = frame[ACCOUNT_ID].to_numpy()[positions]
+    if pd.Series(groups).is_unique:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        keep, take = next(splitter.split(positions, y))
+    else:
+        n_splits = max(2, int(round(1 / fraction)))
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        keep, take = next(splitter.split(positions, y, groups))
+    return positions[np.sort(keep)], positions[np.sort(take)]
+
+
+def make_split(frame: pd.DataFrame, spec: DatasetSpec, *, seed: int = 42) -> Split:
+    """Split the closed deals of ``frame`` into train, validation and test parts."""
+    closed = np.flatnonzero(frame[OUTCOME].isin([WON, LOST]).to_numpy())
+    method = spec.split.method
+    if method == "auto":
+        method = "time" if spec.has_dates and frame[CREATED_AT].iloc[closed].notna().all() else "stratified"
+    if method == "time":
+        rest, test, held_test, test_start = _time_cut(frame, closed, spec.split.test_fraction)
+        valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)
+        train, valid, held_valid, valid_start = _time_cut(frame, rest, valid_fraction)
+        return Split(
+            method="time",
+            train=train,
+            valid=valid,
+            test=test,
+            held_out=np.sort(np.concatenate([held_test, held_valid])),
+            test_start=str(test_start.date()),
+            valid_start=str(valid_start.date()),
+        )
+    rest, test = _grouped_stratified(frame, closed, spec.split.test_fraction, seed)
+    valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)
+    train, valid = _grouped_stratified(frame, rest, valid_fraction, seed + 1)
+    return Split(method="stratified", train=train, valid=valid, test=test, held_out=np.array([], dtype=int))
