@@ -207,6 +207,282 @@ def models() -> None:
     console.print(table)
 
 
+ModelOpt = Annotated[str, typer.Option("--model", help="Registered model alias ('champion', 'challenger') or version number.")]
+
+
+def _load_model(ref: str):  # noqa: ANN202
+    from abm_ml import tracking
+    from abm_ml.registry import load_scorer
+
+    tracking.configure()
+    return load_scorer(cfg.registered_model_name(), ref)
+
+
+def _metrics_rich_table(title: str, frame) -> Table:  # noqa: ANN001 - a DataFrame
+    table = Table(title=title)
+    table.add_column("metric")
+    for column in frame.columns:
+        table.add_column(column)
+    for idx, row in frame.iterrows():
+        table.add_row(str(idx), *[str(v) for v in row])
+    return table
+
+
+@app.command()
+def rank(
+    accounts: Annotated[str, typer.Argument(help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query.")],
+    table: Annotated[Optional[str], typer.Option(help="Table to read when ACCOUNTS is a database URL.")] = None,
+    query: Annotated[Optional[str], typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")] = None,
+    model: ModelOpt = "champion",
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Date the ranking is as of (default today).")] = None,
+    tiers: Annotated[str, typer.Option(help="Accounts in ABM tiers 1:1, 1:few, 1:many, in that order; the rest are nurture.")] = "10,50,500",
+    segment: Annotated[Optional[list[str]], typer.Option(help="Only these segments (repeat the option for several).")] = None,
+    region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
+    owner: Annotated[Optional[list[str]], typer.Option(help="Only accounts of these owners.")] = None,
+    sort_by: Annotated[str, typer.Option(help="Order by priority (p_win x deal size / days), propensity or expected_value.")] = "priority",
+    out: Annotated[Optional[Path], typer.Option(help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv.")] = None,
+    show: Annotated[int, typer.Option(help="Rows to show in the terminal.")] = 15,
+    history: Annotated[bool, typer.Option(help="Store the run in the score history and show movement since the last run.")] = True,
+    history_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/).")] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
+) -> None:
+    """Rank accounts: who to work first, in which ABM tier, and why.
+
+    Writes the ranked list, a file of accounts that could not be scored (with the reason),
+    and an HTML report; prints the top of the list.
+    """
+    from abm_ml.rank import load_accounts, parse_tiers, rank_accounts, write_ranked
+
+    sizes = parse_tiers(tiers)
+    scorer, version = _load_model(model)
+    with console.status("Reading accounts..."):
+        frame = load_accounts(accounts, table=table, query=query)
+    with console.status(f"Scoring {len(frame):,} accounts..."):
+        result = rank_accounts(
+            scorer, frame, tiers=sizes, as_of=as_of, filters={"segment": segment or [], "region": region or [], "owner": owner or []},
+            sort_by=sort_by, model_name=cfg.registered_model_name(), model_version=str(version.version),
+        )
+    if history:
+        from abm_ml.history import record_run
+
+        url = history_url or cfg.history_url()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        result.ranked = record_run(result.ranked, url)
+    folder = cfg.reports_dir() / "rankings"
+    out = out or folder / f"ranking-{result.meta['as_of']}.csv"
+    write_ranked(result.ranked, out)
+    unscorable_path = out.with_name(out.stem + "-unscorable.csv")
+    result.unscorable.to_csv(unscorable_path, index=False)
+    shown = Table(title=f"Top accounts as of {result.meta['as_of']} (model v{version.version})")
+    for column in ("rank", "account_id", "abm_tier", "score", "days_to_close_p50", "expected_value", "top_reasons", "movement"):
+        if column in result.ranked.columns:
+            shown.add_column(column.replace("_", " "))
+    for _, row in result.ranked.head(show).iterrows():
+        cells = []
+        for column in ("rank", "account_id", "abm_tier", "score", "days_to_close_p50", "expected_value", "top_reasons", "movement"):
+            if column not in result.ranked.columns:
+                continue
+            value = row[column]
+            cells.append(f"{value:,.0f}" if column in ("days_to_close_p50", "expected_value") else str(value))
+        shown.add_row(*cells)
+    console.print(shown)
+    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
+    if result.meta["unscorable"]:
+        console.print(f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}")
+    if report:
+        from abm_ml.report import ranking_report
+
+        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
+        console.print(f"Report -> {html}")
+
+
+def _model_card(version) -> str | None:  # noqa: ANN001 - an MLflow ModelVersion
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{version.run_id}/model_card.md")
+    except Exception:  # noqa: BLE001 - a report without the card is still useful
+        return None
+
+
+@app.command()
+def explain(
+    account_id: Annotated[str, typer.Argument(help="The account (or opportunity) id to explain.")],
+    accounts: Annotated[Optional[str], typer.Option(help="Accounts file (CSV/Parquet) holding the account.")] = None,
+    spec: Annotated[Optional[Path], typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used).")] = None,
+    model: ModelOpt = "champion",
+    top: Annotated[int, typer.Option(help="Factors to list; the rest are summed.")] = 10,
+    png: Annotated[Optional[Path], typer.Option(help="Write a SHAP waterfall plot to this PNG file.")] = None,
+) -> None:
+    """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
+    from abm_ml.explain import breakdown
+    from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
+
+    if (accounts is None) == (spec is None):
+        raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
+    if spec is not None:
+        from abm_ml.spec import load_spec
+        from abm_ml.validate import load_dataset
+
+        frame = load_dataset(load_spec(spec)).frame
+    else:
+        from abm_ml.rank import load_accounts
+
+        frame = load_accounts(accounts)
+    ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
+    if not ids:
+        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
+    match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
+    if match.empty:
+        raise AbmInputError(f"account {account_id!r} not found", source=str(accounts or spec), field="account_id")
+    if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
+        match = match.sort_values(CREATED_AT)
+    record = match.tail(1)
+    scorer, version = _load_model(model)
+    factors, totals = breakdown(scorer, record)
+    console.print(f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)")
+    console.print(f"Base rate: {totals['base_probability']:.1%} (an average account in training)")
+    table = Table()
+    table.add_column("factor")
+    table.add_column("push", justify="right")
+    table.add_column("log-odds", justify="right")
+    for row in factors.head(top).itertuples():
+        colour = "green" if row.log_odds > 0 else "red"
+        table.add_row(row.text, f"[{colour}]{row.probability_points * 100:+.1f} pts[/]", f"{row.log_odds:+.3f}")
+    rest = factors.iloc[top:]
+    if len(rest):
+        table.add_row(f"{len(rest)} other factors", "", f"{rest['log_odds'].sum():+.3f}")
+    console.print(table)
+    console.print(f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})")
+    if png:
+        from abm_ml.plots import waterfall_plot
+
+        waterfall_plot(factors, totals["base_log_odds"], png, title=f"Why account {account_id} scores {totals['propensity']:.0%}")
+        console.print(f"Waterfall -> {png}")
+
+
+@app.command()
+def evaluate(
+    spec: SpecArg,
+    model: ModelOpt = "champion",
+    since: Annotated[Optional[str], typer.Option(help="Only deals created on or after this date.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
+) -> None:
+    """Evaluate a registered model on a dataset's closed deals (on its recorded holdout when it is the training data)."""
+    import pandas as pd
+
+    from abm_ml import metrics as m
+    from abm_ml.schema import CREATED_AT, DAYS_TO_CLOSE, OUTCOME, WON
+    from abm_ml.spec import load_spec
+    from abm_ml.validate import load_dataset
+
+    dataset = load_dataset(load_spec(spec))
+    scorer, version = _load_model(model)
+    frame = dataset.frame[dataset.frame[OUTCOME].isin(["won", "lost"])]
+    where = "all closed deals"
+    if since:
+        frame = frame[frame[CREATED_AT] >= pd.Timestamp(since)]
+        where = f"closed deals created since {since}"
+    elif scorer.metadata.get("dataset_sha256") == dataset.sha256:
+        import mlflow
+
+        holdout = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="data/holdout.parquet"))
+        frame = frame[frame["row_id"].isin(set(holdout["row_id"]))]
+        where = "the training run's holdout (this is the data the model was trained on)"
+    if frame.empty or frame[OUTCOME].nunique() < 2:
+        raise AbmInputError(f"no won and lost deals to evaluate on ({where})", source=str(spec))
+    scored = scorer.score(frame, with_reasons=False)
+    y = (frame[OUTCOME].to_numpy() == WON).astype(int)
+    result = m.propensity_metrics(y, scored["propensity"].to_numpy(), n_boot=n_boot)
+    console.print(_metrics_rich_table(f"Model v{version.version} on {dataset.spec.name}: {where}", m.metrics_table({"abm-ml": result})))
+    won = (y == 1) & frame[DAYS_TO_CLOSE].notna().to_numpy()
+    if won.sum() >= 10:
+        v = m.velocity_metrics(frame[DAYS_TO_CLOSE].to_numpy()[won], scored["days_to_close_p50"].to_numpy()[won],
+                               scored["days_to_close_p10"].to_numpy()[won], scored["days_to_close_p90"].to_numpy()[won],
+                               baseline_days=scorer.default_days, n_boot=n_boot)
+        console.print(_metrics_rich_table("Deal velocity (won deals)", m.metrics_table({"abm-ml": v})))
+    if m.is_no_better_than_chance(result):
+        console.print("[bold red]No better than chance on this data.[/]")
+
+
+@app.command()
+def deploy(
+    model: ModelOpt = "champion",
+) -> None:
+    """Import a registered model version into the BentoML model store for serving."""
+    from abm_ml.serving import deploy as do_deploy
+
+    tag = do_deploy(model)
+    console.print(f"Imported into the BentoML store as {tag}. Start it with: abm-ml serve --model {model}")
+
+
+@app.command()
+def serve(
+    model: ModelOpt = "champion",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve scores over HTTP (BentoML): /score, /rank, /explain, /healthz, /readyz, /metadata."""
+    from abm_ml.serving import serve as do_serve
+
+    do_serve(host=host, port=port, alias=model, workers=workers)
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int, typer.Option(help="Accounts in the synthetic world.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """The whole main job on synthetic data: synthesize, validate, train, register, promote, rank, report."""
+    from abm_ml import tracking
+    from abm_ml.errors import ModelNotPromotableError
+    from abm_ml.registry import promote as do_promote
+    from abm_ml.report import training_report
+    from abm_ml.spec import load_spec
+    from abm_ml.train import TrainConfig, train_models
+    from abm_ml.validate import load_dataset
+
+    started = time.perf_counter()
+    world_dir = cfg.data_dir() / "synth"
+    console.rule("1. Synthesize a world")
+    synth(accounts=accounts, seed=seed, out=world_dir, as_of=None)
+    console.rule("2. Validate and train")
+    spec_path = cfg.specs_dir() / "synthetic-abm.yaml"
+    os.environ.setdefault("ABM_ML_SYNTH_DIR", str(world_dir))
+    dataset = load_dataset(load_spec(spec_path))
+    console.print(f"{dataset.summary.accepted:,} opportunities accepted, {dataset.summary.rejected:,} rejected.")
+    with console.status("Training propensity and velocity models..."):
+        result = train_models(dataset, TrainConfig(seed=seed))
+    from abm_ml import metrics as m
+    from abm_ml.card import verdict
+
+    console.print(_metrics_rich_table("Propensity to buy on the holdout", m.metrics_table(result.propensity)))
+    console.print(verdict(result))
+    console.rule("3. Register and promote")
+    with console.status("Logging to MLflow..."):
+        info = tracking.log_training(result)
+    console.print(f"Registered {info['model_name']} v{info['version']} as 'challenger' (run {info['run_id']}).")
+    try:
+        decision = do_promote()
+        console.print(f"Champion: v{decision.version} ({decision.reason}).")
+    except ModelNotPromotableError as error:
+        console.print(f"[yellow]Not promoted[/]: {error}")
+    report_path = training_report(result, cfg.reports_dir() / "training" / f"{dataset.spec.name}-v{info['version']}.html",
+                                  run_id=info["run_id"], version=info["version"], model_name=info["model_name"])
+    console.rule("4. Rank accounts")
+    rank(accounts=str(world_dir / "scoring_rows.parquet"), table=None, query=None, model="champion",
+         as_of=str(result.dataset.frame["created_at"].max().date()), tiers="10,50,500", segment=None, region=None, owner=None,
+         sort_by="priority", out=None, show=10, history=True, history_url=None, report=True)
+    console.rule("Done")
+    console.print(f"Training report -> {report_path}")
+    console.print(f"MLflow store    -> {cfg.tracking_uri()}  (browse: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri()})")
+    console.print(f"Rankings        -> {cfg.reports_dir() / 'rankings'}")
+    console.print("Serve scores    -> .venv/bin/abm-ml serve   (then POST records to http://127.0.0.1:3000/score)")
+    console.print(f"Demo took {time.perf_counter() - started:.0f} s.")
+
+
 def main() -> None:
     """Console entry point: user mistakes exit 2 with one line, anything else exits 1."""
     try:

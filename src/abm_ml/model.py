@@ -71,7 +71,13 @@ class Preprocessor:
         """Feature values as given, coerced to their type (numbers parsed, categories as text)."""
         values = {}
         for feature in self.features:
-            column = frame[feature.name] if feature.name in frame.columns else pd.Series(np.nan, index=frame.index)
+            # Records may use the model's feature names or the CRM export's own column names.
+            if feature.name in frame.columns:
+                column = frame[feature.name]
+            elif feature.column in frame.columns:
+                column = frame[feature.column]
+            else:
+                column = pd.Series(np.nan, index=frame.index)
             if feature.type == "categorical":
                 text = column.astype(object)
                 values[feature.name] = text.where(text.notna(), np.nan).map(

@@ -111,3 +111,20 @@ def figure_to_png(fig: plt.Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def waterfall_plot(factors: pd.DataFrame, base_log_odds: float, path: Path, *, title: str, max_display: int = 12) -> Path:
+    """SHAP waterfall of one account: from the base log-odds to its own, factor by factor."""
+    import shap
+
+    labels = [f"{t}" for t in factors["text"]]
+    explanation = shap.Explanation(
+        values=factors["log_odds"].to_numpy(dtype=float),
+        base_values=base_log_odds,
+        data=np.array([str(v) if v is not None else "" for v in factors["value"]], dtype=object),
+        feature_names=labels,
+    )
+    plt.figure()
+    shap.plots.waterfall(explanation, max_display=max_display, show=False)
+    plt.title(title)
+    return _save(plt.gcf(), path)

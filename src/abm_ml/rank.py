@@ -1,0 +1,186 @@
+"""Batch ranking for sales ops: who to work first, in which ABM tier, and why.
+
+Accounts come from a CSV/Parquet file or a SQL table/query, are scored by a registered model
+(the same :meth:`AccountScorer.score` as everywhere), sorted by priority, and cut into ABM
+tiers by capacity: with ``tiers=(10, 50, 500)`` the first 10 accounts are 1:1, the next 50
+1:few, the next 500 1:many, the rest nurture. Accounts that cannot be scored (no id, a
+repeated id, an unparseable number, no feature at all) go to a separate table with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from abm_ml.errors import AbmInputError
+from abm_ml.explain import reasons_as_text
+from abm_ml.model import AccountScorer
+from abm_ml.readers import SOURCE_ROW, read_table
+from abm_ml.schema import ACCOUNT_ID, ROW_ID
+from abm_ml.spec import SourceSpec
+
+ABM_TIERS = ("1:1", "1:few", "1:many")
+NURTURE = "nurture"
+FILTER_COLUMNS = ("segment", "region", "owner")
+SORT_KEYS = ("priority", "propensity", "expected_value")
+CHUNK_ROWS = 100_000
+"""Rows scored at a time: bounds memory on million-account files."""
+
+
+@dataclass
+class RankResult:
+    """The ranked accounts, the ones that could not be scored, and how the run was made."""
+
+    ranked: pd.DataFrame
+    unscorable: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+
+def load_accounts(source: str | Path, *, table: str | None = None, query: str | None = None) -> pd.DataFrame:
+    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query."""
+    text = str(source)
+    if "://" in text:
+        spec = SourceSpec(url=text, table=table, query=query if not table else None)
+    else:
+        spec = SourceSpec(path=str(Path(text).resolve()))
+    return read_table(spec).frame
+
+
+def parse_tiers(text: str) -> tuple[int, ...]:
+    """'10,50,500' -> (10, 50, 500): accounts in 1:1, 1:few and 1:many."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise AbmInputError(f"tiers must be whole numbers separated by commas, got {text!r}", field="--tiers") from None
+    if not 1 <= len(sizes) <= 3 or any(s < 0 for s in sizes):
+        raise AbmInputError(f"give one to three non-negative tier sizes (1:1, 1:few, 1:many), got {text!r}", field="--tiers")
+    return sizes
+
+
+def abm_tiers(n: int, sizes: tuple[int, ...]) -> np.ndarray:
+    """ABM tier of each position in a ranked list of ``n`` accounts."""
+    out = np.full(n, NURTURE, dtype=object)
+    start = 0
+    for name, size in zip(ABM_TIERS, sizes):
+        out[start : start + size] = name
+        start += size
+    return out
+
+
+def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
+    """The reason each account cannot be scored, or NA."""
+    reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
+
+    def add(mask: pd.Series, reason: str | pd.Series) -> None:
+        fresh = mask & reasons.isna()
+        reasons[fresh] = reason[fresh] if isinstance(reason, pd.Series) else reason
+
+    id_column = ACCOUNT_ID if ACCOUNT_ID in accounts.columns else ROW_ID if ROW_ID in accounts.columns else None
+    if id_column is None:
+        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
+    ids = accounts[id_column].astype("string").str.strip()
+    add(ids.isna() | (ids == ""), "missing account_id")
+    add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
+    present = pd.Series(False, index=accounts.index)
+    for feature in scorer.features:
+        name = feature.name if feature.name in accounts.columns else feature.column if feature.column in accounts.columns else None
+        if name is None:
+            continue
+        column = accounts[name]
+        blank = column.isna() | (column.astype("string").str.strip() == "").fillna(True)
+        present |= ~blank
+        if feature.type != "categorical" and not pd.api.types.is_numeric_dtype(column):
+            parsed = scorer.preprocessor.raw_values(accounts[[name]].rename(columns={name: feature.name}))[feature.name]
+            bad = parsed.isna() & ~blank
+            add(bad, f"unparseable value in {name!r}: " + column.astype(str))
+    add(~present, "no feature values at all")
+    return reasons
+
+
+def rank_accounts(
+    scorer: AccountScorer,
+    accounts: pd.DataFrame,
+    *,
+    tiers: tuple[int, ...] = (10, 50, 500),
+    as_of: str | None = None,
+    filters: dict[str, list[str]] | None = None,
+    sort_by: str = "priority",
+    model_name: str = "",
+    model_version: str = "",
+    k_up: int = 3,
+) -> RankResult:
+    """Score, sort and tier accounts; list the unscorable ones with their reasons."""
+    if sort_by not in SORT_KEYS:
+        raise AbmInputError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="--sort-by")
+    as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
+    accounts = accounts.reset_index(drop=True)
+    if ACCOUNT_ID not in accounts.columns and ROW_ID in accounts.columns:
+        accounts = accounts.assign(**{ACCOUNT_ID: accounts[ROW_ID]})
+    n_read = len(accounts)
+    for column, wanted in (filters or {}).items():
+        if not wanted:
+            continue
+        if column not in accounts.columns:
+            raise AbmInputError(f"cannot filter by {column!r}: the accounts have no such column", field=f"--{column}")
+        accounts = accounts[accounts[column].astype(str).isin([str(w) for w in wanted])].reset_index(drop=True)
+
+    reasons = _unscorable(accounts, scorer)
+    bad = reasons.notna()
+    unscorable = accounts[bad].copy()
+    unscorable.insert(0, "reason", reasons[bad].astype(str))
+    if SOURCE_ROW in unscorable.columns:
+        unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
+    good = accounts[~bad].reset_index(drop=True)
+
+    parts = []
+    for start in range(0, len(good), CHUNK_ROWS):
+        chunk = good.iloc[start : start + CHUNK_ROWS]
+        scored = scorer.score(chunk, k_up=k_up, k_down=1, with_velocity_reasons=False)
+        scored["top_reasons"] = [reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]]
+        scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]]
+        for column in FILTER_COLUMNS:
+            if column in chunk.columns:
+                scored[column] = chunk[column].to_numpy()
+        parts.append(scored)
+    ranked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["account_id", "propensity", sort_by])
+    ranked = ranked.sort_values([sort_by, "propensity"], ascending=False, kind="stable", ignore_index=True)
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    ranked.insert(2, "abm_tier", abm_tiers(len(ranked), tiers))
+    ranked["model_name"] = model_name
+    ranked["model_version"] = str(model_version)
+    ranked["as_of"] = as_of
+    meta = {
+        "as_of": as_of,
+        "accounts_read": n_read,
+        "accounts_after_filters": int(len(accounts)),
+        "ranked": int(len(ranked)),
+        "unscorable": int(len(unscorable)),
+        "tiers": dict(zip(ABM_TIERS, tiers)),
+        "sort_by": sort_by,
+        "filters": {k: v for k, v in (filters or {}).items() if v},
+        "model_name": model_name,
+        "model_version": str(model_version),
+    }
+    return RankResult(ranked=ranked, unscorable=unscorable.reset_index(drop=True), meta=meta)
+
+
+OUTPUT_COLUMNS = (
+    "rank", "account_id", "abm_tier", "tier", "propensity", "score", "days_to_close_p10", "days_to_close_p50",
+    "days_to_close_p90", "amount", "expected_value", "priority", "top_reasons", "risk", "movement",
+    "segment", "region", "owner", "model_name", "model_version", "as_of",
+)
+
+
+def write_ranked(ranked: pd.DataFrame, path: Path) -> Path:
+    """CSV or Parquet (by suffix) with the columns sales ops read; structured reasons stay out."""
+    columns = [c for c in OUTPUT_COLUMNS if c in ranked.columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = ranked[columns]
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, float_format="%.4f")
+    return path
