@@ -1,0 +1,411 @@
+"""Score history: every ranking run in a SQL table, and each account's movement since the last run.
+
+A run is stored in ``abm_score_history`` (created on first use with portable SQLAlchemy Core
+types, so a SQLite file, PostgreSQL or any other SQLAlchemy URL works), one row per account,
+keyed by ``(account_id, model_version, as_of)``. Re-running the same model version for the same
+as-of date replaces that run's rows (delete + insert in one transaction), so a run repeated
+after a fix leaves no duplicates and no stale accounts.
+
+Movement compares each account with its *previous entry*: its latest row ordered by
+``(as_of, run_at)`` that comes before this run, whatever the model version, never the row
+this run is writing. The text in ``movement`` follows these rules, parts joined by ", ":
+
+* no previous entry: ``"new"``;
+* the score: ``"score +18"``, ``"score -5"`` or ``"score unchanged"``;
+* the ABM tier, when it changed: ``"entered tier 1:1"`` when the account moved up (towards 1:1),
+  ``"left tier 1:few"`` (the tier it had) when it moved down; a tier outside the known order
+  reads ``"tier A → B"``;
+* the rank, only when the ABM tier is the same named tier (not nurture) and the rank changed:
+  ``"rank 12 → 5"``. Ranks in nurture move every week and mean little, so they are left out.
+
+Timestamps (``run_at``) are stored as fixed-width UTC ISO text, which sorts in time order on
+every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.rank.rank_accounts` writes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from abm_ml.errors import AbmInputError
+
+ABM_TIERS = ("1:1", "1:few", "1:many")
+NURTURE = "nurture"
+"""The same tiers as :mod:`abm_ml.rank`, repeated so that reading history does not import the
+model stack (LightGBM, SHAP, MLflow take seconds to load); a test keeps the two in step."""
+TABLE_NAME = "abm_score_history"
+KEY_COLUMNS = ("account_id", "model_version", "as_of")
+REQUIRED_COLUMNS = ("account_id", "model_version", "as_of", "score")
+OPTIONAL_COLUMNS = ("model_name", "rank", "abm_tier", "tier", "propensity", "priority", "expected_value")
+INT_COLUMNS = ("rank", "score")
+FLOAT_COLUMNS = ("propensity", "priority", "expected_value")
+HISTORY_COLUMNS = (
+    "account_id", "model_version", "as_of", "run_at", "model_name", "rank", "abm_tier", "tier",
+    "propensity", "score", "priority", "expected_value",
+)
+TIER_ORDER = {name: position for position, name in enumerate((*ABM_TIERS, NURTURE))}
+"""Lower is better: 1:1 before 1:few before 1:many before nurture."""
+INSERT_CHUNK = 20_000
+"""Rows per executemany call: bounds the size of one parameter list on 100k-account runs."""
+RUN_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        TABLE_NAME,
+        metadata,
+        sa.Column("account_id", sa.String(255), primary_key=True),
+        sa.Column("model_version", sa.String(64), primary_key=True),
+        sa.Column("as_of", sa.String(10), primary_key=True),
+        sa.Column("run_at", sa.String(32), nullable=False),
+        sa.Column("model_name", sa.String(255)),
+        sa.Column("rank", sa.Integer),
+        sa.Column("abm_tier", sa.String(16)),
+        sa.Column("tier", sa.String(8)),
+        sa.Column("propensity", sa.Float),
+        sa.Column("score", sa.Integer),
+        sa.Column("priority", sa.Float),
+        sa.Column("expected_value", sa.Float),
+        # Finds one run's rows (delete on re-run, the join that looks up previous entries)
+        # without scanning every week ever stored.
+        sa.Index(f"ix_{TABLE_NAME}_run", "as_of", "model_version"),
+    )
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, fit for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL still must not leak what looks like a password
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+
+
+def _scrub(text: str, url: str) -> str:
+    """First line of a driver's error, with the URL's password masked should the driver echo it."""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else type(text).__name__
+    try:
+        password = sa.engine.make_url(url).password
+    except Exception:  # noqa: BLE001
+        password = None
+    return line.replace(str(password), "***") if password else line
+
+
+def _engine(url: str, *, create_sqlite_folder: bool) -> sa.Engine:
+    """An engine for ``url``; bad URLs, unknown drivers and missing SQLite files become AbmInputError."""
+    shown = safe_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception as error:  # noqa: BLE001 - any URL problem is the user's input
+        raise AbmInputError(f"not a valid database URL ({_scrub(error, url)})", source=shown) from None
+    connect_args: dict = {}
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database)
+        if create_sqlite_folder:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise AbmInputError(f"cannot create the folder of the SQLite file ({error.strerror})", source=shown) from None
+        elif not path.is_file():
+            # Reading must not leave an empty database file behind a mistyped path.
+            raise AbmInputError("no such SQLite file", source=shown)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query and "+psycopg" in parsed.drivername:
+        # An unreachable host should fail in seconds, not after the OS's TCP timeout.
+        connect_args["connect_timeout"] = 10
+    try:
+        return sa.create_engine(parsed, connect_args=connect_args)
+    except Exception as error:  # noqa: BLE001 - unknown dialect, missing driver
+        raise AbmInputError(f"cannot open database ({_scrub(error, url)})", source=shown) from None
+
+
+def _run_at(value: str | None) -> str:
+    try:
+        stamp = pd.Timestamp(value) if value else pd.Timestamp.now(tz="UTC")
+    except ValueError:
+        raise AbmInputError(f"run_at must be a timestamp, got {value!r}", field="run_at") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime(RUN_AT_FORMAT)
+
+
+def _plain(values: pd.Series) -> list:
+    """Python values with None for missing (drivers reject numpy scalars, NaN and pd.NA)."""
+    values = values.astype(object)
+    return values.where(values.notna(), None).tolist()
+
+
+def _column_values(ranked: pd.DataFrame, name: str) -> list:
+    """One history column of the run as Python values, converted to the column's type."""
+    if name not in ranked.columns:
+        return [None] * len(ranked)
+    column = ranked[name]
+    if name in INT_COLUMNS:
+        return _plain(pd.to_numeric(column, errors="coerce").round().astype("Int64"))
+    if name in FLOAT_COLUMNS:
+        return _plain(pd.to_numeric(column, errors="coerce").astype(float))
+    return _plain(column.astype("string"))
+
+
+def _check(ranked: pd.DataFrame, shown: str) -> tuple[str, str]:
+    """The run's (model_version, as_of); refuses frames that cannot be one run."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in ranked.columns]
+    if missing:
+        raise AbmInputError(f"the ranked accounts have no {', '.join(map(repr, missing))} column", source=shown, field=missing[0])
+    keys = ranked[["model_version", "as_of"]].astype(str).drop_duplicates()
+    if len(keys) != 1:
+        raise AbmInputError(f"one run has one model version and one as-of date, got {len(keys)} combinations", source=shown, field="model_version, as_of")
+    ids = ranked["account_id"].astype(str)
+    if ranked["account_id"].isna().any() or ids.duplicated().any():
+        first = ids[ids.duplicated()].iloc[0] if ids.duplicated().any() else "missing"
+        raise AbmInputError(f"account ids must be present and unique in a run (first offender: {first})", source=shown, field="account_id")
+    version, as_of = keys.iloc[0]
+    try:
+        return version, str(pd.Timestamp(as_of).date())
+    except ValueError:
+        raise AbmInputError(f"as_of must be a date (YYYY-MM-DD), got {as_of!r}", source=shown, field="as_of") from None
+
+
+def movement_text(
+    score: float | None,
+    previous_score: float | None,
+    abm_tier: str | None,
+    previous_abm_tier: str | None,
+    rank: int | None,
+    previous_rank: int | None,
+    seen: bool,
+) -> str:
+    """One account's movement since its previous entry (rules in the module docstring).
+
+    Args:
+        score: This run's score; None when unknown.
+        previous_score: The previous entry's score; None when unknown.
+        abm_tier: This run's ABM tier.
+        previous_abm_tier: The previous entry's ABM tier.
+        rank: This run's rank.
+        previous_rank: The previous entry's rank.
+        seen: Whether the account has a previous entry at all.
+
+    Returns:
+        For example ``"new"``, ``"score +18, entered tier 1:1"`` or ``"score unchanged, rank 12 → 5"``.
+    """
+    if not seen:
+        return "new"
+    parts = []
+    # Plain None checks (not pd.isna): this runs once per account, 100k times a run.
+    if score is not None and previous_score is not None:
+        delta = round(float(score) - float(previous_score))
+        parts.append(f"score {delta:+d}" if delta else "score unchanged")
+    if abm_tier != previous_abm_tier:
+        now, before = TIER_ORDER.get(abm_tier), TIER_ORDER.get(previous_abm_tier)
+        if now is None or before is None:
+            parts.append(f"tier {previous_abm_tier} → {abm_tier}")
+        elif now < before:
+            parts.append(f"entered tier {abm_tier}")
+        else:
+            parts.append(f"left tier {previous_abm_tier}")
+    elif abm_tier in ABM_TIERS and rank is not None and previous_rank is not None and int(rank) != int(previous_rank):
+        parts.append(f"rank {int(previous_rank)} → {int(rank)}")
+    return ", ".join(parts) or "no change"
+
+
+def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> pd.DataFrame:
+    """Store one ranking run and return it with each account's movement since its previous entry.
+
+    Args:
+        ranked: The ranked accounts of one run (one ``model_version`` and one ``as_of``), as
+            :func:`abm_ml.rank.rank_accounts` makes them; needs ``account_id``, ``model_version``,
+            ``as_of`` and ``score``, stores ``rank``, ``abm_tier``, ``tier`` and the other
+            history columns when present.
+        url: SQLAlchemy URL of the history database (see :func:`abm_ml.config.history_url`).
+        run_at: When the run was made (any timestamp pandas parses; naive means UTC); now by default.
+
+    Returns:
+        A copy of ``ranked`` with ``previous_score``, ``previous_abm_tier``, ``previous_rank``
+        (missing for new accounts) and ``movement``. An empty ``ranked`` stores nothing and
+        comes back with the empty columns.
+
+    Raises:
+        AbmInputError: The URL is invalid, the database cannot be reached or written, or the
+            frame is not one run with unique account ids.
+    """
+    shown = safe_url(url)
+    if ranked.empty:
+        # Nothing was ranked (e.g. filters left no account): no run to store, nothing moved.
+        empty = pd.DataFrame({"account_id": pd.Series(dtype=object), "score": [], "abm_tier": [], "rank": []})
+        return _with_movement(ranked.assign(account_id=ranked.get("account_id", pd.Series(dtype=object))), empty)
+    version, as_of = _check(ranked, shown)
+    stamp = _run_at(run_at)
+    constant = {"model_version": version, "as_of": as_of, "run_at": stamp}
+    columns = [
+        [constant[name]] * len(ranked) if name in constant else _column_values(ranked, name)
+        for name in HISTORY_COLUMNS
+    ]
+    columns[HISTORY_COLUMNS.index("account_id")] = ranked["account_id"].astype(str).tolist()
+    # Tuples in HISTORY_COLUMNS order, sorted by account: the primary key's B-tree then grows
+    # at one end instead of taking 100k random inserts.
+    records = sorted(zip(*columns), key=lambda record: record[0])
+
+    metadata = sa.MetaData()
+    table = _table(metadata)
+    engine = _engine(url, create_sqlite_folder=True)
+    # The bulk paths talk to the DBAPI cursor directly, so its errors arrive unwrapped.
+    database_errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
+    try:
+        with engine.begin() as connection:
+            metadata.create_all(connection, checkfirst=True)
+            _check_schema(connection, shown)
+            # Delete + insert rather than an upsert: portable, and a re-run that dropped an
+            # account must not keep that account's stale row.
+            connection.execute(table.delete().where(table.c.model_version == version, table.c.as_of == as_of))
+            _bulk_insert(connection, table, records)
+            previous = _previous_entries(connection, table, version, as_of, stamp)
+    except AbmInputError:
+        raise
+    except database_errors as error:
+        raise AbmInputError(f"cannot write the score history ({_scrub(getattr(error, 'orig', None) or error, url)})", source=shown) from None
+    finally:
+        engine.dispose()
+    return _with_movement(ranked, previous)
+
+
+def _check_schema(connection: sa.Connection, shown: str) -> None:
+    """Refuses a pre-existing table of the same name that is not a score history."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns(TABLE_NAME)}
+    missing = [c for c in HISTORY_COLUMNS if c not in present]
+    if missing:
+        raise AbmInputError(f"table {TABLE_NAME!r} exists but lacks the columns {', '.join(missing)}", source=shown, field=TABLE_NAME)
+
+
+def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple]) -> None:
+    """Insert rows (tuples in HISTORY_COLUMNS order) the fastest way the driver offers.
+
+    psycopg 3 gets COPY (its executemany sends rows one by one: ~10 s per 100k accounts);
+    SQLite gets the DBAPI's executemany directly (SQLAlchemy's per-row parameter handling
+    costs more than the insert itself); other drivers get SQLAlchemy's executemany, which uses
+    each dialect's batching (e.g. multi-row VALUES for psycopg2). All run in the caller's
+    transaction, on its connection.
+    """
+    if not records:
+        return
+    dialect = connection.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        quote = dialect.identifier_preparer.quote
+        copy_sql = f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in HISTORY_COLUMNS)}) FROM STDIN"
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for record in records:
+                copy.write_row(record)
+        return
+    if dialect.name == "sqlite":
+        compiled = table.insert().compile(dialect=dialect)
+        order = [HISTORY_COLUMNS.index(name) for name in compiled.positiontup]
+        if order != list(range(len(HISTORY_COLUMNS))):
+            records = [tuple(r[i] for i in order) for r in records]
+        cursor = connection.connection.cursor()
+        try:
+            for start in range(0, len(records), INSERT_CHUNK):
+                cursor.executemany(str(compiled), records[start : start + INSERT_CHUNK])
+        finally:
+            cursor.close()
+        return
+    for start in range(0, len(records), INSERT_CHUNK):
+        connection.execute(table.insert(), [dict(zip(HISTORY_COLUMNS, r)) for r in records[start : start + INSERT_CHUNK]])
+
+
+def _fetch_all(connection: sa.Connection, query: sa.Select) -> list[tuple]:
+    """Rows of a SELECT through the DBAPI cursor: SQLAlchemy's Row objects cost ~1 s per 100k."""
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    args = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _previous_entries(connection: sa.Connection, table: sa.Table, version: str, as_of: str, run_at: str) -> pd.DataFrame:
+    """Each account of this run with its latest earlier row, in one query (window function)."""
+    h, current = table.alias("h"), table.alias("c")
+    earlier = sa.or_(h.c.as_of < as_of, sa.and_(h.c.as_of == as_of, h.c.run_at < run_at))
+    not_this_run = sa.not_(sa.and_(h.c.model_version == version, h.c.as_of == as_of))
+    order = sa.func.row_number().over(
+        partition_by=h.c.account_id,
+        # model_version last: two versions stored at the very same instant still pick one row.
+        order_by=(h.c.as_of.desc(), h.c.run_at.desc(), h.c.model_version.desc()),
+    )
+    inner = (
+        sa.select(h.c.account_id, h.c.score, h.c.abm_tier, h.c.rank, order.label("position"))
+        .select_from(h.join(current, h.c.account_id == current.c.account_id))
+        .where(current.c.model_version == version, current.c.as_of == as_of, earlier, not_this_run)
+        .subquery()
+    )
+    query = sa.select(inner.c.account_id, inner.c.score, inner.c.abm_tier, inner.c.rank).where(inner.c.position == 1)
+    return pd.DataFrame(_fetch_all(connection, query), columns=["account_id", "score", "abm_tier", "rank"])
+
+
+def _with_movement(ranked: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    out = ranked.copy()
+    keys = out["account_id"].astype(str)
+    # One index lookup serves the three columns; get_indexer's -1 ("not found") picks the None
+    # appended at the end of each column.
+    where = pd.Index(previous["account_id"]).get_indexer(keys)
+    seen = where >= 0
+
+    def pick(name: str) -> np.ndarray:
+        return np.append(previous[name].to_numpy(dtype=object), None)[where]
+
+    out["previous_score"] = pd.array(pick("score"), dtype="Int64")
+    out["previous_abm_tier"] = pick("abm_tier")
+    out["previous_rank"] = pd.array(pick("rank"), dtype="Int64")
+    out["movement"] = [
+        movement_text(*values)
+        for values in zip(
+            _column_values(out, "score"), _plain(out["previous_score"]), _column_values(out, "abm_tier"),
+            _plain(out["previous_abm_tier"]), _column_values(out, "rank"), _plain(out["previous_rank"]), seen.tolist(),
+        )
+    ]
+    return out
+
+
+def load_history(url: str, account_id: str | None = None) -> pd.DataFrame:
+    """The stored runs, oldest first: one account's score history, or every account's.
+
+    Args:
+        url: SQLAlchemy URL of the history database.
+        account_id: Only this account's rows; all accounts when None.
+
+    Returns:
+        One row per stored (account, model version, as-of date), sorted by account, ``as_of``
+        and ``run_at``; empty (with the columns) when the account has no history.
+
+    Raises:
+        AbmInputError: The URL is invalid, the database cannot be reached, or it holds no
+            score history table.
+    """
+    shown = safe_url(url)
+    engine = _engine(url, create_sqlite_folder=False)
+    metadata = sa.MetaData()
+    table = _table(metadata)
+    query = sa.select(*(table.c[name] for name in HISTORY_COLUMNS))
+    if account_id is not None:
+        query = query.where(table.c.account_id == str(account_id))
+    query = query.order_by(table.c.account_id, table.c.as_of, table.c.run_at, table.c.model_version)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(TABLE_NAME):
+                raise AbmInputError(f"no {TABLE_NAME!r} table: no ranking run has been recorded here", source=shown)
+            rows = connection.execute(query).all()
+    except AbmInputError:
+        raise
+    except sa.exc.SQLAlchemyError as error:
+        raise AbmInputError(f"cannot read the score history ({_scrub(getattr(error, 'orig', None) or error, url)})", source=shown) from None
+    finally:
+        engine.dispose()
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    for name in INT_COLUMNS:
+        frame[name] = frame[name].astype("Int64")
+    return frame
