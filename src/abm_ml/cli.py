@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
@@ -488,14 +489,17 @@ def main() -> None:
     try:
         app()
     except AbmInputError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the last line of defence
         if os.environ.get("ABM_ML_DEBUG"):
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(error).__name__}: {error} (set ABM_ML_DEBUG=1 for details)", highlight=False)
+        err_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))} (set ABM_ML_DEBUG=1 for details)",
+            highlight=False, soft_wrap=True,
+        )
         sys.exit(EXIT_INTERNAL)
 
 

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
 from abm_ml.spec import DatasetSpec
@@ -81,6 +80,8 @@ def single_feature_auc(values: pd.Series, won: np.ndarray, kind: str, *, bins: i
         groups = pd.Series(
             np.where(numeric.isna(), -1, np.floor((ranks.fillna(1) - 1) / max(ranks.max(), 1) * n_bins)), index=values.index
         )
+    from sklearn.metrics import roc_auc_score  # lazy: keeps `abm-ml validate` on a bad spec fast
+
     rate = pd.Series(won, index=values.index).groupby(groups).transform("mean").to_numpy(dtype=float)
     if np.unique(rate).size < 2:
         return 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,16 +66,34 @@ def _sniff_separator(text: str) -> str:
         return best if counts[best] else ","
 
 
-def _line_numbers(text: str, n_records: int, sep: str) -> list[int]:
-    """The file line on which each record starts (a quoted field may span lines)."""
+def _line_numbers(text: str, n_records: int, sep: str, name: str) -> list[int]:
+    """The file line on which each record starts (a quoted field may span lines).
+
+    Raises:
+        AbmInputError: the header repeats a column, or a record has more non-blank fields than
+            the header (pandas would silently rename, shift or drop them).
+    """
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     lines: list[int] = []
-    next(reader, None)
-    start = reader.line_num + 1
-    for _ in reader:
-        lines.append(start)
+    width: int | None = None
+    start = 1
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            # pandas skips blank and whitespace-only lines; the csv module returns them as records.
+            start = reader.line_num + 1
+            continue
+        if width is None:
+            header = [c.strip() for c in row]
+            dupes = sorted({c for c in header if header.count(c) > 1})
+            if dupes:
+                raise AbmInputError(f"the header repeats columns {dupes}", source=name)
+            width = len(row)
+        else:
+            if len(row) > width and any(v.strip() for v in row[width:]):
+                raise AbmInputError(f"line {start} has {len(row)} fields but the header has {width}", source=name)
+            lines.append(start)
         start = reader.line_num + 1
-    if len(lines) != n_records:  # blank lines are skipped by pandas but not by csv
+    if len(lines) != n_records:  # the csv module and pandas disagree on this file's records
         return list(range(2, n_records + 2))
     return lines
 
@@ -86,15 +105,20 @@ def read_csv_text(data: bytes, *, name: str, sep: str | None = None, encoding: s
         raise AbmInputError("the file is empty", source=name)
     sep = sep or _sniff_separator(text)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=True,
-            quotechar='"',
-            engine="c",
-        )
+        with warnings.catch_warnings():
+            # Extra trailing fields are checked by _line_numbers: only blank ones may be dropped.
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=True,
+                quotechar='"',
+                engine="c",
+                # A trailing separator on every row must not turn the first column into the index.
+                index_col=False,
+            )
     except (pd.errors.ParserError, ValueError) as error:
         raise AbmInputError(f"not a readable CSV ({str(error).strip()})", source=name) from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -106,7 +130,7 @@ def read_csv_text(data: bytes, *, name: str, sep: str | None = None, encoding: s
         codes, uniques = pd.factorize(frame[column])
         stripped = np.array([u.strip() for u in uniques] + [""], dtype=object)
         frame[column] = stripped[codes]
-    frame[SOURCE_ROW] = _line_numbers(text, len(frame), sep)
+    frame[SOURCE_ROW] = _line_numbers(text, len(frame), sep, name)
     return frame
 
 
@@ -124,7 +148,8 @@ def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None
             raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
         if frame.empty:
             raise AbmInputError("the file has no rows", source=path)
-        frame = frame.reset_index(drop=True)
+        # A named index (pandas stores it in the file's metadata) is one of the export's columns.
+        frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
         frame[SOURCE_ROW] = range(1, len(frame) + 1)
     else:
         frame = read_csv_text(data, name=path, sep=sep, encoding=encoding)
@@ -142,7 +167,8 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
         engine = sa.create_engine(url)
     except Exception as error:  # noqa: BLE001 - any driver/URL problem is the user's input
         raise AbmInputError(f"cannot open database ({error})", source=safe_url) from None
-    statement = sa.text(query) if query else sa.select(sa.table(table, schema=None)).with_only_columns(sa.text("*"))
+    # select_from: a bare sa.table() has no columns, so select(table) alone would have no FROM clause.
+    statement = sa.text(query) if query else sa.select(sa.text("*")).select_from(sa.table(table))
     try:
         with engine.connect() as connection:
             frame = pd.read_sql(statement, connection)

@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,8 @@ def _by_unique(values: pd.Series, parse) -> pd.Series:
 def _missing_mask(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
     if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
         return values.isna()
-    flags = _by_unique(values, lambda u: u.map(lambda v: not isinstance(v, str) or v.strip().lower() in tokens))
+    # Only text can be a placeholder: a SQL driver's dates, decimals and booleans are values.
+    flags = _by_unique(values, lambda u: u.map(lambda v: v.strip().lower() in tokens if isinstance(v, str) else bool(pd.isna(v))))
     return values.isna() | flags.astype("boolean").fillna(True).astype(bool)
 
 
@@ -128,6 +130,8 @@ def _clean_text(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
 
 def _parse_number_text(text: pd.Series, decimal: str) -> pd.Series:
     text = text.astype("string").str.replace(_NUMBER_JUNK, "", regex=True)
+    # Accounting negatives: (1,234) means -1234. Before the separators, whose patterns allow a sign.
+    text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     if decimal == ",":
         eu = text.str.fullmatch(_THOUSANDS_EU).fillna(False)
         text = text.where(~eu, text.str.replace(".", "", regex=False))
@@ -135,8 +139,6 @@ def _parse_number_text(text: pd.Series, decimal: str) -> pd.Series:
     else:
         grouped = text.str.fullmatch(_THOUSANDS).fillna(False)
         text = text.where(~grouped, text.str.replace(",", "", regex=False))
-    # Accounting negatives: (1,234) means -1234.
-    text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     return pd.to_numeric(text, errors="coerce").astype(float).astype(object)
 
 
@@ -164,6 +166,10 @@ def parse_dates(values: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Se
     def _parse(uniques: pd.Series) -> pd.Series:
         text = uniques.astype("string")
         parsed = pd.Series(pd.NaT, index=uniques.index, dtype="datetime64[ns]")
+        # Dates that a SQL driver already typed (datetime.date objects) need no format.
+        typed = uniques.map(lambda v: isinstance(v, date)).astype(bool)
+        if typed.any():
+            parsed.loc[typed] = pd.to_datetime(uniques[typed], utc=True).dt.tz_localize(None).astype("datetime64[ns]")
         for fmt in formats or ["ISO"]:
             todo = parsed.isna() & text.notna()
             if not todo.any():
@@ -220,11 +226,16 @@ def _loose_key(values: pd.Series) -> pd.Series:
 
 
 def _join(
-    left: pd.DataFrame, right_table: RawTable, join: JoinSpec, rejects_out: list[pd.DataFrame], notes: list[str]
+    left: pd.DataFrame,
+    right_table: RawTable,
+    join: JoinSpec,
+    rejects_out: list[pd.DataFrame],
+    notes: list[str],
+    left_name: str = "main source",
 ) -> pd.DataFrame:
     right = right_table.frame.rename(columns={SOURCE_ROW: f"{SOURCE_ROW}_join"})
     if join.left_key not in left.columns:
-        raise AbmInputError(f"join key {join.left_key!r} is not in the main source", field="source.join")
+        raise AbmInputError(f"join key {join.left_key!r} is not in the main source", source=left_name, field="source.join")
     _require_columns(right_table, [("source.join.on", join.right_key)])
     key_left = _loose_key(left[join.left_key]) if join.match == "loose" else left[join.left_key].astype("string")
     key_right = _loose_key(right[join.right_key]) if join.match == "loose" else right[join.right_key].astype("string")
@@ -244,21 +255,36 @@ def _join(
             bad.insert(0, "file", right_table.name)
             rejects_out.append(bad.rename(columns={SOURCE_ROW: "line"}))
     right = right[~(blank | duplicate | unmatched).values]
+    if join.how == "inner":
+        # An inner join drops main rows without a match: report them instead of losing them.
+        dropped = ~key_left.isin(set(right["_join_key"])).fillna(False)
+        if dropped.any():
+            bad = left[dropped.values].copy()
+            bad.insert(0, "reason", f"no matching row in {right_table.name} for join key {join.left_key!r}")
+            bad.insert(0, "file", left_name)
+            rejects_out.append(bad.rename(columns={SOURCE_ROW: "line"}))
 
     overlap = sorted((set(right.columns) & set(left.columns)) - {join.right_key if join.right_key == join.left_key else ""})
     if overlap:
         right = right.rename(columns={c: f"{c}_{Path(right_table.name).stem}" for c in overlap})
     right_key_col = join.right_key if join.right_key not in overlap else f"{join.right_key}_{Path(right_table.name).stem}"
     merged = left.assign(_join_key=key_left.values).merge(
-        right.drop(columns=[right_key_col] if right_key_col != join.left_key else []),
+        # A right key named like the left key repeats it (it would come back as `<key>_right`); a
+        # differently named one is kept, since a spec may use it (e.g. as a present_means_won label).
+        right.drop(columns=[right_key_col] if right_key_col == join.left_key else []),
         on="_join_key",
         how=join.how,
         suffixes=("", "_right"),
         validate="many_to_one",
     )
+    # Right-side rows used are neither accepted nor rejected: say how many, so that the rows read
+    # add up (rows read = accepted + rejected + right-side rows used).
+    used = f"{len(right)} of its {len(right_table.frame)} rows used"
     if join.how == "left":
         matched = merged[f"{SOURCE_ROW}_join"].notna().sum()
-        notes.append(f"join with {right_table.name}: {matched} of {len(left)} rows matched")
+        notes.append(f"join with {right_table.name}: {matched} of {len(left)} rows matched; {used}")
+    else:
+        notes.append(f"join with {right_table.name}: {used}")
     return merged.drop(columns=["_join_key", f"{SOURCE_ROW}_join"])
 
 
@@ -299,7 +325,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     for join in spec.source.join:
         right = read_table(join)
         sources.append({"name": right.name, "sha256": right.sha256, "rows": int(len(right.frame))})
-        frame = _join(frame, right, join, join_rejects, notes)
+        frame = _join(frame, right, join, join_rejects, notes, left_name=main.name)
     frame = frame.reset_index(drop=True)
     joined = RawTable(frame=frame, name=main.name if not spec.source.join else f"{main.name} (joined)", sha256="")
     _require_columns(joined, required)
