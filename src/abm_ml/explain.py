@@ -111,26 +111,45 @@ def reasons(
     by_name = {f.name: f for f in features}
     names = contrib.feature_names
     raw = contrib.raw
-    up = top_indices(contrib.values, k_up, largest=True)
-    down = top_indices(contrib.values, k_down, largest=False)
+    n = contrib.values.shape[0]
     columns = {name: raw_values[name].to_numpy(dtype=object) for name in names}
+    # Effects for every (row, reason) at once: calling the calibrator per reason is the slow part.
+    picked: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for key, k, largest in (("up", k_up, True), ("down", k_down, False)):
+        idx = top_indices(contrib.values, k, largest=largest)
+        c = np.take_along_axis(contrib.values, idx, axis=1)
+        with_c = np.repeat(raw[:, None], idx.shape[1], axis=1)
+        eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
+        picked[key] = (idx, c, eff)
+    text_cache: dict[tuple[str, object], str] = {}
+
+    def text(name: str, value: object) -> str:
+        feature = by_name[name]
+        if feature.type == "numeric" and not _is_missing(value):
+            return reason_text(feature, value)
+        key = (name, None if _is_missing(value) else value)
+        if key not in text_cache:
+            text_cache[key] = reason_text(feature, value)
+        return text_cache[key]
+
     out: list[dict[str, list[dict]]] = []
-    for row in range(contrib.values.shape[0]):
+    for row in range(n):
         entry: dict[str, list[dict]] = {"up": [], "down": []}
-        for key, idx, sign in (("up", up[row], 1), ("down", down[row], -1)):
-            for j in idx:
-                c = float(contrib.values[row, j])
-                if c * sign <= 0:
+        for key, sign in (("up", 1.0), ("down", -1.0)):
+            idx, c, eff = picked[key]
+            for j in range(idx.shape[1]):
+                contribution = float(c[row, j])
+                if contribution * sign <= 0:
                     continue
-                name = names[j]
+                name = names[idx[row, j]]
                 value = columns[name][row]
                 entry[key].append(
                     {
                         "feature": name,
                         "value": display_value(value),
-                        "contribution": c,
-                        effect_unit: float(effect(np.array([raw[row]]), np.array([raw[row] - c]))[0]),
-                        "text": reason_text(by_name[name], value),
+                        "contribution": contribution,
+                        effect_unit: float(eff[row, j]),
+                        "text": text(name, value),
                     }
                 )
         out.append(entry)
