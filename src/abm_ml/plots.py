@@ -128,3 +128,32 @@ def waterfall_plot(factors: pd.DataFrame, base_log_odds: float, path: Path, *, t
     shap.plots.waterfall(explanation, max_display=max_display, show=False)
     plt.title(title)
     return _save(plt.gcf(), path)
+
+
+ABM_TIER_COLORS = {"1:1": "#0a3069", "1:few": "#0969da", "1:many": "#54aeff", "nurture": "#8c959f"}
+
+
+def ranking_overview_plot(ranked: pd.DataFrame, path: Path) -> Path:
+    """Expected value by ABM tier (with account counts) and the propensity distribution of a ranking."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    tiers = [t for t in ABM_TIER_COLORS if "abm_tier" in ranked and (ranked["abm_tier"] == t).any()]
+    if tiers:
+        value = [float(ranked.loc[ranked["abm_tier"] == t, "expected_value"].sum()) for t in tiers]
+        count = [int((ranked["abm_tier"] == t).sum()) for t in tiers]
+        bars = axes[0].bar(tiers, value, color=[ABM_TIER_COLORS[t] for t in tiers])
+        for bar, n in zip(bars, count):
+            axes[0].annotate(f"{n:,} accounts", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                             ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        axes[0].margins(y=0.15)
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    axes[0].set_ylabel("expected value (sum)")
+    axes[0].set_title("Expected value by ABM tier")
+    propensity = ranked["propensity"].to_numpy(dtype=float) if "propensity" in ranked else np.array([])
+    axes[1].hist(propensity[np.isfinite(propensity)], bins=np.linspace(0, 1, 21), color="#1f6feb", edgecolor="white")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("propensity to buy")
+    axes[1].set_ylabel("accounts")
+    axes[1].set_title("Propensity distribution")
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, path)
