@@ -164,6 +164,21 @@ def train(
     console.print(f"MLflow run {info['run_id']} at {cfg.tracking_uri()}")
     if info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
+    console.print(f"Training report -> {_training_report(result, info)}")
+
+
+def _training_report(result, info: dict) -> Path:  # noqa: ANN001 - a TrainingResult
+    """Write the HTML training report and attach it to the MLflow run."""
+    import mlflow
+
+    from abm_ml.report import training_report
+
+    name = f"{result.dataset.spec.name}-v{info['version']}.html" if info.get("version") else f"{result.dataset.spec.name}-{info['run_id'][:8]}.html"
+    path = training_report(result, cfg.reports_dir() / "training" / name, run_id=info["run_id"], version=info.get("version"),
+                           model_name=info.get("model_name"))
+    with mlflow.start_run(run_id=info["run_id"]):
+        mlflow.log_artifact(str(path), artifact_path="report")
+    return path
 
 
 @app.command()
@@ -440,7 +455,6 @@ def demo(
     from abm_ml import tracking
     from abm_ml.errors import ModelNotPromotableError
     from abm_ml.registry import promote as do_promote
-    from abm_ml.report import training_report
     from abm_ml.spec import load_spec
     from abm_ml.train import TrainConfig, train_models
     from abm_ml.validate import load_dataset
@@ -470,8 +484,7 @@ def demo(
         console.print(f"Champion: v{decision.version} ({decision.reason}).")
     except ModelNotPromotableError as error:
         console.print(f"[yellow]Not promoted[/]: {error}")
-    report_path = training_report(result, cfg.reports_dir() / "training" / f"{dataset.spec.name}-v{info['version']}.html",
-                                  run_id=info["run_id"], version=info["version"], model_name=info["model_name"])
+    report_path = _training_report(result, info)
     console.rule("4. Rank accounts")
     rank(accounts=str(world_dir / "scoring_rows.parquet"), table=None, query=None, model="champion",
          as_of=str(result.dataset.frame["created_at"].max().date()), tiers="10,50,500", segment=None, region=None, owner=None,

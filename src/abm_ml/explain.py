@@ -18,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from abm_ml.config import num_threads
 from abm_ml.validate import FeatureInfo
 
 
@@ -36,7 +37,7 @@ class Contributions:
 
 def contributions(booster: lgb.Booster, matrix: pd.DataFrame) -> Contributions:
     """TreeSHAP contributions of ``booster`` on an already preprocessed ``matrix``."""
-    out = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=0))
+    out = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=num_threads()))
     return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=list(matrix.columns))
 
 

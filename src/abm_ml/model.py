@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from abm_ml import explain
+from abm_ml.config import num_threads
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 from abm_ml.validate import FeatureInfo
 
@@ -110,7 +111,7 @@ class VelocityModel:
     fallback_days: float
 
     def predict_log(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
-        preds = {q: np.asarray(b.predict(matrix, num_threads=0)) for q, b in self.boosters.items()}
+        preds = {q: np.asarray(b.predict(matrix, num_threads=num_threads())) for q, b in self.boosters.items()}
         # Quantile models are fitted separately and may cross; sort so P10 <= P50 <= P90.
         stacked = np.sort(np.vstack([preds["p10"], preds["p50"], preds["p90"]]), axis=0)
         return {"p10": stacked[0], "p50": stacked[1], "p90": stacked[2]}
@@ -184,7 +185,7 @@ class AccountScorer:
         records = records.reset_index(drop=True)
         matrix = self.preprocessor.transform(records)
         contrib = explain.contributions(self.propensity_booster, matrix) if with_reasons else None
-        raw = contrib.raw if contrib is not None else np.asarray(self.propensity_booster.predict(matrix, raw_score=True, num_threads=0))
+        raw = contrib.raw if contrib is not None else np.asarray(self.propensity_booster.predict(matrix, raw_score=True, num_threads=num_threads()))
         propensity = self.propensity_from_raw(raw)
 
         if self.velocity is not None:

@@ -32,7 +32,6 @@ from markupsafe import Markup, escape
 from abm_ml import metrics as m
 from abm_ml import plots
 from abm_ml.card import model_card, verdict
-from abm_ml.explain import contributions
 from abm_ml.rank import ABM_TIERS, NURTURE, RankResult
 from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, OUTCOME, WON
 from abm_ml.train import MODEL_NAME, TrainingResult
@@ -394,10 +393,8 @@ def _training_charts(result: TrainingResult, amounts: np.ndarray | None, directo
             "Left: each dot is a won deal; on the diagonal the P50 forecast was exact. Right: errors in days.",
         ))
 
-    # Same sample size as the MLflow run, so the report and the logged plots agree.
-    sample = holdout.sample(n=min(2000, len(holdout)), random_state=result.config.seed)
-    matrix = result.scorer.preprocessor.transform(sample)
-    contrib = contributions(result.scorer.propensity_booster, matrix)
+    # The same sample as the MLflow run's plots: TreeSHAP is too costly to run twice.
+    matrix, contrib = result.shap_sample
     shap_dir = directory / "shap"
     paths = plots.shap_plots(contrib.values, matrix, contrib.base, shap_dir)
     titles = {"shap_summary.png": "SHAP summary", "shap_importance.png": "Feature importance (mean |SHAP|)"}

