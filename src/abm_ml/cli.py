@@ -290,17 +290,24 @@ def rank(
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
-    shown = Table(title=f"Top accounts as of {result.meta['as_of']} (model v{version.version})")
-    for column in ("rank", "account_id", "abm_tier", "score", "days_to_close_p50", "expected_value", "top_reasons", "movement"):
-        if column in result.ranked.columns:
-            shown.add_column(column.replace("_", " "))
+    shown = Table(title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files")
+    headers = {"rank": "#", "account_id": "account", "abm_tier": "tier", "score": "score", "days_to_close_p50": "days",
+               "expected_value": "exp. value", "top_reasons": "top reason", "movement": "since last run"}
+    columns = [c for c in headers if c in result.ranked.columns]
+    for column in columns:
+        shown.add_column(headers[column], no_wrap=column != "top_reasons", overflow="ellipsis",
+                         min_width=24 if column == "top_reasons" else None, max_width=18 if column == "movement" else None,
+                         justify="right" if column in ("rank", "score", "days_to_close_p50", "expected_value") else "left")
     for _, row in result.ranked.head(show).iterrows():
         cells = []
-        for column in ("rank", "account_id", "abm_tier", "score", "days_to_close_p50", "expected_value", "top_reasons", "movement"):
-            if column not in result.ranked.columns:
-                continue
+        for column in columns:
             value = row[column]
-            cells.append(f"{value:,.0f}" if column in ("days_to_close_p50", "expected_value") else str(value))
+            if column in ("days_to_close_p50", "expected_value"):
+                cells.append(f"{value:,.0f}")
+            elif column == "top_reasons":
+                cells.append(str(value).split("; ")[0].removeprefix("+ "))
+            else:
+                cells.append(str(value))
         shown.add_row(*cells)
     console.print(shown)
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
@@ -499,6 +506,11 @@ def demo(
 
 def main() -> None:
     """Console entry point: user mistakes exit 2 with one line, anything else exits 1."""
+    import logging
+
+    # MLflow's INFO lines and artifact progress bars drown the tables sales ops read.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         app()
     except AbmInputError as error:
