@@ -10,7 +10,7 @@ from abm_ml import metrics as m
 from abm_ml.train import MODEL_NAME, TrainingResult
 
 
-def _table(frame) -> str:  # noqa: ANN001 - a DataFrame
+def _table(frame) -> str:
     header = "| metric | " + " | ".join(frame.columns) + " |"
     rule = "|---" * (len(frame.columns) + 1) + "|"
     rows = [f"| {idx} | " + " | ".join(str(v) for v in row) + " |" for idx, row in zip(frame.index, frame.values)]

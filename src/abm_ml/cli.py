@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -56,7 +56,7 @@ def _print_summary(summary: dict, rejects_path: Path | None) -> None:
 @app.command()
 def validate(
     spec: SpecArg,
-    rejects: Annotated[Optional[Path], typer.Option(help="Where to write rejected rows with their reasons (CSV).")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows with their reasons (CSV).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Check a CRM export against its spec: every row accepted or rejected with a reason.
@@ -85,8 +85,8 @@ def validate(
 def synth(
     accounts: Annotated[int, typer.Option(min=10, help="Number of accounts in the synthetic world.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same world.")] = 7,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default data/synth).")] = None,
-    as_of: Annotated[Optional[str], typer.Option(help="Date for the scoring rows (default: the world's end).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default data/synth).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Date for the scoring rows (default: the world's end).")] = None,
 ) -> None:
     """Write a seeded synthetic ABM world: accounts, buying committees, engagement, intent, deals.
 
@@ -117,7 +117,7 @@ def synth(
 def train(
     spec: SpecArg,
     seed: Annotated[int, typer.Option(help="Random seed (same data, spec and seed give the same metrics).")] = 42,
-    capacity: Annotated[Optional[int], typer.Option(help="Accounts the sales team can work: k of precision@k and recall@k.")] = None,
+    capacity: Annotated[int | None, typer.Option(help="Accounts the sales team can work: k of precision@k and recall@k.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 200,
     register: Annotated[bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")] = True,
 ) -> None:
@@ -167,7 +167,7 @@ def train(
     console.print(f"Training report -> {_training_report(result, info)}")
 
 
-def _training_report(result, info: dict) -> Path:  # noqa: ANN001 - a TrainingResult
+def _training_report(result, info: dict) -> Path:
     """Write the HTML training report and attach it to the MLflow run."""
     import mlflow
 
@@ -183,7 +183,7 @@ def _training_report(result, info: dict) -> Path:  # noqa: ANN001 - a TrainingRe
 
 @app.command()
 def promote(
-    version: Annotated[Optional[str], typer.Option(help="Version to promote (default: the 'challenger').")] = None,
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: the 'challenger').")] = None,
     force: Annotated[bool, typer.Option(help="Promote without beating the champion (never a no-better-than-chance model).")] = False,
     metric: Annotated[str, typer.Option(help="Holdout metric the challenger must beat the champion on.")] = "roc_auc",
 ) -> None:
@@ -226,7 +226,7 @@ def models() -> None:
 ModelOpt = Annotated[str, typer.Option("--model", help="Registered model alias ('champion', 'challenger') or version number.")]
 
 
-def _load_model(ref: str):  # noqa: ANN202
+def _load_model(ref: str):
     from abm_ml import tracking
     from abm_ml.registry import load_scorer
 
@@ -234,7 +234,7 @@ def _load_model(ref: str):  # noqa: ANN202
     return load_scorer(cfg.registered_model_name(), ref)
 
 
-def _metrics_rich_table(title: str, frame) -> Table:  # noqa: ANN001 - a DataFrame
+def _metrics_rich_table(title: str, frame) -> Table:
     table = Table(title=title)
     table.add_column("metric")
     for column in frame.columns:
@@ -247,19 +247,19 @@ def _metrics_rich_table(title: str, frame) -> Table:  # noqa: ANN001 - a DataFra
 @app.command()
 def rank(
     accounts: Annotated[str, typer.Argument(help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query.")],
-    table: Annotated[Optional[str], typer.Option(help="Table to read when ACCOUNTS is a database URL.")] = None,
-    query: Annotated[Optional[str], typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")] = None,
+    table: Annotated[str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")] = None,
+    query: Annotated[str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")] = None,
     model: ModelOpt = "champion",
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Date the ranking is as of (default today).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date the ranking is as of (default today).")] = None,
     tiers: Annotated[str, typer.Option(help="Accounts in ABM tiers 1:1, 1:few, 1:many, in that order; the rest are nurture.")] = "10,50,500",
-    segment: Annotated[Optional[list[str]], typer.Option(help="Only these segments (repeat the option for several).")] = None,
-    region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
-    owner: Annotated[Optional[list[str]], typer.Option(help="Only accounts of these owners.")] = None,
+    segment: Annotated[list[str] | None, typer.Option(help="Only these segments (repeat the option for several).")] = None,
+    region: Annotated[list[str] | None, typer.Option(help="Only these regions.")] = None,
+    owner: Annotated[list[str] | None, typer.Option(help="Only accounts of these owners.")] = None,
     sort_by: Annotated[str, typer.Option(help="Order by priority (p_win x deal size / days), propensity or expected_value.")] = "priority",
-    out: Annotated[Optional[Path], typer.Option(help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv.")] = None,
     show: Annotated[int, typer.Option(help="Rows to show in the terminal.")] = 15,
     history: Annotated[bool, typer.Option(help="Store the run in the score history and show movement since the last run.")] = True,
-    history_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/).")] = None,
+    history_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/).")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
@@ -320,7 +320,7 @@ def rank(
         console.print(f"Report -> {html}")
 
 
-def _model_card(version) -> str | None:  # noqa: ANN001 - an MLflow ModelVersion
+def _model_card(version) -> str | None:
     import mlflow
 
     try:
@@ -332,11 +332,11 @@ def _model_card(version) -> str | None:  # noqa: ANN001 - an MLflow ModelVersion
 @app.command()
 def explain(
     account_id: Annotated[str, typer.Argument(help="The account (or opportunity) id to explain.")],
-    accounts: Annotated[Optional[str], typer.Option(help="Accounts file (CSV/Parquet) holding the account.")] = None,
-    spec: Annotated[Optional[Path], typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used).")] = None,
+    accounts: Annotated[str | None, typer.Option(help="Accounts file (CSV/Parquet) holding the account.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used).")] = None,
     model: ModelOpt = "champion",
     top: Annotated[int, typer.Option(help="Factors to list; the rest are summed.")] = 10,
-    png: Annotated[Optional[Path], typer.Option(help="Write a SHAP waterfall plot to this PNG file.")] = None,
+    png: Annotated[Path | None, typer.Option(help="Write a SHAP waterfall plot to this PNG file.")] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
     from abm_ml.explain import breakdown
@@ -389,7 +389,7 @@ def explain(
 def evaluate(
     spec: SpecArg,
     model: ModelOpt = "champion",
-    since: Annotated[Optional[str], typer.Option(help="Only deals created on or after this date.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only deals created on or after this date.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
 ) -> None:
     """Evaluate a registered model on a dataset's closed deals (on its recorded holdout when it is the training data)."""
@@ -518,7 +518,7 @@ def main() -> None:
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as error:  # noqa: BLE001 - the last line of defence
+    except Exception as error:
         if os.environ.get("ABM_ML_DEBUG"):
             raise
         err_console.print(

@@ -163,7 +163,7 @@ def reasons_as_text(entry: dict[str, list[dict]]) -> str:
     return "; ".join(parts)
 
 
-def breakdown(scorer, record: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:  # noqa: ANN001 - AccountScorer
+def breakdown(scorer, record: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
     """Every factor's push for one account, strongest first, with the base and final probability.
 
     Returns:

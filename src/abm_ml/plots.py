@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from abm_ml import metrics as m  # noqa: E402
+from abm_ml import metrics as m
 
 COLORS = {"abm-ml": "#1f6feb", "logistic_regression": "#8b949e", "rule_based_fit": "#d29922"}
 

@@ -26,10 +26,10 @@ SCORER_ARTIFACT = "scorer"
 class AccountScorerModel(mlflow.pyfunc.PythonModel):
     """``predict`` returns one row per record: propensity, score, tier, days, value, reasons."""
 
-    def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's PythonModelContext
+    def load_context(self, context) -> None:
         self.scorer: AccountScorer = joblib.load(context.artifacts[SCORER_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         params = params or {}
         scored = self.scorer.score(
             model_input,

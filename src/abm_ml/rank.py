@@ -155,9 +155,9 @@ def rank_accounts(
     meta = {
         "as_of": as_of,
         "accounts_read": n_read,
-        "accounts_after_filters": int(len(accounts)),
-        "ranked": int(len(ranked)),
-        "unscorable": int(len(unscorable)),
+        "accounts_after_filters": len(accounts),
+        "ranked": len(ranked),
+        "unscorable": len(unscorable),
         "tiers": dict(zip(ABM_TIERS, tiers)),
         "sort_by": sort_by,
         "filters": {k: v for k, v in (filters or {}).items() if v},

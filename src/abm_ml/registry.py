@@ -43,14 +43,14 @@ def _now() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
 
 
-def _version_by_alias(client: MlflowClient, name: str, alias: str):  # noqa: ANN202
+def _version_by_alias(client: MlflowClient, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-def resolve_version(name: str, ref: str):  # noqa: ANN201
+def resolve_version(name: str, ref: str):
     """A model version from an alias ('champion') or a version number ('3')."""
     client = MlflowClient()
     ref = str(ref)
@@ -65,7 +65,7 @@ def resolve_version(name: str, ref: str):  # noqa: ANN201
     return mv
 
 
-def load_scorer(name: str, ref: str):  # noqa: ANN201
+def load_scorer(name: str, ref: str):
     """The :class:`~abm_ml.model.AccountScorer` inside a registered pyfunc version."""
     import joblib
 

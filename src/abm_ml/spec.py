@@ -373,7 +373,7 @@ def load_spec(path: str | Path) -> DatasetSpec:
     if not spec_path.is_file():
         raise AbmInputError("spec file not found", source=str(spec_path))
     try:
-        data = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_SpecLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "spec"

@@ -34,7 +34,7 @@ class Split:
 
     def describe(self) -> dict:
         info = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
-        info.update({f"n_{k}": int(len(getattr(self, k))) for k in ("train", "valid", "test", "held_out")})
+        info.update({f"n_{k}": len(getattr(self, k)) for k in ("train", "valid", "test", "held_out")})
         return info
 
 

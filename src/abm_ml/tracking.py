@@ -16,7 +16,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 

@@ -27,8 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from abm_ml import metrics as m
-from abm_ml.config import num_threads
 from abm_ml.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
+from abm_ml.config import num_threads
 from abm_ml.explain import contributions
 from abm_ml.leakage import LeakFinding, check_leakage, refused
 from abm_ml.model import TIER_SHARES, AccountScorer, Calibrator, Preprocessor, VelocityModel

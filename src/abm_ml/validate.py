@@ -22,7 +22,18 @@ import pandas as pd
 
 from abm_ml.errors import AbmInputError
 from abm_ml.readers import SOURCE_ROW, RawTable, read_table
-from abm_ml.schema import ACCOUNT_ID, AMOUNT, CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, LOST, OPEN, OUTCOME, ROW_ID, WON
+from abm_ml.schema import (
+    ACCOUNT_ID,
+    AMOUNT,
+    CLOSED_AT,
+    CREATED_AT,
+    DAYS_TO_CLOSE,
+    LOST,
+    OPEN,
+    OUTCOME,
+    ROW_ID,
+    WON,
+)
 from abm_ml.spec import DatasetSpec, FeatureSpec, JoinSpec
 
 _BOOL_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
@@ -321,10 +332,10 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     notes: list[str] = []
     join_rejects: list[pd.DataFrame] = []
     frame = main.frame
-    sources = [{"name": main.name, "sha256": main.sha256, "rows": int(len(main.frame))}]
+    sources = [{"name": main.name, "sha256": main.sha256, "rows": len(main.frame)}]
     for join in spec.source.join:
         right = read_table(join)
-        sources.append({"name": right.name, "sha256": right.sha256, "rows": int(len(right.frame))})
+        sources.append({"name": right.name, "sha256": right.sha256, "rows": len(right.frame)})
         frame = _join(frame, right, join, join_rejects, notes, left_name=main.name)
     frame = frame.reset_index(drop=True)
     joined = RawTable(frame=frame, name=main.name if not spec.source.join else f"{main.name} (joined)", sha256="")
@@ -471,8 +482,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         dataset=spec.name,
         sources=sources,
         rows_read=int(sum(s["rows"] for s in sources)),
-        accepted=int(len(accepted)),
-        rejected=int(len(all_rejects)),
+        accepted=len(accepted),
+        rejected=len(all_rejects),
         rejected_by_reason=_reason_counts(all_rejects["reason"]),
         outcomes={k: int(outcomes.get(k, 0)) for k in (WON, LOST, OPEN)},
         features={f.name: f.type for f in infos},

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OUTCOME
 from abm_ml.train import MODEL_NAME, TrainConfig, train_models
-
 from conftest import PLANTED
 
 FAST = dict(n_boot=30, learning_rate=0.08, max_rounds=300, early_stopping_rounds=30)
