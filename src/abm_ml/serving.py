@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -1547,7 +1546,3 @@ def bootstrap_deployment(
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(info))
     return info
-
-
-def remove_tree(path: str | Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

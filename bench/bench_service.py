@@ -1,0 +1,516 @@
+"""Benchmark the BentoML scoring service against in-process ``AccountScorer.score``.
+
+Measured in one run, on the same records:
+
+* **in process**: ``AccountScorer.score`` on a 1-record and a 100-record frame (the reference);
+* **served**: a real ``bentoml serve`` on loopback (started here, always stopped here):
+  latency p50/p95/p99 of a 1-record and a 100-record ``POST /score``, and throughput of
+  1-record requests at 1, 8 and 32 concurrent clients (bounded by a request count and a
+  duration per level). By default twice: with the runner's adaptive batching and without
+  (``ABM_ML_ADAPTIVE_BATCHING=0``), so the batching trade-off is measured, not assumed.
+
+Ratios (served / in process) come from the same run, so they travel across machines. The
+client runs on the same machine as the server and takes CPU from it; figures are for loopback.
+
+Self-contained by default: it trains a small model on the test suite's synthetic CRM export,
+logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
+``BENTOML_HOME``, all removed at the end. ``--alias champion`` serves the existing registered
+model instead (the configured MLflow store and BentoML home), with its holdout rows as records.
+
+Usage::
+
+    python bench/bench_service.py --quick       # ~2 min: fewer requests, 4 s per level
+    python bench/bench_service.py               # 300 latency samples, 15 s per level
+    python bench/bench_service.py --alias champion
+    python bench/bench_service.py --batching on    # only the default configuration
+
+Writes ``bench/results/service.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Same OpenMP setting as the server (serve() defaults it to 1), set before numpy/lightgbm load;
+# override with the environment: OMP_NUM_THREADS=2 python bench/bench_service.py
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import asyncio
+import contextlib
+import importlib.util
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, base_report, quiet_warnings, write_result
+
+CONCURRENCY = (1, 8, 32)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick", action="store_true", help="fewer requests and shorter throughput runs"
+    )
+    p.add_argument(
+        "--alias",
+        default=None,
+        help="serve this registered alias/version instead of a self-trained model",
+    )
+    p.add_argument("--workers", type=int, default=1, help="public service workers (ABM_ML_WORKERS)")
+    p.add_argument(
+        "--runner-workers", type=int, default=1, help="model workers (ABM_ML_RUNNER_WORKERS)"
+    )
+    p.add_argument(
+        "--batching",
+        choices=("both", "on", "off"),
+        default="both",
+        help="serve with adaptive batching, without, or both in turn (default)",
+    )
+    p.add_argument("--out", default=None, help="result file (default bench/results/service.json)")
+    return p.parse_args(argv)
+
+
+def pct(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None, "n": 0}
+    a = np.asarray(values) * 1000
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "n": len(values),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Model and records
+# --------------------------------------------------------------------------------------------
+
+
+def _conftest():
+    spec = importlib.util.spec_from_file_location(
+        "abm_tests_conftest", ROOT / "tests" / "conftest.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_small(folder: Path):
+    """The test suite's CRM export with planted drivers, trained as the ``trained`` fixture is."""
+    import yaml
+
+    from abm_ml.spec import load_spec
+    from abm_ml.train import TrainConfig, train_models
+    from abm_ml.validate import load_dataset
+
+    conftest = _conftest()
+    folder.mkdir(parents=True, exist_ok=True)
+    conftest.make_crm_export().to_csv(folder / "opportunities.csv", index=False)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(conftest.CRM_SPEC, sort_keys=False))
+    dataset = load_dataset(load_spec(folder / "spec.yaml"))
+    return train_models(
+        dataset,
+        TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40),
+    )
+
+
+def request_records(holdout, features, n: int) -> list[dict]:
+    """``n`` holdout rows (cycled) as JSON records: strings, numbers, booleans, nulls."""
+    import pandas as pd
+
+    rows = holdout.reset_index(drop=True)
+    out = []
+    for i in range(n):
+        r = rows.iloc[i % len(rows)]
+        rec = {
+            "account_id": str(r.get("account_id", f"acct-{i}")),
+            "amount": None if pd.isna(r.get("amount")) else float(r["amount"]),
+        }
+        for f in features:
+            v = r.get(f.name)
+            if v is None or pd.isna(v):
+                rec[f.name] = None
+            elif f.type == "categorical":
+                rec[f.name] = str(v)
+            elif f.type == "boolean":
+                rec[f.name] = bool(float(v))
+            else:
+                rec[f.name] = float(v)
+        out.append(rec)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+def in_process(scorer, records_1: list[list[dict]], records_100: list[dict], n: int) -> dict:
+    """``AccountScorer.score`` on the validated records the service would send to the model."""
+    from abm_ml import serving
+
+    schema = serving.RecordSchema(scorer.features)
+    frames_1 = [serving.records_frame(schema.validate_batch(r), scorer.features) for r in records_1]
+    frame_100 = serving.records_frame(schema.validate_batch(records_100), scorer.features)
+    for _ in range(3):
+        scorer.score(frames_1[0])
+        scorer.score(frame_100)
+    one, hundred = [], []
+    for i in range(n):
+        t = time.perf_counter()
+        scorer.score(frames_1[i % len(frames_1)])
+        one.append(time.perf_counter() - t)
+    for _ in range(max(10, n // 3)):
+        t = time.perf_counter()
+        scorer.score(frame_100)
+        hundred.append(time.perf_counter() - t)
+    s1, s100 = pct(one), pct(hundred)
+    return {
+        "score_1": s1,
+        "score_100": s100,
+        "records_per_s_1": 1000.0 / s1["mean_ms"],
+        "records_per_s_100": 100 * 1000.0 / s100["mean_ms"],
+    }
+
+
+def sequential(client, path: str, payloads: list[dict], n: int) -> tuple[dict, int]:
+    latencies, errors = [], 0
+    for i in range(n):
+        t = time.perf_counter()
+        resp = client.post(path, json=payloads[i % len(payloads)])
+        dt = time.perf_counter() - t
+        if resp.status_code == 200:
+            latencies.append(dt)
+        else:
+            errors += 1
+    return pct(latencies), errors
+
+
+async def _load(
+    url: str,
+    payloads: list[dict],
+    concurrency: int,
+    max_requests: int,
+    duration: float,
+    headers: dict,
+) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    issued = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal issued
+        while issued < max_requests and time.perf_counter() < deadline:
+            i = issued
+            issued += 1
+            t = time.perf_counter()
+            try:
+                resp = await client.post(
+                    "/score", json=payloads[i % len(payloads)], headers=headers
+                )
+                code = resp.status_code
+            except httpx.HTTPError:
+                code = -1
+            if code == 200:
+                latencies.append(time.perf_counter() - t)
+            statuses[code] = statuses.get(code, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ok = statuses.get(200, 0)
+    return {
+        "concurrency": concurrency,
+        "requests": sum(statuses.values()),
+        "ok": ok,
+        "errors": sum(statuses.values()) - ok,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "seconds": elapsed,
+        "requests_per_s": ok / elapsed if elapsed else None,
+        "latency": pct(latencies),
+    }
+
+
+def batch_sizes(client) -> dict | None:
+    """Mean adaptive batch size of the runner from /metrics (records per model call), when exposed."""
+    try:
+        text = client.get("/metrics").text
+    except Exception:  # noqa: BLE001
+        return None
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return {"calls": int(count), "mean_requests_per_call": total / count} if count else None
+
+
+def start(tag: str, args: argparse.Namespace, env: dict, run_dir: Path):
+    from abm_ml import serving
+
+    port = serving.free_port()
+    log = run_dir / f"abm-bench-server-{port}.log"
+    t0 = time.perf_counter()
+    proc = serving.serve(
+        port=port,
+        bento_model=tag,
+        workers=args.workers,
+        runner_workers=args.runner_workers,
+        background=True,
+        log_path=log,
+        env=env,
+    )
+    proc.bench_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    try:
+        serving.wait_ready(proc.bench_url, timeout=300, proc=proc)  # type: ignore[attr-defined]
+    except BaseException:
+        serving.stop_server(proc)
+        raise
+    proc.bench_startup = time.perf_counter() - t0  # type: ignore[attr-defined]
+    print(f"  server ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
+    return proc
+
+
+def measure_served(
+    proc,
+    payload_1: list[dict],
+    payload_100: list[dict],
+    n_latency: int,
+    max_requests: int,
+    duration: float,
+) -> dict:
+    import httpx
+
+    url = proc.bench_url
+    served: dict = {"startup_seconds": proc.bench_startup}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(30):  # warm-up, and the batching dispatcher's calibration requests
+            client.post("/score", json=payload_1[i % len(payload_1)])
+        client.post("/score", json=payload_100[0])
+        served["score_1"], e1 = sequential(client, "/score", payload_1, n_latency)
+        served["score_100"], e100 = sequential(
+            client, "/score", payload_100, max(10, n_latency // 3)
+        )
+        served["latency_errors"] = e1 + e100
+        served["throughput"] = []
+        for c in CONCURRENCY:
+            run = asyncio.run(_load(url, payload_1, c, max_requests, duration, {}))
+            served["throughput"].append(run)
+            print(
+                f"  {c:>2} clients: {run['requests_per_s']:.1f} req/s, "
+                f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}",
+                flush=True,
+            )
+        served["adaptive_batching"] = batch_sizes(client)  # None when the runner does not batch
+    return served
+
+
+def ratios(ip: dict, served: dict, no_batching: dict | None) -> dict[str, float | None]:
+    """Flat ``name -> ratio``: served over in process, and batching over no batching."""
+
+    def per_mode(sv: dict, prefix: str) -> dict[str, float | None]:
+        by_c = {run["concurrency"]: run["requests_per_s"] or 0.0 for run in sv["throughput"]}
+        out = {
+            f"{prefix}latency_p50_1_record_served_over_in_process": sv["score_1"]["p50_ms"]
+            / ip["score_1"]["p50_ms"],
+            f"{prefix}latency_p50_100_records_served_over_in_process": sv["score_100"]["p50_ms"]
+            / ip["score_100"]["p50_ms"],
+        }
+        for c, v in by_c.items():
+            out[f"{prefix}throughput_c{c}_over_in_process_1_record_calls"] = (
+                v / ip["records_per_s_1"]
+            )
+        out[f"{prefix}throughput_c32_over_c1"] = by_c[32] / by_c[1] if by_c.get(1) else None
+        return out
+
+    out = per_mode(served, "")
+    if no_batching is not None:
+        out.update(per_mode(no_batching, "no_batching_"))
+        for a, b in zip(served["throughput"], no_batching["throughput"]):
+            out[f"batching_over_no_batching_throughput_c{a['concurrency']}"] = (
+                (a["requests_per_s"] or 0) / b["requests_per_s"] if b["requests_per_s"] else None
+            )
+        out["batching_over_no_batching_latency_p50_1_record"] = (
+            served["score_1"]["p50_ms"] / no_batching["score_1"]["p50_ms"]
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    quiet_warnings()
+    import logging
+
+    logging.getLogger("abm_ml").setLevel(logging.WARNING)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    from abm_ml import serving
+
+    n_latency = 40 if args.quick else 300
+    duration = 4.0 if args.quick else 15.0
+    max_requests = 400 if args.quick else 5000
+    report = base_report("service", quick=args.quick, argv=argv)
+    report["settings"] = {
+        "workers": args.workers,
+        "runner_workers": args.runner_workers,
+        "omp_num_threads": os.environ["OMP_NUM_THREADS"],
+        "latency_requests": n_latency,
+        "throughput_seconds_per_level": duration,
+        "throughput_max_requests_per_level": max_requests,
+        "concurrency": list(CONCURRENCY),
+    }
+
+    tmp = None if args.alias else Path(tempfile.mkdtemp(prefix="abm-bench-service-"))
+    home = serving.use_bentoml_home(tmp / "bentoml") if tmp else contextlib.nullcontext()
+    saved_env = {
+        k: os.environ.get(k)
+        for k in ("ABM_ML_MODELS_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
+    proc = None
+    try:
+        with home:
+            t0 = time.perf_counter()
+            if tmp:
+                print("training a small model on the test suite's CRM export ...", flush=True)
+                result = train_small(tmp / "crm")
+                info = serving.bootstrap_deployment(result, tmp)
+                scorer, holdout, tag = result.scorer, result.holdout, info["tag"]
+                source = "self-trained (tests/conftest.py CRM export), temporary MLflow store and BENTOML_HOME"
+            else:
+                import bentoml
+
+                from abm_ml.registry import _holdout, resolve_version
+
+                tag = str(serving.deploy(args.alias))
+                model = bentoml.models.get(tag)
+                scorer = serving.load_scorer(model)
+                mv = resolve_version(
+                    model.info.labels["mlflow_model"], model.info.labels["mlflow_version"]
+                )
+                holdout = _holdout(mv.run_id)
+                source = f"registered alias {args.alias!r}"
+            report["model"] = {
+                "source": source,
+                "bento_model": tag,
+                "features": len(scorer.features),
+                "prepare_seconds": time.perf_counter() - t0,
+            }
+            features = scorer.features
+            pool = request_records(holdout, features, 200)
+            payload_1 = [{"records": [r]} for r in pool]
+            records_100 = pool[:100]
+            payload_100 = [{"records": records_100}]
+
+            print("in process: AccountScorer.score ...", flush=True)
+            report["in_process"] = in_process(scorer, [[r] for r in pool], records_100, n_latency)
+
+            modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.batching]
+            report["settings"]["adaptive_batching"] = modes[0]
+            runs = {}
+            for batching in modes:
+                print(
+                    f"served ({'adaptive batching' if batching else 'no batching'}) ...", flush=True
+                )
+                env = {
+                    "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
+                    serving.ENV_BATCHING: "1" if batching else "0",
+                }
+                proc = start(tag, args, env, tmp or Path(tempfile.gettempdir()))
+                runs[batching] = measure_served(
+                    proc, payload_1, payload_100, n_latency, max_requests, duration
+                )
+                serving.stop_server(proc)
+                proc = None
+            # "served" is the default configuration (adaptive batching unless --batching off).
+            report["served"] = runs[modes[0]]
+            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
+            if len(modes) == 2:
+                report["served_no_batching"] = runs[False]
+            report["ratios"] = ratios(
+                report["in_process"], report["served"], report.get("served_no_batching")
+            )
+    finally:
+        if proc is not None:
+            serving.stop_server(proc)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    path = write_result("service", report, args.out)
+    print_report(report)
+    print(f"wrote {path}")
+    return report
+
+
+def print_report(r: dict) -> None:
+    ip = r["in_process"]
+    modes = {"served": r["served"]}
+    if "served_no_batching" in r:
+        modes["served, no batching"] = r["served_no_batching"]
+
+    def row(name: str, a: dict) -> str:
+        return (
+            f"  {name:<44} p50 {a['p50_ms']:8.1f}  p95 {a['p95_ms']:8.1f}  "
+            f"p99 {a['p99_ms']:8.1f} ms  (n={a['n']})"
+        )
+
+    m = r["machine"]
+    print(f"\nmodel: {r['model']['source']} ({r['model']['bento_model']})")
+    print(
+        f"adaptive batching={r['settings']['adaptive_batching']}, workers={r['settings']['workers']}, "
+        f"runner workers={r['settings']['runner_workers']}, OMP_NUM_THREADS={r['settings']['omp_num_threads']}, "
+        f"{m.get('logical_cores')} cores, load {m.get('load_average_1_5_15')}"
+    )
+    print("latency")
+    print(row("in process score(1 record)", ip["score_1"]))
+    print(row("in process score(100 records)", ip["score_100"]))
+    for name, sv in modes.items():
+        print(row(f"{name}: POST /score 1 record", sv["score_1"]))
+        print(row(f"{name}: POST /score 100 records", sv["score_100"]))
+    print("throughput, 1-record requests")
+    print(
+        f"  {'in process, sequential calls':<44} {ip['records_per_s_1']:8.1f} records/s"
+        f"  (100-record calls: {ip['records_per_s_100']:.1f} records/s)"
+    )
+    for name, sv in modes.items():
+        for run in sv["throughput"]:
+            lat = run["latency"]
+            label = f"{name}, {run['concurrency']} clients"
+            print(
+                f"  {label:<44} {run['requests_per_s'] or 0:8.1f} req/s"
+                f"   p50 {lat['p50_ms'] or float('nan'):.1f}  p99 {lat['p99_ms'] or float('nan'):.1f} ms"
+                f"  errors {run['errors']}"
+            )
+        if sv.get("adaptive_batching"):
+            b = sv["adaptive_batching"]
+            print(
+                f"  {name}: {b['calls']} model calls, {b['mean_requests_per_call']:.2f} requests per call"
+            )
+    print("ratios (same run)")
+    for k, v in r["ratios"].items():
+        print(f"  {k:<62} {v:7.2f}" if v is not None else f"  {k:<62}     n/a")
+
+
+if __name__ == "__main__":
+    main()

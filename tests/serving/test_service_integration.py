@@ -1,0 +1,233 @@
+"""A real ``bentoml serve`` on a free loopback port: readiness, scoring, errors, access, batching.
+
+The server is started by :func:`abm_ml.serving.serve` (deploying the champion from a private
+MLflow store into a private ``BENTOML_HOME``) and always stopped in the fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from abm_ml import config as cfg
+from abm_ml import serving
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+TOKEN = "integration-token-7c1d"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_RECORDS = 40
+
+
+@pytest.fixture(scope="module")
+def deployment(trained, tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "abm-serving-deployment"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ABM_ML_MODELS_DIR", str(root / "models"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        mp.setenv("ABM_ML_REPORTS_DIR", str(root / "reports"))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+        for name in (
+            serving.ENV_API_TOKEN,
+            serving.ENV_MAX_RECORDS,
+            serving.ENV_IGNORE_UNKNOWN,
+            serving.ENV_BENTO_MODEL,
+        ):
+            mp.delenv(name, raising=False)
+        with serving.use_bentoml_home(root / "bentoml"):
+            info = serving.bootstrap_deployment(trained, root)
+            yield {**info, "root": root}
+
+
+@pytest.fixture(scope="module")
+def server(deployment, tmp_path_factory):
+    """``serve(alias="champion")`` in the background; stopped (with all its workers) at the end."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    port = serving.free_port()
+    proc = serving.serve(
+        port=port,
+        alias="champion",
+        background=True,
+        log_path=log,
+        env={serving.ENV_API_TOKEN: TOKEN, serving.ENV_MAX_RECORDS: str(MAX_RECORDS)},
+    )
+    children: list[psutil.Process] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        serving.wait_ready(url, token=TOKEN, timeout=240, proc=proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            yield {"client": client, "url": url, "proc": proc, "log": log}
+    finally:
+        serving.stop_server(proc)
+        assert proc.poll() is not None
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert TOKEN not in log.read_text(errors="replace")
+
+
+def records(trained, start: int, n: int) -> list[dict]:
+    out = []
+    for _, r in trained.holdout.iloc[start : start + n].iterrows():
+        rec = {"account_id": str(r["account_id"]), "amount": float(r["amount"])}
+        for f in trained.scorer.features:
+            v = r[f.name]
+            rec[f.name] = (
+                None
+                if pd.isna(v)
+                else str(v)
+                if f.type == "categorical"
+                else bool(v)
+                if f.type == "boolean"
+                else float(v)
+            )
+        out.append(rec)
+    return out
+
+
+def test_health_and_readiness(server):
+    c = server["client"]
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/readyz").status_code == 401
+    assert c.get("/readyz", headers=AUTH).status_code == 200
+
+
+def test_score_matches_in_process(server, trained, deployment):
+    c = server["client"]
+    recs = records(trained, 0, 25)
+    resp = c.post("/score", json={"records": recs}, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert (
+        body["model"]["version"] == deployment["version"] and body["model"]["alias"] == "champion"
+    )
+    expected = trained.scorer.score(trained.holdout.iloc[0:25])
+    np.testing.assert_allclose(
+        [r["propensity"] for r in body["results"]], expected["propensity"], rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        [r["expected_value"] for r in body["results"]], expected["expected_value"], rtol=1e-9
+    )
+    assert [r["reasons"] for r in body["results"]] == expected["reasons"].tolist()
+
+
+def test_rank_explain_metadata(server, trained, deployment):
+    c = server["client"]
+    recs = records(trained, 30, 10)
+    ranked = c.post("/rank", json={"records": recs, "top": 4}, headers=AUTH).json()
+    assert [r["rank"] for r in ranked["results"]] == [1, 2, 3, 4] and ranked["total"] == 10
+    priorities = [r["priority"] for r in ranked["results"]]
+    assert priorities == sorted(priorities, reverse=True)
+    explained = c.post("/explain", json={"records": recs[:2]}, headers=AUTH).json()
+    assert set(explained["results"][0]["contributions"]) == set(trained.scorer.feature_names)
+    meta = c.get("/metadata", headers=AUTH).json()
+    assert (meta["model_version"], meta["alias"], meta["bento_model"]) == (
+        deployment["version"],
+        "champion",
+        deployment["tag"],
+    )
+    assert meta["max_records"] == MAX_RECORDS
+    doc = c.get("/docs.json", headers=AUTH).json()
+    assert {"/score", "/rank", "/explain", "/metadata", "/healthz", "/readyz"} <= set(doc["paths"])
+
+
+def test_errors_and_access(server):
+    c = server["client"]
+    ok = {"records": [{"account_id": "a"}]}
+    assert c.post("/score", json=ok).status_code == 401
+    assert c.post("/score", json=ok, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        c.post(
+            "/score", content=b"{nope", headers={**AUTH, "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    too_many = c.post(
+        "/score",
+        json={"records": [{"account_id": str(i)} for i in range(MAX_RECORDS + 1)]},
+        headers=AUTH,
+    )
+    assert too_many.status_code == 413
+    bad = c.post(
+        "/score",
+        json={"records": [{"account_id": "a"}, {"account_id": "b", "web_visits_30d": "many"}]},
+        headers=AUTH,
+    )
+    assert bad.status_code == 422
+    err = bad.json()["errors"][0]
+    assert (err["index"], err["field"]) == (1, "web_visits_30d")
+    unknown = c.post(
+        "/score", json={"records": [{"account_id": "a", "colour": "red"}]}, headers=AUTH
+    )
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "colour"
+    # the workers survived all of it
+    assert c.post("/score", json=ok, headers=AUTH).status_code == 200
+
+
+def test_concurrent_requests_are_batched_correctly(server, trained):
+    """32 concurrent one-record requests: each gets its own account's score back."""
+    recs = records(trained, 0, 32)
+    expected = trained.scorer.score(trained.holdout.iloc[0:32], with_reasons=False)[
+        "propensity"
+    ].to_numpy()
+
+    def one(i: int) -> tuple[int, float, str]:
+        with httpx.Client(base_url=server["url"], timeout=60) as client:
+            r = client.post("/score", json={"records": [recs[i]]}, headers=AUTH)
+            assert r.status_code == 200, r.text
+            res = r.json()["results"][0]
+            return i, res["propensity"], res["account_id"]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        got = list(pool.map(one, range(32)))
+    for i, propensity, account in got:
+        assert account == recs[i]["account_id"]
+        assert propensity == pytest.approx(expected[i], rel=1e-9)
+
+
+def test_bento_build_carries_the_model(deployment, tmp_path):
+    """``bentoml build -f serving/bentofile.yaml .`` lists the deployed model for both services."""
+    import bentoml
+
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(deployment["root"] / "bentoml"),
+        serving.ENV_BENTO_MODEL: deployment["tag"],
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            "-f",
+            "serving/bentofile.yaml",
+            ".",
+            "--output",
+            "tag",
+        ],
+        check=False,
+        cwd=cfg.PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    tag = done.stdout.strip().splitlines()[-1].replace("__tag__:", "")
+    bento = bentoml.get(tag)
+    assert deployment["tag"] in {str(m.tag) for m in bento.info.all_models}
+    assert {s.name for s in bento.info.services} == {"abm_scoring", "abm_scorer_runner"}
+    assert Path(bento.path_of("src/serving/service.py")).is_file()
+    assert Path(bento.path_of("src/src/abm_ml/serving.py")).is_file()
+    bentoml.delete(tag)
