@@ -59,7 +59,7 @@ def _is_missing(value: object) -> bool:
 def reason_text(feature: FeatureInfo, value: object) -> str:
     """One sentence about a feature's value, from the spec's description and template."""
     if _is_missing(value):
-        return feature.missing_text or f"{feature.description[:1].upper()}{feature.description[1:]} unknown"
+        return feature.missing_text or f"{feature.description[:1].upper()}{feature.description[1:]}: unknown"
     if feature.type == "boolean":
         truthy = bool(float(value)) if not isinstance(value, str) else value.lower() in {"1", "true", "yes"}
         text = feature.true_text if truthy else feature.false_text

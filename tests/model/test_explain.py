@@ -77,7 +77,7 @@ def test_reason_text_templates():
     buyer = FeatureInfo("has_economic_buyer", "b", "boolean", "economic buyer", true_text="Economic buyer engaged", false_text="No economic buyer in CRM")
     assert reason_text(visits, 12.0) == "12 web visits in the last 30 days"
     assert reason_text(buyer, 0.0) == "No economic buyer in CRM"
-    assert reason_text(visits, np.nan) == "Web visits in the last 30 days unknown"
+    assert reason_text(visits, np.nan) == "Web visits in the last 30 days: unknown"
     assert reason_text(FeatureInfo("x", "x", "categorical", "region"), "EMEA") == "Region: EMEA"
 
 
