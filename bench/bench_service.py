@@ -125,28 +125,9 @@ def train_small(folder: Path):
 
 def request_records(holdout, features, n: int) -> list[dict]:
     """``n`` holdout rows (cycled) as JSON records: strings, numbers, booleans, nulls."""
-    import pandas as pd
+    from abm_ml.serving import json_records
 
-    rows = holdout.reset_index(drop=True)
-    out = []
-    for i in range(n):
-        r = rows.iloc[i % len(rows)]
-        rec = {
-            "account_id": str(r.get("account_id", f"acct-{i}")),
-            "amount": None if pd.isna(r.get("amount")) else float(r["amount"]),
-        }
-        for f in features:
-            v = r.get(f.name)
-            if v is None or pd.isna(v):
-                rec[f.name] = None
-            elif f.type == "categorical":
-                rec[f.name] = str(v)
-            elif f.type == "boolean":
-                rec[f.name] = bool(float(v))
-            else:
-                rec[f.name] = float(v)
-        out.append(rec)
-    return out
+    return json_records(holdout, features, n)
 
 
 # --------------------------------------------------------------------------------------------

@@ -140,23 +140,9 @@ def train(
         result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
     for finding in result.leak_findings:
         console.print(f"[yellow]leakage guard[/]: {finding.message()}")
-    table = Table(title=f"Propensity to buy on the holdout ({result.split.method} split)")
-    frame = m.metrics_table(result.propensity)
-    table.add_column("metric")
-    for column in frame.columns:
-        table.add_column(column)
-    for idx, row in frame.iterrows():
-        table.add_row(idx, *[str(v) for v in row])
-    console.print(table)
+    console.print(_metrics_rich_table(f"Propensity to buy on the holdout ({result.split.method} split)", m.metrics_table(result.propensity)))
     if result.velocity:
-        vt = m.metrics_table(result.velocity)
-        table = Table(title="Deal velocity (won deals in the holdout)")
-        table.add_column("metric")
-        for column in vt.columns:
-            table.add_column(column)
-        for idx, row in vt.iterrows():
-            table.add_row(idx, *[str(v) for v in row])
-        console.print(table)
+        console.print(_metrics_rich_table("Deal velocity (won deals in the holdout)", m.metrics_table(result.velocity)))
     style = "bold red" if result.no_better_than_chance else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
     with console.status("Logging to MLflow..."):

@@ -1546,3 +1546,32 @@ def bootstrap_deployment(
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(info))
     return info
+
+
+def json_records(frame: pd.DataFrame, features: list[FeatureInfo], n: int | None = None, *, start: int = 0) -> list[dict[str, Any]]:
+    """Rows as a CRM integration sends them: text categories, numbers, booleans, nulls.
+
+    Rows are cycled when ``n`` exceeds what ``frame`` holds after ``start`` (benchmarks ask for more).
+    """
+    rows = frame.reset_index(drop=True)
+    count = len(rows) - start if n is None else n
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        r = rows.iloc[(start + i) % len(rows)]
+        amount = r.get("amount")
+        rec: dict[str, Any] = {
+            "account_id": str(r.get("account_id", f"acct-{start + i}")),
+            "amount": None if amount is None or pd.isna(amount) else float(amount),
+        }
+        for f in features:
+            v = r.get(f.name)
+            if v is None or pd.isna(v):
+                rec[f.name] = None
+            elif f.type == "categorical":
+                rec[f.name] = str(v)
+            elif f.type == "boolean":
+                rec[f.name] = bool(float(v))
+            else:
+                rec[f.name] = float(v)
+        out.append(rec)
+    return out

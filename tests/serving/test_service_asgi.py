@@ -13,7 +13,6 @@ import logging
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from abm_ml import serving
@@ -81,22 +80,7 @@ def client(svc):
 
 
 def records(trained, n: int = 5) -> list[dict]:
-    out = []
-    for _, r in trained.holdout.head(n).iterrows():
-        rec = {"account_id": str(r["account_id"]), "amount": float(r["amount"])}
-        for f in trained.scorer.features:
-            v = r[f.name]
-            rec[f.name] = (
-                None
-                if pd.isna(v)
-                else str(v)
-                if f.type == "categorical"
-                else bool(v)
-                if f.type == "boolean"
-                else float(v)
-            )
-        out.append(rec)
-    return out
+    return serving.json_records(trained.holdout, trained.scorer.features, n)
 
 
 def test_health_ready_metadata(client, deployment, trained):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 import psutil
 import pytest
 
@@ -76,22 +75,7 @@ def server(deployment, tmp_path_factory):
 
 
 def records(trained, start: int, n: int) -> list[dict]:
-    out = []
-    for _, r in trained.holdout.iloc[start : start + n].iterrows():
-        rec = {"account_id": str(r["account_id"]), "amount": float(r["amount"])}
-        for f in trained.scorer.features:
-            v = r[f.name]
-            rec[f.name] = (
-                None
-                if pd.isna(v)
-                else str(v)
-                if f.type == "categorical"
-                else bool(v)
-                if f.type == "boolean"
-                else float(v)
-            )
-        out.append(rec)
-    return out
+    return serving.json_records(trained.holdout, trained.scorer.features, n, start=start)
 
 
 def test_health_and_readiness(server):

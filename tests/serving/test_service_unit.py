@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from abm_ml import config as cfg
@@ -49,21 +48,7 @@ def schema(scorer) -> RecordSchema:
 
 def raw_records(trained, n: int = 5) -> list[dict]:
     """Holdout rows as a CRM would send them: strings for categories, numbers, booleans."""
-    rows = []
-    for _, r in trained.holdout.head(n).iterrows():
-        rec = {"account_id": str(r["account_id"]), "amount": float(r["amount"])}
-        for f in trained.scorer.features:
-            v = r[f.name]
-            if pd.isna(v):
-                rec[f.name] = None
-            elif f.type == "categorical":
-                rec[f.name] = str(v)
-            elif f.type == "boolean":
-                rec[f.name] = bool(v)
-            else:
-                rec[f.name] = float(v)
-        rows.append(rec)
-    return rows
+    return serving.json_records(trained.holdout, trained.scorer.features, n)
 
 
 # -- the input contract ---------------------------------------------------------------------
