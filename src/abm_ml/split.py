@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
+from abm_ml.errors import AbmInputError
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, LOST, OUTCOME, WON
 from abm_ml.spec import DatasetSpec
 
@@ -38,17 +39,34 @@ class Split:
         return info
 
 
-def _time_cut(frame: pd.DataFrame, positions: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Timestamp]:
-    """Split ``positions`` into (older, recent, held out) by creation time, grouped by account."""
+def _time_cut(
+    frame: pd.DataFrame, positions: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Timestamp, bool]:
+    """Split ``positions`` into (older, recent, held out) by creation time, grouped by account.
+
+    When accounts recur in every period (a few big customers with many deals), holding out the
+    older rows of every recent account would leave almost nothing to train on. Then a random
+    ``fraction`` of the accounts is taken for the recent side instead: their recent deals are the
+    test rows, the other accounts' older deals train, and the rest (older deals of test accounts,
+    recent deals of training accounts) is held out. The last value says whether this happened.
+    """
+    if len(positions) == 0:
+        raise AbmInputError("no closed deals to split", field="split")
     created = frame[CREATED_AT].to_numpy()[positions]
+    accounts = frame[ACCOUNT_ID].to_numpy()[positions]
     order = np.argsort(created, kind="stable")
     cut_at = int(round(len(positions) * (1 - fraction)))
     cutoff = created[order[min(cut_at, len(order) - 1)]]
-    recent = positions[created >= cutoff]
-    accounts_recent = set(frame[ACCOUNT_ID].to_numpy()[recent])
-    older_all = positions[created < cutoff]
-    shared = np.isin(frame[ACCOUNT_ID].to_numpy()[older_all], list(accounts_recent))
-    return older_all[~shared], recent, older_all[shared], pd.Timestamp(cutoff)
+    is_recent = created >= cutoff
+    shared = np.isin(accounts, list(set(accounts[is_recent]))) & ~is_recent
+    if shared.sum() <= 0.5 * (~is_recent).sum():
+        return positions[~is_recent & ~shared], positions[is_recent], positions[shared], pd.Timestamp(cutoff), False
+    distinct = np.unique(accounts.astype(str))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(distinct, size=max(1, int(round(len(distinct) * fraction))), replace=False)
+    in_test = np.isin(accounts.astype(str), chosen)
+    held = (in_test & ~is_recent) | (~in_test & is_recent)
+    return positions[~in_test & ~is_recent], positions[in_test & is_recent], positions[held], pd.Timestamp(cutoff), True
 
 
 def _grouped_stratified(frame: pd.DataFrame, positions: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,11 +89,11 @@ def make_split(frame: pd.DataFrame, spec: DatasetSpec, *, seed: int = 42) -> Spl
     if method == "auto":
         method = "time" if spec.has_dates and frame[CREATED_AT].iloc[closed].notna().all() else "stratified"
     if method == "time":
-        rest, test, held_test, test_start = _time_cut(frame, closed, spec.split.test_fraction)
+        rest, test, held_test, test_start, sampled_test = _time_cut(frame, closed, spec.split.test_fraction, seed)
         valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)
-        train, valid, held_valid, valid_start = _time_cut(frame, rest, valid_fraction)
+        train, valid, held_valid, valid_start, sampled_valid = _time_cut(frame, rest, valid_fraction, seed + 1)
         return Split(
-            method="time",
+            method="time, sampled accounts" if sampled_test or sampled_valid else "time",
             train=train,
             valid=valid,
             test=test,

@@ -100,3 +100,19 @@ def test_scorer_takes_raw_crm_records(trained):
     assert set(scored["tier"]) <= {"A", "B", "C", "D"}
     assert scored.loc[0, "propensity"] > scored.loc[1, "propensity"]
     assert np.allclose(scored["priority"], scored["expected_value"] / np.maximum(scored["days_to_close_p50"], 1))
+
+
+def test_recurring_accounts_fall_back_to_sampled_accounts(crm_dataset):
+    """A few customers with deals in every period (like Maven's 85 accounts) still split honestly."""
+    from abm_ml.split import make_split
+
+    frame = crm_dataset.frame.copy()
+    frame[ACCOUNT_ID] = [f"BIG{i % 30}" for i in range(len(frame))]
+    split = make_split(frame, crm_dataset.spec, seed=3)
+    assert split.method == "time, sampled accounts"
+    accounts = {part: set(frame[ACCOUNT_ID].iloc[getattr(split, part)]) for part in ("train", "valid", "test")}
+    assert accounts["test"] and accounts["train"]
+    assert not accounts["train"] & accounts["test"] and not accounts["valid"] & accounts["test"]
+    assert frame[CREATED_AT].iloc[split.train].max() < pd.Timestamp(split.test_start) <= frame[CREATED_AT].iloc[split.test].min()
+    closed = frame[OUTCOME].isin(["won", "lost"]).sum()
+    assert len(split.train) + len(split.valid) + len(split.test) + len(split.held_out) == closed
