@@ -259,10 +259,14 @@ def rank(
     scorer, version = _load_model(model)
     with console.status("Reading accounts..."):
         frame = load_accounts(accounts, table=table, query=query)
-    with console.status(f"Scoring {len(frame):,} accounts..."):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("Scoring accounts", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("score", total=len(frame))
         result = rank_accounts(
             scorer, frame, tiers=sizes, as_of=as_of, filters={"segment": segment or [], "region": region or [], "owner": owner or []},
             sort_by=sort_by, model_name=cfg.registered_model_name(), model_version=str(version.version),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if history:
         from abm_ml.history import record_run

@@ -9,6 +9,7 @@ repeated id, an unparseable number, no feature at all) go to a separate table wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,8 +112,12 @@ def rank_accounts(
     model_name: str = "",
     model_version: str = "",
     k_up: int = 3,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RankResult:
-    """Score, sort and tier accounts; list the unscorable ones with their reasons."""
+    """Score, sort and tier accounts; list the unscorable ones with their reasons.
+
+    ``progress(done, total)`` is called after each chunk of :data:`CHUNK_ROWS` accounts.
+    """
     if sort_by not in SORT_KEYS:
         raise AbmInputError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="--sort-by")
     as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
@@ -145,6 +150,8 @@ def rank_accounts(
             if column in chunk.columns:
                 scored[column] = chunk[column].to_numpy()
         parts.append(scored)
+        if progress is not None:
+            progress(min(start + CHUNK_ROWS, len(good)), len(good))
     ranked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["account_id", "propensity", sort_by])
     ranked = ranked.sort_values([sort_by, "propensity"], ascending=False, kind="stable", ignore_index=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
