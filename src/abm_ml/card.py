@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from abm_ml import metrics as m
 from abm_ml.train import MODEL_NAME, TrainingResult
 
@@ -86,7 +84,3 @@ def model_card(result: TrainingResult, *, version: str | None = None, run_id: st
     if run_id:
         lines.append(f"- MLflow run: `{run_id}`.")
     return "\n".join(lines) + "\n"
-
-
-def safe_float(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -100,17 +99,6 @@ def shap_plots(values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directo
         ax.set_title(f"Dependence: {name}")
         paths.append(_save(fig, directory / f"shap_dependence_{name}.png"))
     return paths
-
-
-def png_bytes(path: Path) -> bytes:
-    return Path(path).read_bytes()
-
-
-def figure_to_png(fig: plt.Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def waterfall_plot(factors: pd.DataFrame, base_log_odds: float, path: Path, *, title: str, max_display: int = 12) -> Path:

@@ -189,8 +189,3 @@ def read_table(part: SourceSpec | JoinSpec) -> RawTable:
         return _read_sql(part.url, part.table, part.query)
     assert part.path is not None
     return _read_file(part.path, part.format, part.sep, part.encoding)
-
-
-def frame_sha256(frame: pd.DataFrame) -> str:
-    """A content hash of a frame (row order matters), for logging what a model was trained on."""
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()

@@ -260,8 +260,8 @@ def _aft_comparison(dataset, matrix, train, older_open, open_days, eval_rows, du
         test_median = median[: len(test)]
         mae = float(np.mean(np.abs(test_median - days[test])))
         return {"velocity_aft_c_index": c_index, "velocity_aft_mae_days": mae}
-    except Exception as error:  # noqa: BLE001 - the comparison is informative, never fatal
-        return {"velocity_aft_failed": 1.0, "velocity_aft_error_len": float(len(str(error)))}
+    except Exception:  # noqa: BLE001 - the comparison is informative, never fatal
+        return {"velocity_aft_failed": 1.0}
 
 
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
