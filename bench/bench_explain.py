@@ -1,0 +1,460 @@
+"""Benchmark batch ranking with SHAP reasons: rows per second and peak memory, streamed.
+
+A model is trained once (:func:`abm_ml.train.train_models` on a synthetic world of 5,000
+accounts). Scoring rows for a large synthetic world (``generate_world`` +
+``build_scoring_rows``, one row per account) are written to a Parquet file, and each size
+(100k and 1M accounts by default) is processed in a fresh child process that streams the file
+in chunks of 100k rows:
+
+* **abm-ml**: read the chunk, :meth:`AccountScorer.score` (preprocessing, calibrated
+  propensity, P10/P50/P90 days to close, top-3 reasons up and the top risk, as in
+  ``abm-ml rank``), flatten the reasons to text, append to an output Parquet file; at the end,
+  sort every account by priority (only ids and priorities are kept across chunks, so memory is
+  bounded by the chunk size, not the row count);
+* **reference** (the practical limit), on the same chunk in the same loop: LightGBM's own
+  ``booster.predict`` + ``booster.predict(pred_contrib=True)`` on the already preprocessed
+  matrix, with no I/O, calibration, velocity or text.
+
+Both are timed chunk by chunk in one loop, so machine noise hits both alike. The headline is
+the throughput ratio abm-ml / reference (goal: at least 0.5). Peak memory is the child's
+``ru_maxrss``. For contrast, the in-memory path of the CLI (:func:`abm_ml.rank.rank_accounts`
+on a whole DataFrame) is measured at 100k rows in its own child.
+
+Usage::
+
+    python bench/bench_explain.py                  # 100k and 1M accounts
+    python bench/bench_explain.py --quick          # 20k accounts, smaller training run
+    python bench/bench_explain.py --sizes 200000   # one size
+
+Writes ``bench/results/explain.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    ROOT,
+    Stopwatch,
+    base_report,
+    fmt_bytes,
+    fmt_seconds,
+    lightgbm_threads,
+    md_table,
+    peak_rss_self,
+    quiet_warnings,
+    rss_self,
+    synthetic_dataset,
+    threads_label,
+    write_result,
+)
+
+NAME = "explain"
+GOAL_RATIO = 0.5
+CHUNK_ROWS = 100_000
+OUTPUT_COLUMNS = ["account_id", "propensity", "score", "tier", "days_to_close_p10", "days_to_close_p50",
+                  "days_to_close_p90", "expected_value", "priority", "top_reasons", "risk"]
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes
+# --------------------------------------------------------------------------------------------
+
+
+def _run_child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], check=False, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_rows(path: Path, n_accounts: int, seed: int, chunk: int, tile_from: int | None) -> dict:
+    """Child: scoring rows of a synthetic world (or tiled copies of a smaller one) to Parquet."""
+    import numpy as np
+    import pandas as pd
+
+    from abm_ml.features import build_scoring_rows
+    from abm_ml.synth import generate_world
+
+    base_n = tile_from or n_accounts
+    with Stopwatch() as sw_world:
+        world = generate_world(base_n, seed=seed)
+    with Stopwatch() as sw_rows:
+        rows = build_scoring_rows(world, world.as_of)
+    as_of = str(world.as_of.date())
+    del world
+    if tile_from and n_accounts > len(rows):
+        # Copies of the smaller world with fresh ids: same feature distribution, n_accounts rows.
+        reps = -(-n_accounts // len(rows))
+        parts = []
+        for r in range(reps):
+            part = rows.copy()
+            ids = part["account_id"].astype(str) + (f"-{r}" if r else "")
+            part["account_id"] = ids.to_numpy()
+            part["row_id"] = ids.to_numpy()
+            parts.append(part)
+        rows = pd.concat(parts, ignore_index=True).iloc[:n_accounts]
+    rows = rows.reset_index(drop=True)
+    rows.to_parquet(path, index=False, row_group_size=chunk)
+    return {
+        "accounts": len(rows),
+        "columns": int(rows.shape[1]),
+        "generated_accounts": base_n,
+        "tiled": bool(tile_from and n_accounts > base_n),
+        "generate_world_s": sw_world.seconds,
+        "build_scoring_rows_s": sw_rows.seconds,
+        "as_of": as_of,
+        "parquet_bytes": path.stat().st_size,
+        "peak_rss_bytes": peak_rss_self(),
+        "open_deal_share": float(np.mean(rows["source"].astype(str) != "outbound")) if "source" in rows else None,
+    }
+
+
+def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: int) -> dict:
+    """Child: stream ``n_rows`` rows through abm-ml and through the LightGBM reference."""
+    quiet_warnings()
+    import joblib
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from abm_ml.explain import reasons_as_text
+
+    scorer = joblib.load(scorer_file)
+    booster = scorer.propensity_booster
+    velocity = scorer.velocity
+    threads = lightgbm_threads()  # the reference runs LightGBM with as many threads as abm-ml
+    rss_start = rss_self()
+    t = dict.fromkeys(
+        ("read", "score", "flatten", "write", "rank", "ref_preprocess", "ref_predict", "ref_contrib", "ref_velocity_predict"), 0.0
+    )
+    priorities, ids = [], []
+    done = 0
+    chunk_peaks = []
+    with tempfile.TemporaryDirectory(prefix="abm-bench-explain-") as tmp:
+        out_path = Path(tmp) / "ranked.parquet"
+        writer = None
+        source = pq.ParquetFile(rows_file)
+        started = time.perf_counter()
+        batches = source.iter_batches(batch_size=chunk)
+        while done < n_rows:
+            t0 = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            if batch.num_rows > n_rows - done:
+                batch = batch.slice(0, n_rows - done)
+            frame = batch.to_pandas()
+            t["read"] += time.perf_counter() - t0
+
+            # Reference: LightGBM alone on the preprocessed matrix (preprocessing timed apart).
+            t0 = time.perf_counter()
+            matrix = scorer.preprocessor.transform(frame.reset_index(drop=True))
+            t1 = time.perf_counter()
+            booster.predict(matrix, num_threads=threads)
+            t2 = time.perf_counter()
+            booster.predict(matrix, pred_contrib=True, num_threads=threads)
+            t3 = time.perf_counter()
+            if velocity is not None:
+                for b in velocity.boosters.values():
+                    b.predict(matrix, num_threads=threads)
+            t4 = time.perf_counter()
+            t["ref_preprocess"] += t1 - t0
+            t["ref_predict"] += t2 - t1
+            t["ref_contrib"] += t3 - t2
+            t["ref_velocity_predict"] += t4 - t3
+            del matrix
+
+            # abm-ml: what `abm-ml rank` computes per chunk, written out as it goes.
+            t0 = time.perf_counter()
+            scored = scorer.score(frame, k_up=k_up, k_down=1, with_velocity_reasons=False)
+            t1 = time.perf_counter()
+            scored["top_reasons"] = [reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]]
+            scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]]
+            t2 = time.perf_counter()
+            table = pa.Table.from_pandas(scored[OUTPUT_COLUMNS], preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(out_path, table.schema)
+            writer.write_table(table)
+            priorities.append(scored["priority"].to_numpy(dtype=np.float64))
+            ids.append(scored["account_id"].to_numpy())
+            t3 = time.perf_counter()
+            t["score"] += t1 - t0
+            t["flatten"] += t2 - t1
+            t["write"] += t3 - t2
+            done += len(frame)
+            chunk_peaks.append(peak_rss_self())
+            del scored, frame, table
+        if writer is not None:
+            writer.close()
+        # The ranking itself: sort every account by priority (ids and priorities only).
+        t0 = time.perf_counter()
+        all_priority = np.concatenate(priorities) if priorities else np.empty(0)
+        order = np.argsort(-all_priority, kind="stable")
+        top_ids = np.concatenate(ids)[order[:10]].tolist() if ids else []
+        t["rank"] = time.perf_counter() - t0
+        wall = time.perf_counter() - started
+        output_bytes = out_path.stat().st_size if out_path.exists() else 0
+
+    abm_s = t["read"] + t["score"] + t["flatten"] + t["write"] + t["rank"]
+    ref_s = t["ref_predict"] + t["ref_contrib"]
+    ref_same_work_s = t["ref_contrib"] + t["ref_velocity_predict"]
+    return {
+        "rows": done,
+        "lightgbm_threads": threads,
+        "chunk_rows": chunk,
+        "chunks": len(chunk_peaks),
+        "k_up": k_up,
+        "seconds": {k: v for k, v in t.items()},
+        "abm_ml_s": abm_s,
+        "reference_s": ref_s,
+        "reference_same_lightgbm_work_s": ref_same_work_s,
+        "loop_wall_s": wall,
+        "abm_ml_rows_per_s": done / abm_s if abm_s else None,
+        "reference_rows_per_s": done / ref_s if ref_s else None,
+        "reference_same_lightgbm_work_rows_per_s": done / ref_same_work_s if ref_same_work_s else None,
+        "ratio_vs_reference": ref_s / abm_s if abm_s else None,
+        "ratio_vs_same_lightgbm_work": ref_same_work_s / abm_s if abm_s else None,
+        "rss_before_stream_bytes": rss_start,
+        "peak_rss_bytes": peak_rss_self(),
+        "peak_rss_after_each_chunk_bytes": chunk_peaks,
+        "output_parquet_bytes": output_bytes,
+        "top_10_account_ids": top_ids,
+    }
+
+
+def rank_in_memory(rows_file: Path, scorer_file: Path, n_rows: int, k_up: int) -> dict:
+    """Child: the CLI's in-memory path, ``rank_accounts`` on one DataFrame of ``n_rows`` rows."""
+    quiet_warnings()
+    import joblib
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from abm_ml.rank import rank_accounts
+
+    scorer = joblib.load(scorer_file)
+    parts, done = [], 0
+    for batch in pq.ParquetFile(rows_file).iter_batches(batch_size=CHUNK_ROWS):
+        parts.append(batch.slice(0, min(batch.num_rows, n_rows - done)).to_pandas())
+        done += len(parts[-1])
+        if done >= n_rows:
+            break
+    accounts = pd.concat(parts, ignore_index=True)
+    del parts
+    rss_start = rss_self()
+    with Stopwatch() as sw:
+        result = rank_accounts(scorer, accounts, tiers=(10, 50, 500), k_up=k_up)
+    return {
+        "rows": len(accounts),
+        "ranked": len(result.ranked),
+        "seconds": sw.seconds,
+        "rows_per_s": len(accounts) / sw.seconds,
+        "rss_before_bytes": rss_start,
+        "peak_rss_bytes": peak_rss_self(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def markdown(report: dict) -> str:
+    """The batch-explain section of docs/benchmarks.md."""
+    if report.get("status") != "ok":
+        return f"_Skipped: {report.get('note', report.get('status'))}_"
+    model, data = report["model"], report["data"]
+    out = [
+        f"Model: `train_models` on a synthetic world of {model['train_accounts']:,} accounts "
+        f"({model['propensity_trees']} propensity trees, {model['features']} features, trained in "
+        f"{fmt_seconds(model['train_s'])}). Scoring rows: "
+        + (
+            f"a synthetic world of {data['generated_accounts']:,} accounts tiled to {data['accounts']:,} rows"
+            if data.get("tiled")
+            else f"a synthetic world of {data['accounts']:,} accounts (`generate_world` + `build_scoring_rows`, "
+            f"{fmt_seconds(data['generate_world_s'] + data['build_scoring_rows_s'])})"
+        )
+        + f", read from Parquet in chunks of {report['config']['chunk_rows']:,} rows in a fresh process per size. "
+        f"abm-ml = read + `AccountScorer.score` (top-{report['config']['k_up']} reasons up, top risk, P10/P50/P90 days) "
+        "+ reasons to text + write Parquet + final sort by priority. Reference = LightGBM `predict` + "
+        "`predict(pred_contrib=True)` on the preprocessed chunk, timed in the same loop. "
+        f"LightGBM threads, both sides: {threads_label(report['config'].get('lightgbm_threads', 0))} "
+        "(abm-ml's `ABM_ML_NUM_THREADS`). "
+        f"Goal: ratio >= {report['goal_ratio']}.\n"
+    ]
+    rows = []
+    for run in report["runs"]:
+        rows.append([
+            f"{run['rows']:,}",
+            f"{run['abm_ml_rows_per_s']:,.0f}",
+            f"{run['reference_rows_per_s']:,.0f}",
+            f"**{run['ratio_vs_reference']:.2f}**",
+            f"{run['ratio_vs_same_lightgbm_work']:.2f}",
+            fmt_seconds(run["abm_ml_s"]),
+            fmt_bytes(run["peak_rss_bytes"]),
+            fmt_bytes(run["rss_before_stream_bytes"]),
+        ])
+    out.append(md_table(
+        ["rows", "abm-ml rows/s", "reference rows/s", "ratio", "ratio vs same LightGBM work", "abm-ml time",
+         "peak RSS", "RSS before streaming"], rows))
+    if report["runs"]:
+        last = report["runs"][-1]
+        s = last["seconds"]
+        out.append(
+            f"\nWhere abm-ml's time goes at {last['rows']:,} rows: score (TreeSHAP + calibration + velocity + reasons) "
+            f"{fmt_seconds(s['score'])}, reasons to text {fmt_seconds(s['flatten'])}, read {fmt_seconds(s['read'])}, "
+            f"write {fmt_seconds(s['write'])}, sort {fmt_seconds(s['rank'])}; the reference's `pred_contrib` alone took "
+            f"{fmt_seconds(s['ref_contrib'])} and `predict` {fmt_seconds(s['ref_predict'])}. "
+            "\"Same LightGBM work\" = `pred_contrib` + the three velocity quantile predictions, the LightGBM calls "
+            "abm-ml itself makes."
+        )
+    chunked = [r for r in report["runs"] if len(r.get("peak_rss_after_each_chunk_bytes", [])) > 1]
+    if chunked:
+        r = chunked[-1]
+        peaks = r["peak_rss_after_each_chunk_bytes"]
+        out.append(
+            f"\nMemory while streaming {r['rows']:,} rows: peak RSS {fmt_bytes(peaks[0])} after the first chunk, "
+            f"{fmt_bytes(peaks[-1])} after the last ({(peaks[-1] - peaks[0]) / max(len(peaks) - 1, 1) / 2**20:.0f} MiB per "
+            "further chunk: ids and priorities kept for the final sort, Arrow and allocator buffers)."
+        )
+    mem = report.get("rank_in_memory")
+    if mem:
+        out.append(
+            f"\nFor contrast, the CLI's in-memory `rank_accounts` on one {mem['rows']:,}-row DataFrame: "
+            f"{mem['rows_per_s']:,.0f} rows/s, peak RSS {fmt_bytes(mem['peak_rss_bytes'])}."
+        )
+    for note in report.get("notes", []):
+        out.append(f"\n_{note}_")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20k rows, a 2,000-account model with a fast config")
+    parser.add_argument("--sizes", type=int, nargs="+", help="rows per run (default 100000 1000000; 20000 with --quick)")
+    parser.add_argument("--chunk", type=int, default=CHUNK_ROWS)
+    parser.add_argument("--k-up", type=int, default=3)
+    parser.add_argument("--train-accounts", type=int, help="accounts in the training world (default 5000; 2000 with --quick)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the training world")
+    parser.add_argument("--score-seed", type=int, default=11, help="seed of the scoring world")
+    parser.add_argument("--tile", action="store_true", help="generate 100k accounts and tile them instead of a full-size world")
+    parser.add_argument("--threads", type=int, help="LightGBM threads for abm-ml and the reference (sets ABM_ML_NUM_THREADS; default: abm-ml's default)")
+    parser.add_argument("--no-rank-in-memory", action="store_true", help="skip the in-memory rank_accounts contrast")
+    parser.add_argument("--out", type=Path, help="result JSON (default bench/results/explain.json)")
+    parser.add_argument("--worker", choices=["rows", "stream", "rank"], help=argparse.SUPPRESS)
+    parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scorer-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tile-from", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker == "rows":
+        print(json.dumps(make_rows(args.rows_file, args.n, args.score_seed, args.chunk, args.tile_from)))
+        return 0
+    if args.worker == "stream":
+        print(json.dumps(stream(args.rows_file, args.scorer_file, args.n, args.chunk, args.k_up)))
+        return 0
+    if args.worker == "rank":
+        print(json.dumps(rank_in_memory(args.rows_file, args.scorer_file, args.n, args.k_up)))
+        return 0
+
+    quiet_warnings()
+    if args.threads is not None:
+        os.environ["ABM_ML_NUM_THREADS"] = str(args.threads)  # inherited by the child processes
+    import joblib
+
+    from abm_ml.train import TrainConfig, train_models
+
+    sizes = sorted(args.sizes or ([20_000] if args.quick else [100_000, 1_000_000]))
+    train_accounts = args.train_accounts or (2000 if args.quick else 5000)
+    report = base_report(NAME, quick=args.quick, argv=argv)
+    report.update({"goal_ratio": GOAL_RATIO, "notes": [], "runs": []})
+    if args.quick:
+        # Smoke mode: fewer, larger boosting steps; the throughput ratio is indicative only.
+        config = TrainConfig(seed=42, n_boot=20, learning_rate=0.1, early_stopping_rounds=30, max_rounds=400, velocity_aft=False)
+        report["notes"].append(
+            f"Quick mode: {sizes[-1]:,} rows, a {train_accounts:,}-account model with learning rate 0.1 "
+            "(fewer trees than the default model, so TreeSHAP is cheaper)."
+        )
+    else:
+        config = TrainConfig(seed=42)
+    report["config"] = {"sizes": sizes, "lightgbm_threads": lightgbm_threads(), "chunk_rows": args.chunk, "k_up": args.k_up, "train_accounts": train_accounts,
+                        "train_seed": args.seed, "score_seed": args.score_seed, "train_config": vars(config)}
+
+    with tempfile.TemporaryDirectory(prefix="abm-bench-explain-") as tmp:
+        tmp = Path(tmp)
+        print(f"training the model on {train_accounts:,} synthetic accounts...", flush=True)
+        with synthetic_dataset(train_accounts, seed=args.seed) as dataset, Stopwatch() as sw:
+            result = train_models(dataset, config)
+        scorer_file = tmp / "scorer.joblib"
+        joblib.dump(result.scorer, scorer_file)
+        report["model"] = {
+            "train_accounts": train_accounts,
+            "train_rows": len(dataset.frame),
+            "train_s": sw.seconds,
+            "propensity_trees": int(result.best_iterations.get("propensity", 0)),
+            "velocity_trees": {k: v for k, v in result.best_iterations.items() if k.startswith("velocity")},
+            "features": len(result.scorer.features),
+            "roc_auc": result.propensity["abm-ml"]["roc_auc"].value,
+        }
+        del result, dataset
+
+        biggest = sizes[-1]
+        rows_file = tmp / "scoring_rows.parquet"
+        print(f"scoring rows for {biggest:,} synthetic accounts...", flush=True)
+        base = ["--worker", "rows", "--rows-file", str(rows_file), "--n", str(biggest),
+                "--score-seed", str(args.score_seed), "--chunk", str(args.chunk)]
+        tile_from = min(CHUNK_ROWS, biggest) if args.tile else None
+        try:
+            if biggest <= CHUNK_ROWS and not tile_from:
+                # Small worlds: no need for a fresh process (saves one round of imports).
+                data = make_rows(rows_file, biggest, args.score_seed, args.chunk, None)
+                data["peak_rss_bytes"] = None  # the parent's ru_maxrss says nothing about this step
+            else:
+                data = _run_child(base + (["--tile-from", str(tile_from)] if tile_from else []))
+        except RuntimeError as error:
+            if tile_from:
+                raise
+            tile_from = min(CHUNK_ROWS, biggest)
+            report["notes"].append(f"Generating {biggest:,} accounts failed ({str(error).splitlines()[-1][:200]}); "
+                                   f"tiled {tile_from:,} generated accounts instead.")
+            data = _run_child(base + ["--tile-from", str(tile_from)])
+        report["data"] = data
+        if data.get("tiled"):
+            report["notes"].append(f"Scoring rows: {data['generated_accounts']:,} generated accounts tiled to {data['accounts']:,} rows.")
+        print(f"  {data['accounts']:,} rows ({fmt_seconds(data['generate_world_s'] + data['build_scoring_rows_s'])}, "
+              f"peak RSS {fmt_bytes(data['peak_rss_bytes'])})", flush=True)
+
+        for n in sizes:
+            print(f"streaming {n:,} rows...", flush=True)
+            run = _run_child(["--worker", "stream", "--rows-file", str(rows_file), "--scorer-file", str(scorer_file),
+                              "--n", str(n), "--chunk", str(args.chunk), "--k-up", str(args.k_up)])
+            report["runs"].append(run)
+            print(f"  abm-ml {run['abm_ml_rows_per_s']:,.0f} rows/s vs LightGBM predict+pred_contrib "
+                  f"{run['reference_rows_per_s']:,.0f} rows/s: ratio {run['ratio_vs_reference']:.2f} "
+                  f"(goal >= {GOAL_RATIO}); peak RSS {fmt_bytes(run['peak_rss_bytes'])}", flush=True)
+            report["status"] = "ok"
+            write_result(NAME, report, args.out)
+
+        if not args.no_rank_in_memory and not args.quick:
+            n = min(CHUNK_ROWS, biggest)
+            print(f"in-memory rank_accounts on {n:,} rows...", flush=True)
+            report["rank_in_memory"] = _run_child(["--worker", "rank", "--rows-file", str(rows_file), "--scorer-file",
+                                                   str(scorer_file), "--n", str(n), "--k-up", str(args.k_up)])
+    report["status"] = "ok"
+    path = write_result(NAME, report, args.out)
+    print(markdown(report))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
