@@ -37,6 +37,7 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
+from abm_ml.synth import CHANNELS, ROLES
 
 if TYPE_CHECKING:
     from abm_ml.synth import World
@@ -56,18 +57,9 @@ __all__ = [
 AS_OF = "as_of"
 SOURCE = "source"
 
-_CHANNELS = (
-    "web_visit",
-    "content_download",
-    "email_open",
-    "email_click",
-    "paid_impression",
-    "video_completion",
-    "event_attended",
-    "webinar_attended",
-    "sales_meeting",
-)
-_ROLES = ("economic_buyer", "champion", "influencer", "stakeholder", "procurement", "end_user")
+# The world's vocabularies, in the order the event arrays are coded.
+_CHANNELS = CHANNELS
+_ROLES = ROLES
 
 # (feature name, channel or None for every channel, window in days)
 _WINDOW_COUNTS = (
