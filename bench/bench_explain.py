@@ -80,8 +80,8 @@ def make_rows(path: Path, n_accounts: int, seed: int, chunk: int, tile_from: int
     import numpy as np
     import pandas as pd
 
-    from abm_ml.features import build_scoring_rows
-    from abm_ml.synth import generate_world
+    from abm_ml.features.point_in_time import build_scoring_rows
+    from abm_ml.synthetic.world import generate_world
 
     base_n = tile_from or n_accounts
     with Stopwatch() as sw_world:
@@ -125,7 +125,7 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from abm_ml.explain import reasons_as_text
+    from abm_ml.modeling.reasons import reasons_as_text
 
     scorer = joblib.load(scorer_file)
     booster = scorer.propensity_booster
@@ -238,7 +238,7 @@ def rank_in_memory(rows_file: Path, scorer_file: Path, n_rows: int, k_up: int) -
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from abm_ml.rank import rank_accounts
+    from abm_ml.modeling.ranking import rank_accounts
 
     scorer = joblib.load(scorer_file)
     parts, done = [], 0
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ABM_ML_NUM_THREADS"] = str(args.threads)  # inherited by the child processes
     import joblib
 
-    from abm_ml.train import TrainConfig, train_models
+    from abm_ml.modeling.train import TrainConfig, train_models
 
     sizes = sorted(args.sizes or ([20_000] if args.quick else [100_000, 1_000_000]))
     train_accounts = args.train_accounts or (2000 if args.quick else 5000)

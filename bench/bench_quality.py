@@ -159,11 +159,11 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     """Train abm-ml and the contenders on one dataset; metrics on the same test rows."""
     import lightgbm as lgb
 
-    from abm_ml import metrics as m
-    from abm_ml.baselines import as_logistic_input, logistic_baseline
-    from abm_ml.leakage import refused
+    from abm_ml.modeling import metrics as m
+    from abm_ml.modeling.baselines import as_logistic_input, logistic_baseline
+    from abm_ml.data.leakage import refused
     from abm_ml.schema import AMOUNT, OUTCOME, WON
-    from abm_ml.train import MODEL_NAME, TrainConfig, train_models
+    from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 
     config = TrainConfig(seed=args.seed, n_boot=args.n_boot)
     threads = int(getattr(config, "num_threads", 0) or 0)

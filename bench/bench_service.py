@@ -108,9 +108,9 @@ def train_small(folder: Path):
     """The test suite's CRM export with planted drivers, trained as the ``trained`` fixture is."""
     import yaml
 
-    from abm_ml.spec import load_spec
-    from abm_ml.train import TrainConfig, train_models
-    from abm_ml.validate import load_dataset
+    from abm_ml.data.spec import load_spec
+    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.data.validate import load_dataset
 
     conftest = _conftest()
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def train_small(folder: Path):
 
 def request_records(holdout, features, n: int) -> list[dict]:
     """``n`` holdout rows (cycled) as JSON records: strings, numbers, booleans, nulls."""
-    from abm_ml.serving import json_records
+    from abm_ml.service.handlers import json_records
 
     return json_records(holdout, features, n)
 
@@ -137,7 +137,7 @@ def request_records(holdout, features, n: int) -> list[dict]:
 
 def in_process(scorer, records_1: list[list[dict]], records_100: list[dict], n: int) -> dict:
     """``AccountScorer.score`` on the validated records the service would send to the model."""
-    from abm_ml import serving
+    from abm_ml.service import handlers as serving
 
     schema = serving.RecordSchema(scorer.features)
     frames_1 = [serving.records_frame(schema.validate_batch(r), scorer.features) for r in records_1]
@@ -242,7 +242,7 @@ def batch_sizes(client) -> dict | None:
 
 
 def start(tag: str, args: argparse.Namespace, env: dict, run_dir: Path):
-    from abm_ml import serving
+    from abm_ml.service import handlers as serving
 
     port = serving.free_port()
     log = run_dir / f"abm-bench-server-{port}.log"
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     logging.getLogger("abm_ml").setLevel(logging.WARNING)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from abm_ml import serving
+    from abm_ml.service import handlers as serving
 
     n_latency = 40 if args.quick else 300
     duration = 4.0 if args.quick else 15.0
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 import bentoml
 
-                from abm_ml.registry import _holdout, resolve_version
+                from abm_ml.registry.promotion import _holdout, resolve_version
 
                 tag = str(serving.deploy(args.alias))
                 model = bentoml.models.get(tag)

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from abm_ml.features import build_scoring_rows, build_training_rows
-from abm_ml.synth import TABLES, generate_world
+from abm_ml.features.point_in_time import build_scoring_rows, build_training_rows
+from abm_ml.synthetic.world import TABLES, generate_world
 
 GIB = 1024**3
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"

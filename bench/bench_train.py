@@ -104,13 +104,13 @@ def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool,
         import lightgbm as lgb
         import numpy as np
 
-        from abm_ml.leakage import check_leakage, refused
-        from abm_ml.model import Preprocessor
+        from abm_ml.data.leakage import check_leakage, refused
+        from abm_ml.modeling.scorer import Preprocessor
         from abm_ml.schema import OUTCOME, WON
-        from abm_ml.spec import load_spec
-        from abm_ml.split import make_split
-        from abm_ml.train import TrainConfig, train_models
-        from abm_ml.validate import load_dataset
+        from abm_ml.data.spec import load_spec
+        from abm_ml.data.split import make_split
+        from abm_ml.modeling.train import TrainConfig, train_models
+        from abm_ml.data.validate import load_dataset
     with Stopwatch() as sw_load:
         dataset = load_dataset(load_spec(spec))
     # The rows and features abm-ml trains on: the same split and leakage guard (train_models' code path).
@@ -157,13 +157,13 @@ def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool,
             for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
                 os.environ.pop(key, None)
             with Stopwatch() as sw_mlflow_import:
-                from abm_ml import tracking
+                from abm_ml.registry import tracking
             with Stopwatch() as sw_log:
                 info = tracking.log_training(result, register=True)
             out["mlflow_import_s"] = sw_mlflow_import.seconds
             out["mlflow_log_and_register_s"] = sw_log.seconds
             try:  # the CLI's HTML training report (optional: absent in older versions)
-                from abm_ml.report import training_report
+                from abm_ml.reporting.html import training_report
 
                 with Stopwatch() as sw_report:
                     training_report(result, Path(tmp) / "report.html", run_id=info["run_id"], version=info.get("version"),

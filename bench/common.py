@@ -256,7 +256,7 @@ def spec_path(name: str) -> Path:
 
 def shared_dataset_missing(name: str) -> str | None:
     """Why a shared dataset spec cannot be loaded here (missing files), or None when it can."""
-    from abm_ml.spec import load_spec
+    from abm_ml.data.spec import load_spec
 
     spec = load_spec(spec_path(name))
     paths = [spec.source.path] + [j.path for j in spec.source.join]
@@ -267,8 +267,8 @@ def shared_dataset_missing(name: str) -> str | None:
 
 
 def load_shared_dataset(name: str):
-    from abm_ml.spec import load_spec
-    from abm_ml.validate import load_dataset
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
 
     return load_dataset(load_spec(spec_path(name)))
 
@@ -280,10 +280,10 @@ def synthetic_dataset(n_accounts: int = 5000, seed: int = 7) -> Iterator[object]
     The world is written to a temporary folder (``ABM_ML_SYNTH_DIR`` points there while
     loading), which is removed on exit.
     """
-    from abm_ml.features import build_training_rows
-    from abm_ml.spec import load_spec
-    from abm_ml.synth import generate_world
-    from abm_ml.validate import load_dataset
+    from abm_ml.features.point_in_time import build_training_rows
+    from abm_ml.data.spec import load_spec
+    from abm_ml.synthetic.world import generate_world
+    from abm_ml.data.validate import load_dataset
 
     with tempfile.TemporaryDirectory(prefix="abm-bench-synth-") as tmp:
         world = generate_world(n_accounts, seed=seed)

@@ -93,8 +93,8 @@ def crm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def crm_dataset(crm_dir: Path):
-    from abm_ml.spec import load_spec
-    from abm_ml.validate import load_dataset
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
 
     return load_dataset(load_spec(crm_dir / "spec.yaml"))
 
@@ -102,7 +102,7 @@ def crm_dataset(crm_dir: Path):
 @pytest.fixture(scope="session")
 def trained(crm_dataset):
     """A real training result on the small export (LightGBM, calibration, velocity, baselines)."""
-    from abm_ml.train import TrainConfig, train_models
+    from abm_ml.modeling.train import TrainConfig, train_models
 
     return train_models(crm_dataset, TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40))
 

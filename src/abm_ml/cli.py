@@ -63,9 +63,9 @@ def validate(
 
     Also runs the leakage guard on the closed deals and names any column it would refuse.
     """
-    from abm_ml.leakage import check_leakage
-    from abm_ml.spec import load_spec
-    from abm_ml.validate import load_dataset
+    from abm_ml.data.leakage import check_leakage
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
 
     dataset = load_dataset(load_spec(spec))
     rejects_path = rejects or cfg.reports_dir() / dataset.spec.name / "rejects.csv"
@@ -93,8 +93,8 @@ def synth(
     Besides the raw tables it writes training_rows.parquet (each opportunity as of its creation)
     and scoring_rows.parquet (each account as of --as-of), used by training/specs/synthetic-abm.yaml.
     """
-    from abm_ml.features import build_scoring_rows, build_training_rows
-    from abm_ml.synth import generate_world
+    from abm_ml.features.point_in_time import build_scoring_rows, build_training_rows
+    from abm_ml.synthetic.world import generate_world
 
     out = out or cfg.data_dir() / "synth"
     started = time.perf_counter()
@@ -126,12 +126,12 @@ def train(
     Metrics come with 95 % bootstrap intervals, next to a logistic regression and a rule-based
     fit score on the same time-based (or stratified) split.
     """
-    from abm_ml import metrics as m
-    from abm_ml import tracking
-    from abm_ml.card import verdict
-    from abm_ml.spec import load_spec
-    from abm_ml.train import TrainConfig, train_models
-    from abm_ml.validate import load_dataset
+    from abm_ml.modeling import metrics as m
+    from abm_ml.registry import tracking
+    from abm_ml.registry.card import verdict
+    from abm_ml.data.spec import load_spec
+    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.data.validate import load_dataset
 
     with console.status("Validating data..."):
         dataset = load_dataset(load_spec(spec))
@@ -157,7 +157,7 @@ def _training_report(result, info: dict) -> Path:
     """Write the HTML training report and attach it to the MLflow run."""
     import mlflow
 
-    from abm_ml.report import training_report
+    from abm_ml.reporting.html import training_report
 
     name = f"{result.dataset.spec.name}-v{info['version']}.html" if info.get("version") else f"{result.dataset.spec.name}-{info['run_id'][:8]}.html"
     path = training_report(result, cfg.reports_dir() / "training" / name, run_id=info["run_id"], version=info.get("version"),
@@ -174,7 +174,7 @@ def promote(
     metric: Annotated[str, typer.Option(help="Holdout metric the challenger must beat the champion on.")] = "roc_auc",
 ) -> None:
     """Make the challenger the champion if it beats the champion on the same recent holdout."""
-    from abm_ml.registry import promote as do_promote
+    from abm_ml.registry.promotion import promote as do_promote
 
     decision = do_promote(version=version, force=force, metric=metric)
     if decision.promoted:
@@ -186,7 +186,7 @@ def promote(
 @app.command()
 def rollback() -> None:
     """Return 'champion' to the version it pointed at before the last promotion."""
-    from abm_ml.registry import rollback as do_rollback
+    from abm_ml.registry.promotion import rollback as do_rollback
 
     decision = do_rollback()
     console.print(f"[bold]Champion is version {decision.version} again[/] ({decision.reason}).")
@@ -195,7 +195,7 @@ def rollback() -> None:
 @app.command()
 def models() -> None:
     """List registered model versions with their aliases and holdout ROC AUC."""
-    from abm_ml.registry import versions_table
+    from abm_ml.registry.promotion import versions_table
 
     frame = versions_table()
     if frame.empty:
@@ -213,8 +213,8 @@ ModelOpt = Annotated[str, typer.Option("--model", help="Registered model alias (
 
 
 def _load_model(ref: str):
-    from abm_ml import tracking
-    from abm_ml.registry import load_scorer
+    from abm_ml.registry import tracking
+    from abm_ml.registry.promotion import load_scorer
 
     tracking.configure()
     return load_scorer(cfg.registered_model_name(), ref)
@@ -253,7 +253,7 @@ def rank(
     Writes the ranked list, a file of accounts that could not be scored (with the reason),
     and an HTML report; prints the top of the list.
     """
-    from abm_ml.rank import load_accounts, parse_tiers, rank_accounts, write_ranked
+    from abm_ml.modeling.ranking import load_accounts, parse_tiers, rank_accounts, write_ranked
 
     sizes = parse_tiers(tiers)
     scorer, version = _load_model(model)
@@ -269,7 +269,7 @@ def rank(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if history:
-        from abm_ml.history import record_run
+        from abm_ml.reporting.history import record_run
 
         url = history_url or cfg.history_url()
         if url.startswith("sqlite:///"):
@@ -304,7 +304,7 @@ def rank(
     if result.meta["unscorable"]:
         console.print(f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}")
     if report:
-        from abm_ml.report import ranking_report
+        from abm_ml.reporting.html import ranking_report
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
@@ -329,18 +329,18 @@ def explain(
     png: Annotated[Path | None, typer.Option(help="Write a SHAP waterfall plot to this PNG file.")] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
-    from abm_ml.explain import breakdown
+    from abm_ml.modeling.reasons import breakdown
     from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
 
     if (accounts is None) == (spec is None):
         raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
     if spec is not None:
-        from abm_ml.spec import load_spec
-        from abm_ml.validate import load_dataset
+        from abm_ml.data.spec import load_spec
+        from abm_ml.data.validate import load_dataset
 
         frame = load_dataset(load_spec(spec)).frame
     else:
-        from abm_ml.rank import load_accounts
+        from abm_ml.modeling.ranking import load_accounts
 
         frame = load_accounts(accounts)
     ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
@@ -369,7 +369,7 @@ def explain(
     console.print(table)
     console.print(f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})")
     if png:
-        from abm_ml.plots import waterfall_plot
+        from abm_ml.reporting.plots import waterfall_plot
 
         waterfall_plot(factors, totals["base_log_odds"], png, title=f"Why account {account_id} scores {totals['propensity']:.0%}")
         console.print(f"Waterfall -> {png}")
@@ -385,10 +385,10 @@ def evaluate(
     """Evaluate a registered model on a dataset's closed deals (on its recorded holdout when it is the training data)."""
     import pandas as pd
 
-    from abm_ml import metrics as m
+    from abm_ml.modeling import metrics as m
     from abm_ml.schema import CREATED_AT, DAYS_TO_CLOSE, OUTCOME, WON
-    from abm_ml.spec import load_spec
-    from abm_ml.validate import load_dataset
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
 
     dataset = load_dataset(load_spec(spec))
     scorer, version = _load_model(model)
@@ -424,7 +424,7 @@ def deploy(
     model: ModelOpt = "champion",
 ) -> None:
     """Import a registered model version into the BentoML model store for serving."""
-    from abm_ml.serving import deploy as do_deploy
+    from abm_ml.service.handlers import deploy as do_deploy
 
     tag = do_deploy(model)
     console.print(f"Imported into the BentoML store as {tag}. Start it with: abm-ml serve --model {model}")
@@ -438,7 +438,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Serve scores over HTTP (BentoML): /score, /rank, /explain, /healthz, /readyz, /metadata."""
-    from abm_ml.serving import serve as do_serve
+    from abm_ml.service.handlers import serve as do_serve
 
     do_serve(host=host, port=port, alias=model, workers=workers)
 
@@ -449,12 +449,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """The whole main job on synthetic data: synthesize, validate, train, register, promote, rank, report."""
-    from abm_ml import tracking
+    from abm_ml.registry import tracking
     from abm_ml.errors import ModelNotPromotableError
-    from abm_ml.registry import promote as do_promote
-    from abm_ml.spec import load_spec
-    from abm_ml.train import TrainConfig, train_models
-    from abm_ml.validate import load_dataset
+    from abm_ml.registry.promotion import promote as do_promote
+    from abm_ml.data.spec import load_spec
+    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.data.validate import load_dataset
 
     started = time.perf_counter()
     world_dir = cfg.data_dir() / "synth"
@@ -467,8 +467,8 @@ def demo(
     console.print(f"{dataset.summary.accepted:,} opportunities accepted, {dataset.summary.rejected:,} rejected.")
     with console.status("Training propensity and velocity models..."):
         result = train_models(dataset, TrainConfig(seed=seed))
-    from abm_ml import metrics as m
-    from abm_ml.card import verdict
+    from abm_ml.modeling import metrics as m
+    from abm_ml.registry.card import verdict
 
     console.print(_metrics_rich_table("Propensity to buy on the holdout", m.metrics_table(result.propensity)))
     console.print(verdict(result))

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from abm_ml.errors import AbmInputError
-from abm_ml.history import TABLE_NAME, load_history, record_run
+from abm_ml.reporting.history import TABLE_NAME, load_history, record_run
 
 WEEK1, WEEK2 = "2025-01-06", "2025-01-13"
 
@@ -241,7 +241,8 @@ def test_driver_error_is_input_error(postgres_url: str):
 
 
 def test_tiers_match_rank_module():
-    from abm_ml import history, rank
+    from abm_ml.reporting import history
+    from abm_ml.modeling import ranking as rank
 
     assert history.ABM_TIERS == rank.ABM_TIERS and history.NURTURE == rank.NURTURE
 

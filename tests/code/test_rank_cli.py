@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from abm_ml import registry, tracking
+from abm_ml.registry import promotion as registry
+
+from abm_ml.registry import tracking
 from abm_ml.cli import app
-from abm_ml.rank import abm_tiers, parse_tiers, rank_accounts
+from abm_ml.modeling.ranking import abm_tiers, parse_tiers, rank_accounts
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

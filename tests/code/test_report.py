@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml import report
-from abm_ml.card import model_card, verdict
-from abm_ml.rank import RankResult, rank_accounts
-from abm_ml.train import MODEL_NAME
+from abm_ml.reporting import html as report
+from abm_ml.registry.card import model_card, verdict
+from abm_ml.modeling.ranking import RankResult, rank_accounts
+from abm_ml.modeling.train import MODEL_NAME
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml.features import (
+from abm_ml.features.point_in_time import (
     AS_OF,
     FEATURE_COLUMNS,
     FEATURE_DESCRIPTIONS,
@@ -27,7 +27,7 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.synth import World, generate_world
+from abm_ml.synthetic.world import World, generate_world
 
 SECOND = pd.Timedelta(seconds=1)
 DAY = pd.Timedelta(days=1)

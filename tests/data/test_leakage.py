@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from abm_ml.leakage import check_leakage, name_suggests_post_outcome, refused, single_feature_auc
-from abm_ml.spec import parse_spec
-from abm_ml.validate import load_dataset
+from abm_ml.data.leakage import check_leakage, name_suggests_post_outcome, refused, single_feature_auc
+from abm_ml.data.spec import parse_spec
+from abm_ml.data.validate import load_dataset
 from conftest import shared_dataset
 
 

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from abm_ml.errors import AbmInputError
-from abm_ml.readers import SOURCE_ROW, read_table
+from abm_ml.data.readers import SOURCE_ROW, read_table
 from abm_ml.schema import LOST, OUTCOME, ROW_ID, WON
-from abm_ml.spec import SourceSpec, parse_spec
-from abm_ml.validate import load_dataset, parse_numbers
+from abm_ml.data.spec import SourceSpec, parse_spec
+from abm_ml.data.validate import load_dataset, parse_numbers
 
 
 def _write(folder: Path, name: str, data: bytes | str) -> Path:

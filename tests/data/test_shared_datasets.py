@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abm_ml.leakage import check_leakage, refused
+from abm_ml.data.leakage import check_leakage, refused
 from abm_ml.schema import LOST, OPEN, WON
-from abm_ml.spec import load_spec
-from abm_ml.validate import Dataset, load_dataset
+from abm_ml.data.spec import load_spec
+from abm_ml.data.validate import Dataset, load_dataset
 from conftest import SHARED_DATASETS, shared_dataset
 
 pytestmark = pytest.mark.shared

@@ -8,8 +8,8 @@ import pytest
 
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import LOST, OUTCOME, WON
-from abm_ml.spec import expand_env, load_spec
-from abm_ml.validate import load_dataset
+from abm_ml.data.spec import expand_env, load_spec
+from abm_ml.data.validate import load_dataset
 
 DATA = "id,stage,amount,region\n1,Won,5,East\n2,Lost,6,West\n3,Lost,7,East\n"
 SPEC = """\

@@ -23,8 +23,8 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.spec import parse_spec
-from abm_ml.validate import Dataset, infer_type, load_dataset
+from abm_ml.data.spec import parse_spec
+from abm_ml.data.validate import Dataset, infer_type, load_dataset
 
 HEADER = "id,stage,created,closed,amount\n"
 DATE_FORMATS = ["%m/%d/%y", "%d-%b-%y", "ISO"]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import shap
 
-from abm_ml.explain import contributions, reason_text, top_indices
-from abm_ml.validate import FeatureInfo
+from abm_ml.modeling.reasons import contributions, reason_text, top_indices
+from abm_ml.data.validate import FeatureInfo
 
 
 def test_contributions_add_up_to_the_raw_output(trained):

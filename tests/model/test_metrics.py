@@ -1,4 +1,4 @@
-"""Tests for abm_ml.metrics: agreement with scikit-learn, bootstrap behaviour, hand examples."""
+"""Tests for abm_ml.modeling.metrics: agreement with scikit-learn, bootstrap behaviour, hand examples."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from abm_ml import metrics as M
-from abm_ml.metrics import (
+from abm_ml.modeling import metrics as M
+from abm_ml.modeling.metrics import (
     Metric,
     calibration_curve_points,
     capacity_table,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from abm_ml.spec import load_spec
-from abm_ml.train import MODEL_NAME, TrainConfig, train_models
-from abm_ml.validate import load_dataset
+from abm_ml.data.spec import load_spec
+from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
+from abm_ml.data.validate import load_dataset
 
 from conftest import shared_dataset
 

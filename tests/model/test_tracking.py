@@ -17,10 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
-from abm_ml import registry, tracking
+from abm_ml.registry import promotion as registry
+from abm_ml.registry import tracking
 from abm_ml.errors import ModelNotPromotableError
 from abm_ml.schema import OUTCOME
-from abm_ml.train import TrainConfig, train_models
+from abm_ml.modeling.train import TrainConfig, train_models
 
 pytestmark = pytest.mark.slow
 

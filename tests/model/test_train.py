@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OUTCOME
-from abm_ml.train import MODEL_NAME, TrainConfig, train_models
+from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from conftest import PLANTED
 
 FAST = dict(n_boot=30, learning_rate=0.08, max_rounds=300, early_stopping_rounds=30)
@@ -104,7 +104,7 @@ def test_scorer_takes_raw_crm_records(trained):
 
 def test_recurring_accounts_fall_back_to_sampled_accounts(crm_dataset):
     """A few customers with deals in every period (like Maven's 85 accounts) still split honestly."""
-    from abm_ml.split import make_split
+    from abm_ml.data.split import make_split
 
     frame = crm_dataset.frame.copy()
     frame[ACCOUNT_ID] = [f"BIG{i % 30}" for i in range(len(frame))]

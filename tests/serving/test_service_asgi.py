@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from abm_ml import serving
+from abm_ml.service import handlers as serving
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),

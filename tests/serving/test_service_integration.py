@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from abm_ml import config as cfg
-from abm_ml import serving
+from abm_ml.service import handlers as serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -179,7 +179,7 @@ def test_concurrent_requests_are_batched_correctly(server, trained):
 
 
 def test_bento_build_carries_the_model(deployment, tmp_path):
-    """``bentoml build -f serving/bentofile.yaml .`` lists the deployed model for both services."""
+    """``bentoml build -f serving/bentofile.yaml src`` lists the deployed model for both services."""
     import bentoml
 
     env = {
@@ -196,7 +196,7 @@ def test_bento_build_carries_the_model(deployment, tmp_path):
             "build",
             "-f",
             "serving/bentofile.yaml",
-            ".",
+            "src",
             "--output",
             "tag",
         ],
@@ -212,6 +212,6 @@ def test_bento_build_carries_the_model(deployment, tmp_path):
     bento = bentoml.get(tag)
     assert deployment["tag"] in {str(m.tag) for m in bento.info.all_models}
     assert {s.name for s in bento.info.services} == {"abm_scoring", "abm_scorer_runner"}
-    assert Path(bento.path_of("src/serving/service.py")).is_file()
-    assert Path(bento.path_of("src/src/abm_ml/serving.py")).is_file()
+    assert Path(bento.path_of("src/abm_ml/service/bento.py")).is_file()
+    assert Path(bento.path_of("src/abm_ml/modeling/scorer.py")).is_file()
     bentoml.delete(tag)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from abm_ml import config as cfg
-from abm_ml import serving
-from abm_ml.serving import RecordSchema, ServingError, Settings
+from abm_ml.service import handlers as serving
+from abm_ml.service.handlers import RecordSchema, ServingError, Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -51,8 +51,8 @@ from abm_ml.schema import ACCOUNT_ID, AMOUNT
 if TYPE_CHECKING:
     import bentoml
 
-    from abm_ml.model import AccountScorer
-    from abm_ml.validate import FeatureInfo
+    from abm_ml.modeling.scorer import AccountScorer
+    from abm_ml.data.validate import FeatureInfo
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ EXPLAINS = (
     "base_value + sum(contributions) = raw_log_odds; propensity is the calibrated probability of that raw score."
 )
 ERROR_KEY = "__error__"
-SERVICE_IMPORT = "serving.service:AbmScoringService"
+SERVICE_IMPORT = "abm_ml.service.bento:AbmScoringService"
 """What ``bentoml serve`` runs, relative to the project root (the working dir)."""
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -238,7 +238,7 @@ class RecordSchema:
         *,
         ignore_unknown_fields: bool = False,
     ):
-        from abm_ml.validate import FeatureInfo
+        from abm_ml.data.validate import FeatureInfo
 
         self.features: list[FeatureInfo] = [
             f if isinstance(f, FeatureInfo) else FeatureInfo(**dict(f)) for f in features
@@ -790,7 +790,7 @@ def score_rows(
 
 def explain_rows(scorer: AccountScorer, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """:meth:`AccountScorer.explain_full` on validated records: every feature's contribution."""
-    from abm_ml.explain import display_value
+    from abm_ml.modeling.reasons import display_value
 
     if not rows:
         return []
@@ -1145,7 +1145,7 @@ def _no_none(value: Any) -> Any:
 
 
 def _headline_metrics(run_metrics: Mapping[str, float], tags: Mapping[str, str]) -> dict[str, Any]:
-    from abm_ml.train import MODEL_NAME
+    from abm_ml.modeling.train import MODEL_NAME
 
     prefix = re.sub(r"[^A-Za-z0-9_\-. /]", "_", MODEL_NAME.replace("-", "_"))
     out: dict[str, Any] = {}
@@ -1202,8 +1202,8 @@ def deploy(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from abm_ml.registry import resolve_version
-    from abm_ml.tracking import configure
+    from abm_ml.registry.promotion import resolve_version
+    from abm_ml.registry.tracking import configure
 
     uri = configure()
     name = model_name or cfg.registered_model_name()
@@ -1332,12 +1332,6 @@ def serve_command(
     graceful_shutdown_s: int = 10,
 ) -> tuple[list[str], dict[str, str]]:
     """The ``bentoml serve`` command line and environment for a deployed Bento model."""
-    root = cfg.PROJECT_ROOT
-    if not (root / "serving" / "service.py").is_file():
-        raise AbmInputError(
-            f"serving/service.py not found under {root}; run from a checkout of abm-ml",
-            field="serve",
-        )
     child = dict(os.environ)
     child.update(env or {})
     child[ENV_BENTO_MODEL] = str(bento_model)
@@ -1353,8 +1347,6 @@ def serve_command(
         "bentoml",
         "serve",
         SERVICE_IMPORT,
-        "--working-dir",
-        str(root),
         "--host",
         host,
         "--port",
@@ -1490,21 +1482,9 @@ def import_service(module_name: str = "abm_serving_service") -> Any:
 
     It reads ``ABM_ML_BENTO_MODEL`` and the BentoML store when first imported.
     """
-    import importlib.util
+    import importlib
 
-    if module_name not in sys.modules:
-        path = cfg.PROJECT_ROOT / "serving" / "service.py"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise AbmInputError(f"cannot import {path}", field="serve")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-    return sys.modules[module_name]
+    return importlib.import_module("abm_ml.service.bento")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1536,8 +1516,8 @@ def bootstrap_deployment(
         with contextlib.suppress(Exception):
             bentoml.models.get(info["tag"])
             return info
-    from abm_ml.registry import promote
-    from abm_ml.tracking import log_training
+    from abm_ml.registry.promotion import promote
+    from abm_ml.registry.tracking import log_training
 
     logged = log_training(result)
     promote(version=logged["version"])

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from abm_ml.model import AccountScorer
+from abm_ml.modeling.scorer import AccountScorer
 
 SCORER_ARTIFACT = "scorer"
 

@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, LOST, OUTCOME, WON
-from abm_ml.spec import DatasetSpec
+from abm_ml.data.spec import DatasetSpec
 
 
 @dataclass

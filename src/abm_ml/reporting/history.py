@@ -35,7 +35,7 @@ from abm_ml.errors import AbmInputError
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
 NURTURE = "nurture"
-"""The same tiers as :mod:`abm_ml.rank`, repeated so that reading history does not import the
+"""The same tiers as :mod:`abm_ml.modeling.ranking`, repeated so that reading history does not import the
 model stack (LightGBM, SHAP, MLflow take seconds to load); a test keeps the two in step."""
 TABLE_NAME = "abm_score_history"
 KEY_COLUMNS = ("account_id", "model_version", "as_of")

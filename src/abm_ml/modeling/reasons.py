@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.config import num_threads
-from abm_ml.validate import FeatureInfo
+from abm_ml.data.validate import FeatureInfo
 
 
 @dataclass(frozen=True)

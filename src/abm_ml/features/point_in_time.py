@@ -37,10 +37,10 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.synth import CHANNELS, ROLES
+from abm_ml.synthetic.world import CHANNELS, ROLES
 
 if TYPE_CHECKING:
-    from abm_ml.synth import World
+    from abm_ml.synthetic.world import World
 
 __all__ = [
     "AS_OF",

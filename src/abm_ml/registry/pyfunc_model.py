@@ -2,6 +2,6 @@
 
 from mlflow.models import set_model
 
-from abm_ml.pyfunc import AccountScorerModel
+from abm_ml.registry.pyfunc import AccountScorerModel
 
 set_model(AccountScorerModel())

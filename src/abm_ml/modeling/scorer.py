@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from abm_ml import explain
+from abm_ml.modeling import reasons as explain
 from abm_ml.config import num_threads
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
-from abm_ml.validate import FeatureInfo
+from abm_ml.data.validate import FeatureInfo
 
 TIER_NAMES = ("A", "B", "C", "D")
 """Fit tiers by propensity: A = top 10 % of the holdout, B = next 20 %, C = next 30 %, D = the rest."""

@@ -20,11 +20,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
-from abm_ml import metrics as m
-from abm_ml import plots
-from abm_ml.card import model_card
-from abm_ml.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
-from abm_ml.train import MODEL_NAME, TrainingResult
+from abm_ml.modeling import metrics as m
+from abm_ml.reporting import plots
+from abm_ml.registry.card import model_card
+from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
+from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 

@@ -10,7 +10,7 @@ account), refuses leaking features, fits
 - the baselines (logistic regression, a rule-based fit score, the median-days velocity),
 
 and evaluates all of them on the same test rows with bootstrap intervals. Logging to MLflow
-is separate (:mod:`abm_ml.tracking`), so this module is testable without a store.
+is separate (:mod:`abm_ml.registry.tracking`), so this module is testable without a store.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from abm_ml import metrics as m
-from abm_ml.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
+from abm_ml.modeling import metrics as m
+from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
 from abm_ml.config import num_threads
-from abm_ml.explain import contributions
-from abm_ml.leakage import LeakFinding, check_leakage, refused
-from abm_ml.model import TIER_SHARES, AccountScorer, Calibrator, Preprocessor, VelocityModel
+from abm_ml.modeling.reasons import contributions
+from abm_ml.data.leakage import LeakFinding, check_leakage, refused
+from abm_ml.modeling.scorer import TIER_SHARES, AccountScorer, Calibrator, Preprocessor, VelocityModel
 from abm_ml.schema import AMOUNT, CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, OPEN, OUTCOME, WON
-from abm_ml.split import Split, make_split
-from abm_ml.validate import Dataset
+from abm_ml.data.split import Split, make_split
+from abm_ml.data.validate import Dataset
 
 MODEL_NAME = "abm-ml"
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}

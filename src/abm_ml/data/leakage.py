@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
-from abm_ml.spec import DatasetSpec
-from abm_ml.validate import FeatureInfo
+from abm_ml.data.spec import DatasetSpec
+from abm_ml.data.validate import FeatureInfo
 
 POST_OUTCOME_WORDS = frozenset(
     {"stage", "stages", "elapsed", "close", "closed", "closing", "closure", "duration", "outcome", "result", "won_date", "lost_date"}

@@ -1,7 +1,7 @@
 """Self-contained HTML reports of a training run and of a ranking run.
 
 Each report is one HTML file that opens anywhere, offline and years later: the CSS is inline,
-charts are base64 PNGs made by :mod:`abm_ml.plots`, and nothing points at a URL. Values that come
+charts are base64 PNGs made by :mod:`abm_ml.reporting.plots`, and nothing points at a URL. Values that come
 from a CRM (account ids, category names, reasons built from them) go through Jinja2's
 autoescaping, so an account called ``<script>`` is shown, never run.
 
@@ -29,12 +29,12 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from abm_ml import metrics as m
-from abm_ml import plots
-from abm_ml.card import model_card, verdict
-from abm_ml.rank import ABM_TIERS, NURTURE, RankResult
+from abm_ml.modeling import metrics as m
+from abm_ml.reporting import plots
+from abm_ml.registry.card import model_card, verdict
+from abm_ml.modeling.ranking import ABM_TIERS, NURTURE, RankResult
 from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, OUTCOME, WON
-from abm_ml.train import MODEL_NAME, TrainingResult
+from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 
 __all__ = ["capacity_analysis", "markdown_to_html", "ranking_report", "training_report"]
 

@@ -238,7 +238,7 @@ _LAST = (
 )
 
 # --------------------------------------------------------------------------------------------
-# Planted ground truth (feature names are the columns produced by abm_ml.features)
+# Planted ground truth (feature names are the columns produced by abm_ml.features.point_in_time)
 # --------------------------------------------------------------------------------------------
 
 PLANTED_WIN_DRIVERS: tuple[str, ...] = (

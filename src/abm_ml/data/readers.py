@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.errors import AbmInputError
-from abm_ml.spec import JoinSpec, SourceSpec
+from abm_ml.data.spec import JoinSpec, SourceSpec
 
 SOURCE_ROW = "_source_row"
 """Column holding each row's line in its file (header = line 1), or its position in a SQL result."""

@@ -22,9 +22,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
-from abm_ml import metrics as m
+from abm_ml.modeling import metrics as m
 from abm_ml.errors import AbmInputError, ModelNotPromotableError
-from abm_ml.tracking import configure
+from abm_ml.registry.tracking import configure
 
 HISTORY_TAG = "abm_ml.champion_history"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from abm_ml import metrics as m
-from abm_ml.train import MODEL_NAME, TrainingResult
+from abm_ml.modeling import metrics as m
+from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 
 
 def _table(frame) -> str:

@@ -11,26 +11,19 @@ Two services run under ``bentoml serve``:
   model and exposes batchable methods, so BentoML's adaptive batching merges concurrent requests
   into one ``AccountScorer.score`` call.
 
-The logic lives in :mod:`abm_ml.serving`; see serving/README.md for settings.
+The logic lives in :mod:`abm_ml.service.handlers`; see serving/README.md for settings.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
-
-try:
-    import abm_ml  # noqa: F401
-except ImportError:  # inside a built Bento: the package is shipped as source under src/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from abm_ml import serving
+from abm_ml.service import handlers as serving
 
 CONFIG = serving.ServiceConfig.from_env()
 BENTO_MODEL = bentoml.models.BentoModel(serving.bento_model_tag())

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.errors import AbmInputError
-from abm_ml.explain import reasons_as_text
-from abm_ml.model import AccountScorer
-from abm_ml.readers import SOURCE_ROW, read_table
+from abm_ml.modeling.reasons import reasons_as_text
+from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.data.readers import SOURCE_ROW, read_table
 from abm_ml.schema import ACCOUNT_ID, ROW_ID
-from abm_ml.spec import SourceSpec
+from abm_ml.data.spec import SourceSpec
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
 NURTURE = "nurture"

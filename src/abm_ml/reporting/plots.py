@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from abm_ml import metrics as m
+from abm_ml.modeling import metrics as m
 
 COLORS = {"abm-ml": "#1f6feb", "logistic_regression": "#8b949e", "rule_based_fit": "#d29922"}
 

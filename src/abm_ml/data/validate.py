@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.errors import AbmInputError
-from abm_ml.readers import SOURCE_ROW, RawTable, read_table
+from abm_ml.data.readers import SOURCE_ROW, RawTable, read_table
 from abm_ml.schema import (
     ACCOUNT_ID,
     AMOUNT,
@@ -34,7 +34,7 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.spec import DatasetSpec, FeatureSpec, JoinSpec
+from abm_ml.data.spec import DatasetSpec, FeatureSpec, JoinSpec
 
 _BOOL_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
 _BOOL_FALSE = {"false", "no", "n", "f", "0", "0.0"}
