@@ -43,6 +43,7 @@ bench-quick: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench serving training
+	$(BIN)/ruff format --check src tests bench serving training
 
 clean:
 	rm -rf data reports bench/results models/mlflow.db models/artifacts bentoml_home

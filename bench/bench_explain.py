@@ -59,8 +59,19 @@ from common import (
 NAME = "explain"
 GOAL_RATIO = 0.5
 CHUNK_ROWS = 100_000
-OUTPUT_COLUMNS = ["account_id", "propensity", "score", "tier", "days_to_close_p10", "days_to_close_p50",
-                  "days_to_close_p90", "expected_value", "priority", "top_reasons", "risk"]
+OUTPUT_COLUMNS = [
+    "account_id",
+    "propensity",
+    "score",
+    "tier",
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    "expected_value",
+    "priority",
+    "top_reasons",
+    "risk",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +80,9 @@ OUTPUT_COLUMNS = ["account_id", "propensity", "score", "tier", "days_to_close_p1
 
 
 def _run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *args], check=False, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], check=False, capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child {' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,7 +126,9 @@ def make_rows(path: Path, n_accounts: int, seed: int, chunk: int, tile_from: int
         "as_of": as_of,
         "parquet_bytes": path.stat().st_size,
         "peak_rss_bytes": peak_rss_self(),
-        "open_deal_share": float(np.mean(rows["source"].astype(str) != "outbound")) if "source" in rows else None,
+        "open_deal_share": float(np.mean(rows["source"].astype(str) != "outbound"))
+        if "source" in rows
+        else None,
     }
 
 
@@ -133,7 +148,18 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
     threads = lightgbm_threads()  # the reference runs LightGBM with as many threads as abm-ml
     rss_start = rss_self()
     t = dict.fromkeys(
-        ("read", "score", "flatten", "write", "rank", "ref_preprocess", "ref_predict", "ref_contrib", "ref_velocity_predict"), 0.0
+        (
+            "read",
+            "score",
+            "flatten",
+            "write",
+            "rank",
+            "ref_preprocess",
+            "ref_predict",
+            "ref_contrib",
+            "ref_velocity_predict",
+        ),
+        0.0,
     )
     priorities, ids = [], []
     done = 0
@@ -177,8 +203,12 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
             t0 = time.perf_counter()
             scored = scorer.score(frame, k_up=k_up, k_down=1, with_velocity_reasons=False)
             t1 = time.perf_counter()
-            scored["top_reasons"] = [reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]]
-            scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]]
+            scored["top_reasons"] = [
+                reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]
+            ]
+            scored["risk"] = [
+                reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]
+            ]
             t2 = time.perf_counter()
             table = pa.Table.from_pandas(scored[OUTPUT_COLUMNS], preserve_index=False)
             if writer is None:
@@ -220,7 +250,9 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
         "loop_wall_s": wall,
         "abm_ml_rows_per_s": done / abm_s if abm_s else None,
         "reference_rows_per_s": done / ref_s if ref_s else None,
-        "reference_same_lightgbm_work_rows_per_s": done / ref_same_work_s if ref_same_work_s else None,
+        "reference_same_lightgbm_work_rows_per_s": done / ref_same_work_s
+        if ref_same_work_s
+        else None,
         "ratio_vs_reference": ref_s / abm_s if abm_s else None,
         "ratio_vs_same_lightgbm_work": ref_same_work_s / abm_s if abm_s else None,
         "rss_before_stream_bytes": rss_start,
@@ -292,19 +324,33 @@ def markdown(report: dict) -> str:
     ]
     rows = []
     for run in report["runs"]:
-        rows.append([
-            f"{run['rows']:,}",
-            f"{run['abm_ml_rows_per_s']:,.0f}",
-            f"{run['reference_rows_per_s']:,.0f}",
-            f"**{run['ratio_vs_reference']:.2f}**",
-            f"{run['ratio_vs_same_lightgbm_work']:.2f}",
-            fmt_seconds(run["abm_ml_s"]),
-            fmt_bytes(run["peak_rss_bytes"]),
-            fmt_bytes(run["rss_before_stream_bytes"]),
-        ])
-    out.append(md_table(
-        ["rows", "abm-ml rows/s", "reference rows/s", "ratio", "ratio vs same LightGBM work", "abm-ml time",
-         "peak RSS", "RSS before streaming"], rows))
+        rows.append(
+            [
+                f"{run['rows']:,}",
+                f"{run['abm_ml_rows_per_s']:,.0f}",
+                f"{run['reference_rows_per_s']:,.0f}",
+                f"**{run['ratio_vs_reference']:.2f}**",
+                f"{run['ratio_vs_same_lightgbm_work']:.2f}",
+                fmt_seconds(run["abm_ml_s"]),
+                fmt_bytes(run["peak_rss_bytes"]),
+                fmt_bytes(run["rss_before_stream_bytes"]),
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "rows",
+                "abm-ml rows/s",
+                "reference rows/s",
+                "ratio",
+                "ratio vs same LightGBM work",
+                "abm-ml time",
+                "peak RSS",
+                "RSS before streaming",
+            ],
+            rows,
+        )
+    )
     if report["runs"]:
         last = report["runs"][-1]
         s = last["seconds"]
@@ -313,7 +359,7 @@ def markdown(report: dict) -> str:
             f"{fmt_seconds(s['score'])}, reasons to text {fmt_seconds(s['flatten'])}, read {fmt_seconds(s['read'])}, "
             f"write {fmt_seconds(s['write'])}, sort {fmt_seconds(s['rank'])}; the reference's `pred_contrib` alone took "
             f"{fmt_seconds(s['ref_contrib'])} and `predict` {fmt_seconds(s['ref_predict'])}. "
-            "\"Same LightGBM work\" = `pred_contrib` + the three velocity quantile predictions, the LightGBM calls "
+            '"Same LightGBM work" = `pred_contrib` + the three velocity quantile predictions, the LightGBM calls '
             "abm-ml itself makes."
         )
     chunked = [r for r in report["runs"] if len(r.get("peak_rss_after_each_chunk_bytes", [])) > 1]
@@ -338,16 +384,37 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20k rows, a 2,000-account model with a fast config")
-    parser.add_argument("--sizes", type=int, nargs="+", help="rows per run (default 100000 1000000; 20000 with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="20k rows, a 2,000-account model with a fast config"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="rows per run (default 100000 1000000; 20000 with --quick)",
+    )
     parser.add_argument("--chunk", type=int, default=CHUNK_ROWS)
     parser.add_argument("--k-up", type=int, default=3)
-    parser.add_argument("--train-accounts", type=int, help="accounts in the training world (default 5000; 2000 with --quick)")
+    parser.add_argument(
+        "--train-accounts",
+        type=int,
+        help="accounts in the training world (default 5000; 2000 with --quick)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the training world")
     parser.add_argument("--score-seed", type=int, default=11, help="seed of the scoring world")
-    parser.add_argument("--tile", action="store_true", help="generate 100k accounts and tile them instead of a full-size world")
-    parser.add_argument("--threads", type=int, help="LightGBM threads for abm-ml and the reference (sets ABM_ML_NUM_THREADS; default: abm-ml's default)")
-    parser.add_argument("--no-rank-in-memory", action="store_true", help="skip the in-memory rank_accounts contrast")
+    parser.add_argument(
+        "--tile",
+        action="store_true",
+        help="generate 100k accounts and tile them instead of a full-size world",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="LightGBM threads for abm-ml and the reference (sets ABM_ML_NUM_THREADS; default: abm-ml's default)",
+    )
+    parser.add_argument(
+        "--no-rank-in-memory", action="store_true", help="skip the in-memory rank_accounts contrast"
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/explain.json)")
     parser.add_argument("--worker", choices=["rows", "stream", "rank"], help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
@@ -357,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker == "rows":
-        print(json.dumps(make_rows(args.rows_file, args.n, args.score_seed, args.chunk, args.tile_from)))
+        print(
+            json.dumps(
+                make_rows(args.rows_file, args.n, args.score_seed, args.chunk, args.tile_from)
+            )
+        )
         return 0
     if args.worker == "stream":
         print(json.dumps(stream(args.rows_file, args.scorer_file, args.n, args.chunk, args.k_up)))
@@ -379,15 +450,30 @@ def main(argv: list[str] | None = None) -> int:
     report.update({"goal_ratio": GOAL_RATIO, "notes": [], "runs": []})
     if args.quick:
         # Smoke mode: fewer, larger boosting steps; the throughput ratio is indicative only.
-        config = TrainConfig(seed=42, n_boot=20, learning_rate=0.1, early_stopping_rounds=30, max_rounds=400, velocity_aft=False)
+        config = TrainConfig(
+            seed=42,
+            n_boot=20,
+            learning_rate=0.1,
+            early_stopping_rounds=30,
+            max_rounds=400,
+            velocity_aft=False,
+        )
         report["notes"].append(
             f"Quick mode: {sizes[-1]:,} rows, a {train_accounts:,}-account model with learning rate 0.1 "
             "(fewer trees than the default model, so TreeSHAP is cheaper)."
         )
     else:
         config = TrainConfig(seed=42)
-    report["config"] = {"sizes": sizes, "lightgbm_threads": lightgbm_threads(), "chunk_rows": args.chunk, "k_up": args.k_up, "train_accounts": train_accounts,
-                        "train_seed": args.seed, "score_seed": args.score_seed, "train_config": vars(config)}
+    report["config"] = {
+        "sizes": sizes,
+        "lightgbm_threads": lightgbm_threads(),
+        "chunk_rows": args.chunk,
+        "k_up": args.k_up,
+        "train_accounts": train_accounts,
+        "train_seed": args.seed,
+        "score_seed": args.score_seed,
+        "train_config": vars(config),
+    }
 
     with tempfile.TemporaryDirectory(prefix="abm-bench-explain-") as tmp:
         tmp = Path(tmp)
@@ -401,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
             "train_rows": len(dataset.frame),
             "train_s": sw.seconds,
             "propensity_trees": int(result.best_iterations.get("propensity", 0)),
-            "velocity_trees": {k: v for k, v in result.best_iterations.items() if k.startswith("velocity")},
+            "velocity_trees": {
+                k: v for k, v in result.best_iterations.items() if k.startswith("velocity")
+            },
             "features": len(result.scorer.features),
             "roc_auc": result.propensity["abm-ml"]["roc_auc"].value,
         }
@@ -410,8 +498,18 @@ def main(argv: list[str] | None = None) -> int:
         biggest = sizes[-1]
         rows_file = tmp / "scoring_rows.parquet"
         print(f"scoring rows for {biggest:,} synthetic accounts...", flush=True)
-        base = ["--worker", "rows", "--rows-file", str(rows_file), "--n", str(biggest),
-                "--score-seed", str(args.score_seed), "--chunk", str(args.chunk)]
+        base = [
+            "--worker",
+            "rows",
+            "--rows-file",
+            str(rows_file),
+            "--n",
+            str(biggest),
+            "--score-seed",
+            str(args.score_seed),
+            "--chunk",
+            str(args.chunk),
+        ]
         tile_from = min(CHUNK_ROWS, biggest) if args.tile else None
         try:
             if biggest <= CHUNK_ROWS and not tile_from:
@@ -424,31 +522,67 @@ def main(argv: list[str] | None = None) -> int:
             if tile_from:
                 raise
             tile_from = min(CHUNK_ROWS, biggest)
-            report["notes"].append(f"Generating {biggest:,} accounts failed ({str(error).splitlines()[-1][:200]}); "
-                                   f"tiled {tile_from:,} generated accounts instead.")
+            report["notes"].append(
+                f"Generating {biggest:,} accounts failed ({str(error).splitlines()[-1][:200]}); "
+                f"tiled {tile_from:,} generated accounts instead."
+            )
             data = _run_child(base + ["--tile-from", str(tile_from)])
         report["data"] = data
         if data.get("tiled"):
-            report["notes"].append(f"Scoring rows: {data['generated_accounts']:,} generated accounts tiled to {data['accounts']:,} rows.")
-        print(f"  {data['accounts']:,} rows ({fmt_seconds(data['generate_world_s'] + data['build_scoring_rows_s'])}, "
-              f"peak RSS {fmt_bytes(data['peak_rss_bytes'])})", flush=True)
+            report["notes"].append(
+                f"Scoring rows: {data['generated_accounts']:,} generated accounts tiled to {data['accounts']:,} rows."
+            )
+        print(
+            f"  {data['accounts']:,} rows ({fmt_seconds(data['generate_world_s'] + data['build_scoring_rows_s'])}, "
+            f"peak RSS {fmt_bytes(data['peak_rss_bytes'])})",
+            flush=True,
+        )
 
         for n in sizes:
             print(f"streaming {n:,} rows...", flush=True)
-            run = _run_child(["--worker", "stream", "--rows-file", str(rows_file), "--scorer-file", str(scorer_file),
-                              "--n", str(n), "--chunk", str(args.chunk), "--k-up", str(args.k_up)])
+            run = _run_child(
+                [
+                    "--worker",
+                    "stream",
+                    "--rows-file",
+                    str(rows_file),
+                    "--scorer-file",
+                    str(scorer_file),
+                    "--n",
+                    str(n),
+                    "--chunk",
+                    str(args.chunk),
+                    "--k-up",
+                    str(args.k_up),
+                ]
+            )
             report["runs"].append(run)
-            print(f"  abm-ml {run['abm_ml_rows_per_s']:,.0f} rows/s vs LightGBM predict+pred_contrib "
-                  f"{run['reference_rows_per_s']:,.0f} rows/s: ratio {run['ratio_vs_reference']:.2f} "
-                  f"(goal >= {GOAL_RATIO}); peak RSS {fmt_bytes(run['peak_rss_bytes'])}", flush=True)
+            print(
+                f"  abm-ml {run['abm_ml_rows_per_s']:,.0f} rows/s vs LightGBM predict+pred_contrib "
+                f"{run['reference_rows_per_s']:,.0f} rows/s: ratio {run['ratio_vs_reference']:.2f} "
+                f"(goal >= {GOAL_RATIO}); peak RSS {fmt_bytes(run['peak_rss_bytes'])}",
+                flush=True,
+            )
             report["status"] = "ok"
             write_result(NAME, report, args.out)
 
         if not args.no_rank_in_memory and not args.quick:
             n = min(CHUNK_ROWS, biggest)
             print(f"in-memory rank_accounts on {n:,} rows...", flush=True)
-            report["rank_in_memory"] = _run_child(["--worker", "rank", "--rows-file", str(rows_file), "--scorer-file",
-                                                   str(scorer_file), "--n", str(n), "--k-up", str(args.k_up)])
+            report["rank_in_memory"] = _run_child(
+                [
+                    "--worker",
+                    "rank",
+                    "--rows-file",
+                    str(rows_file),
+                    "--scorer-file",
+                    str(scorer_file),
+                    "--n",
+                    str(n),
+                    "--k-up",
+                    str(args.k_up),
+                ]
+            )
     report["status"] = "ok"
     path = write_result(NAME, report, args.out)
     print(markdown(report))

@@ -52,7 +52,12 @@ from common import (
 NAME = "quality"
 FLAML_ESTIMATORS = ["lgbm", "rf", "extra_tree", "lrl1"]
 METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile")
-METRIC_LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "brier": "Brier", "lift_top_decile": "top-decile lift"}
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier",
+    "lift_top_decile": "top-decile lift",
+}
 LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
 CONTENDERS = ("abm-ml", "logistic_regression", "rule_based_fit", "lightgbm_default", "flaml")
 CONTENDER_LABELS = {
@@ -72,7 +77,11 @@ def verdict(ours: dict, theirs: dict, metric: str) -> str:
     lo_a, hi_a = ours.get("low"), ours.get("high")
     lo_b, hi_b = theirs.get("low"), theirs.get("high")
     if None in (lo_a, hi_a, lo_b, hi_b):  # no intervals (n_boot=0): compare point values
-        better = ours["value"] < theirs["value"] if metric in LOWER_IS_BETTER else ours["value"] > theirs["value"]
+        better = (
+            ours["value"] < theirs["value"]
+            if metric in LOWER_IS_BETTER
+            else ours["value"] > theirs["value"]
+        )
         return "beats" if better else "behind"
     if lo_a <= hi_b and lo_b <= hi_a:
         return "matches"
@@ -110,6 +119,7 @@ def _import_automl():
     import types
 
     if "xgboost" not in sys.modules and importlib.util.find_spec("xgboost") is None:
+
         class _Absent:
             """Placeholder for an xgboost estimator (xgboost is not installed)."""
 
@@ -146,8 +156,12 @@ def _fit_flaml(x_fit, y_fit, *, budget: float, seed: int) -> tuple[object, dict]
     info = {
         "best_estimator": automl.best_estimator,
         "best_config": automl.best_config,
-        "best_validation_roc_auc": 1.0 - float(automl.best_loss) if automl.best_loss is not None else None,
-        "trials_per_estimator": {k: int(v) for k, v in (getattr(automl, "_iter_per_learner", None) or {}).items()},
+        "best_validation_roc_auc": 1.0 - float(automl.best_loss)
+        if automl.best_loss is not None
+        else None,
+        "trials_per_estimator": {
+            k: int(v) for k, v in (getattr(automl, "_iter_per_learner", None) or {}).items()
+        },
         "trials": int(sum((getattr(automl, "_iter_per_learner", None) or {}).values())) or None,
         "time_budget_s": budget,
         "estimator_list": list(FLAML_ESTIMATORS),
@@ -159,11 +173,11 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     """Train abm-ml and the contenders on one dataset; metrics on the same test rows."""
     import lightgbm as lgb
 
+    from abm_ml.data.leakage import refused
     from abm_ml.modeling import metrics as m
     from abm_ml.modeling.baselines import as_logistic_input, logistic_baseline
-    from abm_ml.data.leakage import refused
-    from abm_ml.schema import AMOUNT, OUTCOME, WON
     from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
+    from abm_ml.schema import AMOUNT, OUTCOME, WON
 
     config = TrainConfig(seed=args.seed, n_boot=args.n_boot)
     threads = int(getattr(config, "num_threads", 0) or 0)
@@ -182,7 +196,14 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     test_amounts = amounts[test] if np.isfinite(amounts[test]).all() else None
 
     def score(p: np.ndarray) -> dict:
-        return m.propensity_metrics(y_test, np.clip(p, 0.0, 1.0), k=config.capacity, n_boot=config.n_boot, seed=config.seed, amounts=test_amounts)
+        return m.propensity_metrics(
+            y_test,
+            np.clip(p, 0.0, 1.0),
+            k=config.capacity,
+            n_boot=config.n_boot,
+            seed=config.seed,
+            amounts=test_amounts,
+        )
 
     propensity = {k: v for k, v in result.propensity.items()}
     train_s: dict[str, float] = {
@@ -192,7 +213,9 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     # Logistic regression: train_models does not time it, so time the identical refit.
     features = result.scorer.features
     with Stopwatch() as sw:
-        logistic_baseline(features, seed=config.seed).fit(as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows])
+        logistic_baseline(features, seed=config.seed).fit(
+            as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows]
+        )
     train_s["logistic_regression"] = sw.seconds
 
     matrix = result.scorer.preprocessor.transform(frame)
@@ -209,21 +232,31 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         print(f"[{name}] FLAML AutoML ({args.flaml_budget:g} s budget)...", flush=True)
         try:
             with Stopwatch() as sw:
-                automl, flaml_info = _fit_flaml(x_fit, y_fit, budget=args.flaml_budget, seed=args.seed)
+                automl, flaml_info = _fit_flaml(
+                    x_fit, y_fit, budget=args.flaml_budget, seed=args.seed
+                )
             train_s["flaml"] = sw.seconds
             propensity["flaml"] = score(np.asarray(automl.predict_proba(x_test))[:, 1])
         except Exception as error:  # noqa: BLE001 - reported, the other contenders still count
             flaml_info = {"error": f"{type(error).__name__}: {error}"}
             print(f"[{name}] FLAML failed: {flaml_info['error']}", flush=True)
 
-    as_dicts = {model: {k: v.to_dict() for k, v in metrics.items()} for model, metrics in propensity.items()}
+    as_dicts = {
+        model: {k: v.to_dict() for k, v in metrics.items()} for model, metrics in propensity.items()
+    }
     ours = as_dicts[MODEL_NAME]
     verdicts = {
-        other: {metric: verdict(ours.get(metric), as_dicts[other].get(metric), metric) for metric in METRICS}
+        other: {
+            metric: verdict(ours.get(metric), as_dicts[other].get(metric), metric)
+            for metric in METRICS
+        }
         for other in ("flaml", "lightgbm_default", "logistic_regression")
         if other in as_dicts
     }
-    velocity = {model: {k: v.to_dict() for k, v in metrics.items()} for model, metrics in result.velocity.items()}
+    velocity = {
+        model: {k: v.to_dict() for k, v in metrics.items()}
+        for model, metrics in result.velocity.items()
+    }
     velocity_verdict = None
     if MODEL_NAME in velocity and "median_days_baseline" in velocity:
         velocity_verdict = _velocity_verdict(velocity[MODEL_NAME], velocity["median_days_baseline"])
@@ -304,7 +337,11 @@ def markdown(report: dict) -> str:
             f"train {split.get('n_train', 0):,} / valid {split.get('n_valid', 0):,} / test {split.get('n_test', 0):,}"
             + (f", test win rate {base:.3f}" if base is not None else "")
             + f", calibration {res.get('calibration')}."
-            + (" abm-ml reports this dataset as **no better than chance**." if res.get("no_better_than_chance") else "")
+            + (
+                " abm-ml reports this dataset as **no better than chance**."
+                if res.get("no_better_than_chance")
+                else ""
+            )
             + "\n"
         )
         table = []
@@ -316,30 +353,53 @@ def markdown(report: dict) -> str:
             if model == "flaml" and res.get("flaml", {}).get("best_estimator"):
                 label += f" (best: {res['flaml']['best_estimator']}, {res['flaml'].get('trials', '?')} trials)"
             t = res["train_seconds"].get(model)
-            table.append([label, *[fmt_metric(metrics.get(m)) for m in METRICS], fmt_seconds(t) if t is not None else "-"])
+            table.append(
+                [
+                    label,
+                    *[fmt_metric(metrics.get(m)) for m in METRICS],
+                    fmt_seconds(t) if t is not None else "-",
+                ]
+            )
         out.append(md_table(["model", *[METRIC_LABELS[m] for m in METRICS], "train time"], table))
         if res.get("flaml", {}).get("error"):
             out.append(f"\nFLAML failed: `{res['flaml']['error']}`")
         lines = []
-        for other, label in (("flaml", "FLAML"), ("lightgbm_default", "LightGBM defaults"), ("logistic_regression", "logistic regression")):
+        for other, label in (
+            ("flaml", "FLAML"),
+            ("lightgbm_default", "LightGBM defaults"),
+            ("logistic_regression", "logistic regression"),
+        ):
             v = res["verdicts"].get(other)
             if v:
-                lines.append(f"- vs {label}: " + ", ".join(f"{METRIC_LABELS[m]} {v[m]}" for m in METRICS))
+                lines.append(
+                    f"- vs {label}: " + ", ".join(f"{METRIC_LABELS[m]} {v[m]}" for m in METRICS)
+                )
         if lines:
             out.append("\nabm-ml\n" + "\n".join(lines))
         vel = res.get("velocity") or {}
         if "abm-ml" in vel:
             out.append("\nDeal velocity (won deals in the test rows, days):\n")
             vrows = []
-            for model, label in (("abm-ml", "abm-ml P50 (quantile LightGBM)"), ("median_days_baseline", "median-days baseline")):
+            for model, label in (
+                ("abm-ml", "abm-ml P50 (quantile LightGBM)"),
+                ("median_days_baseline", "median-days baseline"),
+            ):
                 metrics = vel.get(model, {})
-                vrows.append([
-                    label,
-                    fmt_metric(metrics.get("mae_days"), 1),
-                    fmt_metric(metrics.get("median_ape"), 3),
-                    fmt_metric(metrics.get("coverage_p10_p90"), 3) if "coverage_p10_p90" in metrics else "-",
-                ])
-            out.append(md_table(["model", "MAE (days)", "median APE", "P10-P90 coverage (target 0.8)"], vrows))
+                vrows.append(
+                    [
+                        label,
+                        fmt_metric(metrics.get("mae_days"), 1),
+                        fmt_metric(metrics.get("median_ape"), 3),
+                        fmt_metric(metrics.get("coverage_p10_p90"), 3)
+                        if "coverage_p10_p90" in metrics
+                        else "-",
+                    ]
+                )
+            out.append(
+                md_table(
+                    ["model", "MAE (days)", "median APE", "P10-P90 coverage (target 0.8)"], vrows
+                )
+            )
             gain = vel["abm-ml"].get("mae_improvement")
             out.append(
                 f"\nabm-ml's MAE vs the median baseline: **{_velocity_verdict(vel['abm-ml'], vel.get('median_days_baseline', {}))}**"
@@ -359,17 +419,31 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="olist + synthetic only, FLAML 10 s, 50 resamples")
-    parser.add_argument("--datasets", nargs="+", help=f"subset of: {', '.join((*SHARED_SPECS, SYNTH_SPEC))}")
-    parser.add_argument("--flaml-budget", type=float, help="FLAML time budget per dataset in seconds (default 60; 10 with --quick; 0 skips FLAML)")
-    parser.add_argument("--n-boot", type=int, help="bootstrap resamples (default 200; 50 with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="olist + synthetic only, FLAML 10 s, 50 resamples"
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", help=f"subset of: {', '.join((*SHARED_SPECS, SYNTH_SPEC))}"
+    )
+    parser.add_argument(
+        "--flaml-budget",
+        type=float,
+        help="FLAML time budget per dataset in seconds (default 60; 10 with --quick; 0 skips FLAML)",
+    )
+    parser.add_argument(
+        "--n-boot", type=int, help="bootstrap resamples (default 200; 50 with --quick)"
+    )
     parser.add_argument("--synth-accounts", type=int, default=5000)
     parser.add_argument("--synth-seed", type=int, default=7)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--strict", action="store_true", help="exit 1 when abm-ml fails on a dataset")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when abm-ml fails on a dataset"
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/quality.json)")
     args = parser.parse_args(argv)
-    args.flaml_budget = args.flaml_budget if args.flaml_budget is not None else (10.0 if args.quick else 60.0)
+    args.flaml_budget = (
+        args.flaml_budget if args.flaml_budget is not None else (10.0 if args.quick else 60.0)
+    )
     args.n_boot = args.n_boot if args.n_boot is not None else (50 if args.quick else 200)
     names = args.datasets or (list(QUICK_DATASETS) if args.quick else [*SHARED_SPECS, SYNTH_SPEC])
     quiet_warnings()
@@ -387,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["notes"] = []
     if args.quick:
-        report["notes"].append("Quick mode: olist and synthetic only, FLAML 10 s, 50 bootstrap resamples.")
+        report["notes"].append(
+            "Quick mode: olist and synthetic only, FLAML 10 s, 50 bootstrap resamples."
+        )
     report["datasets"] = {}
     started = time.perf_counter()
     for name in names:

@@ -109,8 +109,8 @@ def train_small(folder: Path):
     import yaml
 
     from abm_ml.data.spec import load_spec
-    from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.data.validate import load_dataset
+    from abm_ml.modeling.train import TrainConfig, train_models
 
     conftest = _conftest()
     folder.mkdir(parents=True, exist_ok=True)

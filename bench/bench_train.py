@@ -82,12 +82,14 @@ def run_cli(spec: Path, *, n_boot: int | None) -> dict:
             cmd += ["--n-boot", str(n_boot)]
         log = Path(tmp) / "train.log"
         with log.open("w") as handle, Stopwatch() as sw:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=_private_env(Path(tmp)), stdout=handle, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=_private_env(Path(tmp)), stdout=handle, stderr=subprocess.STDOUT
+            )
             with PeakRSS(proc.pid, interval=0.05) as sampler:
                 returncode = proc.wait()
         output = log.read_text(errors="replace")
         return {
-            "command": " ".join(["abm-ml", *cmd[len(_cli()):]]),
+            "command": " ".join(["abm-ml", *cmd[len(_cli()) :]]),
             "returncode": returncode,
             "wall_s": sw.seconds,
             # Only this child has been waited for so far, so the maximum is its own.
@@ -97,7 +99,9 @@ def run_cli(spec: Path, *, n_boot: int | None) -> dict:
         }
 
 
-def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool, repeats: int = 3) -> dict:
+def reference_worker(
+    spec: Path, seed: int, n_boot: int | None, breakdown: bool, repeats: int = 3
+) -> dict:
     """Runs in a fresh child: load, default LightGBM fit on the same rows, then train_models."""
     quiet_warnings()
     with Stopwatch() as sw_import:
@@ -105,12 +109,12 @@ def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool,
         import numpy as np
 
         from abm_ml.data.leakage import check_leakage, refused
-        from abm_ml.modeling.scorer import Preprocessor
-        from abm_ml.schema import OUTCOME, WON
         from abm_ml.data.spec import load_spec
         from abm_ml.data.split import make_split
-        from abm_ml.modeling.train import TrainConfig, train_models
         from abm_ml.data.validate import load_dataset
+        from abm_ml.modeling.scorer import Preprocessor
+        from abm_ml.modeling.train import TrainConfig, train_models
+        from abm_ml.schema import OUTCOME, WON
     with Stopwatch() as sw_load:
         dataset = load_dataset(load_spec(spec))
     # The rows and features abm-ml trains on: the same split and leakage guard (train_models' code path).
@@ -153,7 +157,9 @@ def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool,
         out["peak_rss_after_train_models_bytes"] = peak_rss_self()
         # MLflow logging and registration, into a private store as in the CLI run.
         with tempfile.TemporaryDirectory(prefix="abm-bench-train-") as tmp:
-            os.environ.update({k: v for k, v in _private_env(Path(tmp)).items() if k.startswith("ABM_ML_")})
+            os.environ.update(
+                {k: v for k, v in _private_env(Path(tmp)).items() if k.startswith("ABM_ML_")}
+            )
             for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
                 os.environ.pop(key, None)
             with Stopwatch() as sw_mlflow_import:
@@ -166,8 +172,13 @@ def reference_worker(spec: Path, seed: int, n_boot: int | None, breakdown: bool,
                 from abm_ml.reporting.html import training_report
 
                 with Stopwatch() as sw_report:
-                    training_report(result, Path(tmp) / "report.html", run_id=info["run_id"], version=info.get("version"),
-                                    model_name=info.get("model_name"))
+                    training_report(
+                        result,
+                        Path(tmp) / "report.html",
+                        run_id=info["run_id"],
+                        version=info.get("version"),
+                        model_name=info.get("model_name"),
+                    )
                 out["html_report_s"] = sw_report.seconds
             except Exception as error:  # noqa: BLE001 - the breakdown is informative only
                 out["html_report_error"] = f"{type(error).__name__}: {error}"
@@ -190,35 +201,70 @@ def markdown(report: dict) -> str:
         )
     ]
     rows = [
-        ["`abm-ml train` end to end (CLI)", fmt_seconds(cli["wall_s"]), fmt_bytes(cli["peak_rss_bytes"]),
-         f"{r['cli_vs_lgbm_default_fit']:.1f}x"],
+        [
+            "`abm-ml train` end to end (CLI)",
+            fmt_seconds(cli["wall_s"]),
+            fmt_bytes(cli["peak_rss_bytes"]),
+            f"{r['cli_vs_lgbm_default_fit']:.1f}x",
+        ],
     ]
     if "train_models_s" in ref:
-        rows.append(["`train_models()` in process (no I/O, no MLflow)", fmt_seconds(ref["train_models_s"]),
-                     fmt_bytes(ref.get("peak_rss_after_train_models_bytes")), f"{r['train_models_vs_lgbm_default_fit']:.1f}x"])
-    rows.append([f"reference: `LGBMClassifier()` fit (fastest of {len(ref.get('lgbm_default_fit_all_s', [1]))})", fmt_seconds(ref["lgbm_default_fit_s"]), fmt_bytes(ref["peak_rss_bytes"]), "1.0x"])
+        rows.append(
+            [
+                "`train_models()` in process (no I/O, no MLflow)",
+                fmt_seconds(ref["train_models_s"]),
+                fmt_bytes(ref.get("peak_rss_after_train_models_bytes")),
+                f"{r['train_models_vs_lgbm_default_fit']:.1f}x",
+            ]
+        )
+    rows.append(
+        [
+            f"reference: `LGBMClassifier()` fit (fastest of {len(ref.get('lgbm_default_fit_all_s', [1]))})",
+            fmt_seconds(ref["lgbm_default_fit_s"]),
+            fmt_bytes(ref["peak_rss_bytes"]),
+            "1.0x",
+        ]
+    )
     out.append(md_table(["what", "wall time", "peak RSS", "vs reference"], rows))
-    parts = [f"imports {fmt_seconds(ref['import_s'])}", f"load + validate {fmt_seconds(ref['load_dataset_s'])}"]
+    parts = [
+        f"imports {fmt_seconds(ref['import_s'])}",
+        f"load + validate {fmt_seconds(ref['load_dataset_s'])}",
+    ]
     t = ref.get("train_models_timings", {})
     if t:
-        parts += [f"propensity fit {fmt_seconds(t.get('propensity_fit_s'))}", f"velocity {fmt_seconds(t.get('velocity_fit_s'))}",
-                  f"evaluation {fmt_seconds(t.get('evaluate_s'))}"]
-        other = t.get("total_s", 0.0) - sum(t.get(k, 0.0) for k in ("propensity_fit_s", "velocity_fit_s", "evaluate_s"))
-        parts.append(f"calibration + SHAP importance on the test rows {fmt_seconds(max(other, 0.0))}")
+        parts += [
+            f"propensity fit {fmt_seconds(t.get('propensity_fit_s'))}",
+            f"velocity {fmt_seconds(t.get('velocity_fit_s'))}",
+            f"evaluation {fmt_seconds(t.get('evaluate_s'))}",
+        ]
+        other = t.get("total_s", 0.0) - sum(
+            t.get(k, 0.0) for k in ("propensity_fit_s", "velocity_fit_s", "evaluate_s")
+        )
+        parts.append(
+            f"calibration + SHAP importance on the test rows {fmt_seconds(max(other, 0.0))}"
+        )
         rest = cli["wall_s"] - ref["import_s"] - ref["load_dataset_s"] - ref["train_models_s"]
         if "mlflow_log_and_register_s" in ref:
-            parts += [f"importing MLflow {fmt_seconds(ref['mlflow_import_s'])}",
-                      f"MLflow logging (plots, card, holdout) and registration {fmt_seconds(ref['mlflow_log_and_register_s'])}"]
+            parts += [
+                f"importing MLflow {fmt_seconds(ref['mlflow_import_s'])}",
+                f"MLflow logging (plots, card, holdout) and registration {fmt_seconds(ref['mlflow_log_and_register_s'])}",
+            ]
             rest -= ref["mlflow_import_s"] + ref["mlflow_log_and_register_s"]
             if "html_report_s" in ref:
                 parts.append(f"HTML training report {fmt_seconds(ref['html_report_s'])}")
                 rest -= ref["html_report_s"]
-            parts.append(f"not measured apart (CLI start-up, printing, noise) ~{fmt_seconds(max(rest, 0.0))}")
+            parts.append(
+                f"not measured apart (CLI start-up, printing, noise) ~{fmt_seconds(max(rest, 0.0))}"
+            )
         else:
-            parts.append(f"everything else (CLI, MLflow logging, plots, registration) ~{fmt_seconds(max(rest, 0.0))}")
+            parts.append(
+                f"everything else (CLI, MLflow logging, plots, registration) ~{fmt_seconds(max(rest, 0.0))}"
+            )
     out.append("\nWhere the time goes (from the in-process run): " + ", ".join(parts) + ".")
     met = "met" if cli["wall_s"] < report["goal_seconds"] else "**not met**"
-    out.append(f"\nGoal (< {report['goal_seconds']:.0f} s): {met} in this run ({fmt_seconds(cli['wall_s'])}).")
+    out.append(
+        f"\nGoal (< {report['goal_seconds']:.0f} s): {met} in this run ({fmt_seconds(cli['wall_s'])})."
+    )
     if cli["returncode"] != 0:
         out.append(f"\n**The CLI exited with code {cli['returncode']}.**")
     return "\n".join(out)
@@ -228,10 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SPEC} instead of {FULL_SPEC}")
     parser.add_argument("--spec", help="dataset spec name (training/specs/NAME.yaml) or path")
-    parser.add_argument("--n-boot", type=int, help="bootstrap resamples passed to abm-ml train (default: the CLI's)")
+    parser.add_argument(
+        "--n-boot", type=int, help="bootstrap resamples passed to abm-ml train (default: the CLI's)"
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--ref-repeats", type=int, default=3, help="reference fits; the fastest counts")
-    parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process train_models run")
+    parser.add_argument(
+        "--ref-repeats", type=int, default=3, help="reference fits; the fastest counts"
+    )
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the in-process train_models run"
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/train.json)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -240,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     spec = Path(name) if name.endswith((".yaml", ".yml")) else spec_path(name)
 
     if args.worker:
-        print(json.dumps(reference_worker(spec, args.seed, args.n_boot, not args.no_breakdown, args.ref_repeats)))
+        print(
+            json.dumps(
+                reference_worker(
+                    spec, args.seed, args.n_boot, not args.no_breakdown, args.ref_repeats
+                )
+            )
+        )
         return 0
 
     report = base_report(NAME, quick=args.quick, argv=argv)
@@ -254,13 +312,27 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"abm-ml train {spec.name} ...", flush=True)
     cli = run_cli(spec, n_boot=args.n_boot)
-    print(f"  wall {cli['wall_s']:.1f} s, peak RSS {fmt_bytes(cli['peak_rss_bytes'])} (exit {cli['returncode']})", flush=True)
+    print(
+        f"  wall {cli['wall_s']:.1f} s, peak RSS {fmt_bytes(cli['peak_rss_bytes'])} (exit {cli['returncode']})",
+        flush=True,
+    )
     if cli["returncode"] != 0:
         print(cli["output_tail"], file=sys.stderr)
 
-    print("reference: LGBMClassifier() on the same rows (+ in-process train_models) ...", flush=True)
-    worker_cmd = [sys.executable, __file__, "--worker", "--spec", str(spec), "--seed", str(args.seed),
-                  "--ref-repeats", str(args.ref_repeats)]
+    print(
+        "reference: LGBMClassifier() on the same rows (+ in-process train_models) ...", flush=True
+    )
+    worker_cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--spec",
+        str(spec),
+        "--seed",
+        str(args.seed),
+        "--ref-repeats",
+        str(args.ref_repeats),
+    ]
     if args.n_boot is not None:
         worker_cmd += ["--n-boot", str(args.n_boot)]
     if args.no_breakdown:
@@ -275,14 +347,18 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = {"cli_vs_lgbm_default_fit": cli["wall_s"] / ref["lgbm_default_fit_s"]}
     if "train_models_s" in ref:
-        ratios["train_models_vs_lgbm_default_fit"] = ref["train_models_s"] / ref["lgbm_default_fit_s"]
-    report.update({
-        "status": "ok" if cli["returncode"] == 0 else "error",
-        "cli": cli,
-        "reference": ref,
-        "ratios": ratios,
-        "goal_met": cli["wall_s"] < GOAL_SECONDS,
-    })
+        ratios["train_models_vs_lgbm_default_fit"] = (
+            ref["train_models_s"] / ref["lgbm_default_fit_s"]
+        )
+    report.update(
+        {
+            "status": "ok" if cli["returncode"] == 0 else "error",
+            "cli": cli,
+            "reference": ref,
+            "ratios": ratios,
+            "goal_met": cli["wall_s"] < GOAL_SECONDS,
+        }
+    )
     path = write_result(NAME, report, args.out)
     print(markdown(report))
     print(f"\nwrote {path}")

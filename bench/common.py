@@ -280,10 +280,10 @@ def synthetic_dataset(n_accounts: int = 5000, seed: int = 7) -> Iterator[object]
     The world is written to a temporary folder (``ABM_ML_SYNTH_DIR`` points there while
     loading), which is removed on exit.
     """
-    from abm_ml.features.point_in_time import build_training_rows
     from abm_ml.data.spec import load_spec
-    from abm_ml.synthetic.world import generate_world
     from abm_ml.data.validate import load_dataset
+    from abm_ml.features.point_in_time import build_training_rows
+    from abm_ml.synthetic.world import generate_world
 
     with tempfile.TemporaryDirectory(prefix="abm-bench-synth-") as tmp:
         world = generate_world(n_accounts, seed=seed)
@@ -339,7 +339,10 @@ def md_table(header: list[str], rows: list[list[object]]) -> str:
     def cell(v: object) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -54,7 +54,9 @@ def script(name: str) -> Path:
 
 def _flags(path: Path) -> set[str]:
     """Options a benchmark script declares (read from its source: no import, no start-up cost)."""
-    return set(re.findall(r"add_argument\(\s*[\"'](--[a-z0-9-]+)", path.read_text(errors="replace")))
+    return set(
+        re.findall(r"add_argument\(\s*[\"'](--[a-z0-9-]+)", path.read_text(errors="replace"))
+    )
 
 
 def run_one(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
@@ -65,7 +67,10 @@ def run_one(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
     cmd = [sys.executable, str(path)]
     if args.quick:
         if "--quick" not in flags:
-            return {"status": "skipped", "note": f"bench/{path.name} has no --quick mode: skipped in quick mode"}
+            return {
+                "status": "skipped",
+                "note": f"bench/{path.name} has no --quick mode: skipped in quick mode",
+            }
         cmd.append("--quick")
     out = results_dir / f"{name}.json"
     if "--out" in flags:
@@ -73,10 +78,15 @@ def run_one(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
     if name == "quality" and args.flaml_budget is not None:
         cmd += ["--flaml-budget", str(args.flaml_budget)]
     log = results_dir / f"{name}.log"
-    print(f"\n=== {name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
+    print(
+        f"\n=== {name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}",
+        flush=True,
+    )
     started = time.time()
     with log.open("w") as handle:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             handle.write(line)
@@ -87,10 +97,20 @@ def run_one(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
     seconds = time.time() - started
     # A script without --out writes to bench/results/NAME.json: take it from there.
     default = RESULTS_DIR / f"{name}.json"
-    if "--out" not in flags and default.is_file() and default.stat().st_mtime >= started and default != out:
+    if (
+        "--out" not in flags
+        and default.is_file()
+        and default.stat().st_mtime >= started
+        and default != out
+    ):
         out.write_text(default.read_text())
     status = "ok" if returncode == 0 else "failed"
-    entry = {"status": status, "returncode": returncode, "seconds": seconds, "command": " ".join(["python", f"bench/{path.name}", *cmd[2:]])}
+    entry = {
+        "status": status,
+        "returncode": returncode,
+        "seconds": seconds,
+        "command": " ".join(["python", f"bench/{path.name}", *cmd[2:]]),
+    }
     if returncode != 0:
         entry["log_tail"] = log.read_text(errors="replace")[-2000:]
     if not out.is_file() or out.stat().st_mtime < started:
@@ -131,11 +151,18 @@ def generic_markdown(report: dict) -> str:
     """A readable rendering of an unknown benchmark's JSON: scalars, then tables of runs."""
     skip = {"benchmark", "created", "machine", "command", "quick"}
     parts = []
-    scalars = {k: v for k, v in _flatten({k: v for k, v in report.items() if k not in skip}).items()}
+    scalars = {
+        k: v for k, v in _flatten({k: v for k, v in report.items() if k not in skip}).items()
+    }
     if scalars:
         parts.append(md_table(["figure", "value"], [[k, _fmt(v)] for k, v in scalars.items()]))
     for key, value in report.items():
-        if key in skip or not isinstance(value, list) or not value or not all(isinstance(x, dict) for x in value):
+        if (
+            key in skip
+            or not isinstance(value, list)
+            or not value
+            or not all(isinstance(x, dict) for x in value)
+        ):
             continue
         rows = [_flatten(x) for x in value]
         columns: list[str] = []
@@ -155,22 +182,35 @@ def synth_markdown(report: dict) -> str:
     for r in runs:
         ratios = r.get("ratios", {})
         ref = r.get("reference", {})
-        rows.append([
-            f"{r['n_accounts']:,}",
-            ", ".join(f"{k} {v:,}" for k, v in r.get("rows", {}).items()),
-            fmt_seconds(r.get("generate_s")),
-            fmt_seconds(r.get("training_rows_s")),
-            fmt_seconds(r.get("scoring_rows_s")),
-            fmt_bytes((r.get("peak_rss_gib") or 0) * 1024**3),
-            (
-                f"{ratios.get('generate_vs_numpy_draw', float('nan')):.1f}x numpy draw ({fmt_seconds(ref.get('numpy_draw_s'))}), "
-                f"{ratios.get('generate_vs_parquet_write', float('nan')):.1f}x Parquet write ({fmt_seconds(ref.get('parquet_write_s'))})"
-            ),
-        ])
+        rows.append(
+            [
+                f"{r['n_accounts']:,}",
+                ", ".join(f"{k} {v:,}" for k, v in r.get("rows", {}).items()),
+                fmt_seconds(r.get("generate_s")),
+                fmt_seconds(r.get("training_rows_s")),
+                fmt_seconds(r.get("scoring_rows_s")),
+                fmt_bytes((r.get("peak_rss_gib") or 0) * 1024**3),
+                (
+                    f"{ratios.get('generate_vs_numpy_draw', float('nan')):.1f}x numpy draw ({fmt_seconds(ref.get('numpy_draw_s'))}), "
+                    f"{ratios.get('generate_vs_parquet_write', float('nan')):.1f}x Parquet write ({fmt_seconds(ref.get('parquet_write_s'))})"
+                ),
+            ]
+        )
     return (
         "Each world size in a fresh process (peak RSS = that process's `ru_maxrss`). References, same process: "
         "drawing as many normal numbers as the world has cells, and writing the world to Parquet.\n\n"
-        + md_table(["accounts", "rows", "generate", "training rows", "scoring rows", "peak RSS", "generate vs references"], rows)
+        + md_table(
+            [
+                "accounts",
+                "rows",
+                "generate",
+                "training rows",
+                "scoring rows",
+                "peak RSS",
+                "generate vs references",
+            ],
+            rows,
+        )
     )
 
 
@@ -182,7 +222,10 @@ def service_markdown(report: dict) -> str:
     model = report.get("model", {})
 
     def lat(a: dict) -> list[str]:
-        return [f"{a.get(k):.1f}" if a.get(k) is not None else "n/a" for k in ("p50_ms", "p95_ms", "p99_ms")] + [str(a.get("n", ""))]
+        return [
+            f"{a.get(k):.1f}" if a.get(k) is not None else "n/a"
+            for k in ("p50_ms", "p95_ms", "p99_ms")
+        ] + [str(a.get("n", ""))]
 
     out = [
         (
@@ -191,28 +234,48 @@ def service_markdown(report: dict) -> str:
             f"{settings.get('omp_num_threads')}; started in {fmt_seconds(report.get('server', {}).get('startup_seconds'))}. "
             "Reference: `AccountScorer.score` in process on the same records, same run. The load generator shares the machine.\n"
         ),
-        md_table(["latency (ms)", "p50", "p95", "p99", "n"], [
-            ["in process, 1 record", *lat(ip["score_1"])],
-            ["served `POST /score`, 1 record", *lat(sv["score_1"])],
-            ["in process, 100 records", *lat(ip["score_100"])],
-            ["served `POST /score`, 100 records", *lat(sv["score_100"])],
-        ]),
+        md_table(
+            ["latency (ms)", "p50", "p95", "p99", "n"],
+            [
+                ["in process, 1 record", *lat(ip["score_1"])],
+                ["served `POST /score`, 1 record", *lat(sv["score_1"])],
+                ["in process, 100 records", *lat(ip["score_100"])],
+                ["served `POST /score`, 100 records", *lat(sv["score_100"])],
+            ],
+        ),
         "",
     ]
-    rows = [["in process, sequential 1-record calls", f"{ip.get('records_per_s_1', 0):,.1f}", "", ""],
-            ["in process, 100-record calls", f"{ip.get('records_per_s_100', 0):,.1f}", "", ""]]
+    rows = [
+        ["in process, sequential 1-record calls", f"{ip.get('records_per_s_1', 0):,.1f}", "", ""],
+        ["in process, 100-record calls", f"{ip.get('records_per_s_100', 0):,.1f}", "", ""],
+    ]
     for run in sv.get("throughput", []):
         la = run.get("latency", {})
-        rows.append([f"served, {run.get('concurrency')} concurrent clients", f"{run.get('requests_per_s') or 0:,.1f}",
-                     f"{la.get('p50_ms') or float('nan'):.1f} / {la.get('p99_ms') or float('nan'):.1f}", str(run.get("errors", ""))])
-    out.append(md_table(["throughput (1-record requests)", "records/s", "p50 / p99 ms", "errors"], rows))
+        rows.append(
+            [
+                f"served, {run.get('concurrency')} concurrent clients",
+                f"{run.get('requests_per_s') or 0:,.1f}",
+                f"{la.get('p50_ms') or float('nan'):.1f} / {la.get('p99_ms') or float('nan'):.1f}",
+                str(run.get("errors", "")),
+            ]
+        )
+    out.append(
+        md_table(["throughput (1-record requests)", "records/s", "p50 / p99 ms", "errors"], rows)
+    )
     batching = sv.get("adaptive_batching")
     if batching:
-        out.append(f"\nAdaptive batching: {batching.get('calls')} model calls, {batching.get('mean_requests_per_call', 0):.2f} requests per call.")
+        out.append(
+            f"\nAdaptive batching: {batching.get('calls')} model calls, {batching.get('mean_requests_per_call', 0):.2f} requests per call."
+        )
     ratios = report.get("ratios", {})
     if ratios:
         out.append("\nRatios (same run):\n")
-        out.append(md_table(["ratio", "value"], [[k.replace("_", " "), f"{v:.2f}"] for k, v in ratios.items() if v is not None]))
+        out.append(
+            md_table(
+                ["ratio", "value"],
+                [[k.replace("_", " "), f"{v:.2f}"] for k, v in ratios.items() if v is not None],
+            )
+        )
     return "\n".join(out)
 
 
@@ -239,8 +302,12 @@ def _headlines(reports: dict[str, dict]) -> list[str]:
                 n += 1
                 for v in res["verdicts"]["flaml"].values():
                     counts[v] = counts.get(v, 0) + 1
-        failed = [name for name, res in q.get("datasets", {}).items() if res.get("status") == "error"]
-        skipped = [name for name, res in q.get("datasets", {}).items() if res.get("status") == "skipped"]
+        failed = [
+            name for name, res in q.get("datasets", {}).items() if res.get("status") == "error"
+        ]
+        skipped = [
+            name for name, res in q.get("datasets", {}).items() if res.get("status") == "skipped"
+        ]
         if n:
             lines.append(
                 f"- **Quality**: over {n} datasets x 4 metrics, abm-ml vs FLAML AutoML ({q['config']['flaml_budget_s']:g} s): "
@@ -262,11 +329,17 @@ def _headlines(reports: dict[str, dict]) -> list[str]:
             f"{r['rows']:,} rows {r['abm_ml_rows_per_s']:,.0f} rows/s, ratio {r['ratio_vs_reference']:.2f}, peak RSS {fmt_bytes(r['peak_rss_bytes'])}"
             for r in e["runs"]
         ]
-        lines.append(f"- **Batch explain** (vs LightGBM predict + pred_contrib, goal ratio >= {e['goal_ratio']}): " + "; ".join(parts) + ".")
+        lines.append(
+            f"- **Batch explain** (vs LightGBM predict + pred_contrib, goal ratio >= {e['goal_ratio']}): "
+            + "; ".join(parts)
+            + "."
+        )
     return lines
 
 
-def render(results_dir: Path, runs: dict[str, dict], *, quick: bool, started: str, load_start: object) -> str:
+def render(
+    results_dir: Path, runs: dict[str, dict], *, quick: bool, started: str, load_start: object
+) -> str:
     machine = machine_info()
     reports: dict[str, dict] = {}
     for name in BENCHMARKS:
@@ -314,13 +387,19 @@ def render(results_dir: Path, runs: dict[str, dict], *, quick: bool, started: st
             else:
                 continue
         if run and run.get("status") == "failed":
-            out.append(f"**The benchmark failed this run (exit {run.get('returncode')})**; last output:\n")
+            out.append(
+                f"**The benchmark failed this run (exit {run.get('returncode')})**; last output:\n"
+            )
             out.append("```\n" + run.get("log_tail", "")[-1500:] + "\n```\n")
         if not report:
             if not run:
                 out.append("_No results yet: run `python bench/run_all.py`._")
             continue
-        meta = f"`{report['command']}`, {report.get('created', '?')}" if report.get("command") else str(report.get("created", "?"))
+        meta = (
+            f"`{report['command']}`, {report.get('created', '?')}"
+            if report.get("command")
+            else str(report.get("created", "?"))
+        )
         if report.get("quick"):
             meta += ", **quick mode**"
         out.append(f"Source: `bench/results/{name}.json` ({meta}).\n")
@@ -336,11 +415,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode of every benchmark")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
-    parser.add_argument("--skip", nargs="+", choices=BENCHMARKS, default=[], help="do not run these")
-    parser.add_argument("--flaml-budget", type=float, help="FLAML budget per dataset for the quality benchmark")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where result JSON and logs go")
-    parser.add_argument("--docs", type=Path, help="Markdown report (default docs/benchmarks.md; bench/results/benchmarks-quick.md with --quick)")
-    parser.add_argument("--render-only", action="store_true", help="only rebuild the Markdown from existing results")
+    parser.add_argument(
+        "--skip", nargs="+", choices=BENCHMARKS, default=[], help="do not run these"
+    )
+    parser.add_argument(
+        "--flaml-budget", type=float, help="FLAML budget per dataset for the quality benchmark"
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS_DIR, help="where result JSON and logs go"
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        help="Markdown report (default docs/benchmarks.md; bench/results/benchmarks-quick.md with --quick)",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="only rebuild the Markdown from existing results"
+    )
     parser.add_argument("--silent", action="store_true", help="do not echo the benchmarks' output")
     args = parser.parse_args(argv)
 
@@ -354,10 +445,18 @@ def main(argv: list[str] | None = None) -> int:
         selected = [b for b in (args.only or BENCHMARKS) if b not in args.skip]
         for name in selected:
             runs[name] = run_one(name, args, results_dir)
-        summary = {"created": started, "quick": args.quick, "machine": machine_info(), "load_average_at_start": load_start, "runs": runs}
+        summary = {
+            "created": started,
+            "quick": args.quick,
+            "machine": machine_info(),
+            "load_average_at_start": load_start,
+            "runs": runs,
+        }
         (results_dir / "run_all.json").write_text(json.dumps(summary, indent=2) + "\n")
     docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(render(results_dir, runs, quick=args.quick, started=started, load_start=load_start))
+    docs.write_text(
+        render(results_dir, runs, quick=args.quick, started=started, load_start=load_start)
+    )
     print(f"\nwrote {docs}")
     for name, run in runs.items():
         print(f"  {name:8s} {run['status']:8s} {run.get('note', '')}")

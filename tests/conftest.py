@@ -14,21 +14,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATASETS = Path(os.environ.get("ABM_ML_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+SHARED_DATASETS = Path(
+    os.environ.get(
+        "ABM_ML_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    )
+)
 
 
 def make_crm_export(n: int = 2400, seed: int = 3) -> pd.DataFrame:
     """A CRM opportunity export with dates, accounts, open deals and planted drivers."""
     rng = np.random.default_rng(seed)
     accounts = np.array([f"ACC{i:05d}" for i in rng.integers(0, n * 3, n)])
-    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 700, n)), unit="D")
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 700, n)), unit="D"
+    )
     industry = rng.choice(["software", "fintech", "retail", "manufacturing", "healthcare"], n)
     visits = rng.poisson(4, n)
     buyer = rng.random(n) < 0.45
     competitor = rng.random(n) < 0.3
     employees = np.exp(rng.normal(6, 1.2, n)).round()
     noise = rng.normal(0, 1, n)
-    logit = -1.6 + 0.35 * (visits - 4) + 1.3 * buyer - 1.0 * competitor + 0.5 * np.isin(industry, ["software", "fintech"])
+    logit = (
+        -1.6
+        + 0.35 * (visits - 4)
+        + 1.3 * buyer
+        - 1.0 * competitor
+        + 0.5 * np.isin(industry, ["software", "fintech"])
+    )
     won = rng.random(n) < 1 / (1 + np.exp(-logit))
     amount = np.exp(rng.normal(10, 0.8, n)).round(2)
     days = np.maximum(3, rng.gamma(4, 8, n) * (amount / 22000) ** 0.5).round()
@@ -64,16 +76,56 @@ CRM_SPEC = {
     "closed_at": {"column": "Close Date", "formats": ["%m/%d/%Y"]},
     "amount": "Amount",
     "features": [
-        {"column": "Industry", "name": "industry", "type": "categorical", "description": "industry", "template": "Industry: {value}"},
-        {"column": "Employees", "name": "employees", "type": "numeric", "description": "employees", "template": "{value:,.0f} employees"},
-        {"column": "Web Visits 30d", "name": "web_visits_30d", "type": "numeric", "description": "web visits in the last 30 days",
-         "template": "{value:.0f} web visits in the last 30 days"},
-        {"column": "Economic Buyer Engaged", "name": "has_economic_buyer", "type": "boolean", "description": "economic buyer engaged",
-         "true_text": "Economic buyer engaged", "false_text": "No economic buyer in CRM"},
-        {"column": "Competitor In Place", "name": "uses_competitor", "type": "boolean", "description": "competitor in place",
-         "true_text": "Competitor's product in use", "false_text": "No competitor in place"},
-        {"column": "Amount", "name": "deal_amount", "type": "numeric", "description": "deal amount", "template": "Deal size ${value:,.0f}"},
-        {"column": "Noise Score", "name": "noise_score", "type": "numeric", "description": "noise score"},
+        {
+            "column": "Industry",
+            "name": "industry",
+            "type": "categorical",
+            "description": "industry",
+            "template": "Industry: {value}",
+        },
+        {
+            "column": "Employees",
+            "name": "employees",
+            "type": "numeric",
+            "description": "employees",
+            "template": "{value:,.0f} employees",
+        },
+        {
+            "column": "Web Visits 30d",
+            "name": "web_visits_30d",
+            "type": "numeric",
+            "description": "web visits in the last 30 days",
+            "template": "{value:.0f} web visits in the last 30 days",
+        },
+        {
+            "column": "Economic Buyer Engaged",
+            "name": "has_economic_buyer",
+            "type": "boolean",
+            "description": "economic buyer engaged",
+            "true_text": "Economic buyer engaged",
+            "false_text": "No economic buyer in CRM",
+        },
+        {
+            "column": "Competitor In Place",
+            "name": "uses_competitor",
+            "type": "boolean",
+            "description": "competitor in place",
+            "true_text": "Competitor's product in use",
+            "false_text": "No competitor in place",
+        },
+        {
+            "column": "Amount",
+            "name": "deal_amount",
+            "type": "numeric",
+            "description": "deal amount",
+            "template": "Deal size ${value:,.0f}",
+        },
+        {
+            "column": "Noise Score",
+            "name": "noise_score",
+            "type": "numeric",
+            "description": "noise score",
+        },
     ],
     "icp": {"industry": ["software", "fintech"], "web_visits_30d": ">= 5"},
 }
@@ -104,7 +156,10 @@ def trained(crm_dataset):
     """A real training result on the small export (LightGBM, calibration, velocity, baselines)."""
     from abm_ml.modeling.train import TrainConfig, train_models
 
-    return train_models(crm_dataset, TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40))
+    return train_models(
+        crm_dataset,
+        TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40),
+    )
 
 
 @pytest.fixture()

@@ -35,14 +35,20 @@ app = typer.Typer(
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-SpecArg = Annotated[Path, typer.Argument(help="Dataset spec (YAML) describing a CRM export; see training/specs/.")]
+SpecArg = Annotated[
+    Path, typer.Argument(help="Dataset spec (YAML) describing a CRM export; see training/specs/.")
+]
 
 
 def _print_summary(summary: dict, rejects_path: Path | None) -> None:
     table = Table(title=f"Validation of {summary['dataset']}", show_header=False)
     table.add_row("rows read", f"{summary['rows_read']:,}")
     table.add_row("accepted", f"{summary['accepted']:,}")
-    table.add_row("rejected", f"{summary['rejected']:,}" + (f" (see {rejects_path})" if rejects_path and summary["rejected"] else ""))
+    table.add_row(
+        "rejected",
+        f"{summary['rejected']:,}"
+        + (f" (see {rejects_path})" if rejects_path and summary["rejected"] else ""),
+    )
     for reason, count in summary["rejected_by_reason"].items():
         table.add_row(f"  {reason}", f"{count:,}")
     o = summary["outcomes"]
@@ -56,7 +62,9 @@ def _print_summary(summary: dict, rejects_path: Path | None) -> None:
 @app.command()
 def validate(
     spec: SpecArg,
-    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows with their reasons (CSV).")] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Where to write rejected rows with their reasons (CSV).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Check a CRM export against its spec: every row accepted or rejected with a reason.
@@ -72,7 +80,10 @@ def validate(
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     dataset.rejects.to_csv(rejects_path, index=False)
     findings = check_leakage(dataset.frame, dataset.features, dataset.spec)
-    summary = dataset.summary.to_dict() | {"rejects_file": str(rejects_path), "leakage": [f.to_dict() for f in findings]}
+    summary = dataset.summary.to_dict() | {
+        "rejects_file": str(rejects_path),
+        "leakage": [f.to_dict() for f in findings],
+    }
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return
@@ -83,10 +94,14 @@ def validate(
 
 @app.command()
 def synth(
-    accounts: Annotated[int, typer.Option(min=10, help="Number of accounts in the synthetic world.")] = 5000,
+    accounts: Annotated[
+        int, typer.Option(min=10, help="Number of accounts in the synthetic world.")
+    ] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same world.")] = 7,
     out: Annotated[Path | None, typer.Option(help="Output folder (default data/synth).")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Date for the scoring rows (default: the world's end).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Date for the scoring rows (default: the world's end).")
+    ] = None,
 ) -> None:
     """Write a seeded synthetic ABM world: accounts, buying committees, engagement, intent, deals.
 
@@ -116,33 +131,53 @@ def synth(
 @app.command()
 def train(
     spec: SpecArg,
-    seed: Annotated[int, typer.Option(help="Random seed (same data, spec and seed give the same metrics).")] = 42,
-    capacity: Annotated[int | None, typer.Option(help="Accounts the sales team can work: k of precision@k and recall@k.")] = None,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 200,
-    register: Annotated[bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")] = True,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (same data, spec and seed give the same metrics).")
+    ] = 42,
+    capacity: Annotated[
+        int | None,
+        typer.Option(help="Accounts the sales team can work: k of precision@k and recall@k."),
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the confidence intervals.")
+    ] = 200,
+    register: Annotated[
+        bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")
+    ] = True,
 ) -> None:
     """Train the propensity-to-buy and deal-velocity models, log them to MLflow, register a challenger.
 
     Metrics come with 95 % bootstrap intervals, next to a logistic regression and a rule-based
     fit score on the same time-based (or stratified) split.
     """
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
     from abm_ml.modeling import metrics as m
+    from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.registry import tracking
     from abm_ml.registry.card import verdict
-    from abm_ml.data.spec import load_spec
-    from abm_ml.modeling.train import TrainConfig, train_models
-    from abm_ml.data.validate import load_dataset
 
     with console.status("Validating data..."):
         dataset = load_dataset(load_spec(spec))
-    console.print(f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected.")
+    console.print(
+        f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected."
+    )
     with console.status("Training propensity and velocity models..."):
         result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
     for finding in result.leak_findings:
         console.print(f"[yellow]leakage guard[/]: {finding.message()}")
-    console.print(_metrics_rich_table(f"Propensity to buy on the holdout ({result.split.method} split)", m.metrics_table(result.propensity)))
+    console.print(
+        _metrics_rich_table(
+            f"Propensity to buy on the holdout ({result.split.method} split)",
+            m.metrics_table(result.propensity),
+        )
+    )
     if result.velocity:
-        console.print(_metrics_rich_table("Deal velocity (won deals in the holdout)", m.metrics_table(result.velocity)))
+        console.print(
+            _metrics_rich_table(
+                "Deal velocity (won deals in the holdout)", m.metrics_table(result.velocity)
+            )
+        )
     style = "bold red" if result.no_better_than_chance else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
     with console.status("Logging to MLflow..."):
@@ -159,9 +194,18 @@ def _training_report(result, info: dict) -> Path:
 
     from abm_ml.reporting.html import training_report
 
-    name = f"{result.dataset.spec.name}-v{info['version']}.html" if info.get("version") else f"{result.dataset.spec.name}-{info['run_id'][:8]}.html"
-    path = training_report(result, cfg.reports_dir() / "training" / name, run_id=info["run_id"], version=info.get("version"),
-                           model_name=info.get("model_name"))
+    name = (
+        f"{result.dataset.spec.name}-v{info['version']}.html"
+        if info.get("version")
+        else f"{result.dataset.spec.name}-{info['run_id'][:8]}.html"
+    )
+    path = training_report(
+        result,
+        cfg.reports_dir() / "training" / name,
+        run_id=info["run_id"],
+        version=info.get("version"),
+        model_name=info.get("model_name"),
+    )
     with mlflow.start_run(run_id=info["run_id"]):
         mlflow.log_artifact(str(path), artifact_path="report")
     return path
@@ -169,16 +213,27 @@ def _training_report(result, info: dict) -> Path:
 
 @app.command()
 def promote(
-    version: Annotated[str | None, typer.Option(help="Version to promote (default: the 'challenger').")] = None,
-    force: Annotated[bool, typer.Option(help="Promote without beating the champion (never a no-better-than-chance model).")] = False,
-    metric: Annotated[str, typer.Option(help="Holdout metric the challenger must beat the champion on.")] = "roc_auc",
+    version: Annotated[
+        str | None, typer.Option(help="Version to promote (default: the 'challenger').")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Promote without beating the champion (never a no-better-than-chance model)."
+        ),
+    ] = False,
+    metric: Annotated[
+        str, typer.Option(help="Holdout metric the challenger must beat the champion on.")
+    ] = "roc_auc",
 ) -> None:
     """Make the challenger the champion if it beats the champion on the same recent holdout."""
     from abm_ml.registry.promotion import promote as do_promote
 
     decision = do_promote(version=version, force=force, metric=metric)
     if decision.promoted:
-        console.print(f"[bold green]Version {decision.version} is now champion[/] ({decision.reason}).")
+        console.print(
+            f"[bold green]Version {decision.version} is now champion[/] ({decision.reason})."
+        )
     else:
         console.print(f"Nothing to do: version {decision.version} is {decision.reason}.")
 
@@ -209,7 +264,12 @@ def models() -> None:
     console.print(table)
 
 
-ModelOpt = Annotated[str, typer.Option("--model", help="Registered model alias ('champion', 'challenger') or version number.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", help="Registered model alias ('champion', 'challenger') or version number."
+    ),
+]
 
 
 def _load_model(ref: str):
@@ -232,20 +292,56 @@ def _metrics_rich_table(title: str, frame) -> Table:
 
 @app.command()
 def rank(
-    accounts: Annotated[str, typer.Argument(help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query.")],
-    table: Annotated[str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")] = None,
-    query: Annotated[str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")] = None,
+    accounts: Annotated[
+        str,
+        typer.Argument(
+            help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query."
+        ),
+    ],
+    table: Annotated[
+        str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")
+    ] = None,
     model: ModelOpt = "champion",
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Date the ranking is as of (default today).")] = None,
-    tiers: Annotated[str, typer.Option(help="Accounts in ABM tiers 1:1, 1:few, 1:many, in that order; the rest are nurture.")] = "10,50,500",
-    segment: Annotated[list[str] | None, typer.Option(help="Only these segments (repeat the option for several).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date the ranking is as of (default today).")
+    ] = None,
+    tiers: Annotated[
+        str,
+        typer.Option(
+            help="Accounts in ABM tiers 1:1, 1:few, 1:many, in that order; the rest are nurture."
+        ),
+    ] = "10,50,500",
+    segment: Annotated[
+        list[str] | None, typer.Option(help="Only these segments (repeat the option for several).")
+    ] = None,
     region: Annotated[list[str] | None, typer.Option(help="Only these regions.")] = None,
     owner: Annotated[list[str] | None, typer.Option(help="Only accounts of these owners.")] = None,
-    sort_by: Annotated[str, typer.Option(help="Order by priority (p_win x deal size / days), propensity or expected_value.")] = "priority",
-    out: Annotated[Path | None, typer.Option(help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv.")] = None,
+    sort_by: Annotated[
+        str,
+        typer.Option(
+            help="Order by priority (p_win x deal size / days), propensity or expected_value."
+        ),
+    ] = "priority",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv."
+        ),
+    ] = None,
     show: Annotated[int, typer.Option(help="Rows to show in the terminal.")] = 15,
-    history: Annotated[bool, typer.Option(help="Store the run in the score history and show movement since the last run.")] = True,
-    history_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/).")] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="Store the run in the score history and show movement since the last run."
+        ),
+    ] = True,
+    history_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/)."),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
@@ -261,11 +357,24 @@ def rank(
         frame = load_accounts(accounts, table=table, query=query)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    with Progress("Scoring accounts", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    with Progress(
+        "Scoring accounts",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("score", total=len(frame))
         result = rank_accounts(
-            scorer, frame, tiers=sizes, as_of=as_of, filters={"segment": segment or [], "region": region or [], "owner": owner or []},
-            sort_by=sort_by, model_name=cfg.registered_model_name(), model_version=str(version.version),
+            scorer,
+            frame,
+            tiers=sizes,
+            as_of=as_of,
+            filters={"segment": segment or [], "region": region or [], "owner": owner or []},
+            sort_by=sort_by,
+            model_name=cfg.registered_model_name(),
+            model_version=str(version.version),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if history:
@@ -280,14 +389,31 @@ def rank(
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
-    shown = Table(title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files")
-    headers = {"rank": "#", "account_id": "account", "abm_tier": "tier", "score": "score", "days_to_close_p50": "days",
-               "expected_value": "exp. value", "top_reasons": "top reason", "movement": "since last run"}
+    shown = Table(
+        title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files"
+    )
+    headers = {
+        "rank": "#",
+        "account_id": "account",
+        "abm_tier": "tier",
+        "score": "score",
+        "days_to_close_p50": "days",
+        "expected_value": "exp. value",
+        "top_reasons": "top reason",
+        "movement": "since last run",
+    }
     columns = [c for c in headers if c in result.ranked.columns]
     for column in columns:
-        shown.add_column(headers[column], no_wrap=column != "top_reasons", overflow="ellipsis",
-                         min_width=24 if column == "top_reasons" else None, max_width=18 if column == "movement" else None,
-                         justify="right" if column in ("rank", "score", "days_to_close_p50", "expected_value") else "left")
+        shown.add_column(
+            headers[column],
+            no_wrap=column != "top_reasons",
+            overflow="ellipsis",
+            min_width=24 if column == "top_reasons" else None,
+            max_width=18 if column == "movement" else None,
+            justify="right"
+            if column in ("rank", "score", "days_to_close_p50", "expected_value")
+            else "left",
+        )
     for _, row in result.ranked.head(show).iterrows():
         cells = []
         for column in columns:
@@ -302,7 +428,9 @@ def rank(
     console.print(shown)
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
     if result.meta["unscorable"]:
-        console.print(f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}")
+        console.print(
+            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
+        )
     if report:
         from abm_ml.reporting.html import ranking_report
 
@@ -322,11 +450,18 @@ def _model_card(version) -> str | None:
 @app.command()
 def explain(
     account_id: Annotated[str, typer.Argument(help="The account (or opportunity) id to explain.")],
-    accounts: Annotated[str | None, typer.Option(help="Accounts file (CSV/Parquet) holding the account.")] = None,
-    spec: Annotated[Path | None, typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used).")] = None,
+    accounts: Annotated[
+        str | None, typer.Option(help="Accounts file (CSV/Parquet) holding the account.")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used)."),
+    ] = None,
     model: ModelOpt = "champion",
     top: Annotated[int, typer.Option(help="Factors to list; the rest are summed.")] = 10,
-    png: Annotated[Path | None, typer.Option(help="Write a SHAP waterfall plot to this PNG file.")] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Write a SHAP waterfall plot to this PNG file.")
+    ] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
     from abm_ml.modeling.reasons import breakdown
@@ -348,13 +483,17 @@ def explain(
         raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
     match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
     if match.empty:
-        raise AbmInputError(f"account {account_id!r} not found", source=str(accounts or spec), field="account_id")
+        raise AbmInputError(
+            f"account {account_id!r} not found", source=str(accounts or spec), field="account_id"
+        )
     if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
         match = match.sort_values(CREATED_AT)
     record = match.tail(1)
     scorer, version = _load_model(model)
     factors, totals = breakdown(scorer, record)
-    console.print(f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)")
+    console.print(
+        f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)"
+    )
     console.print(f"Base rate: {totals['base_probability']:.1%} (an average account in training)")
     table = Table()
     table.add_column("factor")
@@ -362,16 +501,27 @@ def explain(
     table.add_column("log-odds", justify="right")
     for row in factors.head(top).itertuples():
         colour = "green" if row.log_odds > 0 else "red"
-        table.add_row(row.text, f"[{colour}]{row.probability_points * 100:+.1f} pts[/]", f"{row.log_odds:+.3f}")
+        table.add_row(
+            row.text,
+            f"[{colour}]{row.probability_points * 100:+.1f} pts[/]",
+            f"{row.log_odds:+.3f}",
+        )
     rest = factors.iloc[top:]
     if len(rest):
         table.add_row(f"{len(rest)} other factors", "", f"{rest['log_odds'].sum():+.3f}")
     console.print(table)
-    console.print(f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})")
+    console.print(
+        f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})"
+    )
     if png:
         from abm_ml.reporting.plots import waterfall_plot
 
-        waterfall_plot(factors, totals["base_log_odds"], png, title=f"Why account {account_id} scores {totals['propensity']:.0%}")
+        waterfall_plot(
+            factors,
+            totals["base_log_odds"],
+            png,
+            title=f"Why account {account_id} scores {totals['propensity']:.0%}",
+        )
         console.print(f"Waterfall -> {png}")
 
 
@@ -379,16 +529,18 @@ def explain(
 def evaluate(
     spec: SpecArg,
     model: ModelOpt = "champion",
-    since: Annotated[str | None, typer.Option(help="Only deals created on or after this date.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only deals created on or after this date.")
+    ] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
 ) -> None:
     """Evaluate a registered model on a dataset's closed deals (on its recorded holdout when it is the training data)."""
     import pandas as pd
 
-    from abm_ml.modeling import metrics as m
-    from abm_ml.schema import CREATED_AT, DAYS_TO_CLOSE, OUTCOME, WON
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
+    from abm_ml.modeling import metrics as m
+    from abm_ml.schema import CREATED_AT, DAYS_TO_CLOSE, OUTCOME, WON
 
     dataset = load_dataset(load_spec(spec))
     scorer, version = _load_model(model)
@@ -400,7 +552,11 @@ def evaluate(
     elif scorer.metadata.get("dataset_sha256") == dataset.sha256:
         import mlflow
 
-        holdout = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="data/holdout.parquet"))
+        holdout = pd.read_parquet(
+            mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path="data/holdout.parquet"
+            )
+        )
         frame = frame[frame["row_id"].isin(set(holdout["row_id"]))]
         where = "the training run's holdout (this is the data the model was trained on)"
     if frame.empty or frame[OUTCOME].nunique() < 2:
@@ -408,13 +564,25 @@ def evaluate(
     scored = scorer.score(frame, with_reasons=False)
     y = (frame[OUTCOME].to_numpy() == WON).astype(int)
     result = m.propensity_metrics(y, scored["propensity"].to_numpy(), n_boot=n_boot)
-    console.print(_metrics_rich_table(f"Model v{version.version} on {dataset.spec.name}: {where}", m.metrics_table({"abm-ml": result})))
+    console.print(
+        _metrics_rich_table(
+            f"Model v{version.version} on {dataset.spec.name}: {where}",
+            m.metrics_table({"abm-ml": result}),
+        )
+    )
     won = (y == 1) & frame[DAYS_TO_CLOSE].notna().to_numpy()
     if won.sum() >= 10:
-        v = m.velocity_metrics(frame[DAYS_TO_CLOSE].to_numpy()[won], scored["days_to_close_p50"].to_numpy()[won],
-                               scored["days_to_close_p10"].to_numpy()[won], scored["days_to_close_p90"].to_numpy()[won],
-                               baseline_days=scorer.default_days, n_boot=n_boot)
-        console.print(_metrics_rich_table("Deal velocity (won deals)", m.metrics_table({"abm-ml": v})))
+        v = m.velocity_metrics(
+            frame[DAYS_TO_CLOSE].to_numpy()[won],
+            scored["days_to_close_p50"].to_numpy()[won],
+            scored["days_to_close_p10"].to_numpy()[won],
+            scored["days_to_close_p90"].to_numpy()[won],
+            baseline_days=scorer.default_days,
+            n_boot=n_boot,
+        )
+        console.print(
+            _metrics_rich_table("Deal velocity (won deals)", m.metrics_table({"abm-ml": v}))
+        )
     if m.is_no_better_than_chance(result):
         console.print("[bold red]No better than chance on this data.[/]")
 
@@ -427,7 +595,9 @@ def deploy(
     from abm_ml.service.handlers import deploy as do_deploy
 
     tag = do_deploy(model)
-    console.print(f"Imported into the BentoML store as {tag}. Start it with: abm-ml serve --model {model}")
+    console.print(
+        f"Imported into the BentoML store as {tag}. Start it with: abm-ml serve --model {model}"
+    )
 
 
 @app.command()
@@ -449,12 +619,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """The whole main job on synthetic data: synthesize, validate, train, register, promote, rank, report."""
-    from abm_ml.registry import tracking
-    from abm_ml.errors import ModelNotPromotableError
-    from abm_ml.registry.promotion import promote as do_promote
     from abm_ml.data.spec import load_spec
-    from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.data.validate import load_dataset
+    from abm_ml.errors import ModelNotPromotableError
+    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.registry import tracking
+    from abm_ml.registry.promotion import promote as do_promote
 
     started = time.perf_counter()
     world_dir = cfg.data_dir() / "synth"
@@ -464,18 +634,24 @@ def demo(
     spec_path = cfg.specs_dir() / "synthetic-abm.yaml"
     os.environ.setdefault("ABM_ML_SYNTH_DIR", str(world_dir))
     dataset = load_dataset(load_spec(spec_path))
-    console.print(f"{dataset.summary.accepted:,} opportunities accepted, {dataset.summary.rejected:,} rejected.")
+    console.print(
+        f"{dataset.summary.accepted:,} opportunities accepted, {dataset.summary.rejected:,} rejected."
+    )
     with console.status("Training propensity and velocity models..."):
         result = train_models(dataset, TrainConfig(seed=seed))
     from abm_ml.modeling import metrics as m
     from abm_ml.registry.card import verdict
 
-    console.print(_metrics_rich_table("Propensity to buy on the holdout", m.metrics_table(result.propensity)))
+    console.print(
+        _metrics_rich_table("Propensity to buy on the holdout", m.metrics_table(result.propensity))
+    )
     console.print(verdict(result))
     console.rule("3. Register and promote")
     with console.status("Logging to MLflow..."):
         info = tracking.log_training(result)
-    console.print(f"Registered {info['model_name']} v{info['version']} as 'challenger' (run {info['run_id']}).")
+    console.print(
+        f"Registered {info['model_name']} v{info['version']} as 'challenger' (run {info['run_id']})."
+    )
     try:
         decision = do_promote()
         console.print(f"Champion: v{decision.version} ({decision.reason}).")
@@ -483,14 +659,32 @@ def demo(
         console.print(f"[yellow]Not promoted[/]: {error}")
     report_path = _training_report(result, info)
     console.rule("4. Rank accounts")
-    rank(accounts=str(world_dir / "scoring_rows.parquet"), table=None, query=None, model="champion",
-         as_of=str(result.dataset.frame["created_at"].max().date()), tiers="10,50,500", segment=None, region=None, owner=None,
-         sort_by="priority", out=None, show=10, history=True, history_url=None, report=True)
+    rank(
+        accounts=str(world_dir / "scoring_rows.parquet"),
+        table=None,
+        query=None,
+        model="champion",
+        as_of=str(result.dataset.frame["created_at"].max().date()),
+        tiers="10,50,500",
+        segment=None,
+        region=None,
+        owner=None,
+        sort_by="priority",
+        out=None,
+        show=10,
+        history=True,
+        history_url=None,
+        report=True,
+    )
     console.rule("Done")
     console.print(f"Training report -> {report_path}")
-    console.print(f"MLflow store    -> {cfg.tracking_uri()}  (browse: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri()})")
+    console.print(
+        f"MLflow store    -> {cfg.tracking_uri()}  (browse: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri()})"
+    )
     console.print(f"Rankings        -> {cfg.reports_dir() / 'rankings'}")
-    console.print("Serve scores    -> .venv/bin/abm-ml serve   (then POST records to http://127.0.0.1:3000/score)")
+    console.print(
+        "Serve scores    -> .venv/bin/abm-ml serve   (then POST records to http://127.0.0.1:3000/score)"
+    )
     console.print(f"Demo took {time.perf_counter() - started:.0f} s.")
 
 
@@ -504,7 +698,9 @@ def main() -> None:
     try:
         app()
     except AbmInputError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -513,7 +709,8 @@ def main() -> None:
             raise
         err_console.print(
             f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))} (set ABM_ML_DEBUG=1 for details)",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(EXIT_INTERNAL)
 

@@ -34,7 +34,14 @@ def test_quality_verdict_uses_interval_overlap() -> None:
     assert verdict(a, {"value": 0.70, "low": 0.68, "high": 0.72}, "roc_auc") == "beats"
     assert verdict(a, {"value": 0.90, "low": 0.88, "high": 0.92}, "roc_auc") == "behind"
     # Lower Brier is better.
-    assert verdict({"value": 0.10, "low": 0.09, "high": 0.11}, {"value": 0.2, "low": 0.18, "high": 0.22}, "brier") == "beats"
+    assert (
+        verdict(
+            {"value": 0.10, "low": 0.09, "high": 0.11},
+            {"value": 0.2, "low": 0.18, "high": 0.22},
+            "brier",
+        )
+        == "beats"
+    )
     assert verdict(a, None, "roc_auc") == "n/a"
 
 
@@ -42,8 +49,18 @@ def test_quality_verdict_uses_interval_overlap() -> None:
 def test_run_all_quick_explain(tmp_path: Path) -> None:
     results = tmp_path / "results"
     docs = tmp_path / "benchmarks.md"
-    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "explain",
-           "--results-dir", str(results), "--docs", str(docs), "--silent"]
+    cmd = [
+        sys.executable,
+        str(BENCH / "run_all.py"),
+        "--quick",
+        "--only",
+        "explain",
+        "--results-dir",
+        str(results),
+        "--docs",
+        str(docs),
+        "--silent",
+    ]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -53,8 +70,15 @@ def test_run_all_quick_explain(tmp_path: Path) -> None:
         assert key in report, key
     assert {"logical_cores", "memory_gib", "cpu_model"} <= report["machine"].keys()
     (run,) = report["runs"]
-    for key in ("rows", "abm_ml_rows_per_s", "reference_rows_per_s", "ratio_vs_reference", "peak_rss_bytes",
-                "rss_before_stream_bytes", "seconds"):
+    for key in (
+        "rows",
+        "abm_ml_rows_per_s",
+        "reference_rows_per_s",
+        "ratio_vs_reference",
+        "peak_rss_bytes",
+        "rss_before_stream_bytes",
+        "seconds",
+    ):
         assert key in run, key
     assert run["rows"] == 20_000
     assert run["abm_ml_rows_per_s"] > 0 and run["reference_rows_per_s"] > 0

@@ -29,7 +29,11 @@ features: [Industri]
 
 def _console_script() -> str:
     script = Path(sys.executable).with_name("abm-ml")
-    return str(script) if script.is_file() else (shutil.which("abm-ml") or pytest.skip("abm-ml console script not installed"))
+    return (
+        str(script)
+        if script.is_file()
+        else (shutil.which("abm-ml") or pytest.skip("abm-ml console script not installed"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +42,34 @@ def runs(crm_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     bad = folder / "bad.yaml"
     bad.write_text(BAD_SPEC.replace("DATA", str(crm_dir / "opportunities.csv")))
-    env = os.environ | {"ABM_ML_REPORTS_DIR": str(folder / "reports"), "NO_COLOR": "1", "COLUMNS": "200"}
+    env = os.environ | {
+        "ABM_ML_REPORTS_DIR": str(folder / "reports"),
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
     env.pop("ABM_ML_DEBUG", None)
     commands = {
-        "good": [_console_script(), "validate", str(crm_dir / "spec.yaml"), "--rejects", str(folder / "rejects.csv")],
+        "good": [
+            _console_script(),
+            "validate",
+            str(crm_dir / "spec.yaml"),
+            "--rejects",
+            str(folder / "rejects.csv"),
+        ],
         "bad": [_console_script(), "validate", str(bad)],
     }
     processes = {
-        name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
+        name: subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=folder
+        )
         for name, command in commands.items()
     }
     results = {}
     for name, process in processes.items():
         stdout, stderr = process.communicate(timeout=120)
-        results[name] = subprocess.CompletedProcess(commands[name], process.returncode, stdout, stderr)
+        results[name] = subprocess.CompletedProcess(
+            commands[name], process.returncode, stdout, stderr
+        )
     return results, folder, bad
 
 
@@ -76,7 +94,11 @@ def test_bad_spec_exits_2_with_one_line(runs):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
-    assert "opportunities.csv" in lines[0] and "'Industri'" in lines[0] and "did you mean 'Industry'?" in lines[0]
+    assert (
+        "opportunities.csv" in lines[0]
+        and "'Industri'" in lines[0]
+        and "did you mean 'Industry'?" in lines[0]
+    )
     assert "Traceback" not in result.stderr + result.stdout
 
 
@@ -110,7 +132,9 @@ def test_json_output_parses(crm_dir, tmp_path, monkeypatch, capsys):
 )
 def test_bad_input_exits_2_in_process(tmp_path, monkeypatch, capsys, spec, expected):
     (tmp_path / "broken.yaml").write_text("name: [x\n")
-    (tmp_path / "unknown.yaml").write_text("name: x\nsource: {path: a.csv}\nlabel: {column: s, won: W, lost: L}\ncolour: red\n")
+    (tmp_path / "unknown.yaml").write_text(
+        "name: x\nsource: {path: a.csv}\nlabel: {column: s, won: W, lost: L}\ncolour: red\n"
+    )
     monkeypatch.setenv("ABM_ML_REPORTS_DIR", str(tmp_path / "reports"))
     assert _main(monkeypatch, "validate", str(tmp_path / spec)) == EXIT_BAD_INPUT
     captured = capsys.readouterr()

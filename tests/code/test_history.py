@@ -48,17 +48,33 @@ def ranked_frame(rows: list[tuple], *, as_of: str, version: str = "3") -> pd.Dat
     )
 
 
-RUN1 = [("C", "1:1", 90), ("A", "1:few", 60), ("B", "1:few", 55), ("X", "1:many", 40), ("D", "nurture", 10)]
+RUN1 = [
+    ("C", "1:1", 90),
+    ("A", "1:few", 60),
+    ("B", "1:few", 55),
+    ("X", "1:many", 40),
+    ("D", "nurture", 10),
+]
 # A: +18 and up into 1:1; C: same score, still 1:1, rank 1 -> 2; B: -5 and down out of 1:few;
 # X: same score and tier (1:many) but rank 4 -> 3; D: gone; E and D2: new.
-RUN2 = [("A", "1:1", 78), ("C", "1:1", 90), ("X", "1:many", 40), ("B", "1:many", 50), ("E", "nurture", 30), ("D2", "nurture", 5)]
+RUN2 = [
+    ("A", "1:1", 78),
+    ("C", "1:1", 90),
+    ("X", "1:many", 40),
+    ("B", "1:many", 50),
+    ("E", "nurture", 30),
+    ("D2", "nurture", 5),
+]
 
 
 # --------------------------------------------------------------------------- PostgreSQL server
 
 
 def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -77,7 +93,9 @@ def postgres_url():
     pytest.importorskip("psycopg", reason="psycopg is not installed")
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH"
+        )
     as_root = os.geteuid() == 0
     if as_root:
         try:
@@ -99,13 +117,40 @@ def postgres_url():
     started = False
     try:
         subprocess.run(
-            [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
-            check=True, capture_output=True, text=True, timeout=120,
+            [
+                *prefix,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         started = True  # from here on a stop is attempted, whatever happens
         result = subprocess.run(
-            [*pg_ctl, "-w", "-t", "60", "-l", str(log), "-o", f"-p {port} -k {sockets} -h 127.0.0.1", "start"],
-            check=False, capture_output=True, text=True, timeout=120,
+            [
+                *pg_ctl,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(log),
+                "-o",
+                f"-p {port} -k {sockets} -h 127.0.0.1",
+                "start",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
             tail = log.read_text()[-2000:] if log.exists() else ""
@@ -113,7 +158,9 @@ def postgres_url():
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         if started:
-            subprocess.run([*pg_ctl, "-w", "-m", "fast", "stop"], check=False, capture_output=True, timeout=120)
+            subprocess.run(
+                [*pg_ctl, "-w", "-m", "fast", "stop"], check=False, capture_output=True, timeout=120
+            )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -153,7 +200,11 @@ def test_two_runs_movement(url: str):
     second = record_run(ranked_frame(RUN2, as_of=WEEK2), url, run_at="2025-01-13T08:00:00")
     got = by_account(second)
     assert got["A"]["movement"] == "score +18, entered tier 1:1"
-    assert got["A"]["previous_score"] == 60 and got["A"]["previous_abm_tier"] == "1:few" and got["A"]["previous_rank"] == 2
+    assert (
+        got["A"]["previous_score"] == 60
+        and got["A"]["previous_abm_tier"] == "1:few"
+        and got["A"]["previous_rank"] == 2
+    )
     assert got["B"]["movement"] == "score -5, left tier 1:few"
     assert got["C"]["movement"] == "score unchanged, rank 1 → 2"
     assert got["X"]["movement"] == "score unchanged, rank 4 → 3"
@@ -161,15 +212,25 @@ def test_two_runs_movement(url: str):
     assert got["D2"]["movement"] == "new"
     # The returned frame is the ranked list, in its order, with the added columns.
     assert second["account_id"].tolist() == [r[0] for r in RUN2]
-    assert {"previous_score", "previous_abm_tier", "previous_rank", "movement"} <= set(second.columns)
+    assert {"previous_score", "previous_abm_tier", "previous_rank", "movement"} <= set(
+        second.columns
+    )
 
 
 def test_rerun_same_key_replaces_rows(url: str):
     record_run(ranked_frame(RUN1, as_of=WEEK1), url, run_at="2025-01-06T08:00:00")
     record_run(ranked_frame(RUN2, as_of=WEEK2), url, run_at="2025-01-13T08:00:00")
     # Same version and as-of, run again later with A changed and D2 gone.
-    rerun = [("A", "1:1", 80), ("C", "1:1", 90), ("X", "1:many", 40), ("B", "1:many", 50), ("E", "nurture", 30)]
-    again = by_account(record_run(ranked_frame(rerun, as_of=WEEK2), url, run_at="2025-01-13T09:30:00"))
+    rerun = [
+        ("A", "1:1", 80),
+        ("C", "1:1", 90),
+        ("X", "1:many", 40),
+        ("B", "1:many", 50),
+        ("E", "nurture", 30),
+    ]
+    again = by_account(
+        record_run(ranked_frame(rerun, as_of=WEEK2), url, run_at="2025-01-13T09:30:00")
+    )
     # Movement is still against week 1, never against the rows this run replaces.
     assert again["A"]["movement"] == "score +20, entered tier 1:1"
     assert again["E"]["movement"] == "new"
@@ -201,10 +262,18 @@ def test_load_history_in_order(url: str):
 def test_previous_entry_spans_model_versions(url: str):
     record_run(ranked_frame(RUN1, as_of=WEEK1, version="3"), url, run_at="2025-01-06T08:00:00")
     # A new champion the next week: movement is against version 3's week-1 row.
-    v4 = by_account(record_run(ranked_frame(RUN2, as_of=WEEK2, version="4"), url, run_at="2025-01-13T08:00:00"))
+    v4 = by_account(
+        record_run(ranked_frame(RUN2, as_of=WEEK2, version="4"), url, run_at="2025-01-13T08:00:00")
+    )
     assert v4["A"]["movement"] == "score +18, entered tier 1:1"
     # The challenger re-ranked the same day, later: its previous entry is version 4's same-day run.
-    v5 = by_account(record_run(ranked_frame([("A", "1:few", 70)], as_of=WEEK2, version="5"), url, run_at="2025-01-13T10:00:00"))
+    v5 = by_account(
+        record_run(
+            ranked_frame([("A", "1:few", 70)], as_of=WEEK2, version="5"),
+            url,
+            run_at="2025-01-13T10:00:00",
+        )
+    )
     assert v5["A"]["movement"] == "score -8, left tier 1:1"
     assert v5["A"]["previous_score"] == 78
 
@@ -241,8 +310,8 @@ def test_driver_error_is_input_error(postgres_url: str):
 
 
 def test_tiers_match_rank_module():
-    from abm_ml.reporting import history
     from abm_ml.modeling import ranking as rank
+    from abm_ml.reporting import history
 
     assert history.ABM_TIERS == rank.ABM_TIERS and history.NURTURE == rank.NURTURE
 
@@ -252,7 +321,10 @@ def test_tiers_match_rank_module():
 
 def test_bad_postgres_url_hides_password():
     url = f"postgresql+psycopg://sales:Sup3rS3cret@127.0.0.1:{_free_port()}/abm"
-    for call in (lambda: record_run(ranked_frame(RUN1, as_of=WEEK1), url), lambda: load_history(url)):
+    for call in (
+        lambda: record_run(ranked_frame(RUN1, as_of=WEEK1), url),
+        lambda: load_history(url),
+    ):
         with pytest.raises(AbmInputError) as caught:
             call()
         message = str(caught.value)
@@ -302,8 +374,12 @@ def test_100k_accounts_speed(url: str, capsys: pytest.CaptureFixture):
     out = record_run(second, url, run_at="2025-01-13T08:00:00")
     t2 = time.perf_counter()
     with capsys.disabled():
-        print(f"\n[history speed] {url.split(':')[0]}: first 100k run {t1 - t0:.2f}s, second (with movement) {t2 - t1:.2f}s")
+        print(
+            f"\n[history speed] {url.split(':')[0]}: first 100k run {t1 - t0:.2f}s, second (with movement) {t2 - t1:.2f}s"
+        )
     assert len(out) == n and (out["movement"] != "new").all()
     expected = out["score"] - out["previous_score"]
     sample = out[expected > 0].iloc[0]
-    assert sample["movement"].startswith(f"score +{int(sample['score'] - sample['previous_score'])}")
+    assert sample["movement"].startswith(
+        f"score +{int(sample['score'] - sample['previous_score'])}"
+    )

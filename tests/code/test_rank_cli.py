@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from abm_ml.registry import promotion as registry
-
-from abm_ml.registry import tracking
 from abm_ml.cli import app
 from abm_ml.modeling.ranking import abm_tiers, parse_tiers, rank_accounts
+from abm_ml.registry import promotion as registry
+from abm_ml.registry import tracking
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -38,7 +37,9 @@ def champion(trained, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def accounts_csv(trained, tmp_path: Path) -> Path:
-    accounts = trained.holdout.drop(columns=["outcome", "closed_at", "days_to_close", "created_at", "row_id"]).drop_duplicates("account_id")
+    accounts = trained.holdout.drop(
+        columns=["outcome", "closed_at", "days_to_close", "created_at", "row_id"]
+    ).drop_duplicates("account_id")
     accounts = accounts.head(120).copy()
     rng = np.random.default_rng(0)
     accounts["region"] = rng.choice(["EMEA", "AMER"], len(accounts))
@@ -59,7 +60,10 @@ def accounts_csv(trained, tmp_path: Path) -> Path:
 
 def test_tiers_are_capacities_in_order():
     assert parse_tiers("2,3,4") == (2, 3, 4)
-    assert list(abm_tiers(11, (2, 3, 4))) == ["1:1"] * 2 + ["1:few"] * 3 + ["1:many"] * 4 + ["nurture"] * 2
+    assert (
+        list(abm_tiers(11, (2, 3, 4)))
+        == ["1:1"] * 2 + ["1:few"] * 3 + ["1:many"] * 4 + ["nurture"] * 2
+    )
     with pytest.raises(Exception, match="tiers"):
         parse_tiers("ten")
 
@@ -70,7 +74,9 @@ def test_rank_sorts_tiers_and_lists_unscorable_accounts(trained, accounts_csv: P
     ranked = result.ranked
     assert ranked["priority"].is_monotonic_decreasing
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
-    assert (ranked["abm_tier"].iloc[:5] == "1:1").all() and (ranked["abm_tier"].iloc[35:] == "nurture").all()
+    assert (ranked["abm_tier"].iloc[:5] == "1:1").all() and (
+        ranked["abm_tier"].iloc[35:] == "nurture"
+    ).all()
     reasons = dict(zip(result.unscorable["account_id"].fillna(""), result.unscorable["reason"]))
     assert reasons[""] == "missing account_id"
     assert reasons["BAD-NUMBER"].startswith("unparseable value in 'web_visits_30d'")
@@ -95,14 +101,42 @@ def test_filters_keep_only_the_asked_segment(trained, accounts_csv: Path):
 def test_cli_rank_twice_records_history_and_movement(champion, accounts_csv: Path, tmp_path: Path):
     history = f"sqlite:///{tmp_path / 'history.db'}"
     first_out, second_out = tmp_path / "week1.csv", tmp_path / "week2.parquet"
-    result = runner.invoke(app, ["rank", str(accounts_csv), "--as-of", "2026-01-05", "--tiers", "5,10,20", "--out", str(first_out), "--history-url", history])
+    result = runner.invoke(
+        app,
+        [
+            "rank",
+            str(accounts_csv),
+            "--as-of",
+            "2026-01-05",
+            "--tiers",
+            "5,10,20",
+            "--out",
+            str(first_out),
+            "--history-url",
+            history,
+        ],
+    )
     assert result.exit_code == 0, result.output
     # A week later the engagement of one account jumps.
     accounts = pd.read_csv(accounts_csv)
     target = accounts["account_id"].iloc[5]
     accounts.loc[5, ["web_visits_30d", "has_economic_buyer", "uses_competitor"]] = [40, 1, 0]
     accounts.to_csv(accounts_csv, index=False)
-    result = runner.invoke(app, ["rank", str(accounts_csv), "--as-of", "2026-01-12", "--tiers", "5,10,20", "--out", str(second_out), "--history-url", history])
+    result = runner.invoke(
+        app,
+        [
+            "rank",
+            str(accounts_csv),
+            "--as-of",
+            "2026-01-12",
+            "--tiers",
+            "5,10,20",
+            "--out",
+            str(second_out),
+            "--history-url",
+            history,
+        ],
+    )
     assert result.exit_code == 0, result.output
     week1, week2 = pd.read_csv(first_out, dtype={"account_id": str}), pd.read_parquet(second_out)
     assert set(week1["movement"]) == {"new"}
@@ -110,14 +144,29 @@ def test_cli_rank_twice_records_history_and_movement(champion, accounts_csv: Pat
     assert "score +" in moved
     assert (tmp_path / "week2-unscorable.csv").is_file()
     assert (tmp_path / "week2.html").is_file()
-    for column in ("rank", "abm_tier", "propensity", "score", "days_to_close_p50", "expected_value", "priority", "top_reasons", "model_version", "as_of"):
+    for column in (
+        "rank",
+        "abm_tier",
+        "propensity",
+        "score",
+        "days_to_close_p50",
+        "expected_value",
+        "priority",
+        "top_reasons",
+        "model_version",
+        "as_of",
+    ):
         assert column in week2.columns
 
 
-def test_cli_explain_prints_a_breakdown_and_a_waterfall(champion, accounts_csv: Path, tmp_path: Path):
+def test_cli_explain_prints_a_breakdown_and_a_waterfall(
+    champion, accounts_csv: Path, tmp_path: Path
+):
     account = pd.read_csv(accounts_csv)["account_id"].iloc[3]
     png = tmp_path / "why.png"
-    result = runner.invoke(app, ["explain", str(account), "--accounts", str(accounts_csv), "--png", str(png)])
+    result = runner.invoke(
+        app, ["explain", str(account), "--accounts", str(accounts_csv), "--png", str(png)]
+    )
     assert result.exit_code == 0, result.output
     assert "Base rate" in result.output and "Propensity" in result.output and "pts" in result.output
     assert png.stat().st_size > 1000
@@ -125,8 +174,24 @@ def test_cli_explain_prints_a_breakdown_and_a_waterfall(champion, accounts_csv: 
 
 def test_cli_reports_bad_input_in_one_line(champion, accounts_csv: Path, tmp_path: Path):
     env = {**os.environ, "ABM_ML_HISTORY_URL": f"sqlite:///{tmp_path / 'h.db'}"}
-    bad = subprocess.run([sys.executable, "-m", "abm_ml.cli", "rank", str(accounts_csv), "--tiers", "a,b"], capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", "rank", str(accounts_csv), "--tiers", "a,b"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "--tiers" in bad.stderr and "Traceback" not in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "abm_ml.cli", "explain", "NOPE", "--accounts", str(accounts_csv)], capture_output=True, text=True, env=env)
+    assert (
+        bad.stderr.strip().count("\n") == 0
+        and "--tiers" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", "explain", "NOPE", "--accounts", str(accounts_csv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr

@@ -12,15 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml.reporting import html as report
-from abm_ml.registry.card import model_card, verdict
 from abm_ml.modeling.ranking import RankResult, rank_accounts
 from abm_ml.modeling.train import MODEL_NAME
+from abm_ml.registry.card import model_card, verdict
+from abm_ml.reporting import html as report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TOP = 40
 EVIL_ID = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
@@ -33,7 +39,9 @@ EVIL_ID = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture(scope="module")
 def training_html(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = report.training_report(trained, tmp_path_factory.mktemp("training") / "training.html", run_id="run123", version="7")
+    path = report.training_report(
+        trained, tmp_path_factory.mktemp("training") / "training.html", run_id="run123", version="7"
+    )
     return path, _text(path)
 
 
@@ -41,15 +49,26 @@ def training_html(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def ranking(trained) -> RankResult:
     # Holdout rows as accounts: repeated account ids give an unscorable table too.
     accounts = trained.holdout.drop(columns=["outcome"])
-    result = rank_accounts(trained.scorer, accounts, tiers=(5, 15, 30), model_name="abm-ml", model_version="7", as_of="2026-01-15")
+    result = rank_accounts(
+        trained.scorer,
+        accounts,
+        tiers=(5, 15, 30),
+        model_name="abm-ml",
+        model_version="7",
+        as_of="2026-01-15",
+    )
     assert len(result.ranked) > TOP and len(result.unscorable) > 0
     return result
 
 
 @pytest.fixture(scope="module")
 def ranking_html(ranking, trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = report.ranking_report(ranking, tmp_path_factory.mktemp("ranking") / "ranking.html",
-                                 model_card_md=model_card(trained, version="7"), top=TOP)
+    path = report.ranking_report(
+        ranking,
+        tmp_path_factory.mktemp("ranking") / "ranking.html",
+        model_card_md=model_card(trained, version="7"),
+        top=TOP,
+    )
     return path, _text(path)
 
 
@@ -59,7 +78,11 @@ def _text(path: Path) -> str:
 
 
 def _cell(page: str, model: str, metric: str) -> str:
-    match = re.search(rf'<td class="metric[^"]*" data-model="{re.escape(model)}" data-metric="{metric}">(.*?)</td>', page, re.DOTALL)
+    match = re.search(
+        rf'<td class="metric[^"]*" data-model="{re.escape(model)}" data-metric="{metric}">(.*?)</td>',
+        page,
+        re.DOTALL,
+    )
     assert match, f"no cell for {model} / {metric}"
     return match.group(1)
 
@@ -116,10 +139,21 @@ def _expected_share(score: np.ndarray, value: np.ndarray, k: int) -> float:
 
 
 @pytest.mark.slow
-def test_training_report_shows_every_metric_with_its_interval_for_model_and_baselines(trained, training_html):
+def test_training_report_shows_every_metric_with_its_interval_for_model_and_baselines(
+    trained, training_html
+):
     _, page = training_html
     for model in (MODEL_NAME, "logistic_regression", "rule_based_fit"):
-        for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile", "precision_at_k", "recall_at_k"):
+        for name in (
+            "roc_auc",
+            "pr_auc",
+            "brier",
+            "log_loss",
+            "ece",
+            "lift_top_decile",
+            "precision_at_k",
+            "recall_at_k",
+        ):
             metric = trained.propensity[model][name]
             cell = _cell(page, model, name)
             assert f">{metric.value:.3f}<" in cell, (model, name, cell)
@@ -128,7 +162,10 @@ def test_training_report_shows_every_metric_with_its_interval_for_model_and_base
         metric = trained.velocity[model]["mae_days"]
         assert f"[{metric.low:.3f}, {metric.high:.3f}]" in _cell(page, model, "mae_days")
     # The best ROC AUC is highlighted, and only there.
-    aucs = {m: trained.propensity[m]["roc_auc"].value for m in (MODEL_NAME, "logistic_regression", "rule_based_fit")}
+    aucs = {
+        m: trained.propensity[m]["roc_auc"].value
+        for m in (MODEL_NAME, "logistic_regression", "rule_based_fit")
+    }
     best = max(aucs, key=aucs.get)
     for model in aucs:
         marked = f'<td class="metric best" data-model="{model}" data-metric="roc_auc">' in page
@@ -141,13 +178,17 @@ def test_training_report_capacity_sentence_matches_the_holdout(trained, training
     predictions = trained.holdout_predictions
     won = predictions["won"].to_numpy()
     amounts = trained.holdout["amount"].to_numpy(dtype=float)
-    assert np.isfinite(amounts).all(), "the fixture's holdout has amounts, so revenue is the measure"
+    assert np.isfinite(amounts).all(), (
+        "the fixture's holdout has amounts, so revenue is the measure"
+    )
     n = len(won)
     k = 50
     revenue = _expected_share(predictions[MODEL_NAME].to_numpy(), won * amounts, k)
     wins = _expected_share(predictions[MODEL_NAME].to_numpy(), won.astype(float), k)
-    sentence = (f"Working the top 50 accounts would have reached {revenue * 100:.1f} % of won revenue "
-                f"({wins * 100:.1f} % of wins); random picking would reach about {k / n * 100:.1f} %.")
+    sentence = (
+        f"Working the top 50 accounts would have reached {revenue * 100:.1f} % of won revenue "
+        f"({wins * 100:.1f} % of wins); random picking would reach about {k / n * 100:.1f} %."
+    )
     assert sentence in page
     # 10 % of the holdout is analysed too, and capacities beyond the holdout are capped.
     decile = -(-n // 10)
@@ -170,12 +211,18 @@ def test_training_report_has_the_verdict_data_and_charts(trained, training_html)
 
 def test_no_better_than_chance_gets_a_red_banner(trained, tmp_path, monkeypatch):
     # Charts are not under test here; skipping them keeps this test fast.
-    monkeypatch.setattr(report, "_training_charts", lambda *a, **k: {"propensity": [], "velocity": [], "shap": []})
+    monkeypatch.setattr(
+        report, "_training_charts", lambda *a, **k: {"propensity": [], "velocity": [], "shap": []}
+    )
     chance = dataclasses.replace(trained, no_better_than_chance=True)
     page = _text(report.training_report(chance, tmp_path / "chance.html"))
     assert 'class="banner danger"' in page and 'role="alert"' in page
     assert "NO BETTER THAN CHANCE" in page
-    fine = _text(report.training_report(dataclasses.replace(trained, no_better_than_chance=False), tmp_path / "fine.html"))
+    fine = _text(
+        report.training_report(
+            dataclasses.replace(trained, no_better_than_chance=False), tmp_path / "fine.html"
+        )
+    )
     assert 'class="banner danger"' not in fine
 
 
@@ -187,7 +234,9 @@ def test_capacity_falls_back_to_wins_without_amounts(trained):
     first = analysis["rows"][0]
     expected = _expected_share(trained.holdout_predictions[MODEL_NAME].to_numpy(), won, first["k"])
     assert first["share"] == pytest.approx(expected)
-    assert analysis["sentences"][0].endswith(f"of wins; random picking would reach about {first['k'] / analysis['n'] * 100:.1f}\u00a0%.")
+    assert analysis["sentences"][0].endswith(
+        f"of wins; random picking would reach about {first['k'] / analysis['n'] * 100:.1f}\u00a0%."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +260,9 @@ def test_ranking_report_lists_the_top_accounts_with_their_tiers(ranking, ranking
     assert beyond not in {r[1] for r in rows}
     assert f"{len(ranking.ranked):,}" in page and f"{len(ranking.unscorable):,}" in page
     assert "repeated account_id" in page
-    assert '<section class="model-card" id="card">' in page and "<table" in page.split('id="card"')[1]
+    assert (
+        '<section class="model-card" id="card">' in page and "<table" in page.split('id="card"')[1]
+    )
 
 
 def test_ranking_report_escapes_crm_values(ranking, tmp_path):
@@ -219,14 +270,23 @@ def test_ranking_report_escapes_crm_values(ranking, tmp_path):
     ranked.loc[0, "account_id"] = EVIL_ID
     ranked["movement"] = [2, -1, np.nan] + [0] * (len(ranked) - 3)
     unscorable = ranking.unscorable.assign(reason="unparseable value in 'x': <b>bold</b>")
-    page = _text(report.ranking_report(RankResult(ranked, unscorable, ranking.meta), tmp_path / "evil.html",
-                                       model_card_md="# Card <i>x</i>\n\n- `<tag>` and **bold**", top=5))
+    page = _text(
+        report.ranking_report(
+            RankResult(ranked, unscorable, ranking.meta),
+            tmp_path / "evil.html",
+            model_card_md="# Card <i>x</i>\n\n- `<tag>` and **bold**",
+            top=5,
+        )
+    )
     assert EVIL_ID not in page and "<b>bold</b>" not in page and "<i>x</i>" not in page
     # Shown as text: the parsed cell (after rank and movement) reads back exactly the id.
     assert _ranked_rows(page)[0][2] == EVIL_ID
     assert "<code>&lt;tag&gt;</code>" in page and "<strong>bold</strong>" in page
     assert "<script" not in page
-    assert '<span class="move up" aria-label="up 2">' in page and '<span class="move down" aria-label="down 1">' in page
+    assert (
+        '<span class="move up" aria-label="up 2">' in page
+        and '<span class="move down" aria-label="down 1">' in page
+    )
 
 
 @pytest.mark.slow
@@ -240,10 +300,12 @@ def test_reports_load_nothing_from_the_network(training_html, ranking_html):
 
 
 def test_markdown_subset_renders_tables_lists_and_headings():
-    out = str(report.markdown_to_html(
-        "# Title\n\n**Verdict.** ok `x<y`.\n\n- a\n- b\n\n1. one\n2. two\n\n| metric | m |\n|---|---|\n| auc | 0.8 |\n",
-        heading_offset=1,
-    ))
+    out = str(
+        report.markdown_to_html(
+            "# Title\n\n**Verdict.** ok `x<y`.\n\n- a\n- b\n\n1. one\n2. two\n\n| metric | m |\n|---|---|\n| auc | 0.8 |\n",
+            heading_offset=1,
+        )
+    )
     assert "<h2>Title</h2>" in out
     assert "<p><strong>Verdict.</strong> ok <code>x&lt;y</code>.</p>" in out
     assert "<ul><li>a</li><li>b</li></ul>" in out and "<ol><li>one</li><li>two</li></ol>" in out
@@ -264,7 +326,9 @@ def test_numbers_are_formatted_for_humans():
 @pytest.mark.slow
 def test_reports_render_in_headless_chromium(training_html, ranking_html, tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (install the 'chromium' package); Playwright's own browser cannot be downloaded here")
+        pytest.skip(
+            f"{CHROMIUM} is missing (install the 'chromium' package); Playwright's own browser cannot be downloaded here"
+        )
     sync_api = pytest.importorskip("playwright.sync_api")
     # A launch failure with the browser present is a real failure, not a skip.
     with sync_api.sync_playwright() as playwright:
@@ -277,7 +341,9 @@ def test_reports_render_in_headless_chromium(training_html, ranking_html, tmp_pa
             training_path, _ = training_html
             page.goto(training_path.as_uri(), wait_until="load")
             assert page.title() == "Training report: tiny-crm v7"
-            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            widths = page.eval_on_selector_all(
+                "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+            )
             assert len(widths) >= 5 and all(w > 0 for w in widths), widths
             assert page.locator("#verdict").is_visible()
             assert page.locator("#propensity-metrics tbody tr").count() >= 8
@@ -286,7 +352,9 @@ def test_reports_render_in_headless_chromium(training_html, ranking_html, tmp_pa
             ranking_path, _ = ranking_html
             page.goto(ranking_path.as_uri(), wait_until="load")
             assert page.title() == "Account ranking: abm-ml v7, 2026-01-15"
-            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            widths = page.eval_on_selector_all(
+                "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+            )
             assert len(widths) >= 1 and all(w > 0 for w in widths), widths
             assert page.locator("table#ranked tbody tr").count() == TOP
             # The ranked table fits the page: no sideways scrolling at a laptop width.

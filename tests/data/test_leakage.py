@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from abm_ml.data.leakage import check_leakage, name_suggests_post_outcome, refused, single_feature_auc
+from abm_ml.data.leakage import (
+    check_leakage,
+    name_suggests_post_outcome,
+    refused,
+    single_feature_auc,
+)
 from abm_ml.data.spec import parse_spec
 from abm_ml.data.validate import load_dataset
 from conftest import shared_dataset
@@ -90,7 +95,10 @@ def test_column_marked_known_after_outcome_is_refused(findings):
 
 def test_duration_proxy_is_refused(findings):
     assert findings["effort_hours"].rule == "duration_proxy"
-    assert "Spearman +0.99" in findings["effort_hours"].detail or "Spearman +1.00" in findings["effort_hours"].detail
+    assert (
+        "Spearman +0.99" in findings["effort_hours"].detail
+        or "Spearman +1.00" in findings["effort_hours"].detail
+    )
 
 
 def test_honest_columns_are_not_refused(tmp_path):
@@ -119,17 +127,37 @@ def test_guard_only_uses_closed_rows(tmp_path):
 
 
 def test_name_patterns():
-    for column in ("Elapsed Days In Sales Stage", "Total Days Identified Through Qualified", "Ratio Days Validated To Total Days",
-                   "close_value", "DaysToClose", "Opportunity Result"):
+    for column in (
+        "Elapsed Days In Sales Stage",
+        "Total Days Identified Through Qualified",
+        "Ratio Days Validated To Total Days",
+        "close_value",
+        "DaysToClose",
+        "Opportunity Result",
+    ):
         assert name_suggests_post_outcome(column), column
-    for column in ("Region", "Opportunity Amount USD", "Client Size By Revenue", "Closest Competitor", "web_visits_30d"):
+    for column in (
+        "Region",
+        "Opportunity Amount USD",
+        "Client Size By Revenue",
+        "Closest Competitor",
+        "web_visits_30d",
+    ):
         assert name_suggests_post_outcome(column) is None, column
 
 
 def test_name_patterns_can_be_switched_off(tmp_path):
-    (tmp_path / "d.csv").write_text("id,stage,stage_count\n" + "".join(f"{i},{'Won' if i % 2 else 'Lost'},{i % 5}\n" for i in range(60)))
-    spec = {"name": "n", "source": {"path": str(tmp_path / "d.csv")}, "row_id": "id",
-            "label": {"column": "stage", "won": "Won", "lost": "Lost"}, "features": ["stage_count"]}
+    (tmp_path / "d.csv").write_text(
+        "id,stage,stage_count\n"
+        + "".join(f"{i},{'Won' if i % 2 else 'Lost'},{i % 5}\n" for i in range(60))
+    )
+    spec = {
+        "name": "n",
+        "source": {"path": str(tmp_path / "d.csv")},
+        "row_id": "id",
+        "label": {"column": "stage", "won": "Won", "lost": "Lost"},
+        "features": ["stage_count"],
+    }
     on = load_dataset(parse_spec(spec))
     assert [f.rule for f in check_leakage(on.frame, on.features, on.spec)] == ["name"]
     off = load_dataset(parse_spec(spec | {"leakage": {"name_patterns": False}}))
@@ -138,8 +166,18 @@ def test_name_patterns_can_be_switched_off(tmp_path):
 
 def test_single_feature_auc():
     won = np.array([1, 1, 1, 0, 0, 0, 0, 0])
-    assert single_feature_auc(pd.Series(["a", "b", "c", None, None, None, None, None]), won, "categorical") == 1.0
-    assert single_feature_auc(pd.Series([5, 6, 7, np.nan, np.nan, np.nan, np.nan, np.nan]), won, "numeric") == 1.0
+    assert (
+        single_feature_auc(
+            pd.Series(["a", "b", "c", None, None, None, None, None]), won, "categorical"
+        )
+        == 1.0
+    )
+    assert (
+        single_feature_auc(
+            pd.Series([5, 6, 7, np.nan, np.nan, np.nan, np.nan, np.nan]), won, "numeric"
+        )
+        == 1.0
+    )
     assert single_feature_auc(pd.Series(["x"] * 8), won, "categorical") == 0.5
     assert single_feature_auc(pd.Series([1, 2, 1, 2, 1, 2, 1, 2]), won, "numeric") < 0.7
 
@@ -182,6 +220,12 @@ def test_ibm_stage_duration_columns_are_refused(ibm_unguarded):
 def test_ibm_honest_columns_are_kept(ibm_unguarded):
     dataset, found = ibm_unguarded
     flagged = {f.column for f in found}
-    for column in ("Region", "Opportunity Amount USD", "Client Size By Revenue", "Supplies Group", "Route To Market"):
+    for column in (
+        "Region",
+        "Opportunity Amount USD",
+        "Client Size By Revenue",
+        "Supplies Group",
+        "Route To Market",
+    ):
         assert column in {f.column for f in dataset.features}
         assert column not in flagged

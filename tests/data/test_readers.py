@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml.errors import AbmInputError
 from abm_ml.data.readers import SOURCE_ROW, read_table
-from abm_ml.schema import LOST, OUTCOME, ROW_ID, WON
 from abm_ml.data.spec import SourceSpec, parse_spec
 from abm_ml.data.validate import load_dataset, parse_numbers
+from abm_ml.errors import AbmInputError
+from abm_ml.schema import LOST, OUTCOME, ROW_ID, WON
 
 
 def _write(folder: Path, name: str, data: bytes | str) -> Path:
@@ -40,7 +40,10 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
 def test_crlf_line_endings(tmp_path):
     frame = _read(_write(tmp_path, "a.csv", b"id,name,amount\r\n1,Acme,10\r\n2,Beta,20\r\n"))
     assert list(frame.columns) == ["id", "name", "amount", SOURCE_ROW]
-    assert _rows(frame) == [{"id": "1", "name": "Acme", "amount": "10"}, {"id": "2", "name": "Beta", "amount": "20"}]
+    assert _rows(frame) == [
+        {"id": "1", "name": "Acme", "amount": "10"},
+        {"id": "2", "name": "Beta", "amount": "20"},
+    ]
     assert list(frame[SOURCE_ROW]) == [2, 3]
 
 
@@ -106,8 +109,14 @@ def test_semicolon_separator_is_sniffed(tmp_path):
 
 
 def test_semicolon_separator_from_the_spec(tmp_path):
-    frame = _read(_write(tmp_path, "a.csv", '"age";"job";"y"\n56;"housemaid";"no"\n57;"services";"yes"\n'), sep=";")
-    assert _rows(frame) == [{"age": "56", "job": "housemaid", "y": "no"}, {"age": "57", "job": "services", "y": "yes"}]
+    frame = _read(
+        _write(tmp_path, "a.csv", '"age";"job";"y"\n56;"housemaid";"no"\n57;"services";"yes"\n'),
+        sep=";",
+    )
+    assert _rows(frame) == [
+        {"age": "56", "job": "housemaid", "y": "no"},
+        {"age": "57", "job": "services", "y": "yes"},
+    ]
 
 
 def test_quoted_fields_with_separators_quotes_and_newlines(tmp_path):
@@ -207,7 +216,11 @@ def sqlite_db(tmp_path) -> Path:
         connection.execute("create table deals (id integer, stage text, amount real, created text)")
         connection.executemany(
             "insert into deals values (?, ?, ?, ?)",
-            [(1, "Won", 10.5, "2024-01-01"), (2, "Lost", None, "2024-02-01"), (3, "Lost", 7.0, "2024-03-01")],
+            [
+                (1, "Won", 10.5, "2024-01-01"),
+                (2, "Lost", None, "2024-02-01"),
+                (3, "Lost", 7.0, "2024-03-01"),
+            ],
         )
     return path
 
@@ -223,7 +236,12 @@ def test_sqlite_table(sqlite_db):
 
 
 def test_sqlite_query(sqlite_db):
-    table = read_table(SourceSpec(url=f"sqlite:///{sqlite_db}", query="select id, stage from deals where stage = 'Lost' order by id"))
+    table = read_table(
+        SourceSpec(
+            url=f"sqlite:///{sqlite_db}",
+            query="select id, stage from deals where stage = 'Lost' order by id",
+        )
+    )
     assert list(table.frame.columns) == ["id", "stage", SOURCE_ROW]
     assert list(table.frame["id"]) == [2, 3]
     assert list(table.frame[SOURCE_ROW]) == [1, 2]
@@ -255,7 +273,12 @@ def test_missing_sql_table_is_an_input_error(sqlite_db):
 def test_database_password_is_not_shown(tmp_path):
     pytest.importorskip("psycopg")
     with pytest.raises(AbmInputError) as error:
-        read_table(SourceSpec(url="postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm?connect_timeout=2", table="deals"))
+        read_table(
+            SourceSpec(
+                url="postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm?connect_timeout=2",
+                table="deals",
+            )
+        )
     assert "s3cret" not in str(error.value)
     assert "table deals" in str(error.value)
 
@@ -282,7 +305,12 @@ def test_duckdb_table_and_query(duckdb_file):
     table = read_table(SourceSpec(url=f"duckdb:///{duckdb_file}", table="deals"))
     assert list(table.frame["id"]) == [1, 2, 3, 4]
     assert list(table.frame[SOURCE_ROW]) == [1, 2, 3, 4]
-    query = read_table(SourceSpec(url=f"duckdb:///{duckdb_file}", query="select id from deals where amount > 5 order by id"))
+    query = read_table(
+        SourceSpec(
+            url=f"duckdb:///{duckdb_file}",
+            query="select id from deals where amount > 5 order by id",
+        )
+    )
     assert list(query.frame["id"]) == [1, 4]
 
 
@@ -304,7 +332,9 @@ def test_duckdb_typed_dates_and_booleans_are_values_not_missing(duckdb_file):
     assert list(dataset.frame[ROW_ID]) == ["1", "2", "4"]
     assert list(dataset.frame["days_to_close"]) == [31.0, 15.0, 30.0]
     assert dataset.summary.features == {"engaged": "boolean"}
-    assert dataset.frame["engaged"].tolist()[:2] == [1.0, 0.0] and np.isnan(dataset.frame["engaged"].iloc[2])
+    assert dataset.frame["engaged"].tolist()[:2] == [1.0, 0.0] and np.isnan(
+        dataset.frame["engaged"].iloc[2]
+    )
     assert dataset.rejects[["line", "reason"]].to_dict("records") == [
         {"line": 3, "reason": "closed before created ('closed' < 'created')"}
     ]
@@ -327,7 +357,10 @@ DEALS = (
 def _funnel_spec(folder: Path, **join) -> dict:
     return {
         "name": "funnel",
-        "source": {"path": str(folder / "leads.csv"), "join": [{"path": str(folder / "deals.csv"), "on": "lead_id", **join}]},
+        "source": {
+            "path": str(folder / "leads.csv"),
+            "join": [{"path": str(folder / "deals.csv"), "on": "lead_id", **join}],
+        },
         "row_id": "lead_id",
         "label": {"column": "won_date", "present_means_won": True},
         "created_at": {"column": "first_contact", "formats": ["ISO"]},
@@ -342,14 +375,34 @@ def test_join_leads_and_closed_deals_present_means_won(tmp_path):
     _write(tmp_path, "deals.csv", DEALS)
     dataset = load_dataset(parse_spec(_funnel_spec(tmp_path)))
     frame = dataset.frame
-    assert dict(zip(frame[ROW_ID], frame[OUTCOME], strict=True)) == {"L1": WON, "L2": LOST, "L3": LOST, "L4": WON, "L5": LOST}
-    assert dict(zip(frame[ROW_ID], frame["days_to_close"].fillna(-1), strict=True)) == {"L1": 31, "L2": -1, "L3": -1, "L4": 60, "L5": -1}
+    assert dict(zip(frame[ROW_ID], frame[OUTCOME], strict=True)) == {
+        "L1": WON,
+        "L2": LOST,
+        "L3": LOST,
+        "L4": WON,
+        "L5": LOST,
+    }
+    assert dict(zip(frame[ROW_ID], frame["days_to_close"].fillna(-1), strict=True)) == {
+        "L1": 31,
+        "L2": -1,
+        "L3": -1,
+        "L4": 60,
+        "L5": -1,
+    }
 
     rejects = dataset.rejects
     deals_path = str(tmp_path / "deals.csv")
     assert rejects[["file", "line", "reason"]].sort_values("line").to_dict("records") == [
-        {"file": deals_path, "line": 3, "reason": "no matching row in the main source for join key 'lead_id'"},
-        {"file": deals_path, "line": 4, "reason": "duplicate join key 'lead_id' (first occurrence used)"},
+        {
+            "file": deals_path,
+            "line": 3,
+            "reason": "no matching row in the main source for join key 'lead_id'",
+        },
+        {
+            "file": deals_path,
+            "line": 4,
+            "reason": "duplicate join key 'lead_id' (first occurrence used)",
+        },
         {"file": deals_path, "line": 5, "reason": "blank join key 'lead_id'"},
     ]
     # The rejected deals keep their original values.
@@ -373,24 +426,40 @@ def test_join_does_not_leave_a_copy_of_the_key(tmp_path):
 def test_inner_join_reports_main_rows_without_a_match(tmp_path):
     _write(tmp_path, "leads.csv", LEADS)
     _write(tmp_path, "deals.csv", DEALS)
-    spec = _funnel_spec(tmp_path, how="inner") | {"label": {"column": "seller", "won": ["S1"], "lost": ["S5"]}, "exclude": []}
+    spec = _funnel_spec(tmp_path, how="inner") | {
+        "label": {"column": "seller", "won": ["S1"], "lost": ["S5"]},
+        "exclude": [],
+    }
     dataset = load_dataset(parse_spec(spec))
     assert list(dataset.frame[ROW_ID]) == ["L1", "L4"]
     lost = dataset.rejects[dataset.rejects["file"] == str(tmp_path / "leads.csv")]
     assert list(lost["line"]) == [3, 4, 6]
-    assert set(lost["reason"]) == {f"no matching row in {tmp_path / 'deals.csv'} for join key 'lead_id'"}
+    assert set(lost["reason"]) == {
+        f"no matching row in {tmp_path / 'deals.csv'} for join key 'lead_id'"
+    }
     assert list(lost["lead_id"]) == ["L2", "L3", "L5"]
 
 
 def _pipeline_and_products(folder: Path) -> None:
-    _write(folder, "pipeline.csv", "opp,product,stage\n1,GTXPro,Won\n2,GTX Basic,Lost\n3,MG Special,Lost\n4,GTX Basic,Won\n")
-    _write(folder, "products.csv", "product,series,price\nGTX Basic,GTX,550\nGTX Pro,GTX,4821\nMG Special,MG,55\nMG Special,MG,56\nUnused,X,1\n")
+    _write(
+        folder,
+        "pipeline.csv",
+        "opp,product,stage\n1,GTXPro,Won\n2,GTX Basic,Lost\n3,MG Special,Lost\n4,GTX Basic,Won\n",
+    )
+    _write(
+        folder,
+        "products.csv",
+        "product,series,price\nGTX Basic,GTX,550\nGTX Pro,GTX,4821\nMG Special,MG,55\nMG Special,MG,56\nUnused,X,1\n",
+    )
 
 
 def _pipeline_spec(folder: Path, match: str) -> dict:
     return {
         "name": "pipeline",
-        "source": {"path": str(folder / "pipeline.csv"), "join": [{"path": str(folder / "products.csv"), "on": "product", "match": match}]},
+        "source": {
+            "path": str(folder / "pipeline.csv"),
+            "join": [{"path": str(folder / "products.csv"), "on": "product", "match": match}],
+        },
         "row_id": "opp",
         "label": {"column": "stage", "won": "Won", "lost": "Lost"},
         "features": ["product", "series", {"column": "price", "name": "list_price"}],
@@ -405,8 +474,16 @@ def test_loose_join_matches_gtxpro_to_gtx_pro(tmp_path):
     assert list(dataset.frame["series"]) == ["GTX", "GTX", "MG", "GTX"]
     products = str(tmp_path / "products.csv")
     assert dataset.rejects[["file", "line", "reason"]].to_dict("records") == [
-        {"file": products, "line": 5, "reason": "duplicate join key 'product' (first occurrence used)"},
-        {"file": products, "line": 6, "reason": "no matching row in the main source for join key 'product'"},
+        {
+            "file": products,
+            "line": 5,
+            "reason": "duplicate join key 'product' (first occurrence used)",
+        },
+        {
+            "file": products,
+            "line": 6,
+            "reason": "no matching row in the main source for join key 'product'",
+        },
     ]
 
 
@@ -423,9 +500,15 @@ def test_join_with_differently_named_keys(tmp_path):
     _write(tmp_path, "leads.csv", LEADS)
     _write(tmp_path, "deals.csv", DEALS.replace("lead_id,", "mql,", 1))
     spec = _funnel_spec(tmp_path)
-    spec["source"]["join"] = [{"path": str(tmp_path / "deals.csv"), "left_on": "lead_id", "right_on": "mql"}]
+    spec["source"]["join"] = [
+        {"path": str(tmp_path / "deals.csv"), "left_on": "lead_id", "right_on": "mql"}
+    ]
     spec["exclude"] = ["seller", "mql"]
     dataset = load_dataset(parse_spec(spec))
     assert dict(zip(dataset.frame[ROW_ID], dataset.frame[OUTCOME], strict=True)) == {
-        "L1": WON, "L2": LOST, "L3": LOST, "L4": WON, "L5": LOST,
+        "L1": WON,
+        "L2": LOST,
+        "L3": LOST,
+        "L4": WON,
+        "L5": LOST,
     }

@@ -14,16 +14,21 @@ import numpy as np
 import pytest
 
 from abm_ml.data.leakage import check_leakage, refused
-from abm_ml.schema import LOST, OPEN, WON
 from abm_ml.data.spec import load_spec
 from abm_ml.data.validate import Dataset, load_dataset
+from abm_ml.schema import LOST, OPEN, WON
 from conftest import SHARED_DATASETS, shared_dataset
 
 pytestmark = pytest.mark.shared
 
 SPECS = Path(__file__).resolve().parents[2] / "training" / "specs"
 SPEC_NAMES = sorted(p.stem for p in SPECS.glob("*.yaml"))
-KNOWN = ("ibm-sales-win-loss", "uci-bank-marketing", "olist-marketing-funnel", "maven-crm-sales-opportunities")
+KNOWN = (
+    "ibm-sales-win-loss",
+    "uci-bank-marketing",
+    "olist-marketing-funnel",
+    "maven-crm-sales-opportunities",
+)
 
 
 def _source_paths(name: str) -> list[Path]:
@@ -59,16 +64,19 @@ def test_known_specs_are_shipped():
     assert set(KNOWN) <= set(SPEC_NAMES)
 
 
-@pytest.mark.parametrize("relative", [
-    "ibm-sales-win-loss/WA_Fn-UseC_-Sales-Win-Loss.csv",
-    "maven-crm-sales-opportunities/accounts.csv",
-    "maven-crm-sales-opportunities/products.csv",
-    "maven-crm-sales-opportunities/sales_pipeline.csv",
-    "maven-crm-sales-opportunities/sales_teams.csv",
-    "olist-marketing-funnel/olist_closed_deals_dataset.csv",
-    "olist-marketing-funnel/olist_marketing_qualified_leads_dataset.csv",
-    "uci-bank-marketing/bank-additional-full.csv",
-])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "ibm-sales-win-loss/WA_Fn-UseC_-Sales-Win-Loss.csv",
+        "maven-crm-sales-opportunities/accounts.csv",
+        "maven-crm-sales-opportunities/products.csv",
+        "maven-crm-sales-opportunities/sales_pipeline.csv",
+        "maven-crm-sales-opportunities/sales_teams.csv",
+        "olist-marketing-funnel/olist_closed_deals_dataset.csv",
+        "olist-marketing-funnel/olist_marketing_qualified_leads_dataset.csv",
+        "uci-bank-marketing/bank-additional-full.csv",
+    ],
+)
 def test_files_match_sha256sums(relative):
     sums = _sha256sums()
     assert relative in sums
@@ -116,11 +124,18 @@ def test_ibm_rejects_duplicates():
     dataset = _dataset("ibm-sales-win-loss")
     summary = dataset.summary
     assert summary.rows_read == 78025
-    assert summary.rejected_by_reason == {"exact duplicate": 55, "duplicate 'Opportunity Number'": 141}
+    assert summary.rejected_by_reason == {
+        "exact duplicate": 55,
+        "duplicate 'Opportunity Number'": 141,
+    }
     assert summary.accepted == 78025 - 196
     assert summary.outcomes[OPEN] == 0
     # Rejected lines point at the right rows of the CRLF file.
-    lines = (SHARED_DATASETS / "ibm-sales-win-loss" / "WA_Fn-UseC_-Sales-Win-Loss.csv").read_bytes().split(b"\r\n")
+    lines = (
+        (SHARED_DATASETS / "ibm-sales-win-loss" / "WA_Fn-UseC_-Sales-Win-Loss.csv")
+        .read_bytes()
+        .split(b"\r\n")
+    )
     for row in dataset.rejects.head(20).to_dict("records"):
         assert lines[row["line"] - 1].startswith(f"{row['Opportunity Number']},".encode())
     assert "Total Days Identified Through Closing" not in {f.column for f in dataset.features}
@@ -130,7 +145,9 @@ def test_ibm_rejects_duplicates():
 def test_olist_rejects_the_deal_won_before_first_contact():
     dataset = _dataset("olist-marketing-funnel")
     summary = dataset.summary
-    assert summary.rejected_by_reason == {"closed before created ('won_date' < 'first_contact_date')": 1}
+    assert summary.rejected_by_reason == {
+        "closed before created ('won_date' < 'first_contact_date')": 1
+    }
     reject = dataset.rejects.iloc[0]
     assert reject["won_date"] < reject["first_contact_date"]
     assert summary.accepted == 7999
@@ -152,7 +169,9 @@ def test_maven_joins_with_loose_product_names():
     rejects = dataset.rejects
     assert dataset.summary.rejected == 5
     assert set(rejects["file"].map(lambda f: Path(f).name)) == {"sales_teams.csv"}
-    assert set(rejects["reason"]) == {"no matching row in the main source for join key 'sales_agent'"}
+    assert set(rejects["reason"]) == {
+        "no matching row in the main source for join key 'sales_agent'"
+    }
     frame = dataset.frame
     gtx_pro = frame[frame["product"] == "GTXPro"]
     assert len(gtx_pro) == 1480

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from abm_ml.errors import AbmInputError
-from abm_ml.schema import LOST, OUTCOME, WON
 from abm_ml.data.spec import expand_env, load_spec
 from abm_ml.data.validate import load_dataset
+from abm_ml.errors import AbmInputError
+from abm_ml.schema import LOST, OUTCOME, WON
 
 DATA = "id,stage,amount,region\n1,Won,5,East\n2,Lost,6,West\n3,Lost,7,East\n"
 SPEC = """\
@@ -20,7 +20,9 @@ label: {column: stage, won: Won, lost: Lost}
 """
 
 
-def _write_case(folder: Path, spec: str, data: str | None = DATA, data_name: str = "data.csv") -> Path:
+def _write_case(
+    folder: Path, spec: str, data: str | None = DATA, data_name: str = "data.csv"
+) -> Path:
     if data is not None:
         (folder / data_name).write_text(data)
     path = folder / "spec.yaml"
@@ -45,7 +47,10 @@ def test_good_spec_loads(tmp_path):
 def test_missing_column_suggests_the_closest(tmp_path):
     message = _error(_write_case(tmp_path, SPEC + "features: [amout]\n"))
     assert message.startswith(str(tmp_path / "data.csv"))
-    assert "column 'amout' (the spec's `features`) is not in the file; did you mean 'amount'?" in message
+    assert (
+        "column 'amout' (the spec's `features`) is not in the file; did you mean 'amount'?"
+        in message
+    )
 
 
 def test_missing_label_column_names_the_field(tmp_path):
@@ -61,7 +66,10 @@ def test_missing_column_without_a_close_match(tmp_path):
 
 @pytest.mark.parametrize(
     ("extra", "field"),
-    [("featurez: [amount]\n", "`featurez`"), ("features: [{column: amount, name: amt, typ: numeric}]\n", "`features.0.typ`")],
+    [
+        ("featurez: [amount]\n", "`featurez`"),
+        ("features: [{column: amount, name: amt, typ: numeric}]\n", "`features.0.typ`"),
+    ],
 )
 def test_unknown_key(tmp_path, extra, field):
     path = _write_case(tmp_path, SPEC + extra)
@@ -136,16 +144,33 @@ def test_missing_required_field(tmp_path):
 
 def test_join_key_missing_from_the_main_source(tmp_path):
     (tmp_path / "other.csv").write_text("acct,tier\n1,gold\n")
-    path = _write_case(tmp_path, SPEC.replace("source: {path: data.csv}", "source: {path: data.csv, join: [{path: other.csv, on: acct}]}"))
+    path = _write_case(
+        tmp_path,
+        SPEC.replace(
+            "source: {path: data.csv}",
+            "source: {path: data.csv, join: [{path: other.csv, on: acct}]}",
+        ),
+    )
     message = _error(path)
-    assert str(tmp_path / "data.csv") in message and "source.join" in message and "'acct'" in message
+    assert (
+        str(tmp_path / "data.csv") in message and "source.join" in message and "'acct'" in message
+    )
 
 
 def test_join_key_missing_from_the_joined_file(tmp_path):
     (tmp_path / "other.csv").write_text("account,tier\n1,gold\n")
-    path = _write_case(tmp_path, SPEC.replace("source: {path: data.csv}", "source: {path: data.csv, join: [{path: other.csv, on: id}]}"))
+    path = _write_case(
+        tmp_path,
+        SPEC.replace(
+            "source: {path: data.csv}",
+            "source: {path: data.csv, join: [{path: other.csv, on: id}]}",
+        ),
+    )
     message = _error(path)
-    assert message.startswith(str(tmp_path / "other.csv")) and "column 'id' (the spec's `source.join.on`)" in message
+    assert (
+        message.startswith(str(tmp_path / "other.csv"))
+        and "column 'id' (the spec's `source.join.on`)" in message
+    )
 
 
 def test_yaml_on_and_no_stay_strings(tmp_path):
@@ -175,7 +200,10 @@ features: [on, off]
 
 
 def test_yaml_true_and_false_are_still_booleans(tmp_path):
-    spec = SPEC.replace("label: {column: stage, won: Won, lost: Lost}", "label: {column: stage, present_means_won: true}")
+    spec = SPEC.replace(
+        "label: {column: stage, won: Won, lost: Lost}",
+        "label: {column: stage, present_means_won: true}",
+    )
     loaded = load_spec(_write_case(tmp_path, spec + "infer_remaining_features: false\n"))
     assert loaded.label.present_means_won is True
     assert loaded.infer_remaining_features is False
@@ -220,11 +248,17 @@ def test_paths_are_relative_to_the_spec_and_expand_variables(tmp_path, monkeypat
 
 
 def test_sqlite_url_is_relative_to_the_spec(tmp_path):
-    spec = SPEC.replace("source: {path: data.csv}", "source: {url: 'sqlite:///crm.db', table: deals}")
+    spec = SPEC.replace(
+        "source: {path: data.csv}", "source: {url: 'sqlite:///crm.db', table: deals}"
+    )
     loaded = load_spec(_write_case(tmp_path, spec, data=None))
     assert loaded.source.url == f"sqlite:///{tmp_path / 'crm.db'}"
-    absolute = SPEC.replace("source: {path: data.csv}", "source: {url: 'sqlite:////var/crm.db', table: deals}")
-    assert load_spec(_write_case(tmp_path, absolute, data=None)).source.url == "sqlite:////var/crm.db"
+    absolute = SPEC.replace(
+        "source: {path: data.csv}", "source: {url: 'sqlite:////var/crm.db', table: deals}"
+    )
+    assert (
+        load_spec(_write_case(tmp_path, absolute, data=None)).source.url == "sqlite:////var/crm.db"
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm_ml.data.spec import parse_spec
+from abm_ml.data.validate import Dataset, infer_type, load_dataset
 from abm_ml.schema import (
     AMOUNT,
     CLOSED_AT,
@@ -23,8 +25,6 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.data.spec import parse_spec
-from abm_ml.data.validate import Dataset, infer_type, load_dataset
 
 HEADER = "id,stage,created,closed,amount\n"
 DATE_FORMATS = ["%m/%d/%y", "%d-%b-%y", "ISO"]
@@ -60,14 +60,23 @@ def test_clean_file_is_accepted_in_source_order(tmp_path):
 
 
 def test_duplicate_id_with_different_content(tmp_path):
-    dataset = _load(tmp_path, "id,stage,region\nA,Won,East\nB,Lost,East\nA,Lost,West\nC,Lost,West\n", features=["region"])
+    dataset = _load(
+        tmp_path,
+        "id,stage,region\nA,Won,East\nB,Lost,East\nA,Lost,West\nC,Lost,West\n",
+        features=["region"],
+    )
     assert list(dataset.frame[ROW_ID]) == ["A", "B", "C"]
     assert _reasons(dataset) == {4: "duplicate 'id' (first at line 2)"}
     assert dataset.summary.rejected_by_reason == {"duplicate 'id'": 1}
 
 
 def test_exact_duplicate_row(tmp_path):
-    dataset = _load(tmp_path, "stage,region\nWon,East\nLost,East\nWon,East\nLost,West\n", row_id=None, features=["region"])
+    dataset = _load(
+        tmp_path,
+        "stage,region\nWon,East\nLost,East\nWon,East\nLost,West\n",
+        row_id=None,
+        features=["region"],
+    )
     assert _reasons(dataset) == {4: "exact duplicate of line 2"}
     # Without a row id, the row id is the line in the file.
     assert list(dataset.frame[ROW_ID]) == ["2", "3", "5"]
@@ -80,14 +89,20 @@ def test_missing_row_id(tmp_path):
 
 
 def test_closed_before_created(tmp_path):
-    text = HEADER + "A,Won,2024-01-10,2024-02-01,1\nB,Lost,2024-03-01,2024-02-28,1\nC,Lost,2024-01-01,2024-01-01,1\n"
+    text = (
+        HEADER
+        + "A,Won,2024-01-10,2024-02-01,1\nB,Lost,2024-03-01,2024-02-28,1\nC,Lost,2024-01-01,2024-01-01,1\n"
+    )
     dataset = _load(tmp_path, text, created_at="created", closed_at="closed")
     assert _reasons(dataset) == {3: "closed before created ('closed' < 'created')"}
     assert list(dataset.frame[DAYS_TO_CLOSE]) == [22.0, 0.0]
 
 
 def test_unparseable_date(tmp_path):
-    text = HEADER + "A,Won,2024-01-10,2024-02-01,1\nB,Lost,2024-13-45,2024-02-28,1\nC,Lost,yesterday,,1\nD,Lost,2024-01-01,,1\n"
+    text = (
+        HEADER
+        + "A,Won,2024-01-10,2024-02-01,1\nB,Lost,2024-13-45,2024-02-28,1\nC,Lost,yesterday,,1\nD,Lost,2024-01-01,,1\n"
+    )
     dataset = _load(tmp_path, text, created_at="created", closed_at="closed")
     assert _reasons(dataset) == {
         3: "unparseable date in 'created': 2024-13-45",
@@ -106,28 +121,46 @@ def test_dates_in_several_formats(tmp_path):
         + "E,Lost,26.05.2017,,1\n"
     )
     formats = {"column": "created", "formats": DATE_FORMATS}
-    dataset = _load(tmp_path, text, created_at=formats, closed_at={"column": "closed", "formats": DATE_FORMATS})
+    dataset = _load(
+        tmp_path, text, created_at=formats, closed_at={"column": "closed", "formats": DATE_FORMATS}
+    )
     frame = dataset.frame.set_index(ROW_ID)
     assert list(frame[CREATED_AT]) == [
-        pd.Timestamp("2017-05-26"), pd.Timestamp("2012-03-27"), pd.Timestamp("2017-05-26"), pd.Timestamp("2017-05-26 10:30")
+        pd.Timestamp("2017-05-26"),
+        pd.Timestamp("2012-03-27"),
+        pd.Timestamp("2017-05-26"),
+        pd.Timestamp("2017-05-26 10:30"),
     ]
     assert list(frame[CLOSED_AT]) == [
-        pd.Timestamp("2018-03-27"), pd.Timestamp("2012-04-01"), pd.Timestamp("2017-06-01"), pd.Timestamp("2017-05-27")
+        pd.Timestamp("2018-03-27"),
+        pd.Timestamp("2012-04-01"),
+        pd.Timestamp("2017-06-01"),
+        pd.Timestamp("2017-05-27"),
     ]
     assert _reasons(dataset) == {6: "unparseable date in 'created': 26.05.2017"}
 
 
 def test_missing_created_date_rejects_closed_deals_only(tmp_path):
     text = "id,stage,created\nA,Won,2024-01-01\nB,Lost,\nC,Open,\nD,Lost,2024-01-02\n"
-    dataset = _load(tmp_path, text, created_at="created", label={"column": "stage", "won": "Won", "lost": "Lost"})
+    dataset = _load(
+        tmp_path,
+        text,
+        created_at="created",
+        label={"column": "stage", "won": "Won", "lost": "Lost"},
+    )
     assert _reasons(dataset) == {3: "missing created date 'created'"}
     assert list(dataset.frame[OUTCOME]) == [WON, OPEN, LOST]
 
 
 def test_unparseable_number_in_amount_and_numeric_feature(tmp_path):
-    text = "id,stage,amount,seats\nA,Won,\"1,200\",5\nB,Lost,abc,6\nC,Lost,300,six\nD,Lost,,7\n"
-    dataset = _load(tmp_path, text, amount="amount", features=[{"column": "seats", "type": "numeric"}])
-    assert _reasons(dataset) == {3: "unparseable number in 'amount': abc", 4: "unparseable number in 'seats': six"}
+    text = 'id,stage,amount,seats\nA,Won,"1,200",5\nB,Lost,abc,6\nC,Lost,300,six\nD,Lost,,7\n'
+    dataset = _load(
+        tmp_path, text, amount="amount", features=[{"column": "seats", "type": "numeric"}]
+    )
+    assert _reasons(dataset) == {
+        3: "unparseable number in 'amount': abc",
+        4: "unparseable number in 'seats': six",
+    }
     assert dataset.frame[AMOUNT].tolist()[0] == 1200.0 and np.isnan(dataset.frame[AMOUNT].iloc[1])
     assert list(dataset.frame["seats"]) == [5.0, 7.0]
 
@@ -141,7 +174,10 @@ def test_amount_with_comma_decimal(tmp_path):
 def test_duration_column(tmp_path):
     text = "id,stage,weeks\nA,Won,2\nB,Lost,1.5\nC,Lost,-1\nD,Open,3\nE,Lost,soon\n"
     dataset = _load(tmp_path, text, duration={"column": "weeks", "unit": "weeks"})
-    assert _reasons(dataset) == {4: "negative duration in 'weeks'", 6: "unparseable number in 'weeks': soon"}
+    assert _reasons(dataset) == {
+        4: "negative duration in 'weeks'",
+        6: "unparseable number in 'weeks': soon",
+    }
     assert dataset.frame[DAYS_TO_CLOSE].tolist()[:2] == [14.0, 10.5]
     assert np.isnan(dataset.frame[DAYS_TO_CLOSE].iloc[2])  # open deals have no duration yet
 
@@ -171,8 +207,17 @@ def test_missing_placeholders_become_missing(tmp_path):
         "D,Won,,n/a,\n"
         "E,Lost,retail,10,No\n"
     )
-    dataset = _load(tmp_path, text, missing_values=["unknown", "Select"], features=["industry", "seats", "engaged"])
-    assert dataset.summary.features == {"industry": "categorical", "seats": "numeric", "engaged": "boolean"}
+    dataset = _load(
+        tmp_path,
+        text,
+        missing_values=["unknown", "Select"],
+        features=["industry", "seats", "engaged"],
+    )
+    assert dataset.summary.features == {
+        "industry": "categorical",
+        "seats": "numeric",
+        "engaged": "boolean",
+    }
     frame = dataset.frame
     assert frame["industry"].tolist()[0] == "software" and frame["industry"].iloc[1:4].isna().all()
     assert frame["seats"].tolist()[0] == 5.0 and frame["seats"].iloc[1:4].isna().all()
@@ -181,7 +226,9 @@ def test_missing_placeholders_become_missing(tmp_path):
 
 
 def test_placeholders_are_values_unless_declared(tmp_path):
-    dataset = _load(tmp_path, "id,stage,industry\nA,Won,software\nB,Lost,unknown\n", features=["industry"])
+    dataset = _load(
+        tmp_path, "id,stage,industry\nA,Won,software\nB,Lost,unknown\n", features=["industry"]
+    )
     assert list(dataset.frame["industry"]) == ["software", "unknown"]
 
 
@@ -216,7 +263,11 @@ def test_types_can_be_overridden(tmp_path):
         {"column": "seats", "name": "seat_count", "type": "numeric"},
     ]
     dataset = _load(tmp_path, text, features=features)
-    assert dataset.summary.features == {"zip": "categorical", "flag01": "boolean", "seat_count": "numeric"}
+    assert dataset.summary.features == {
+        "zip": "categorical",
+        "flag01": "boolean",
+        "seat_count": "numeric",
+    }
     assert list(dataset.frame["zip"]) == ["02134", "10001", "94105"]
     assert list(dataset.frame["flag01"]) == [1.0, 0.0, 1.0]
     assert list(dataset.frame["seat_count"]) == [5.0, 6.0, 7.0]
@@ -245,11 +296,23 @@ def test_infer_type_helper():
 
 
 def test_rejects_table_names_file_line_reason_and_original_values(tmp_path):
-    text = HEADER + 'A,Won,2024-01-01,2024-02-01," 1,200 "\nB,Lost,2024-01-02,2024-01-01,"$ 9"\nA,Lost,2024-01-03,2024-02-03,x\n'
+    text = (
+        HEADER
+        + 'A,Won,2024-01-01,2024-02-01," 1,200 "\nB,Lost,2024-01-02,2024-01-01,"$ 9"\nA,Lost,2024-01-03,2024-02-03,x\n'
+    )
     text += "C,Lost,2024-01-01,2024-01-05,5\n"
     dataset = _load(tmp_path, text, created_at="created", closed_at="closed", amount="amount")
     rejects = dataset.rejects
-    assert list(rejects.columns) == ["file", "line", "reason", "id", "stage", "created", "closed", "amount"]
+    assert list(rejects.columns) == [
+        "file",
+        "line",
+        "reason",
+        "id",
+        "stage",
+        "created",
+        "closed",
+        "amount",
+    ]
     assert set(rejects["file"]) == {str(tmp_path / "data.csv")}
     assert rejects.to_dict("records")[0] == {
         "file": str(tmp_path / "data.csv"),
@@ -268,7 +331,7 @@ def test_rejects_table_names_file_line_reason_and_original_values(tmp_path):
 def test_messy_file_accounts_for_every_row(tmp_path):
     text = (
         "id,stage,created,closed,amount,industry\n"
-        "1,Won,5/26/17,27-Mar-18,\" 1,234.50 \",software\n"
+        '1,Won,5/26/17,27-Mar-18," 1,234.50 ",software\n'
         "2,Lost,2017-05-01,2017-06-01,$200,Select\n"
         "3,Lost,5/26/17,5/20/17,300,retail\n"
         "4,Won,13/40/17,,400,unknown\n"
@@ -308,5 +371,10 @@ def test_feature_cannot_be_a_role_column(tmp_path, column):
     from abm_ml.errors import AbmInputError
 
     with pytest.raises(AbmInputError, match=f"'{column}' is both a feature"):
-        _load(tmp_path, HEADER + "A,Won,2024-01-01,2024-01-02,1\nB,Lost,2024-01-01,2024-01-02,1\n",
-              created_at="created", closed_at="closed", features=[{"column": column, "name": "x"}])
+        _load(
+            tmp_path,
+            HEADER + "A,Won,2024-01-01,2024-01-02,1\nB,Lost,2024-01-01,2024-01-02,1\n",
+            created_at="created",
+            closed_at="closed",
+            features=[{"column": column, "name": "x"}],
+        )

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import shap
 
-from abm_ml.modeling.reasons import contributions, reason_text, top_indices
 from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling.reasons import contributions, reason_text, top_indices
 
 
 def test_contributions_add_up_to_the_raw_output(trained):
@@ -20,7 +20,9 @@ def test_contributions_add_up_to_the_raw_output(trained):
 def test_contributions_equal_shap_tree_explainer(trained):
     matrix = trained.scorer.preprocessor.transform(trained.holdout.head(200))
     ours = contributions(trained.scorer.propensity_booster, matrix)
-    explainer = shap.TreeExplainer(trained.scorer.propensity_booster, feature_perturbation="tree_path_dependent")
+    explainer = shap.TreeExplainer(
+        trained.scorer.propensity_booster, feature_perturbation="tree_path_dependent"
+    )
     theirs = np.asarray(explainer.shap_values(matrix))
     assert theirs.shape == ours.values.shape
     assert np.allclose(ours.values, theirs, atol=1e-6)
@@ -55,11 +57,17 @@ def test_reasons_use_original_category_values_and_sentences(trained):
 
 def test_planted_drivers_are_the_leading_reasons_where_planted(trained):
     records = trained.holdout.copy()
-    strong = records[(records["has_economic_buyer"] == 1) & (records["web_visits_30d"] >= 8) & (records["uses_competitor"] == 0)]
+    strong = records[
+        (records["has_economic_buyer"] == 1)
+        & (records["web_visits_30d"] >= 8)
+        & (records["uses_competitor"] == 0)
+    ]
     assert len(strong) >= 5
     scored = trained.scorer.score(strong, k_up=3)
     leading = [entry["up"][0]["feature"] for entry in scored["reasons"] if entry["up"]]
-    share = np.mean([f in {"has_economic_buyer", "web_visits_30d", "uses_competitor"} for f in leading])
+    share = np.mean(
+        [f in {"has_economic_buyer", "web_visits_30d", "uses_competitor"} for f in leading]
+    )
     assert share >= 0.8, leading
     texts = [r["text"] for entry in scored["reasons"] for r in entry["up"]]
     assert "Economic buyer engaged" in texts
@@ -73,8 +81,21 @@ def test_reason_effects_are_in_probability_points(trained):
 
 
 def test_reason_text_templates():
-    visits = FeatureInfo("web_visits_30d", "v", "numeric", "web visits in the last 30 days", template="{value:.0f} web visits in the last 30 days")
-    buyer = FeatureInfo("has_economic_buyer", "b", "boolean", "economic buyer", true_text="Economic buyer engaged", false_text="No economic buyer in CRM")
+    visits = FeatureInfo(
+        "web_visits_30d",
+        "v",
+        "numeric",
+        "web visits in the last 30 days",
+        template="{value:.0f} web visits in the last 30 days",
+    )
+    buyer = FeatureInfo(
+        "has_economic_buyer",
+        "b",
+        "boolean",
+        "economic buyer",
+        true_text="Economic buyer engaged",
+        false_text="No economic buyer in CRM",
+    )
     assert reason_text(visits, 12.0) == "12 web visits in the last 30 days"
     assert reason_text(buyer, 0.0) == "No economic buyer in CRM"
     assert reason_text(visits, np.nan) == "Web visits in the last 30 days: unknown"

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from abm_ml.data.spec import load_spec
-from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from abm_ml.data.validate import load_dataset
-
+from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from conftest import shared_dataset
 
 pytestmark = pytest.mark.slow
@@ -40,7 +39,14 @@ def test_propensity_reaches_the_target_and_beats_the_baselines(name: str, minimu
 
 def test_maven_is_reported_as_no_better_than_chance():
     shared_dataset("maven-crm-sales-opportunities")
-    result = train_models(load_dataset(load_spec(SPECS / "maven-crm-sales-opportunities.yaml")), TrainConfig(n_boot=200))
+    result = train_models(
+        load_dataset(load_spec(SPECS / "maven-crm-sales-opportunities.yaml")),
+        TrainConfig(n_boot=200),
+    )
     assert result.no_better_than_chance, str(result.propensity[MODEL_NAME]["roc_auc"])
     # Open deals are kept as censored cases for the velocity comparison, not dropped.
-    assert result.velocity_extra.get("velocity_censored_in_test", 0) + result.velocity_extra.get("velocity_censored_in_train", 0) > 0
+    assert (
+        result.velocity_extra.get("velocity_censored_in_test", 0)
+        + result.velocity_extra.get("velocity_censored_in_train", 0)
+        > 0
+    )

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
-from abm_ml.schema import AMOUNT
 from abm_ml.data.spec import load_spec
-from abm_ml.synthetic.world import NOISE_FEATURES, PLANTED_WIN_DRIVERS, generate_world
-from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from abm_ml.data.validate import load_dataset
+from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
+from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
+from abm_ml.schema import AMOUNT
+from abm_ml.synthetic.world import NOISE_FEATURES, PLANTED_WIN_DRIVERS, generate_world
 
 SPEC = Path(__file__).resolve().parents[2] / "training" / "specs" / "synthetic-abm.yaml"
 
@@ -68,11 +68,16 @@ def test_top_decile_holds_several_times_the_base_rate(synthetic_result):
 
 def test_planted_drivers_lead_the_reasons_where_they_were_planted(synthetic_result):
     holdout = synthetic_result.holdout
-    engaged = holdout[(holdout["economic_buyer_engaged_90d"] == 1) & (holdout["champion_engaged_90d"] == 1)]
+    engaged = holdout[
+        (holdout["economic_buyer_engaged_90d"] == 1) & (holdout["champion_engaged_90d"] == 1)
+    ]
     assert len(engaged) >= 20
     scored = synthetic_result.scorer.score(engaged, k_up=3)
     planted = {_feature_name(f) for f in PLANTED_WIN_DRIVERS}
     leading = [entry["up"][0]["feature"] for entry in scored["reasons"] if entry["up"]]
     assert np.mean([f in planted for f in leading]) >= 0.7, leading
     mentions = [r["feature"] for entry in scored["reasons"] for r in entry["up"]]
-    assert np.mean([f in {"economic_buyer_engaged_90d", "champion_engaged_90d"} for f in mentions]) >= 0.3
+    assert (
+        np.mean([f in {"economic_buyer_engaged_90d", "champion_engaged_90d"} for f in mentions])
+        >= 0.3
+    )

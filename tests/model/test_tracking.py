@@ -17,11 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
+from abm_ml.errors import ModelNotPromotableError
+from abm_ml.modeling.train import TrainConfig, train_models
 from abm_ml.registry import promotion as registry
 from abm_ml.registry import tracking
-from abm_ml.errors import ModelNotPromotableError
 from abm_ml.schema import OUTCOME
-from abm_ml.modeling.train import TrainConfig, train_models
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,11 @@ def _log(result) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = tracking.log_training(result)
-    about_model = [str(w.message) for w in caught if "signature" in str(w.message).lower() or "input example" in str(w.message).lower()]
+    about_model = [
+        str(w.message)
+        for w in caught
+        if "signature" in str(w.message).lower() or "input example" in str(w.message).lower()
+    ]
     assert not about_model, about_model
     return info
 
@@ -39,17 +43,30 @@ def test_run_logs_metrics_artifacts_and_registers_a_challenger(trained, mlflow_s
     info = _log(trained)
     client = MlflowClient()
     run = client.get_run(info["run_id"])
-    assert run.data.metrics["abm_ml_roc_auc"] == pytest.approx(trained.propensity["abm-ml"]["roc_auc"].value)
+    assert run.data.metrics["abm_ml_roc_auc"] == pytest.approx(
+        trained.propensity["abm-ml"]["roc_auc"].value
+    )
     assert "logistic_regression_roc_auc_low" in run.data.metrics
     assert "velocity_abm_ml_mae_days" in run.data.metrics
     assert run.data.tags["abm_ml.dataset_sha256"] == trained.dataset.sha256
     assert run.data.tags["abm_ml.git_revision"]
     assert run.data.params["split_method"] == "time"
     artifacts = {a.path for a in client.list_artifacts(info["run_id"])} | {
-        a.path for folder in ("data", "plots") for a in client.list_artifacts(info["run_id"], folder)
+        a.path
+        for folder in ("data", "plots")
+        for a in client.list_artifacts(info["run_id"], folder)
     }
-    for expected in ("model_card.md", "data/spec.yaml", "data/holdout.parquet", "data/rejects.csv", "plots/calibration.png",
-                     "plots/cumulative_gains.png", "plots/velocity_residuals.png", "plots/shap_summary.png", "plots/shap_importance.png"):
+    for expected in (
+        "model_card.md",
+        "data/spec.yaml",
+        "data/holdout.parquet",
+        "data/rejects.csv",
+        "plots/calibration.png",
+        "plots/cumulative_gains.png",
+        "plots/velocity_residuals.png",
+        "plots/shap_summary.png",
+        "plots/shap_importance.png",
+    ):
         assert expected in artifacts, expected
     challenger = client.get_model_version_by_alias(cfg.registered_model_name(), cfg.CHALLENGER)
     assert str(challenger.version) == info["version"]
@@ -60,8 +77,16 @@ def test_registered_pyfunc_accepts_raw_records(trained, mlflow_store: Path):
     _log(trained)
     model = mlflow.pyfunc.load_model(f"models:/{cfg.registered_model_name()}@{cfg.CHALLENGER}")
     records = pd.DataFrame(
-        [{"account_id": "X1", "industry": "software", "web_visits_30d": 12.0, "has_economic_buyer": 1.0, "amount": 50000.0},
-         {"account_id": "X2", "industry": "never seen before", "web_visits_30d": None}]
+        [
+            {
+                "account_id": "X1",
+                "industry": "software",
+                "web_visits_30d": 12.0,
+                "has_economic_buyer": 1.0,
+                "amount": 50000.0,
+            },
+            {"account_id": "X2", "industry": "never seen before", "web_visits_30d": None},
+        ]
     )
     out = model.predict(records, params={"top_k_reasons": 2})
     assert list(out["account_id"]) == ["X1", "X2"]
@@ -79,7 +104,12 @@ def test_promote_rollback_and_audit_trail(crm_dataset, trained, mlflow_store: Pa
     decision = registry.promote()
     assert decision.promoted and decision.version == first["version"]
 
-    weaker = train_models(crm_dataset, TrainConfig(n_boot=20, learning_rate=0.5, num_leaves=2, max_rounds=3, early_stopping_rounds=2))
+    weaker = train_models(
+        crm_dataset,
+        TrainConfig(
+            n_boot=20, learning_rate=0.5, num_leaves=2, max_rounds=3, early_stopping_rounds=2
+        ),
+    )
     second = _log(weaker)
     with pytest.raises(ModelNotPromotableError, match="not promoted"):
         registry.promote()
@@ -102,9 +132,20 @@ def test_promote_rollback_and_audit_trail(crm_dataset, trained, mlflow_store: Pa
 def test_a_model_no_better_than_chance_cannot_be_promoted(crm_dataset, mlflow_store: Path):
     shuffled = crm_dataset.frame.copy()
     closed = shuffled[OUTCOME].isin(["won", "lost"])
-    shuffled.loc[closed, OUTCOME] = np.random.default_rng(1).permutation(shuffled.loc[closed, OUTCOME].to_numpy())
-    noise = type(crm_dataset)(crm_dataset.spec, shuffled, crm_dataset.features, crm_dataset.rejects, crm_dataset.summary, "x")
-    result = train_models(noise, TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=200, early_stopping_rounds=20))
+    shuffled.loc[closed, OUTCOME] = np.random.default_rng(1).permutation(
+        shuffled.loc[closed, OUTCOME].to_numpy()
+    )
+    noise = type(crm_dataset)(
+        crm_dataset.spec,
+        shuffled,
+        crm_dataset.features,
+        crm_dataset.rejects,
+        crm_dataset.summary,
+        "x",
+    )
+    result = train_models(
+        noise, TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=200, early_stopping_rounds=20)
+    )
     assert result.no_better_than_chance
     _log(result)
     with pytest.raises(ModelNotPromotableError, match="no better than chance"):
@@ -120,10 +161,24 @@ def _free_port() -> int:
 def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root", str(tmp_path / "artifacts"),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -143,7 +198,14 @@ def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pyte
         info = tracking.log_training(trained)
         client = MlflowClient(tracking_uri=url)
         assert client.get_run(info["run_id"]).data.metrics["abm_ml_roc_auc"] > 0.5
-        assert str(client.get_model_version_by_alias(cfg.registered_model_name(), cfg.CHALLENGER).version) == info["version"]
+        assert (
+            str(
+                client.get_model_version_by_alias(
+                    cfg.registered_model_name(), cfg.CHALLENGER
+                ).version
+            )
+            == info["version"]
+        )
         assert not (tmp_path / "unused").exists()
     finally:
         server.terminate()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OUTCOME
 from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
+from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OUTCOME
 from conftest import PLANTED
 
-FAST = dict(n_boot=30, learning_rate=0.08, max_rounds=300, early_stopping_rounds=30)
+FAST = {"n_boot": 30, "learning_rate": 0.08, "max_rounds": 300, "early_stopping_rounds": 30}
 
 
 def test_planted_drivers_lead_the_importance(trained):
@@ -28,14 +28,20 @@ def test_baselines_are_scored_on_the_same_rows(trained):
     sizes = {name: metrics["n"].value for name, metrics in trained.propensity.items()}
     assert set(sizes) == {MODEL_NAME, "logistic_regression", "rule_based_fit"}
     assert len(set(sizes.values())) == 1
-    assert trained.propensity["rule_based_fit"]["roc_auc"].value < trained.propensity[MODEL_NAME]["roc_auc"].value
+    assert (
+        trained.propensity["rule_based_fit"]["roc_auc"].value
+        < trained.propensity[MODEL_NAME]["roc_auc"].value
+    )
 
 
 def test_split_is_time_based_and_leaks_no_account(trained, crm_dataset):
     frame = crm_dataset.frame
     split = trained.split
     assert split.method == "time"
-    accounts = {part: set(frame[ACCOUNT_ID].iloc[getattr(split, part)]) for part in ("train", "valid", "test")}
+    accounts = {
+        part: set(frame[ACCOUNT_ID].iloc[getattr(split, part)])
+        for part in ("train", "valid", "test")
+    }
     assert not accounts["train"] & accounts["test"]
     assert not accounts["valid"] & accounts["test"]
     assert not accounts["train"] & accounts["valid"]
@@ -70,7 +76,10 @@ def test_velocity_quantiles_are_ordered_and_cover(trained):
     assert 0.6 <= velocity["coverage_p10_p90"].value <= 0.95
     # Days rise with the amount in the planted truth; the model must beat the median baseline.
     assert velocity["mae_days"].value < trained.velocity["median_days_baseline"]["mae_days"].value
-    assert "velocity_c_index" in trained.velocity_extra and trained.velocity_extra["velocity_c_index"] > 0.55
+    assert (
+        "velocity_c_index" in trained.velocity_extra
+        and trained.velocity_extra["velocity_c_index"] > 0.55
+    )
     assert "velocity_aft_c_index" in trained.velocity_extra
 
 
@@ -79,7 +88,14 @@ def test_shuffled_labels_are_reported_as_no_better_than_chance(crm_dataset):
     closed = shuffled[OUTCOME].isin(["won", "lost"])
     rng = np.random.default_rng(0)
     shuffled.loc[closed, OUTCOME] = rng.permutation(shuffled.loc[closed, OUTCOME].to_numpy())
-    noise = type(crm_dataset)(crm_dataset.spec, shuffled, crm_dataset.features, crm_dataset.rejects, crm_dataset.summary, "x")
+    noise = type(crm_dataset)(
+        crm_dataset.spec,
+        shuffled,
+        crm_dataset.features,
+        crm_dataset.rejects,
+        crm_dataset.summary,
+        "x",
+    )
     result = train_models(noise, TrainConfig(**FAST))
     assert result.no_better_than_chance
     assert result.propensity[MODEL_NAME]["roc_auc"].low <= 0.5
@@ -88,7 +104,13 @@ def test_shuffled_labels_are_reported_as_no_better_than_chance(crm_dataset):
 def test_scorer_takes_raw_crm_records(trained):
     records = pd.DataFrame(
         [
-            {"account_id": "A1", "industry": "software", "web_visits_30d": "14", "has_economic_buyer": "yes", "deal_amount": "25000"},
+            {
+                "account_id": "A1",
+                "industry": "software",
+                "web_visits_30d": "14",
+                "has_economic_buyer": "yes",
+                "deal_amount": "25000",
+            },
             {"account_id": "A2", "industry": "a brand-new industry", "uses_competitor": 1.0},
             {"account_id": "A3"},
         ]
@@ -99,7 +121,9 @@ def test_scorer_takes_raw_crm_records(trained):
     assert scored["score"].between(1, 99).all()
     assert set(scored["tier"]) <= {"A", "B", "C", "D"}
     assert scored.loc[0, "propensity"] > scored.loc[1, "propensity"]
-    assert np.allclose(scored["priority"], scored["expected_value"] / np.maximum(scored["days_to_close_p50"], 1))
+    assert np.allclose(
+        scored["priority"], scored["expected_value"] / np.maximum(scored["days_to_close_p50"], 1)
+    )
 
 
 def test_recurring_accounts_fall_back_to_sampled_accounts(crm_dataset):
@@ -110,9 +134,16 @@ def test_recurring_accounts_fall_back_to_sampled_accounts(crm_dataset):
     frame[ACCOUNT_ID] = [f"BIG{i % 30}" for i in range(len(frame))]
     split = make_split(frame, crm_dataset.spec, seed=3)
     assert split.method == "time, sampled accounts"
-    accounts = {part: set(frame[ACCOUNT_ID].iloc[getattr(split, part)]) for part in ("train", "valid", "test")}
+    accounts = {
+        part: set(frame[ACCOUNT_ID].iloc[getattr(split, part)])
+        for part in ("train", "valid", "test")
+    }
     assert accounts["test"] and accounts["train"]
     assert not accounts["train"] & accounts["test"] and not accounts["valid"] & accounts["test"]
-    assert frame[CREATED_AT].iloc[split.train].max() < pd.Timestamp(split.test_start) <= frame[CREATED_AT].iloc[split.test].min()
+    assert (
+        frame[CREATED_AT].iloc[split.train].max()
+        < pd.Timestamp(split.test_start)
+        <= frame[CREATED_AT].iloc[split.test].min()
+    )
     closed = frame[OUTCOME].isin(["won", "lost"]).sum()
     assert len(split.train) + len(split.valid) + len(split.test) + len(split.held_out) == closed

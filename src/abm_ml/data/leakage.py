@@ -24,14 +24,33 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
 from abm_ml.data.spec import DatasetSpec
 from abm_ml.data.validate import FeatureInfo
+from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
 
 POST_OUTCOME_WORDS = frozenset(
-    {"stage", "stages", "elapsed", "close", "closed", "closing", "closure", "duration", "outcome", "result", "won_date", "lost_date"}
+    {
+        "stage",
+        "stages",
+        "elapsed",
+        "close",
+        "closed",
+        "closing",
+        "closure",
+        "duration",
+        "outcome",
+        "result",
+        "won_date",
+        "lost_date",
+    }
 )
-POST_OUTCOME_PHRASES = (("total", "days"), ("ratio", "days"), ("days", "to", "close"), ("close", "date"), ("close", "value"))
+POST_OUTCOME_PHRASES = (
+    ("total", "days"),
+    ("ratio", "days"),
+    ("days", "to", "close"),
+    ("close", "date"),
+    ("close", "value"),
+)
 
 
 @dataclass(frozen=True)
@@ -78,18 +97,25 @@ def single_feature_auc(values: pd.Series, won: np.ndarray, kind: str, *, bins: i
         ranks = numeric.rank(method="dense")
         n_bins = int(min(bins, max(ranks.max() if ranks.notna().any() else 1, 1)))
         groups = pd.Series(
-            np.where(numeric.isna(), -1, np.floor((ranks.fillna(1) - 1) / max(ranks.max(), 1) * n_bins)), index=values.index
+            np.where(
+                numeric.isna(), -1, np.floor((ranks.fillna(1) - 1) / max(ranks.max(), 1) * n_bins)
+            ),
+            index=values.index,
         )
     from sklearn.metrics import roc_auc_score  # lazy: keeps `abm-ml validate` on a bad spec fast
 
-    rate = pd.Series(won, index=values.index).groupby(groups).transform("mean").to_numpy(dtype=float)
+    rate = (
+        pd.Series(won, index=values.index).groupby(groups).transform("mean").to_numpy(dtype=float)
+    )
     if np.unique(rate).size < 2:
         return 0.5
     auc = roc_auc_score(won, rate)
     return float(max(auc, 1.0 - auc))
 
 
-def check_leakage(frame: pd.DataFrame, features: list[FeatureInfo], spec: DatasetSpec) -> list[LeakFinding]:
+def check_leakage(
+    frame: pd.DataFrame, features: list[FeatureInfo], spec: DatasetSpec
+) -> list[LeakFinding]:
     """Run the four checks on closed rows of ``frame`` (use the training rows only)."""
     closed = frame[frame[OUTCOME].isin([WON, LOST])]
     won = (closed[OUTCOME] == WON).to_numpy(dtype=int)
@@ -100,7 +126,9 @@ def check_leakage(frame: pd.DataFrame, features: list[FeatureInfo], spec: Datase
     for feature in features:
         is_allowed = feature.column in allowed or feature.name in allowed
 
-        def add(rule: str, detail: str, feature: FeatureInfo = feature, is_allowed: bool = is_allowed) -> None:
+        def add(
+            rule: str, detail: str, feature: FeatureInfo = feature, is_allowed: bool = is_allowed
+        ) -> None:
             findings.append(LeakFinding(feature.name, feature.column, rule, detail, is_allowed))
 
         if feature.column in marked:
@@ -109,12 +137,22 @@ def check_leakage(frame: pd.DataFrame, features: list[FeatureInfo], spec: Datase
         if has_two_classes:
             auc = single_feature_auc(closed[feature.name], won, feature.type)
             if auc >= spec.leakage.auc_threshold:
-                add("single_feature_auc", f"alone it separates won from lost with ROC AUC {auc:.3f} (threshold {spec.leakage.auc_threshold})")
+                add(
+                    "single_feature_auc",
+                    f"alone it separates won from lost with ROC AUC {auc:.3f} (threshold {spec.leakage.auc_threshold})",
+                )
                 continue
-        if DAYS_TO_CLOSE in closed and feature.type != "categorical" and closed[DAYS_TO_CLOSE].notna().sum() > 30:
+        if (
+            DAYS_TO_CLOSE in closed
+            and feature.type != "categorical"
+            and closed[DAYS_TO_CLOSE].notna().sum() > 30
+        ):
             rho = closed[feature.name].corr(closed[DAYS_TO_CLOSE], method="spearman")
             if pd.notna(rho) and abs(rho) >= spec.leakage.duration_proxy_threshold:
-                add("duration_proxy", f"it tracks the days to close (Spearman {rho:+.2f}), known only once the deal closes")
+                add(
+                    "duration_proxy",
+                    f"it tracks the days to close (Spearman {rho:+.2f}), known only once the deal closes",
+                )
                 continue
         if spec.leakage.name_patterns:
             word = name_suggests_post_outcome(feature.column)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm_ml.errors import AbmInputError
 from abm_ml.data.spec import JoinSpec, SourceSpec
+from abm_ml.errors import AbmInputError
 
 SOURCE_ROW = "_source_row"
 """Column holding each row's line in its file (header = line 1), or its position in a SQL result."""
@@ -52,7 +52,9 @@ def _decode(data: bytes, encoding: str | None, name: str) -> str:
 def _normalise_text(text: str) -> str:
     text = text.lstrip("\ufeff")
     # Bare CR (old Mac exports) and CRLF both become LF; the csv module handles quoted newlines.
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ").replace("\u202f", " ")
+    return (
+        text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ").replace("\u202f", " ")
+    )
 
 
 def _sniff_separator(text: str) -> str:
@@ -90,7 +92,9 @@ def _line_numbers(text: str, n_records: int, sep: str, name: str) -> list[int]:
             width = len(row)
         else:
             if len(row) > width and any(v.strip() for v in row[width:]):
-                raise AbmInputError(f"line {start} has {len(row)} fields but the header has {width}", source=name)
+                raise AbmInputError(
+                    f"line {start} has {len(row)} fields but the header has {width}", source=name
+                )
             lines.append(start)
         start = reader.line_num + 1
     if len(lines) != n_records:  # the csv module and pandas disagree on this file's records
@@ -98,7 +102,9 @@ def _line_numbers(text: str, n_records: int, sep: str, name: str) -> list[int]:
     return lines
 
 
-def read_csv_text(data: bytes, *, name: str, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+def read_csv_text(
+    data: bytes, *, name: str, sep: str | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Parse CSV bytes into a frame of stripped text columns plus :data:`SOURCE_ROW`."""
     text = _normalise_text(_decode(data, encoding, name))
     if not text.strip():
@@ -144,7 +150,7 @@ def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None
     if fmt == "parquet":
         try:
             frame = pd.read_parquet(io.BytesIO(data))
-        except Exception as error:  # pyarrow raises several unrelated types for a broken file
+        except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types for a broken file
             raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
         if frame.empty:
             raise AbmInputError("the file has no rows", source=path)
@@ -179,7 +185,9 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
     if frame.empty:
         raise AbmInputError("the query returned no rows", source=name)
     frame[SOURCE_ROW] = range(1, len(frame) + 1)
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
+    digest = hashlib.sha256(
+        pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+    ).hexdigest()
     return RawTable(frame=frame, name=name, sha256=digest)
 
 

@@ -46,7 +46,8 @@ class JoinSpec(_Strict):
     right_on: str | None = None
     how: Literal["left", "inner"] = "left"
     match: Literal["exact", "loose"] = Field(
-        default="exact", description="'loose' ignores case, spaces and punctuation in keys ('GTXPro' = 'GTX Pro')"
+        default="exact",
+        description="'loose' ignores case, spaces and punctuation in keys ('GTXPro' = 'GTX Pro')",
     )
 
     @model_validator(mode="after")
@@ -73,7 +74,10 @@ class SourceSpec(_Strict):
     query: str | None = None
     format: Literal["csv", "parquet", "sql"] | None = None
     sep: str | None = Field(default=None, description="CSV separator; sniffed when absent")
-    encoding: str | None = Field(default=None, description="Text encoding; UTF-8 (with or without BOM) then cp1252 when absent")
+    encoding: str | None = Field(
+        default=None,
+        description="Text encoding; UTF-8 (with or without BOM) then cp1252 when absent",
+    )
     join: list[JoinSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -112,7 +116,9 @@ class LabelSpec(_Strict):
     @model_validator(mode="after")
     def _values(self) -> LabelSpec:
         if not self.present_means_won and (not self.won or not self.lost):
-            raise ValueError("the label needs both `won` and `lost` values (or `present_means_won: true`)")
+            raise ValueError(
+                "the label needs both `won` and `lost` values (or `present_means_won: true`)"
+            )
         overlap = set(self.won) & set(self.lost)
         if overlap:
             raise ValueError(f"values {sorted(overlap)} are listed as both won and lost")
@@ -141,11 +147,14 @@ class FeatureSpec(_Strict):
     """One feature column with its type and the words used to explain it."""
 
     column: str
-    name: str | None = Field(default=None, description="Identifier used by the model; slug of `column` when absent")
+    name: str | None = Field(
+        default=None, description="Identifier used by the model; slug of `column` when absent"
+    )
     type: FeatureType | None = Field(default=None, description="Inferred from the data when absent")
     description: str | None = None
     template: str | None = Field(
-        default=None, description="Reason sentence with {value}, e.g. '{value:.0f} web visits in the last 30 days'"
+        default=None,
+        description="Reason sentence with {value}, e.g. '{value:.0f} web visits in the last 30 days'",
     )
     true_text: str | None = None
     false_text: str | None = None
@@ -166,8 +175,12 @@ class ExcludeSpec(_Strict):
 class LeakageSpec(_Strict):
     auc_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.95
     duration_proxy_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
-    name_patterns: bool = Field(default=True, description="Refuse columns whose names say they are known after the outcome")
-    allow: list[str] = Field(default_factory=list, description="Columns allowed despite a leakage finding")
+    name_patterns: bool = Field(
+        default=True, description="Refuse columns whose names say they are known after the outcome"
+    )
+    allow: list[str] = Field(
+        default_factory=list, description="Columns allowed despite a leakage finding"
+    )
 
 
 class SplitSpec(_Strict):
@@ -182,7 +195,9 @@ class DatasetSpec(_Strict):
     name: str
     description: str = ""
     source: SourceSpec
-    row_id: str | None = Field(default=None, description="Unique row id; the row number when absent")
+    row_id: str | None = Field(
+        default=None, description="Unique row id; the row number when absent"
+    )
     account_id: str | None = None
     label: LabelSpec
     created_at: DateSpec | None = None
@@ -310,7 +325,11 @@ def _resolve_url(raw: str, base: Path) -> str:
     url = expand_env(raw)
     # sqlite:///relative.db and duckdb:///relative.duckdb are resolved against the spec's folder too.
     for scheme in ("sqlite:///", "duckdb:///"):
-        if url.startswith(scheme) and not url.startswith(scheme + "/") and not url.endswith(":memory:"):
+        if (
+            url.startswith(scheme)
+            and not url.startswith(scheme + "/")
+            and not url.endswith(":memory:")
+        ):
             return scheme + resolve_path(url[len(scheme) :], base)
     return url
 
@@ -346,7 +365,9 @@ def parse_spec(data: dict, *, spec_path: Path | None = None) -> DatasetSpec:
 
     joins = [j.model_copy(update=_resolve(j)) for j in spec.source.join]
     source = spec.source.model_copy(update={**_resolve(spec.source), "join": joins})
-    return spec.model_copy(update={"source": source, "spec_path": str(spec_path) if spec_path else None})
+    return spec.model_copy(
+        update={"source": source, "spec_path": str(spec_path) if spec_path else None}
+    )
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -377,5 +398,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "spec"
-        raise AbmInputError(f"not valid YAML ({getattr(error, 'problem', error)})", source=str(spec_path), field=where) from None
+        raise AbmInputError(
+            f"not valid YAML ({getattr(error, 'problem', error)})",
+            source=str(spec_path),
+            field=where,
+        ) from None
     return parse_spec(data, spec_path=spec_path.resolve())

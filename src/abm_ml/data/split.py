@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
+from abm_ml.data.spec import DatasetSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, LOST, OUTCOME, WON
-from abm_ml.data.spec import DatasetSpec
 
 
 @dataclass
@@ -35,7 +35,9 @@ class Split:
 
     def describe(self) -> dict:
         info = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
-        info.update({f"n_{k}": len(getattr(self, k)) for k in ("train", "valid", "test", "held_out")})
+        info.update(
+            {f"n_{k}": len(getattr(self, k)) for k in ("train", "valid", "test", "held_out")}
+        )
         return info
 
 
@@ -55,28 +57,42 @@ def _time_cut(
     created = frame[CREATED_AT].to_numpy()[positions]
     accounts = frame[ACCOUNT_ID].to_numpy()[positions]
     order = np.argsort(created, kind="stable")
-    cut_at = int(round(len(positions) * (1 - fraction)))
+    cut_at = round(len(positions) * (1 - fraction))
     cutoff = created[order[min(cut_at, len(order) - 1)]]
     is_recent = created >= cutoff
     shared = np.isin(accounts, list(set(accounts[is_recent]))) & ~is_recent
     if shared.sum() <= 0.5 * (~is_recent).sum():
-        return positions[~is_recent & ~shared], positions[is_recent], positions[shared], pd.Timestamp(cutoff), False
+        return (
+            positions[~is_recent & ~shared],
+            positions[is_recent],
+            positions[shared],
+            pd.Timestamp(cutoff),
+            False,
+        )
     distinct = np.unique(accounts.astype(str))
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(distinct, size=max(1, int(round(len(distinct) * fraction))), replace=False)
+    chosen = rng.choice(distinct, size=max(1, round(len(distinct) * fraction)), replace=False)
     in_test = np.isin(accounts.astype(str), chosen)
     held = (in_test & ~is_recent) | (~in_test & is_recent)
-    return positions[~in_test & ~is_recent], positions[in_test & is_recent], positions[held], pd.Timestamp(cutoff), True
+    return (
+        positions[~in_test & ~is_recent],
+        positions[in_test & is_recent],
+        positions[held],
+        pd.Timestamp(cutoff),
+        True,
+    )
 
 
-def _grouped_stratified(frame: pd.DataFrame, positions: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _grouped_stratified(
+    frame: pd.DataFrame, positions: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     y = (frame[OUTCOME].to_numpy()[positions] == WON).astype(int)
     groups = frame[ACCOUNT_ID].to_numpy()[positions]
     if pd.Series(groups).is_unique:
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         keep, take = next(splitter.split(positions, y))
     else:
-        n_splits = max(2, int(round(1 / fraction)))
+        n_splits = max(2, round(1 / fraction))
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         keep, take = next(splitter.split(positions, y, groups))
     return positions[np.sort(keep)], positions[np.sort(take)]
@@ -87,11 +103,19 @@ def make_split(frame: pd.DataFrame, spec: DatasetSpec, *, seed: int = 42) -> Spl
     closed = np.flatnonzero(frame[OUTCOME].isin([WON, LOST]).to_numpy())
     method = spec.split.method
     if method == "auto":
-        method = "time" if spec.has_dates and frame[CREATED_AT].iloc[closed].notna().all() else "stratified"
+        method = (
+            "time"
+            if spec.has_dates and frame[CREATED_AT].iloc[closed].notna().all()
+            else "stratified"
+        )
     if method == "time":
-        rest, test, held_test, test_start, sampled_test = _time_cut(frame, closed, spec.split.test_fraction, seed)
+        rest, test, held_test, test_start, sampled_test = _time_cut(
+            frame, closed, spec.split.test_fraction, seed
+        )
         valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)
-        train, valid, held_valid, valid_start, sampled_valid = _time_cut(frame, rest, valid_fraction, seed + 1)
+        train, valid, held_valid, valid_start, sampled_valid = _time_cut(
+            frame, rest, valid_fraction, seed + 1
+        )
         return Split(
             method="time, sampled accounts" if sampled_test or sampled_valid else "time",
             train=train,
@@ -104,4 +128,6 @@ def make_split(frame: pd.DataFrame, spec: DatasetSpec, *, seed: int = 42) -> Spl
     rest, test = _grouped_stratified(frame, closed, spec.split.test_fraction, seed)
     valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)
     train, valid = _grouped_stratified(frame, rest, valid_fraction, seed + 1)
-    return Split(method="stratified", train=train, valid=valid, test=test, held_out=np.array([], dtype=int))
+    return Split(
+        method="stratified", train=train, valid=valid, test=test, held_out=np.array([], dtype=int)
+    )

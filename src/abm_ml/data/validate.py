@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm_ml.errors import AbmInputError
 from abm_ml.data.readers import SOURCE_ROW, RawTable, read_table
+from abm_ml.data.spec import DatasetSpec, FeatureSpec, JoinSpec
+from abm_ml.errors import AbmInputError
 from abm_ml.schema import (
     ACCOUNT_ID,
     AMOUNT,
@@ -34,7 +35,6 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.data.spec import DatasetSpec, FeatureSpec, JoinSpec
 
 _BOOL_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
 _BOOL_FALSE = {"false", "no", "n", "f", "0", "0.0"}
@@ -119,7 +119,12 @@ def _by_unique(values: pd.Series, parse) -> pd.Series:
     """Apply ``parse`` (Series -> Series) to the distinct values only: CRM columns repeat a lot."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     parsed_uniques = parse(pd.Series(uniques, dtype=object)).to_numpy()
-    result = pd.Series(parsed_uniques.take(np.where(codes < 0, 0, codes)) if len(uniques) else np.full(len(values), None), index=values.index)
+    result = pd.Series(
+        parsed_uniques.take(np.where(codes < 0, 0, codes))
+        if len(uniques)
+        else np.full(len(values), None),
+        index=values.index,
+    )
     return result.where(codes >= 0, None)
 
 
@@ -127,7 +132,12 @@ def _missing_mask(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
     if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
         return values.isna()
     # Only text can be a placeholder: a SQL driver's dates, decimals and booleans are values.
-    flags = _by_unique(values, lambda u: u.map(lambda v: v.strip().lower() in tokens if isinstance(v, str) else bool(pd.isna(v))))
+    flags = _by_unique(
+        values,
+        lambda u: u.map(
+            lambda v: v.strip().lower() in tokens if isinstance(v, str) else bool(pd.isna(v))
+        ),
+    )
     return values.isna() | flags.astype("boolean").fillna(True).astype(bool)
 
 
@@ -180,7 +190,11 @@ def parse_dates(values: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Se
         # Dates that a SQL driver already typed (datetime.date objects) need no format.
         typed = uniques.map(lambda v: isinstance(v, date)).astype(bool)
         if typed.any():
-            parsed.loc[typed] = pd.to_datetime(uniques[typed], utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+            parsed.loc[typed] = (
+                pd.to_datetime(uniques[typed], utc=True)
+                .dt.tz_localize(None)
+                .astype("datetime64[ns]")
+            )
         for fmt in formats or ["ISO"]:
             todo = parsed.isna() & text.notna()
             if not todo.any():
@@ -207,9 +221,18 @@ def infer_type(values: pd.Series) -> str:
         return "boolean"
     if pd.api.types.is_numeric_dtype(values):
         distinct = set(pd.unique(present))
-        return "boolean" if distinct <= {0, 1} and len(distinct) == 2 and values.dtype.kind in "iub" else "numeric"
+        return (
+            "boolean"
+            if distinct <= {0, 1} and len(distinct) == 2 and values.dtype.kind in "iub"
+            else "numeric"
+        )
     lowered = set(present.astype(str).str.lower().unique()[:50])
-    if lowered <= (_BOOL_TRUE | _BOOL_FALSE) and lowered & _BOOL_TRUE and lowered & _BOOL_FALSE and not lowered <= {"0", "1"}:
+    if (
+        lowered <= (_BOOL_TRUE | _BOOL_FALSE)
+        and lowered & _BOOL_TRUE
+        and lowered & _BOOL_FALSE
+        and not lowered <= {"0", "1"}
+    ):
         return "boolean"
     parsed, bad = parse_numbers(present)
     if bad.mean() <= 0.02 and parsed.notna().any():
@@ -246,10 +269,22 @@ def _join(
 ) -> pd.DataFrame:
     right = right_table.frame.rename(columns={SOURCE_ROW: f"{SOURCE_ROW}_join"})
     if join.left_key not in left.columns:
-        raise AbmInputError(f"join key {join.left_key!r} is not in the main source", source=left_name, field="source.join")
+        raise AbmInputError(
+            f"join key {join.left_key!r} is not in the main source",
+            source=left_name,
+            field="source.join",
+        )
     _require_columns(right_table, [("source.join.on", join.right_key)])
-    key_left = _loose_key(left[join.left_key]) if join.match == "loose" else left[join.left_key].astype("string")
-    key_right = _loose_key(right[join.right_key]) if join.match == "loose" else right[join.right_key].astype("string")
+    key_left = (
+        _loose_key(left[join.left_key])
+        if join.match == "loose"
+        else left[join.left_key].astype("string")
+    )
+    key_right = (
+        _loose_key(right[join.right_key])
+        if join.match == "loose"
+        else right[join.right_key].astype("string")
+    )
     right = right.assign(_join_key=key_right.values)
 
     blank = key_right.isna() | (key_right == "")
@@ -271,14 +306,23 @@ def _join(
         dropped = ~key_left.isin(set(right["_join_key"])).fillna(False)
         if dropped.any():
             bad = left[dropped.values].copy()
-            bad.insert(0, "reason", f"no matching row in {right_table.name} for join key {join.left_key!r}")
+            bad.insert(
+                0, "reason", f"no matching row in {right_table.name} for join key {join.left_key!r}"
+            )
             bad.insert(0, "file", left_name)
             rejects_out.append(bad.rename(columns={SOURCE_ROW: "line"}))
 
-    overlap = sorted((set(right.columns) & set(left.columns)) - {join.right_key if join.right_key == join.left_key else ""})
+    overlap = sorted(
+        (set(right.columns) & set(left.columns))
+        - {join.right_key if join.right_key == join.left_key else ""}
+    )
     if overlap:
         right = right.rename(columns={c: f"{c}_{Path(right_table.name).stem}" for c in overlap})
-    right_key_col = join.right_key if join.right_key not in overlap else f"{join.right_key}_{Path(right_table.name).stem}"
+    right_key_col = (
+        join.right_key
+        if join.right_key not in overlap
+        else f"{join.right_key}_{Path(right_table.name).stem}"
+    )
     merged = left.assign(_join_key=key_left.values).merge(
         # A right key named like the left key repeats it (it would come back as `<key>_right`); a
         # differently named one is kept, since a spec may use it (e.g. as a present_means_won label).
@@ -299,10 +343,14 @@ def _join(
     return merged.drop(columns=["_join_key", f"{SOURCE_ROW}_join"])
 
 
-def _feature_specs(spec: DatasetSpec, columns: list[str], roles: dict[str, str], notes: list[str]) -> list[FeatureSpec]:
+def _feature_specs(
+    spec: DatasetSpec, columns: list[str], roles: dict[str, str], notes: list[str]
+) -> list[FeatureSpec]:
     features = list(spec.features)
     if spec.infer_remaining_features:
-        taken = set(roles.values()) | {f.column for f in features} | {e.column for e in spec.exclude}
+        taken = (
+            set(roles.values()) | {f.column for f in features} | {e.column for e in spec.exclude}
+        )
         for column in columns:
             if column not in taken and column != SOURCE_ROW:
                 features.append(FeatureSpec(column=column))
@@ -327,7 +375,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     tokens = spec.missing_tokens
     main = read_table(spec.source)
     roles = spec.role_columns()
-    required = [(role, column) for role, column in roles.items()] + [("features", f.column) for f in spec.features]
+    required = [(role, column) for role, column in roles.items()] + [
+        ("features", f.column) for f in spec.features
+    ]
 
     notes: list[str] = []
     join_rejects: list[pd.DataFrame] = []
@@ -338,7 +388,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         sources.append({"name": right.name, "sha256": right.sha256, "rows": len(right.frame)})
         frame = _join(frame, right, join, join_rejects, notes, left_name=main.name)
     frame = frame.reset_index(drop=True)
-    joined = RawTable(frame=frame, name=main.name if not spec.source.join else f"{main.name} (joined)", sha256="")
+    joined = RawTable(
+        frame=frame, name=main.name if not spec.source.join else f"{main.name} (joined)", sha256=""
+    )
     _require_columns(joined, required)
 
     rejects = _Rejects(frame.index)
@@ -346,7 +398,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
     # Row id and duplicates: exact copies first, then repeated ids with different content.
     value_columns = [c for c in frame.columns if c != SOURCE_ROW]
-    first_line = frame.groupby(value_columns, dropna=False, sort=False)[SOURCE_ROW].transform("first")
+    first_line = frame.groupby(value_columns, dropna=False, sort=False)[SOURCE_ROW].transform(
+        "first"
+    )
     exact = frame.duplicated(subset=value_columns, keep="first")
     rejects.add(exact, "exact duplicate of line " + first_line.astype(str))
     if spec.row_id:
@@ -354,16 +408,25 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         rejects.add(ids.isna(), f"missing row id {spec.row_id!r}")
         first_id_line = frame.groupby(ids, dropna=True, sort=False)[SOURCE_ROW].transform("first")
         repeated = ids.duplicated(keep="first") & ids.notna()
-        rejects.add(repeated, f"duplicate {spec.row_id!r} (first at line " + first_id_line.astype("Int64").astype(str) + ")")
+        rejects.add(
+            repeated,
+            f"duplicate {spec.row_id!r} (first at line "
+            + first_id_line.astype("Int64").astype(str)
+            + ")",
+        )
         out[ROW_ID] = ids.astype(object)
     else:
         out[ROW_ID] = frame[SOURCE_ROW].astype(str).astype(object)
 
     if spec.account_id:
         account = _clean_text(frame[spec.account_id], tokens)
-        out[ACCOUNT_ID] = account.where(account.notna(), "row:" + out[ROW_ID].astype(str)).astype(object)
+        out[ACCOUNT_ID] = account.where(account.notna(), "row:" + out[ROW_ID].astype(str)).astype(
+            object
+        )
         if account.isna().any():
-            notes.append(f"{int(account.isna().sum())} rows have no {spec.account_id!r}; each is its own account")
+            notes.append(
+                f"{int(account.isna().sum())} rows have no {spec.account_id!r}; each is its own account"
+            )
     else:
         out[ACCOUNT_ID] = out[ROW_ID]
 
@@ -374,10 +437,18 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         outcome = np.where(raw_label.notna(), WON, LOST)
     else:
         text = raw_label.astype("string")
-        outcome = np.where(text.isin(label.won).fillna(False), WON, np.where(text.isin(label.lost).fillna(False), LOST, OPEN))
+        outcome = np.where(
+            text.isin(label.won).fillna(False),
+            WON,
+            np.where(text.isin(label.lost).fillna(False), LOST, OPEN),
+        )
         if label.open is not None:
             outside = (outcome == OPEN) & ~text.isin(label.open).fillna(False) & text.notna()
-            rejects.add(outside, f"label {label.column!r} value outside the declared values: " + text.fillna("").astype(str))
+            rejects.add(
+                outside,
+                f"label {label.column!r} value outside the declared values: "
+                + text.fillna("").astype(str),
+            )
             rejects.add(text.isna(), f"missing label {label.column!r}")
     out[OUTCOME] = pd.Series(outcome, index=frame.index, dtype=object)
 
@@ -395,10 +466,16 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         out[role] = parsed
     if spec.created_at is not None:
         # Open deals without a created date (for example still prospecting) can still be scored.
-        rejects.add(out[CREATED_AT].isna() & (out[OUTCOME] != OPEN), f"missing created date {spec.created_at.column!r}")
+        rejects.add(
+            out[CREATED_AT].isna() & (out[OUTCOME] != OPEN),
+            f"missing created date {spec.created_at.column!r}",
+        )
     if spec.closed_at is not None:
         days = (out[CLOSED_AT] - out[CREATED_AT]).dt.total_seconds() / 86400.0
-        rejects.add(days < 0, f"closed before created ({spec.closed_at.column!r} < {spec.created_at.column!r})")  # type: ignore[union-attr]
+        rejects.add(
+            days < 0,
+            f"closed before created ({spec.closed_at.column!r} < {spec.created_at.column!r})",
+        )  # type: ignore[union-attr]
         out[DAYS_TO_CLOSE] = days.where(out[OUTCOME] != OPEN)
     if spec.duration is not None:
         raw = _clean_text(frame[spec.duration.column], tokens)
@@ -426,22 +503,42 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         if not feature.type and kind == "categorical":
             distinct = raw.nunique(dropna=True)
             if distinct > 0.9 * raw.notna().sum() and distinct > 50:
-                notes.append(f"column {feature.column!r} looks like an identifier ({distinct} distinct values); not used as a feature")
+                notes.append(
+                    f"column {feature.column!r} looks like an identifier ({distinct} distinct values); not used as a feature"
+                )
                 continue
-        if feature.column in role_set and not (spec.amount and feature.column == spec.amount.column):
-            raise AbmInputError(f"column {feature.column!r} is both a feature and the spec's id/label/date", field="features")
+        if feature.column in role_set and not (
+            spec.amount and feature.column == spec.amount.column
+        ):
+            raise AbmInputError(
+                f"column {feature.column!r} is both a feature and the spec's id/label/date",
+                field="features",
+            )
         if kind == "numeric":
             values, bad = parse_numbers(raw)
             rejects.add(bad, f"unparseable number in {feature.column!r}: " + raw.astype(str))
         elif kind == "boolean":
             lowered = raw.astype("string").str.lower()
-            values = pd.Series(np.where(lowered.isin(_BOOL_TRUE).fillna(False), 1.0, np.where(lowered.isin(_BOOL_FALSE).fillna(False), 0.0, np.nan)), index=frame.index)
+            values = pd.Series(
+                np.where(
+                    lowered.isin(_BOOL_TRUE).fillna(False),
+                    1.0,
+                    np.where(lowered.isin(_BOOL_FALSE).fillna(False), 0.0, np.nan),
+                ),
+                index=frame.index,
+            )
             if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
                 values = raw.astype(float)
             bad = raw.notna() & values.isna()
             rejects.add(bad, f"not a yes/no value in {feature.column!r}: " + raw.astype(str))
         else:
-            values = raw.map(lambda v: v if isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            values = raw.map(
+                lambda v: (
+                    v
+                    if isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v))
+                    else str(v)
+                )
+            )
             values = values.astype(object).where(values.notna(), np.nan)
         out[feature.key] = values
         infos.append(
@@ -464,7 +561,11 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     main_rejects.insert(0, "reason", reasons.values)
     main_rejects.insert(0, "file", joined.name)
     main_rejects = main_rejects.rename(columns={SOURCE_ROW: "line"})
-    all_rejects = pd.concat([main_rejects, *join_rejects], ignore_index=True) if join_rejects else main_rejects
+    all_rejects = (
+        pd.concat([main_rejects, *join_rejects], ignore_index=True)
+        if join_rejects
+        else main_rejects
+    )
     first_col = ["file", "line", "reason"]
     all_rejects = all_rejects[first_col + [c for c in all_rejects.columns if c not in first_col]]
 
@@ -490,7 +591,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         excluded={e.column: e.reason for e in spec.exclude},
         notes=notes,
     )
-    digest_input = "".join(s["sha256"] for s in sources) + spec.model_dump_json(exclude={"spec_path"})
+    digest_input = "".join(s["sha256"] for s in sources) + spec.model_dump_json(
+        exclude={"spec_path"}
+    )
     return Dataset(
         spec=spec,
         frame=accepted,
@@ -503,5 +606,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
 def _reason_counts(reasons: pd.Series) -> dict[str, int]:
     """Count reasons by kind: the value-specific tail after ':' or '(first at' is dropped."""
-    kinds = reasons.astype(str).str.replace(r"(: .*$)|( \(first at line .*\)$)|( of line \d+$)", "", regex=True)
+    kinds = reasons.astype(str).str.replace(
+        r"(: .*$)|( \(first at line .*\)$)|( of line \d+$)", "", regex=True
+    )
     return {k: int(v) for k, v in Counter(kinds).most_common()}

@@ -31,15 +31,26 @@ def logistic_baseline(features: list[FeatureInfo], *, seed: int = 0) -> Pipeline
     transformers = []
     if numeric:
         transformers.append(
-            ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()), numeric)
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
+                ),
+                numeric,
+            )
         )
     if categorical:
         transformers.append(
             (
                 "categorical",
                 make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value="__missing__", keep_empty_features=True),
-                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=True),
+                    SimpleImputer(
+                        strategy="constant", fill_value="__missing__", keep_empty_features=True
+                    ),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=True
+                    ),
                 ),
                 categorical,
             )
@@ -84,7 +95,13 @@ class RuleBasedFitScore(ClassifierMixin, BaseEstimator):
                 op, threshold = _RULE.match(rule).groups()  # type: ignore[union-attr]
                 values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
                 t = float(threshold)
-                met = {">=": values >= t, "<=": values <= t, ">": values > t, "<": values < t, "==": values == t}[op]
+                met = {
+                    ">=": values >= t,
+                    "<=": values <= t,
+                    ">": values > t,
+                    "<": values < t,
+                    "==": values == t,
+                }[op]
             else:
                 allowed = {str(v) for v in (rule if isinstance(rule, list) else [rule])}
                 met = column.astype(str).isin(allowed).to_numpy()
@@ -99,7 +116,9 @@ class RuleBasedFitScore(ClassifierMixin, BaseEstimator):
         frame = pd.DataFrame({"points": points, "won": y})
         # Laplace-smoothed win rate per number of points.
         grouped = frame.groupby("points")["won"].agg(["sum", "count"])
-        self.rate_by_points_ = ((grouped["sum"] + self.base_rate_ * 2) / (grouped["count"] + 2)).to_dict()
+        self.rate_by_points_ = (
+            (grouped["sum"] + self.base_rate_ * 2) / (grouped["count"] + 2)
+        ).to_dict()
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

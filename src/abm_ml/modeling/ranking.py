@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from abm_ml.data.readers import SOURCE_ROW, read_table
+from abm_ml.data.spec import SourceSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
-from abm_ml.data.readers import SOURCE_ROW, read_table
 from abm_ml.schema import ACCOUNT_ID, ROW_ID
-from abm_ml.data.spec import SourceSpec
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
 NURTURE = "nurture"
@@ -40,7 +40,9 @@ class RankResult:
     meta: dict = field(default_factory=dict)
 
 
-def load_accounts(source: str | Path, *, table: str | None = None, query: str | None = None) -> pd.DataFrame:
+def load_accounts(
+    source: str | Path, *, table: str | None = None, query: str | None = None
+) -> pd.DataFrame:
     """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query."""
     text = str(source)
     if "://" in text:
@@ -55,9 +57,14 @@ def parse_tiers(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise AbmInputError(f"tiers must be whole numbers separated by commas, got {text!r}", field="--tiers") from None
+        raise AbmInputError(
+            f"tiers must be whole numbers separated by commas, got {text!r}", field="--tiers"
+        ) from None
     if not 1 <= len(sizes) <= 3 or any(s < 0 for s in sizes):
-        raise AbmInputError(f"give one to three non-negative tier sizes (1:1, 1:few, 1:many), got {text!r}", field="--tiers")
+        raise AbmInputError(
+            f"give one to three non-negative tier sizes (1:1, 1:few, 1:many), got {text!r}",
+            field="--tiers",
+        )
     return sizes
 
 
@@ -79,7 +86,13 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
         fresh = mask & reasons.isna()
         reasons[fresh] = reason[fresh] if isinstance(reason, pd.Series) else reason
 
-    id_column = ACCOUNT_ID if ACCOUNT_ID in accounts.columns else ROW_ID if ROW_ID in accounts.columns else None
+    id_column = (
+        ACCOUNT_ID
+        if ACCOUNT_ID in accounts.columns
+        else ROW_ID
+        if ROW_ID in accounts.columns
+        else None
+    )
     if id_column is None:
         raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
     ids = accounts[id_column].astype("string").str.strip()
@@ -87,14 +100,22 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
     add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
     for feature in scorer.features:
-        name = feature.name if feature.name in accounts.columns else feature.column if feature.column in accounts.columns else None
+        name = (
+            feature.name
+            if feature.name in accounts.columns
+            else feature.column
+            if feature.column in accounts.columns
+            else None
+        )
         if name is None:
             continue
         column = accounts[name]
         blank = column.isna() | (column.astype("string").str.strip() == "").fillna(True)
         present |= ~blank
         if feature.type != "categorical" and not pd.api.types.is_numeric_dtype(column):
-            parsed = scorer.preprocessor.raw_values(accounts[[name]].rename(columns={name: feature.name}))[feature.name]
+            parsed = scorer.preprocessor.raw_values(
+                accounts[[name]].rename(columns={name: feature.name})
+            )[feature.name]
             bad = parsed.isna() & ~blank
             add(bad, f"unparseable value in {name!r}: " + column.astype(str))
     add(~present, "no feature values at all")
@@ -119,7 +140,9 @@ def rank_accounts(
     ``progress(done, total)`` is called after each chunk of :data:`CHUNK_ROWS` accounts.
     """
     if sort_by not in SORT_KEYS:
-        raise AbmInputError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="--sort-by")
+        raise AbmInputError(
+            f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="--sort-by"
+        )
     as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
     accounts = accounts.reset_index(drop=True)
     if ACCOUNT_ID not in accounts.columns and ROW_ID in accounts.columns:
@@ -129,8 +152,13 @@ def rank_accounts(
         if not wanted:
             continue
         if column not in accounts.columns:
-            raise AbmInputError(f"cannot filter by {column!r}: the accounts have no such column", field=f"--{column}")
-        accounts = accounts[accounts[column].astype(str).isin([str(w) for w in wanted])].reset_index(drop=True)
+            raise AbmInputError(
+                f"cannot filter by {column!r}: the accounts have no such column",
+                field=f"--{column}",
+            )
+        accounts = accounts[
+            accounts[column].astype(str).isin([str(w) for w in wanted])
+        ].reset_index(drop=True)
 
     reasons = _unscorable(accounts, scorer)
     bad = reasons.notna()
@@ -144,7 +172,9 @@ def rank_accounts(
     for start in range(0, len(good), CHUNK_ROWS):
         chunk = good.iloc[start : start + CHUNK_ROWS]
         scored = scorer.score(chunk, k_up=k_up, k_down=1, with_velocity_reasons=False)
-        scored["top_reasons"] = [reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]]
+        scored["top_reasons"] = [
+            reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]
+        ]
         scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]]
         for column in FILTER_COLUMNS:
             if column in chunk.columns:
@@ -152,8 +182,14 @@ def rank_accounts(
         parts.append(scored)
         if progress is not None:
             progress(min(start + CHUNK_ROWS, len(good)), len(good))
-    ranked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["account_id", "propensity", sort_by])
-    ranked = ranked.sort_values([sort_by, "propensity"], ascending=False, kind="stable", ignore_index=True)
+    ranked = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["account_id", "propensity", sort_by])
+    )
+    ranked = ranked.sort_values(
+        [sort_by, "propensity"], ascending=False, kind="stable", ignore_index=True
+    )
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     ranked.insert(2, "abm_tier", abm_tiers(len(ranked), tiers))
     ranked["model_name"] = model_name
@@ -175,9 +211,27 @@ def rank_accounts(
 
 
 OUTPUT_COLUMNS = (
-    "rank", "account_id", "abm_tier", "tier", "propensity", "score", "days_to_close_p10", "days_to_close_p50",
-    "days_to_close_p90", "amount", "expected_value", "priority", "top_reasons", "risk", "movement",
-    "segment", "region", "owner", "model_name", "model_version", "as_of",
+    "rank",
+    "account_id",
+    "abm_tier",
+    "tier",
+    "propensity",
+    "score",
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    "amount",
+    "expected_value",
+    "priority",
+    "top_reasons",
+    "risk",
+    "movement",
+    "segment",
+    "region",
+    "owner",
+    "model_name",
+    "model_version",
+    "as_of",
 )
 
 

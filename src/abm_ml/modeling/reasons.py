@@ -59,9 +59,16 @@ def _is_missing(value: object) -> bool:
 def reason_text(feature: FeatureInfo, value: object) -> str:
     """One sentence about a feature's value, from the spec's description and template."""
     if _is_missing(value):
-        return feature.missing_text or f"{feature.description[:1].upper()}{feature.description[1:]}: unknown"
+        return (
+            feature.missing_text
+            or f"{feature.description[:1].upper()}{feature.description[1:]}: unknown"
+        )
     if feature.type == "boolean":
-        truthy = bool(float(value)) if not isinstance(value, str) else value.lower() in {"1", "true", "yes"}
+        truthy = (
+            bool(float(value))
+            if not isinstance(value, str)
+            else value.lower() in {"1", "true", "yes"}
+        )
         text = feature.true_text if truthy else feature.false_text
         if text:
             return text
@@ -181,10 +188,23 @@ def breakdown(scorer, record: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, flo
     for j, name in enumerate(contrib.feature_names):
         c = float(contrib.values[0, j])
         value = raw_values[name].iloc[0]
-        effect = float(scorer.propensity_from_raw(np.array([raw]))[0] - scorer.propensity_from_raw(np.array([raw - c]))[0])
-        rows.append({"feature": name, "value": display_value(value), "text": reason_text(by_name[name], value), "log_odds": c, "probability_points": effect})
+        effect = float(
+            scorer.propensity_from_raw(np.array([raw]))[0]
+            - scorer.propensity_from_raw(np.array([raw - c]))[0]
+        )
+        rows.append(
+            {
+                "feature": name,
+                "value": display_value(value),
+                "text": reason_text(by_name[name], value),
+                "log_odds": c,
+                "probability_points": effect,
+            }
+        )
     frame = pd.DataFrame(rows)
-    frame = frame.reindex(frame["log_odds"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+    frame = frame.reindex(frame["log_odds"].abs().sort_values(ascending=False).index).reset_index(
+        drop=True
+    )
     base = float(contrib.base[0])
     totals = {
         "base_log_odds": base,

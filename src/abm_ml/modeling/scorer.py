@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from abm_ml.modeling import reasons as explain
 from abm_ml.config import num_threads
-from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling import reasons as explain
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 
 TIER_NAMES = ("A", "B", "C", "D")
 """Fit tiers by propensity: A = top 10 % of the holdout, B = next 20 %, C = next 30 %, D = the rest."""
@@ -82,13 +82,24 @@ class Preprocessor:
             if feature.type == "categorical":
                 text = column.astype(object)
                 values[feature.name] = text.where(text.notna(), np.nan).map(
-                    lambda v: v if isinstance(v, str) or (isinstance(v, float) and np.isnan(v)) else str(v)
+                    lambda v: (
+                        v
+                        if isinstance(v, str) or (isinstance(v, float) and np.isnan(v))
+                        else str(v)
+                    )
                 )
             elif feature.type == "boolean" and not pd.api.types.is_numeric_dtype(column):
                 lowered = column.astype("string").str.strip().str.lower()
                 values[feature.name] = pd.Series(
-                    np.where(lowered.isin(["1", "true", "yes", "y", "t", "1.0"]).fillna(False), 1.0,
-                             np.where(lowered.isin(["0", "false", "no", "n", "f", "0.0"]).fillna(False), 0.0, np.nan)),
+                    np.where(
+                        lowered.isin(["1", "true", "yes", "y", "t", "1.0"]).fillna(False),
+                        1.0,
+                        np.where(
+                            lowered.isin(["0", "false", "no", "n", "f", "0.0"]).fillna(False),
+                            0.0,
+                            np.nan,
+                        ),
+                    ),
                     index=frame.index,
                 )
             else:
@@ -111,7 +122,10 @@ class VelocityModel:
     fallback_days: float
 
     def predict_log(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
-        preds = {q: np.asarray(b.predict(matrix, num_threads=num_threads())) for q, b in self.boosters.items()}
+        preds = {
+            q: np.asarray(b.predict(matrix, num_threads=num_threads()))
+            for q, b in self.boosters.items()
+        }
         # Quantile models are fitted separately and may cross; sort so P10 <= P50 <= P90.
         stacked = np.sort(np.vstack([preds["p10"], preds["p50"], preds["p90"]]), axis=0)
         return {"p10": stacked[0], "p50": stacked[1], "p90": stacked[2]}
@@ -185,7 +199,13 @@ class AccountScorer:
         records = records.reset_index(drop=True)
         matrix = self.preprocessor.transform(records)
         contrib = explain.contributions(self.propensity_booster, matrix) if with_reasons else None
-        raw = contrib.raw if contrib is not None else np.asarray(self.propensity_booster.predict(matrix, raw_score=True, num_threads=num_threads()))
+        raw = (
+            contrib.raw
+            if contrib is not None
+            else np.asarray(
+                self.propensity_booster.predict(matrix, raw_score=True, num_threads=num_threads())
+            )
+        )
         propensity = self.propensity_from_raw(raw)
 
         if self.velocity is not None:
@@ -231,8 +251,13 @@ class AccountScorer:
                 return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
 
             out["reasons"] = explain.reasons(
-                contrib, raw_values, self.features, k_up=k_up, k_down=k_down,
-                effect=probability_effect, effect_unit="probability_points",
+                contrib,
+                raw_values,
+                self.features,
+                k_up=k_up,
+                k_down=k_down,
+                effect=probability_effect,
+                effect_unit="probability_points",
             )
             if self.velocity is not None and with_velocity_reasons:
                 vcontrib = explain.contributions(self.velocity.boosters["p50"], matrix)
@@ -241,8 +266,13 @@ class AccountScorer:
                     return np.expm1(with_c) - np.expm1(without_c)
 
                 out["velocity_reasons"] = explain.reasons(
-                    vcontrib, raw_values, self.features, k_up=k_up, k_down=k_down,
-                    effect=days_effect, effect_unit="days",
+                    vcontrib,
+                    raw_values,
+                    self.features,
+                    k_up=k_up,
+                    k_down=k_down,
+                    effect=days_effect,
+                    effect_unit="days",
                 )
         return out
 

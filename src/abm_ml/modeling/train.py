@@ -26,15 +26,21 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from abm_ml.modeling import metrics as m
-from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
 from abm_ml.config import num_threads
-from abm_ml.modeling.reasons import contributions
 from abm_ml.data.leakage import LeakFinding, check_leakage, refused
-from abm_ml.modeling.scorer import TIER_SHARES, AccountScorer, Calibrator, Preprocessor, VelocityModel
-from abm_ml.schema import AMOUNT, CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, OPEN, OUTCOME, WON
 from abm_ml.data.split import Split, make_split
 from abm_ml.data.validate import Dataset
+from abm_ml.modeling import metrics as m
+from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
+from abm_ml.modeling.reasons import contributions
+from abm_ml.modeling.scorer import (
+    TIER_SHARES,
+    AccountScorer,
+    Calibrator,
+    Preprocessor,
+    VelocityModel,
+)
+from abm_ml.schema import AMOUNT, CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, OPEN, OUTCOME, WON
 
 MODEL_NAME = "abm-ml"
 QUANTILES = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
@@ -113,8 +119,14 @@ class TrainingResult:
     @property
     def headline(self) -> dict[str, float]:
         main = self.propensity[MODEL_NAME]
-        out = {"roc_auc": main["roc_auc"].value, "roc_auc_low": main["roc_auc"].low, "roc_auc_high": main["roc_auc"].high,
-               "pr_auc": main["pr_auc"].value, "brier": main["brier"].value, "lift_top_decile": main["lift_top_decile"].value}
+        out = {
+            "roc_auc": main["roc_auc"].value,
+            "roc_auc_low": main["roc_auc"].low,
+            "roc_auc_high": main["roc_auc"].high,
+            "pr_auc": main["pr_auc"].value,
+            "brier": main["brier"].value,
+            "lift_top_decile": main["lift_top_decile"].value,
+        }
         if MODEL_NAME in self.velocity:
             out["velocity_mae_days"] = self.velocity[MODEL_NAME]["mae_days"].value
         return out
@@ -124,13 +136,26 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return (frame[OUTCOME].to_numpy() == WON).astype(int)
 
 
-def _fit_booster(params: dict, config: TrainConfig, train_x, train_y, valid_x, valid_y, categorical: list[str], monotone: list[int] | None):
+def _fit_booster(
+    params: dict,
+    config: TrainConfig,
+    train_x,
+    train_y,
+    valid_x,
+    valid_y,
+    categorical: list[str],
+    monotone: list[int] | None,
+):
     full = dict(params)
     if monotone and any(monotone):
         full["monotone_constraints"] = monotone
         full["monotone_constraints_method"] = "advanced"
-    train_set = lgb.Dataset(train_x, train_y, categorical_feature=categorical or "auto", free_raw_data=False)
-    valid_set = lgb.Dataset(valid_x, valid_y, reference=train_set, categorical_feature=categorical or "auto")
+    train_set = lgb.Dataset(
+        train_x, train_y, categorical_feature=categorical or "auto", free_raw_data=False
+    )
+    valid_set = lgb.Dataset(
+        valid_x, valid_y, reference=train_set, categorical_feature=categorical or "auto"
+    )
     return lgb.train(
         full,
         train_set,
@@ -140,14 +165,18 @@ def _fit_booster(params: dict, config: TrainConfig, train_x, train_y, valid_x, v
     )
 
 
-def choose_calibrator(raw: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[Calibrator, dict[str, float]]:
+def choose_calibrator(
+    raw: np.ndarray, y: np.ndarray, *, seed: int
+) -> tuple[Calibrator, dict[str, float]]:
     """Isotonic or sigmoid, whichever has the lower cross-validated log loss on held-out rows."""
     n_splits = int(min(5, max(2, min(np.bincount(y, minlength=2)))))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     losses: dict[str, list[float]] = {"isotonic": [], "sigmoid": [], "none": []}
     eps = 1e-4
     for fit_idx, eval_idx in folds.split(raw, y):
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(raw[fit_idx], y[fit_idx])
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(
+            raw[fit_idx], y[fit_idx]
+        )
         sig = LogisticRegression(C=1e6).fit(raw[fit_idx, None], y[fit_idx])
         candidates = {
             "isotonic": np.clip(iso.predict(raw[eval_idx]), eps, 1 - eps),
@@ -156,14 +185,21 @@ def choose_calibrator(raw: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[Cal
         }
         for name, p in candidates.items():
             p = np.clip(p, eps, 1 - eps)
-            losses[name].append(float(-np.mean(y[eval_idx] * np.log(p) + (1 - y[eval_idx]) * np.log(1 - p))))
+            losses[name].append(
+                float(-np.mean(y[eval_idx] * np.log(p) + (1 - y[eval_idx]) * np.log(1 - p)))
+            )
     mean_loss = {name: float(np.mean(v)) for name, v in losses.items()}
     best = min(("isotonic", "sigmoid"), key=lambda k: mean_loss[k])
     if best == "isotonic":
-        calibrator = Calibrator("isotonic", isotonic=IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(raw, y))
+        calibrator = Calibrator(
+            "isotonic",
+            isotonic=IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(raw, y),
+        )
     else:
         sig = LogisticRegression(C=1e6).fit(raw[:, None], y)
-        calibrator = Calibrator("sigmoid", coef=float(sig.coef_[0, 0]), intercept=float(sig.intercept_[0]))
+        calibrator = Calibrator(
+            "sigmoid", coef=float(sig.coef_[0, 0]), intercept=float(sig.intercept_[0])
+        )
     return calibrator, {f"calibration_cv_log_loss_{k}": v for k, v in mean_loss.items()}
 
 
@@ -174,7 +210,9 @@ def _velocity(
     params: dict,
     config: TrainConfig,
     categorical: list[str],
-) -> tuple[VelocityModel | None, dict[str, dict[str, m.Metric]], dict[str, float], dict[str, int], float]:
+) -> tuple[
+    VelocityModel | None, dict[str, dict[str, m.Metric]], dict[str, float], dict[str, int], float
+]:
     frame = dataset.frame
     days = frame[DAYS_TO_CLOSE].to_numpy(dtype=float)
     won = frame[OUTCOME].to_numpy() == WON
@@ -183,7 +221,13 @@ def _velocity(
         return positions[won[positions] & np.isfinite(days[positions])]
 
     train, valid, test = won_rows(split.train), won_rows(split.valid), won_rows(split.test)
-    fallback = float(np.median(days[train])) if len(train) else float(np.nanmedian(days)) if np.isfinite(days).any() else 30.0
+    fallback = (
+        float(np.median(days[train]))
+        if len(train)
+        else float(np.nanmedian(days))
+        if np.isfinite(days).any()
+        else 30.0
+    )
     if len(train) < 50 or len(valid) < 10 or len(test) < 10:
         return None, {}, {"velocity_trained": 0.0}, {}, fallback
 
@@ -191,19 +235,47 @@ def _velocity(
     best: dict[str, int] = {}
     target = np.log1p(days)
     for name, alpha in QUANTILES.items():
-        qparams = {**params, "objective": "quantile", "alpha": alpha, "metric": "quantile",
-                   "learning_rate": max(config.velocity_learning_rate, params["learning_rate"])}
+        qparams = {
+            **params,
+            "objective": "quantile",
+            "alpha": alpha,
+            "metric": "quantile",
+            "learning_rate": max(config.velocity_learning_rate, params["learning_rate"]),
+        }
         boosters[name] = _fit_booster(
-            qparams, config, matrix.iloc[train], target[train], matrix.iloc[valid], target[valid], categorical, None
+            qparams,
+            config,
+            matrix.iloc[train],
+            target[train],
+            matrix.iloc[valid],
+            target[valid],
+            categorical,
+            None,
         )
-        best[f"velocity_{name}"] = int(boosters[name].best_iteration or boosters[name].current_iteration())
+        best[f"velocity_{name}"] = int(
+            boosters[name].best_iteration or boosters[name].current_iteration()
+        )
     model = VelocityModel(boosters=boosters, fallback_days=fallback)
     pred = {q: np.expm1(v) for q, v in model.predict_log(matrix.iloc[test]).items()}
     results = {
-        MODEL_NAME: m.velocity_metrics(days[test], pred["p50"], pred["p10"], pred["p90"], baseline_days=fallback, n_boot=config.n_boot, seed=config.seed),
-        "median_days_baseline": m.velocity_metrics(days[test], np.full(len(test), fallback), n_boot=config.n_boot, seed=config.seed),
+        MODEL_NAME: m.velocity_metrics(
+            days[test],
+            pred["p50"],
+            pred["p10"],
+            pred["p90"],
+            baseline_days=fallback,
+            n_boot=config.n_boot,
+            seed=config.seed,
+        ),
+        "median_days_baseline": m.velocity_metrics(
+            days[test], np.full(len(test), fallback), n_boot=config.n_boot, seed=config.seed
+        ),
     }
-    extra: dict[str, float] = {"velocity_trained": 1.0, "velocity_train_rows": float(len(train)), "velocity_test_rows": float(len(test))}
+    extra: dict[str, float] = {
+        "velocity_trained": 1.0,
+        "velocity_train_rows": float(len(train)),
+        "velocity_test_rows": float(len(test)),
+    }
 
     # Censoring: open deals are right-censored at the data's end; lost deals never close as won.
     is_open = frame[OUTCOME].to_numpy() == OPEN
@@ -211,8 +283,14 @@ def _velocity(
         as_of = pd.concat([frame[CREATED_AT], frame[CLOSED_AT]]).max()
         created = frame[CREATED_AT]
         open_days = ((as_of - created).dt.total_seconds() / 86400.0).to_numpy()
-        recent_open = np.flatnonzero(is_open & (created >= pd.Timestamp(split.test_start)).to_numpy() & np.isfinite(open_days))
-        older_open = np.flatnonzero(is_open & (created < pd.Timestamp(split.test_start)).to_numpy() & np.isfinite(open_days))
+        recent_open = np.flatnonzero(
+            is_open
+            & (created >= pd.Timestamp(split.test_start)).to_numpy()
+            & np.isfinite(open_days)
+        )
+        older_open = np.flatnonzero(
+            is_open & (created < pd.Timestamp(split.test_start)).to_numpy() & np.isfinite(open_days)
+        )
         eval_rows = np.concatenate([test, recent_open])
         durations = np.where(is_open[eval_rows], open_days[eval_rows], days[eval_rows])
         events = (~is_open[eval_rows]).astype(int)
@@ -221,11 +299,26 @@ def _velocity(
         extra["velocity_censored_in_test"] = float(len(recent_open))
         extra["velocity_censored_in_train"] = float(len(older_open))
         if config.velocity_aft:
-            extra.update(_aft_comparison(dataset, matrix, train, older_open, open_days, eval_rows, durations, events, days, test))
+            extra.update(
+                _aft_comparison(
+                    dataset,
+                    matrix,
+                    train,
+                    older_open,
+                    open_days,
+                    eval_rows,
+                    durations,
+                    events,
+                    days,
+                    test,
+                )
+            )
     return model, results, extra, best, fallback
 
 
-def _aft_comparison(dataset, matrix, train, older_open, open_days, eval_rows, durations, events, days, test) -> dict[str, float]:
+def _aft_comparison(
+    dataset, matrix, train, older_open, open_days, eval_rows, durations, events, days, test
+) -> dict[str, float]:
     """Log-normal AFT (lifelines) on won + censored open deals, as the censoring-aware comparison."""
     from lifelines import LogNormalAFTFitter
 
@@ -235,7 +328,9 @@ def _aft_comparison(dataset, matrix, train, older_open, open_days, eval_rows, du
     def design(rows: np.ndarray, reference: pd.DataFrame | None = None) -> pd.DataFrame:
         part = matrix.iloc[rows]
         x = part[numeric].astype(float)
-        dummies = [pd.get_dummies(part[c].astype(object), prefix=c, dtype=float) for c in categorical]
+        dummies = [
+            pd.get_dummies(part[c].astype(object), prefix=c, dtype=float) for c in categorical
+        ]
         x = pd.concat([x, *dummies], axis=1)
         if reference is not None:
             x = x.reindex(columns=reference.columns, fill_value=0.0)
@@ -253,8 +348,12 @@ def _aft_comparison(dataset, matrix, train, older_open, open_days, eval_rows, du
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            aft = LogNormalAFTFitter(penalizer=0.1).fit(x_fit, duration_col="duration", event_col="won")
-        x_eval = ((design(eval_rows, x_fit.drop(columns=["duration", "won"])) - means) / stds).fillna(0.0)
+            aft = LogNormalAFTFitter(penalizer=0.1).fit(
+                x_fit, duration_col="duration", event_col="won"
+            )
+        x_eval = (
+            (design(eval_rows, x_fit.drop(columns=["duration", "won"])) - means) / stds
+        ).fillna(0.0)
         median = np.asarray(aft.predict_median(x_eval)).ravel()
         c_index = m.concordance_index(durations, median, events)
         test_median = median[: len(test)]
@@ -274,7 +373,10 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     if min(len(split.train), len(split.valid), len(split.test)) == 0:
         from abm_ml.errors import AbmInputError
 
-        raise AbmInputError("too few closed deals to split into train, validation and test", source=dataset.spec.name)
+        raise AbmInputError(
+            "too few closed deals to split into train, validation and test",
+            source=dataset.spec.name,
+        )
 
     findings = check_leakage(frame.iloc[split.train], dataset.features, dataset.spec)
     dropped = refused(findings)
@@ -282,7 +384,9 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     if not features:
         from abm_ml.errors import AbmInputError
 
-        raise AbmInputError("every feature was refused by the leakage guard", source=dataset.spec.name)
+        raise AbmInputError(
+            "every feature was refused by the leakage guard", source=dataset.spec.name
+        )
 
     preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
     matrix = preprocessor.transform(frame)
@@ -294,8 +398,12 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     booster = _fit_booster(
         {**params, "objective": "binary", "metric": "binary_logloss"},
         config,
-        matrix.iloc[split.train], y[split.train], matrix.iloc[split.valid], y[split.valid],
-        categorical, monotone,
+        matrix.iloc[split.train],
+        y[split.train],
+        matrix.iloc[split.valid],
+        y[split.valid],
+        categorical,
+        monotone,
     )
     best = {"propensity": int(booster.best_iteration or booster.current_iteration())}
     timings["propensity_fit_s"] = time.perf_counter() - started
@@ -306,7 +414,9 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     thresholds = [float(np.quantile(propensity_valid, 1 - share)) for share in TIER_SHARES]
 
     t0 = time.perf_counter()
-    velocity, velocity_results, velocity_extra, velocity_best, fallback_days = _velocity(dataset, split, matrix, params, config, categorical)
+    velocity, velocity_results, velocity_extra, velocity_best, fallback_days = _velocity(
+        dataset, split, matrix, params, config, categorical
+    )
     best.update(velocity_best)
     timings["velocity_fit_s"] = time.perf_counter() - t0
 
@@ -340,29 +450,55 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     raw_test = np.asarray(booster.predict(matrix.iloc[test], raw_score=True))
     p_model = calibrator(raw_test)
     fit_rows = np.concatenate([split.train, split.valid])
-    logistic = logistic_baseline(features, seed=config.seed).fit(as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows])
+    logistic = logistic_baseline(features, seed=config.seed).fit(
+        as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows]
+    )
     p_logistic = logistic.predict_proba(as_logistic_input(frame.iloc[test], features))[:, 1]
     rules = RuleBasedFitScore(dict(dataset.spec.icp)).fit(frame.iloc[fit_rows], y[fit_rows])
     p_rules = rules.predict_proba(frame.iloc[test])[:, 1]
     test_amounts = amounts[test] if np.isfinite(amounts[test]).all() else None
     capacity = config.capacity
     propensity_results = {
-        name: m.propensity_metrics(y_test, p, k=capacity, n_boot=config.n_boot, seed=config.seed, amounts=test_amounts)
-        for name, p in ((MODEL_NAME, p_model), ("logistic_regression", p_logistic), ("rule_based_fit", p_rules))
+        name: m.propensity_metrics(
+            y_test, p, k=capacity, n_boot=config.n_boot, seed=config.seed, amounts=test_amounts
+        )
+        for name, p in (
+            (MODEL_NAME, p_model),
+            ("logistic_regression", p_logistic),
+            ("rule_based_fit", p_rules),
+        )
     }
     timings["evaluate_s"] = time.perf_counter() - t0
 
     # SHAP on a sample: TreeSHAP is the costly part of explaining (~3 ms per row on IBM's trees).
-    sample = test if len(test) <= SHAP_SAMPLE else np.sort(np.random.default_rng(config.seed).choice(test, SHAP_SAMPLE, replace=False))
+    sample = (
+        test
+        if len(test) <= SHAP_SAMPLE
+        else np.sort(np.random.default_rng(config.seed).choice(test, SHAP_SAMPLE, replace=False))
+    )
     contrib = contributions(booster, matrix.iloc[sample])
     importance = pd.DataFrame(
         {"feature": contrib.feature_names, "mean_abs_shap": np.abs(contrib.values).mean(axis=0)}
     ).sort_values("mean_abs_shap", ascending=False, ignore_index=True)
 
-    keep_columns = ["row_id", "account_id", OUTCOME, CREATED_AT, CLOSED_AT, DAYS_TO_CLOSE, AMOUNT] + [f.name for f in features]
+    keep_columns = [
+        "row_id",
+        "account_id",
+        OUTCOME,
+        CREATED_AT,
+        CLOSED_AT,
+        DAYS_TO_CLOSE,
+        AMOUNT,
+    ] + [f.name for f in features]
     holdout = frame.iloc[test][keep_columns].reset_index(drop=True)
     holdout_predictions = pd.DataFrame(
-        {"row_id": holdout["row_id"], "won": y_test, MODEL_NAME: p_model, "logistic_regression": p_logistic, "rule_based_fit": p_rules}
+        {
+            "row_id": holdout["row_id"],
+            "won": y_test,
+            MODEL_NAME: p_model,
+            "logistic_regression": p_logistic,
+            "rule_based_fit": p_rules,
+        }
     )
     timings["total_s"] = time.perf_counter() - started
     return TrainingResult(

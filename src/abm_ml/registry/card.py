@@ -11,7 +11,10 @@ from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 def _table(frame) -> str:
     header = "| metric | " + " | ".join(frame.columns) + " |"
     rule = "|---" * (len(frame.columns) + 1) + "|"
-    rows = [f"| {idx} | " + " | ".join(str(v) for v in row) + " |" for idx, row in zip(frame.index, frame.values)]
+    rows = [
+        f"| {idx} | " + " | ".join(str(v) for v in row) + " |"
+        for idx, row in zip(frame.index, frame.values)
+    ]
     return "\n".join([header, rule, *rows])
 
 
@@ -28,7 +31,9 @@ def verdict(result: TrainingResult) -> str:
     return f"ROC AUC {auc} on the holdout, {better} logistic regression ({logistic})."
 
 
-def model_card(result: TrainingResult, *, version: str | None = None, run_id: str | None = None) -> str:
+def model_card(
+    result: TrainingResult, *, version: str | None = None, run_id: str | None = None
+) -> str:
     """Markdown model card logged with the run and shown in the training report."""
     ds = result.dataset
     s = result.split.describe()
@@ -40,39 +45,68 @@ def model_card(result: TrainingResult, *, version: str | None = None, run_id: st
         "## Data",
         f"- Dataset: {ds.spec.description or ds.spec.name}; hash `{ds.sha256[:16]}`.",
         f"- Rows read {ds.summary.rows_read}, accepted {ds.summary.accepted}, rejected {ds.summary.rejected}"
-        + (f" ({json.dumps(ds.summary.rejected_by_reason)})" if ds.summary.rejected else "") + ".",
+        + (f" ({json.dumps(ds.summary.rejected_by_reason)})" if ds.summary.rejected else "")
+        + ".",
         f"- Outcomes: {ds.summary.outcomes['won']} won, {ds.summary.outcomes['lost']} lost, {ds.summary.outcomes['open']} open.",
-        f"- Features used ({len(result.scorer.features)}): " + ", ".join(f"`{f.name}`" for f in result.scorer.features) + ".",
+        f"- Features used ({len(result.scorer.features)}): "
+        + ", ".join(f"`{f.name}`" for f in result.scorer.features)
+        + ".",
     ]
     if ds.summary.excluded:
-        lines.append("- Excluded by the spec: " + "; ".join(f"`{c}` ({r})" for c, r in ds.summary.excluded.items()) + ".")
+        lines.append(
+            "- Excluded by the spec: "
+            + "; ".join(f"`{c}` ({r})" for c, r in ds.summary.excluded.items())
+            + "."
+        )
     for finding in result.leak_findings:
         lines.append(f"- Leakage guard: {finding.message()}.")
     lines += [
         "",
         "## Split",
         f"- Method: **{s['method']}**"
-        + (f", test period from {s['test_start']}, validation from {s['valid_start']}" if s.get("test_start") else " (stratified by outcome, grouped by account)")
+        + (
+            f", test period from {s['test_start']}, validation from {s['valid_start']}"
+            if s.get("test_start")
+            else " (stratified by outcome, grouped by account)"
+        )
         + f"; train {s['n_train']}, validation {s['n_valid']}, test {s['n_test']} rows"
-        + (f"; {s['n_held_out']} older rows of test accounts held out so no account is on both sides." if s["n_held_out"] else "."),
+        + (
+            f"; {s['n_held_out']} older rows of test accounts held out so no account is on both sides."
+            if s["n_held_out"]
+            else "."
+        ),
         f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on validation rows: "
-        + ", ".join(f"{k.rsplit('_', 1)[-1]} {v:.4f}" for k, v in result.calibration_choice.items()) + ").",
+        + ", ".join(f"{k.rsplit('_', 1)[-1]} {v:.4f}" for k, v in result.calibration_choice.items())
+        + ").",
         "",
         "## Propensity to buy (holdout, 95 % bootstrap intervals)",
         _table(m.metrics_table(result.propensity)),
     ]
     if result.velocity:
-        lines += ["", "## Deal velocity (won deals in the holdout)", _table(m.metrics_table(result.velocity))]
+        lines += [
+            "",
+            "## Deal velocity (won deals in the holdout)",
+            _table(m.metrics_table(result.velocity)),
+        ]
         extra = {k: v for k, v in result.velocity_extra.items() if "c_index" in k or "aft_mae" in k}
         if extra:
             lines.append("")
-            lines.append("Censoring-aware comparison (won deals as events, open deals censored at the data's end): "
-                         + ", ".join(f"{k} = {v:.3f}" for k, v in extra.items()) + ".")
+            lines.append(
+                "Censoring-aware comparison (won deals as events, open deals censored at the data's end): "
+                + ", ".join(f"{k} = {v:.3f}" for k, v in extra.items())
+                + "."
+            )
     else:
-        lines += ["", "## Deal velocity", "Not trained: too few won deals with a known duration; the median days are used."]
+        lines += [
+            "",
+            "## Deal velocity",
+            "Not trained: too few won deals with a known duration; the median days are used.",
+        ]
     top = result.feature_importance.head(10)
     lines += ["", "## What drives the score (mean |SHAP| on the holdout, log-odds)", ""]
-    lines += [f"{i + 1}. `{r.feature}`: {r.mean_abs_shap:.3f}" for i, r in enumerate(top.itertuples())]
+    lines += [
+        f"{i + 1}. `{r.feature}`: {r.mean_abs_shap:.3f}" for i, r in enumerate(top.itertuples())
+    ]
     lines += [
         "",
         "## How to read the numbers",

@@ -22,8 +22,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
-from abm_ml.modeling import metrics as m
 from abm_ml.errors import AbmInputError, ModelNotPromotableError
+from abm_ml.modeling import metrics as m
 from abm_ml.registry.tracking import configure
 
 HISTORY_TAG = "abm_ml.champion_history"
@@ -61,7 +61,10 @@ def resolve_version(name: str, ref: str):
             raise AbmInputError(f"model {name!r} has no version {ref}", field="version") from None
     mv = _version_by_alias(client, name, ref)
     if mv is None:
-        raise AbmInputError(f"model {name!r} has no version with alias {ref!r}; train and promote first", field="alias")
+        raise AbmInputError(
+            f"model {name!r} has no version with alias {ref!r}; train and promote first",
+            field="alias",
+        )
     return mv
 
 
@@ -71,16 +74,22 @@ def load_scorer(name: str, ref: str):
 
     mv = resolve_version(name, ref)
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp
+        )
         scorer_files = list(Path(local).rglob("scorer.joblib"))
         if not scorer_files:
-            raise AbmInputError(f"version {mv.version} of {name!r} carries no scorer", field="model")
+            raise AbmInputError(
+                f"version {mv.version} of {name!r} carries no scorer", field="model"
+            )
         return joblib.load(scorer_files[0]), mv
 
 
 def _holdout(run_id: str) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data/holdout.parquet", dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="data/holdout.parquet", dst_path=tmp
+        )
         return pd.read_parquet(path)
 
 
@@ -89,16 +98,28 @@ def _history(client: MlflowClient, name: str) -> list[str]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def _record(client: MlflowClient, name: str, version: str, action: str, reason: str, history: list[str]) -> None:
+def _record(
+    client: MlflowClient, name: str, version: str, action: str, reason: str, history: list[str]
+) -> None:
     client.set_registered_model_alias(name, cfg.CHAMPION, version)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    client.set_registered_model_tag(name, "abm_ml.last_action", json.dumps({"action": action, "version": version, "at": _now(), "reason": reason}))
+    client.set_registered_model_tag(
+        name,
+        "abm_ml.last_action",
+        json.dumps({"action": action, "version": version, "at": _now(), "reason": reason}),
+    )
     client.set_model_version_tag(name, version, f"abm_ml.{action}_at", _now())
     client.set_model_version_tag(name, version, f"abm_ml.{action}_reason", reason)
     client.set_model_version_tag(name, version, f"abm_ml.{action}_by", getpass.getuser())
 
 
-def promote(*, name: str | None = None, version: str | None = None, force: bool = False, metric: str = "roc_auc") -> Decision:
+def promote(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    force: bool = False,
+    metric: str = "roc_auc",
+) -> Decision:
     """Make the challenger (or ``version``) champion if it beats the champion on the same holdout.
 
     Raises:
@@ -125,7 +146,9 @@ def promote(*, name: str | None = None, version: str | None = None, force: bool 
         reason = "first champion: no model to compare with"
         decision = Decision(True, target, None, reason)
     elif force:
-        decision = Decision(True, target, previous, f"forced over version {previous} without comparison")
+        decision = Decision(
+            True, target, previous, f"forced over version {previous} without comparison"
+        )
     else:
         holdout = _holdout(challenger.run_id)
         y = (holdout["outcome"] == "won").to_numpy(dtype=int)
@@ -140,15 +163,25 @@ def promote(*, name: str | None = None, version: str | None = None, force: bool 
                 )
             propensity = scorer.score(holdout, with_reasons=False)["propensity"].to_numpy()
             scores[label] = m.propensity_metrics(y, propensity, n_boot=0)[metric].value
-        better = scores["challenger"] > scores["champion"] if metric != "brier" and metric != "log_loss" else scores["challenger"] < scores["champion"]
+        better = (
+            scores["challenger"] > scores["champion"]
+            if metric != "brier" and metric != "log_loss"
+            else scores["challenger"] < scores["champion"]
+        )
         reason = (
             f"{metric} on the challenger's holdout ({len(holdout)} rows): challenger v{challenger.version} "
             f"{scores['challenger']:.4f} vs champion v{previous} {scores['champion']:.4f}"
         )
         if not better:
-            client.set_model_version_tag(name, challenger.version, "abm_ml.promotion_refused", f"{_now()}: {reason}")
-            raise ModelNotPromotableError(f"not promoted: {reason}; use --force to promote anyway", field="promote")
-        decision = Decision(True, target, previous, reason, scores["challenger"], scores["champion"])
+            client.set_model_version_tag(
+                name, challenger.version, "abm_ml.promotion_refused", f"{_now()}: {reason}"
+            )
+            raise ModelNotPromotableError(
+                f"not promoted: {reason}; use --force to promote anyway", field="promote"
+            )
+        decision = Decision(
+            True, target, previous, reason, scores["challenger"], scores["champion"]
+        )
 
     _record(client, name, target, "promoted", decision.reason, history + [target])
     return decision
@@ -182,7 +215,19 @@ def versions_table(name: str | None = None) -> pd.DataFrame:
     rows = []
     for found in client.search_model_versions(f"name='{name}'"):
         mv = client.get_model_version(name, found.version)  # search results carry no aliases
-        rows.append({"version": int(mv.version), "aliases": ",".join(mv.aliases), "dataset": mv.tags.get("dataset"),
-                     "roc_auc": mv.tags.get("roc_auc"), "interval": mv.tags.get("roc_auc_interval"),
-                     "no_better_than_chance": mv.tags.get("no_better_than_chance"), "trained_at": mv.tags.get("trained_at")})
-    return pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True) if rows else pd.DataFrame()
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": ",".join(mv.aliases),
+                "dataset": mv.tags.get("dataset"),
+                "roc_auc": mv.tags.get("roc_auc"),
+                "interval": mv.tags.get("roc_auc_interval"),
+                "no_better_than_chance": mv.tags.get("no_better_than_chance"),
+                "trained_at": mv.tags.get("trained_at"),
+            }
+        )
+    return (
+        pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True)
+        if rows
+        else pd.DataFrame()
+    )

@@ -29,7 +29,9 @@ class AccountScorerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.scorer: AccountScorer = joblib.load(context.artifacts[SCORER_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         params = params or {}
         scored = self.scorer.score(
             model_input,
@@ -50,7 +52,10 @@ def to_json_columns(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def input_signature(scorer: AccountScorer) -> Schema:
-    cols = [ColSpec("string", "account_id", required=False), ColSpec("double", "amount", required=False)]
+    cols = [
+        ColSpec("string", "account_id", required=False),
+        ColSpec("double", "amount", required=False),
+    ]
     for feature in scorer.features:
         kind = "string" if feature.type == "categorical" else "double"
         cols.append(ColSpec(kind, feature.name, required=False))
@@ -84,19 +89,27 @@ def signature(scorer: AccountScorer) -> ModelSignature:
             ParamSpec("with_reasons", "boolean", True),
         ]
     )
-    return ModelSignature(inputs=input_signature(scorer), outputs=output_signature(scorer), params=params)
+    return ModelSignature(
+        inputs=input_signature(scorer), outputs=output_signature(scorer), params=params
+    )
 
 
 def input_example(scorer: AccountScorer, records: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     """Raw records as a CRM sends them: strings for categories, floats for numbers, ids as text."""
     example = records.head(n).reset_index(drop=True)
     out = pd.DataFrame(index=example.index)
-    out["account_id"] = example["account_id"].astype(str) if "account_id" in example else [f"acct-{i}" for i in range(len(example))]
+    out["account_id"] = (
+        example["account_id"].astype(str)
+        if "account_id" in example
+        else [f"acct-{i}" for i in range(len(example))]
+    )
     out["amount"] = pd.to_numeric(example.get("amount", np.nan), errors="coerce").astype(float)
     raw = scorer.preprocessor.raw_values(example)
     for feature in scorer.features:
         if feature.type == "categorical":
-            out[feature.name] = raw[feature.name].astype(object).where(raw[feature.name].notna(), None)
+            out[feature.name] = (
+                raw[feature.name].astype(object).where(raw[feature.name].notna(), None)
+            )
         else:
             out[feature.name] = raw[feature.name].astype(float)
     return out

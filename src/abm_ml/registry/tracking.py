@@ -21,10 +21,10 @@ from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
-from abm_ml.reporting import plots
+from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 from abm_ml.registry.card import model_card
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
-from abm_ml.modeling.train import MODEL_NAME, TrainingResult
+from abm_ml.reporting import plots
 
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
@@ -49,8 +49,22 @@ def _experiment(name: str) -> str:
 
 def git_revision() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cfg.PROJECT_ROOT, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cfg.PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cfg.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=cfg.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if rev.returncode != 0:
             return "unknown"
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
@@ -62,7 +76,9 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
 
 
-def log_training(result: TrainingResult, *, register: bool = True, model_name: str | None = None) -> dict:
+def log_training(
+    result: TrainingResult, *, register: bool = True, model_name: str | None = None
+) -> dict:
     """Log a training result to MLflow; register the model with alias ``challenger``.
 
     Returns:
@@ -72,7 +88,10 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
     experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run, tempfile.TemporaryDirectory() as tmp:
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         out = Path(tmp)
         mlflow.set_tags(
             {
@@ -84,11 +103,15 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
                 "abm_ml.calibration": result.scorer.calibrator.method,
             }
         )
-        params = {**{f"lgb_{k}": v for k, v in result.config.lgb_params().items()}, "seed": result.config.seed,
-                  "n_boot": result.config.n_boot, "capacity": result.config.capacity or "10% of test",
-                  "features": ",".join(result.scorer.feature_names)[:6000],
-                  **{f"best_iteration_{k}": v for k, v in result.best_iterations.items()},
-                  **{f"split_{k}": v for k, v in result.split.describe().items()}}
+        params = {
+            **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
+            "seed": result.config.seed,
+            "n_boot": result.config.n_boot,
+            "capacity": result.config.capacity or "10% of test",
+            "features": ",".join(result.scorer.feature_names)[:6000],
+            **{f"best_iteration_{k}": v for k, v in result.best_iterations.items()},
+            **{f"split_{k}": v for k, v in result.split.describe().items()},
+        }
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         metrics_flat: dict[str, float] = {}
         for name, values in result.propensity.items():
@@ -98,16 +121,28 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
         metrics_flat.update(result.velocity_extra)
         metrics_flat.update(result.calibration_choice)
         metrics_flat.update({f"time_{k}": v for k, v in result.timings.items()})
-        metrics_flat.update({"rows_read": ds.summary.rows_read, "rows_accepted": ds.summary.accepted, "rows_rejected": ds.summary.rejected})
+        metrics_flat.update(
+            {
+                "rows_read": ds.summary.rows_read,
+                "rows_accepted": ds.summary.accepted,
+                "rows_rejected": ds.summary.rejected,
+            }
+        )
         mlflow.log_metrics(_finite(metrics_flat))
 
         # Data: spec, validation summary, rejects, split, holdout.
         (out / "data").mkdir()
-        (out / "data/spec.yaml").write_text(yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False))
-        (out / "data/validation_summary.json").write_text(json.dumps(ds.summary.to_dict(), indent=2, default=str))
+        (out / "data/spec.yaml").write_text(
+            yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        )
+        (out / "data/validation_summary.json").write_text(
+            json.dumps(ds.summary.to_dict(), indent=2, default=str)
+        )
         ds.rejects.astype(str).to_csv(out / "data/rejects.csv", index=False)
         (out / "data/split.json").write_text(json.dumps(result.split.describe(), indent=2))
-        (out / "data/leakage.json").write_text(json.dumps([f.to_dict() for f in result.leak_findings], indent=2))
+        (out / "data/leakage.json").write_text(
+            json.dumps([f.to_dict() for f in result.leak_findings], indent=2)
+        )
         result.holdout.to_parquet(out / "data/holdout.parquet", index=False)
         result.holdout_predictions.to_parquet(out / "data/holdout_predictions.parquet", index=False)
         m.metrics_table(result.propensity).to_csv(out / "data/propensity_metrics.csv")
@@ -118,14 +153,28 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
 
         # Plots.
         y = result.holdout_predictions["won"].to_numpy()
-        predictions = {name: result.holdout_predictions[name].to_numpy() for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")}
+        predictions = {
+            name: result.holdout_predictions[name].to_numpy()
+            for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")
+        }
         amounts = result.holdout["amount"].to_numpy(dtype=float)
         plots.calibration_plot(y, predictions, out / "plots/calibration.png")
-        plots.gains_plot(y, predictions, out / "plots/cumulative_gains.png", amounts if np.isfinite(amounts).all() else None)
-        won = (result.holdout["outcome"] == "won").to_numpy() & result.holdout["days_to_close"].notna().to_numpy()
+        plots.gains_plot(
+            y,
+            predictions,
+            out / "plots/cumulative_gains.png",
+            amounts if np.isfinite(amounts).all() else None,
+        )
+        won = (result.holdout["outcome"] == "won").to_numpy() & result.holdout[
+            "days_to_close"
+        ].notna().to_numpy()
         if result.scorer.velocity is not None and won.any():
             scored = result.scorer.score(result.holdout[won], with_reasons=False)
-            plots.velocity_residuals_plot(result.holdout.loc[won, "days_to_close"].to_numpy(), scored["days_to_close_p50"].to_numpy(), out / "plots/velocity_residuals.png")
+            plots.velocity_residuals_plot(
+                result.holdout.loc[won, "days_to_close"].to_numpy(),
+                scored["days_to_close_p50"].to_numpy(),
+                out / "plots/velocity_residuals.png",
+            )
         matrix, contrib = result.shap_sample
         plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
         mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
@@ -150,8 +199,14 @@ def log_training(result: TrainingResult, *, register: bool = True, model_name: s
             version = register_version(info.model_uri, run.info.run_id, result, model_name)
         card = model_card(result, version=version, run_id=run.info.run_id)
         mlflow.log_text(card, "model_card.md")
-    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "model_name": model_name, "version": version,
-            "model_uri": info.model_uri, "card": card}
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": experiment_id,
+        "model_name": model_name,
+        "version": version,
+        "model_uri": info.model_uri,
+        "card": card,
+    }
 
 
 def register_version(model_uri: str, run_id: str, result: TrainingResult, model_name: str) -> str:
@@ -159,14 +214,21 @@ def register_version(model_uri: str, run_id: str, result: TrainingResult, model_
     try:
         client.get_registered_model(model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(model_name, description="abm-ml account scorer: propensity, days to close, reasons.")
-    mv = client.create_model_version(model_name, source=model_uri, run_id=run_id, tags={
-        "dataset": result.dataset.spec.name,
-        "dataset_sha256": result.dataset.sha256,
-        "roc_auc": f"{result.propensity[MODEL_NAME]['roc_auc'].value:.4f}",
-        "roc_auc_interval": f"[{result.propensity[MODEL_NAME]['roc_auc'].low:.4f}, {result.propensity[MODEL_NAME]['roc_auc'].high:.4f}]",
-        "no_better_than_chance": str(result.no_better_than_chance).lower(),
-        "trained_at": result.scorer.metadata["trained_at"],
-    })
+        client.create_registered_model(
+            model_name, description="abm-ml account scorer: propensity, days to close, reasons."
+        )
+    mv = client.create_model_version(
+        model_name,
+        source=model_uri,
+        run_id=run_id,
+        tags={
+            "dataset": result.dataset.spec.name,
+            "dataset_sha256": result.dataset.sha256,
+            "roc_auc": f"{result.propensity[MODEL_NAME]['roc_auc'].value:.4f}",
+            "roc_auc_interval": f"[{result.propensity[MODEL_NAME]['roc_auc'].low:.4f}, {result.propensity[MODEL_NAME]['roc_auc'].high:.4f}]",
+            "no_better_than_chance": str(result.no_better_than_chance).lower(),
+            "trained_at": result.scorer.metadata["trained_at"],
+        },
+    )
     client.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
     return str(mv.version)

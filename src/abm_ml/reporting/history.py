@@ -40,12 +40,30 @@ model stack (LightGBM, SHAP, MLflow take seconds to load); a test keeps the two 
 TABLE_NAME = "abm_score_history"
 KEY_COLUMNS = ("account_id", "model_version", "as_of")
 REQUIRED_COLUMNS = ("account_id", "model_version", "as_of", "score")
-OPTIONAL_COLUMNS = ("model_name", "rank", "abm_tier", "tier", "propensity", "priority", "expected_value")
+OPTIONAL_COLUMNS = (
+    "model_name",
+    "rank",
+    "abm_tier",
+    "tier",
+    "propensity",
+    "priority",
+    "expected_value",
+)
 INT_COLUMNS = ("rank", "score")
 FLOAT_COLUMNS = ("propensity", "priority", "expected_value")
 HISTORY_COLUMNS = (
-    "account_id", "model_version", "as_of", "run_at", "model_name", "rank", "abm_tier", "tier",
-    "propensity", "score", "priority", "expected_value",
+    "account_id",
+    "model_version",
+    "as_of",
+    "run_at",
+    "model_name",
+    "rank",
+    "abm_tier",
+    "tier",
+    "propensity",
+    "score",
+    "priority",
+    "expected_value",
 )
 TIER_ORDER = {name: position for position, name in enumerate((*ABM_TIERS, NURTURE))}
 """Lower is better: 1:1 before 1:few before 1:many before nurture."""
@@ -100,20 +118,33 @@ def _engine(url: str, *, create_sqlite_folder: bool) -> sa.Engine:
     try:
         parsed = sa.engine.make_url(url)
     except Exception as error:  # noqa: BLE001 - any URL problem is the user's input
-        raise AbmInputError(f"not a valid database URL ({_scrub(error, url)})", source=shown) from None
+        raise AbmInputError(
+            f"not a valid database URL ({_scrub(error, url)})", source=shown
+        ) from None
     connect_args: dict = {}
     database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+    ):
         path = Path(database)
         if create_sqlite_folder:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise AbmInputError(f"cannot create the folder of the SQLite file ({error.strerror})", source=shown) from None
+                raise AbmInputError(
+                    f"cannot create the folder of the SQLite file ({error.strerror})", source=shown
+                ) from None
         elif not path.is_file():
             # Reading must not leave an empty database file behind a mistyped path.
             raise AbmInputError("no such SQLite file", source=shown)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query and "+psycopg" in parsed.drivername:
+    if (
+        parsed.get_backend_name() == "postgresql"
+        and "connect_timeout" not in parsed.query
+        and "+psycopg" in parsed.drivername
+    ):
         # An unreachable host should fail in seconds, not after the OS's TCP timeout.
         connect_args["connect_timeout"] = 10
     try:
@@ -153,19 +184,33 @@ def _check(ranked: pd.DataFrame, shown: str) -> tuple[str, str]:
     """The run's (model_version, as_of); refuses frames that cannot be one run."""
     missing = [c for c in REQUIRED_COLUMNS if c not in ranked.columns]
     if missing:
-        raise AbmInputError(f"the ranked accounts have no {', '.join(map(repr, missing))} column", source=shown, field=missing[0])
+        raise AbmInputError(
+            f"the ranked accounts have no {', '.join(map(repr, missing))} column",
+            source=shown,
+            field=missing[0],
+        )
     keys = ranked[["model_version", "as_of"]].astype(str).drop_duplicates()
     if len(keys) != 1:
-        raise AbmInputError(f"one run has one model version and one as-of date, got {len(keys)} combinations", source=shown, field="model_version, as_of")
+        raise AbmInputError(
+            f"one run has one model version and one as-of date, got {len(keys)} combinations",
+            source=shown,
+            field="model_version, as_of",
+        )
     ids = ranked["account_id"].astype(str)
     if ranked["account_id"].isna().any() or ids.duplicated().any():
         first = ids[ids.duplicated()].iloc[0] if ids.duplicated().any() else "missing"
-        raise AbmInputError(f"account ids must be present and unique in a run (first offender: {first})", source=shown, field="account_id")
+        raise AbmInputError(
+            f"account ids must be present and unique in a run (first offender: {first})",
+            source=shown,
+            field="account_id",
+        )
     version, as_of = keys.iloc[0]
     try:
         return version, str(pd.Timestamp(as_of).date())
     except ValueError:
-        raise AbmInputError(f"as_of must be a date (YYYY-MM-DD), got {as_of!r}", source=shown, field="as_of") from None
+        raise AbmInputError(
+            f"as_of must be a date (YYYY-MM-DD), got {as_of!r}", source=shown, field="as_of"
+        ) from None
 
 
 def movement_text(
@@ -206,7 +251,12 @@ def movement_text(
             parts.append(f"entered tier {abm_tier}")
         else:
             parts.append(f"left tier {previous_abm_tier}")
-    elif abm_tier in ABM_TIERS and rank is not None and previous_rank is not None and int(rank) != int(previous_rank):
+    elif (
+        abm_tier in ABM_TIERS
+        and rank is not None
+        and previous_rank is not None
+        and int(rank) != int(previous_rank)
+    ):
         parts.append(f"rank {int(previous_rank)} → {int(rank)}")
     return ", ".join(parts) or "no change"
 
@@ -234,8 +284,12 @@ def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> 
     shown = safe_url(url)
     if ranked.empty:
         # Nothing was ranked (e.g. filters left no account): no run to store, nothing moved.
-        empty = pd.DataFrame({"account_id": pd.Series(dtype=object), "score": [], "abm_tier": [], "rank": []})
-        return _with_movement(ranked.assign(account_id=ranked.get("account_id", pd.Series(dtype=object))), empty)
+        empty = pd.DataFrame(
+            {"account_id": pd.Series(dtype=object), "score": [], "abm_tier": [], "rank": []}
+        )
+        return _with_movement(
+            ranked.assign(account_id=ranked.get("account_id", pd.Series(dtype=object))), empty
+        )
     version, as_of = _check(ranked, shown)
     stamp = _run_at(run_at)
     constant = {"model_version": version, "as_of": as_of, "run_at": stamp}
@@ -259,13 +313,18 @@ def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> 
             _check_schema(connection, shown)
             # Delete + insert rather than an upsert: portable, and a re-run that dropped an
             # account must not keep that account's stale row.
-            connection.execute(table.delete().where(table.c.model_version == version, table.c.as_of == as_of))
+            connection.execute(
+                table.delete().where(table.c.model_version == version, table.c.as_of == as_of)
+            )
             _bulk_insert(connection, table, records)
             previous = _previous_entries(connection, table, version, as_of, stamp)
     except AbmInputError:
         raise
     except database_errors as error:
-        raise AbmInputError(f"cannot write the score history ({_scrub(getattr(error, 'orig', None) or error, url)})", source=shown) from None
+        raise AbmInputError(
+            f"cannot write the score history ({_scrub(getattr(error, 'orig', None) or error, url)})",
+            source=shown,
+        ) from None
     finally:
         engine.dispose()
     return _with_movement(ranked, previous)
@@ -276,7 +335,11 @@ def _check_schema(connection: sa.Connection, shown: str) -> None:
     present = {c["name"] for c in sa.inspect(connection).get_columns(TABLE_NAME)}
     missing = [c for c in HISTORY_COLUMNS if c not in present]
     if missing:
-        raise AbmInputError(f"table {TABLE_NAME!r} exists but lacks the columns {', '.join(missing)}", source=shown, field=TABLE_NAME)
+        raise AbmInputError(
+            f"table {TABLE_NAME!r} exists but lacks the columns {', '.join(missing)}",
+            source=shown,
+            field=TABLE_NAME,
+        )
 
 
 def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple]) -> None:
@@ -293,8 +356,13 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         quote = dialect.identifier_preparer.quote
-        copy_sql = f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in HISTORY_COLUMNS)}) FROM STDIN"
-        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        copy_sql = (
+            f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in HISTORY_COLUMNS)}) FROM STDIN"
+        )
+        with (
+            connection.connection.driver_connection.cursor() as cursor,
+            cursor.copy(copy_sql) as copy,
+        ):
             for record in records:
                 copy.write_row(record)
         return
@@ -311,12 +379,17 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
             cursor.close()
         return
     for start in range(0, len(records), INSERT_CHUNK):
-        connection.execute(table.insert(), [dict(zip(HISTORY_COLUMNS, r)) for r in records[start : start + INSERT_CHUNK]])
+        connection.execute(
+            table.insert(),
+            [dict(zip(HISTORY_COLUMNS, r)) for r in records[start : start + INSERT_CHUNK]],
+        )
 
 
 def _fetch_all(connection: sa.Connection, query: sa.Select) -> list[tuple]:
     """Rows of a SELECT through the DBAPI cursor: SQLAlchemy's Row objects cost ~1 s per 100k."""
-    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
     params = compiled.params
     args = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
     cursor = connection.connection.cursor()
@@ -327,7 +400,9 @@ def _fetch_all(connection: sa.Connection, query: sa.Select) -> list[tuple]:
         cursor.close()
 
 
-def _previous_entries(connection: sa.Connection, table: sa.Table, version: str, as_of: str, run_at: str) -> pd.DataFrame:
+def _previous_entries(
+    connection: sa.Connection, table: sa.Table, version: str, as_of: str, run_at: str
+) -> pd.DataFrame:
     """Each account of this run with its latest earlier row, in one query (window function)."""
     h, current = table.alias("h"), table.alias("c")
     earlier = sa.or_(h.c.as_of < as_of, sa.and_(h.c.as_of == as_of, h.c.run_at < run_at))
@@ -343,8 +418,12 @@ def _previous_entries(connection: sa.Connection, table: sa.Table, version: str, 
         .where(current.c.model_version == version, current.c.as_of == as_of, earlier, not_this_run)
         .subquery()
     )
-    query = sa.select(inner.c.account_id, inner.c.score, inner.c.abm_tier, inner.c.rank).where(inner.c.position == 1)
-    return pd.DataFrame(_fetch_all(connection, query), columns=["account_id", "score", "abm_tier", "rank"])
+    query = sa.select(inner.c.account_id, inner.c.score, inner.c.abm_tier, inner.c.rank).where(
+        inner.c.position == 1
+    )
+    return pd.DataFrame(
+        _fetch_all(connection, query), columns=["account_id", "score", "abm_tier", "rank"]
+    )
 
 
 def _with_movement(ranked: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
@@ -364,8 +443,13 @@ def _with_movement(ranked: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame
     out["movement"] = [
         movement_text(*values)
         for values in zip(
-            _column_values(out, "score"), _plain(out["previous_score"]), _column_values(out, "abm_tier"),
-            _plain(out["previous_abm_tier"]), _column_values(out, "rank"), _plain(out["previous_rank"]), seen.tolist(),
+            _column_values(out, "score"),
+            _plain(out["previous_score"]),
+            _column_values(out, "abm_tier"),
+            _plain(out["previous_abm_tier"]),
+            _column_values(out, "rank"),
+            _plain(out["previous_rank"]),
+            seen.tolist(),
         )
     ]
     return out
@@ -397,12 +481,17 @@ def load_history(url: str, account_id: str | None = None) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table(TABLE_NAME):
-                raise AbmInputError(f"no {TABLE_NAME!r} table: no ranking run has been recorded here", source=shown)
+                raise AbmInputError(
+                    f"no {TABLE_NAME!r} table: no ranking run has been recorded here", source=shown
+                )
             rows = connection.execute(query).all()
     except AbmInputError:
         raise
     except sa.exc.SQLAlchemyError as error:
-        raise AbmInputError(f"cannot read the score history ({_scrub(getattr(error, 'orig', None) or error, url)})", source=shown) from None
+        raise AbmInputError(
+            f"cannot read the score history ({_scrub(getattr(error, 'orig', None) or error, url)})",
+            source=shown,
+        ) from None
     finally:
         engine.dispose()
     frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))

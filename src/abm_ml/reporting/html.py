@@ -30,11 +30,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from abm_ml.modeling import metrics as m
-from abm_ml.reporting import plots
-from abm_ml.registry.card import model_card, verdict
 from abm_ml.modeling.ranking import ABM_TIERS, NURTURE, RankResult
-from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, OUTCOME, WON
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
+from abm_ml.registry.card import model_card, verdict
+from abm_ml.reporting import plots
+from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, OUTCOME, WON
 
 __all__ = ["capacity_analysis", "markdown_to_html", "ranking_report", "training_report"]
 
@@ -63,13 +63,24 @@ METRIC_LABELS = {
     "k": ("Capacity k", "accounts a team can work"),
     "mae_days": ("Mean absolute error", "days between predicted P50 and the actual close"),
     "median_ape": ("Median relative error", "median of |error| / actual days"),
-    "coverage_p10_p90": ("P10-P90 coverage", "share of deals closing inside the interval; target 0.80"),
+    "coverage_p10_p90": (
+        "P10-P90 coverage",
+        "share of deals closing inside the interval; target 0.80",
+    ),
     "interval_width_days": ("P10-P90 width", "median width of the interval in days"),
     "baseline_mae_days": ("Baseline MAE", "days, median-days forecast on the same deals"),
     "mae_improvement": ("MAE improvement", "1 - MAE / baseline MAE"),
 }
 HIGHER_IS_BETTER = frozenset(
-    {"roc_auc", "pr_auc", "lift_top_decile", "precision_at_k", "recall_at_k", "won_amount_captured_top_k", "mae_improvement"}
+    {
+        "roc_auc",
+        "pr_auc",
+        "lift_top_decile",
+        "precision_at_k",
+        "recall_at_k",
+        "won_amount_captured_top_k",
+        "mae_improvement",
+    }
 )
 LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece", "mae_days", "median_ape"})
 EXTRA_LABELS = {
@@ -129,7 +140,11 @@ def _metric_cell(metric: m.Metric) -> dict[str, str]:
     if metric.low == metric.value == metric.high:
         value = fmt_int(metric.value) if float(metric.value).is_integer() else fmt_num(metric.value)
         return {"value": value, "interval": ""}
-    interval = f"[{fmt_num(metric.low)}, {fmt_num(metric.high)}]" if _finite(metric.low) else "[no interval]"
+    interval = (
+        f"[{fmt_num(metric.low)}, {fmt_num(metric.high)}]"
+        if _finite(metric.low)
+        else "[no interval]"
+    )
     return {"value": fmt_num(metric.value), "interval": interval}
 
 
@@ -209,11 +224,17 @@ def markdown_to_html(text: str, *, heading_offset: int = 0) -> Markup:
                 else:
                     break
                 i += 1
-            html.append(f"<{tag}>" + "".join(f"<li>{_inline(it)}</li>" for it in items) + f"</{tag}>")
+            html.append(
+                f"<{tag}>" + "".join(f"<li>{_inline(it)}</li>" for it in items) + f"</{tag}>"
+            )
         else:
             para = []
-            while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("#", "|", "- ", "* ")) \
-                    and not _ORDERED.match(lines[i].strip()):
+            while (
+                i < len(lines)
+                and lines[i].strip()
+                and not lines[i].strip().startswith(("#", "|", "- ", "* "))
+                and not _ORDERED.match(lines[i].strip())
+            ):
                 para.append(lines[i].strip())
                 i += 1
             html.append(f"<p>{_inline(' '.join(para))}</p>")
@@ -276,12 +297,28 @@ def _metric_rows(named: Mapping[str, Mapping[str, m.Metric]]) -> list[dict[str, 
             target = max(finite.values()) if name in HIGHER_IS_BETTER else min(finite.values())
             best = {k for k, v in finite.items() if v == target}
         label, help_text = METRIC_LABELS.get(name, (name.replace("_", " "), ""))
-        direction = "higher is better" if name in HIGHER_IS_BETTER else "lower is better" if name in LOWER_IS_BETTER else ""
+        direction = (
+            "higher is better"
+            if name in HIGHER_IS_BETTER
+            else "lower is better"
+            if name in LOWER_IS_BETTER
+            else ""
+        )
         cells = [
-            {"model": model, "best": model in best, **(_metric_cell(metrics[name]) if name in metrics else {"value": "", "interval": ""})}
+            {
+                "model": model,
+                "best": model in best,
+                **(
+                    _metric_cell(metrics[name])
+                    if name in metrics
+                    else {"value": "", "interval": ""}
+                ),
+            }
             for model, metrics in named.items()
         ]
-        rows.append({"key": name, "label": label, "help": help_text, "direction": direction, "cells": cells})
+        rows.append(
+            {"key": name, "label": label, "help": help_text, "direction": direction, "cells": cells}
+        )
     return rows
 
 
@@ -294,7 +331,9 @@ def _holdout_amounts(result: TrainingResult) -> np.ndarray | None:
     return amounts
 
 
-def capacity_analysis(result: TrainingResult, capacities: tuple[int, ...] = CAPACITIES) -> dict[str, Any]:
+def capacity_analysis(
+    result: TrainingResult, capacities: tuple[int, ...] = CAPACITIES
+) -> dict[str, Any]:
     """What working the top k holdout accounts by score would have reached, model vs baselines.
 
     Capacities are capped at the holdout size and joined by 10 % of the holdout (the default
@@ -324,12 +363,18 @@ def capacity_analysis(result: TrainingResult, capacities: tuple[int, ...] = CAPA
         rows.append(
             {
                 "k": k,
-                "label": f"all {n:,}" if k == n else f"top {k:,}" + (" (10 % of holdout)" if k == decile else ""),
+                "label": f"all {n:,}"
+                if k == n
+                else f"top {k:,}" + (" (10 % of holdout)" if k == decile else ""),
                 "share": float(main[share_column].iloc[j]),
                 "share_of_wins": float(main["share_of_wins"].iloc[j]),
                 "wins": float(main["wins_reached"].iloc[j]),
                 "precision": float(main["precision"].iloc[j]),
-                "baselines": {name: float(t[share_column].iloc[j]) for name, t in tables.items() if name != MODEL_NAME},
+                "baselines": {
+                    name: float(t[share_column].iloc[j])
+                    for name, t in tables.items()
+                    if name != MODEL_NAME
+                },
                 "random": random_share,
             }
         )
@@ -359,58 +404,87 @@ def capacity_analysis(result: TrainingResult, capacities: tuple[int, ...] = CAPA
     }
 
 
-def _training_charts(result: TrainingResult, amounts: np.ndarray | None, directory: Path) -> dict[str, list[dict[str, str]]]:
+def _training_charts(
+    result: TrainingResult, amounts: np.ndarray | None, directory: Path
+) -> dict[str, list[dict[str, str]]]:
     """Render the run's charts with the plot functions MLflow logs, and embed them."""
     predictions = result.holdout_predictions
     y = predictions["won"].to_numpy().astype(int)
-    models = {name: predictions[name].to_numpy(dtype=float) for name in (MODEL_NAME, *BASELINES) if name in predictions}
+    models = {
+        name: predictions[name].to_numpy(dtype=float)
+        for name in (MODEL_NAME, *BASELINES)
+        if name in predictions
+    }
     charts: dict[str, list[dict[str, str]]] = {"propensity": [], "velocity": [], "shap": []}
-    charts["propensity"].append(_chart(
-        plots.calibration_plot(y, models, directory / "calibration.png"),
-        "Calibration", "Predicted win probability against the observed win rate per decile of the holdout, "
-        "for the model and the baselines; points on the diagonal are well calibrated.",
-        "Points on the dashed diagonal mean a 30 % score wins about 30 % of the time. Bars are 95 % intervals.",
-    ))
-    charts["propensity"].append(_chart(
-        plots.gains_plot(y, models, directory / "gains.png", amounts),
-        "Cumulative gains", "Share of wins reached against the share of holdout accounts worked in score order, "
-        "for the model, the baselines and random picking.",
-        "The higher the curve above the dashed diagonal (random picking), the fewer accounts to work for the same wins.",
-    ))
+    charts["propensity"].append(
+        _chart(
+            plots.calibration_plot(y, models, directory / "calibration.png"),
+            "Calibration",
+            "Predicted win probability against the observed win rate per decile of the holdout, "
+            "for the model and the baselines; points on the diagonal are well calibrated.",
+            "Points on the dashed diagonal mean a 30 % score wins about 30 % of the time. Bars are 95 % intervals.",
+        )
+    )
+    charts["propensity"].append(
+        _chart(
+            plots.gains_plot(y, models, directory / "gains.png", amounts),
+            "Cumulative gains",
+            "Share of wins reached against the share of holdout accounts worked in score order, "
+            "for the model, the baselines and random picking.",
+            "The higher the curve above the dashed diagonal (random picking), the fewer accounts to work for the same wins.",
+        )
+    )
 
     holdout = result.holdout
     won = (holdout[OUTCOME] == WON).to_numpy() & holdout[DAYS_TO_CLOSE].notna().to_numpy()
     if result.scorer.velocity is not None and won.any():
         scored = result.scorer.score(holdout[won], with_reasons=False)
-        charts["velocity"].append(_chart(
-            plots.velocity_residuals_plot(
-                holdout.loc[won, DAYS_TO_CLOSE].to_numpy(dtype=float),
-                scored["days_to_close_p50"].to_numpy(dtype=float),
-                directory / "velocity_residuals.png",
-            ),
-            "Velocity residuals", "Predicted median days to close against actual days for won holdout deals, "
-            "and a histogram of the prediction errors.",
-            "Left: each dot is a won deal; on the diagonal the P50 forecast was exact. Right: errors in days.",
-        ))
+        charts["velocity"].append(
+            _chart(
+                plots.velocity_residuals_plot(
+                    holdout.loc[won, DAYS_TO_CLOSE].to_numpy(dtype=float),
+                    scored["days_to_close_p50"].to_numpy(dtype=float),
+                    directory / "velocity_residuals.png",
+                ),
+                "Velocity residuals",
+                "Predicted median days to close against actual days for won holdout deals, "
+                "and a histogram of the prediction errors.",
+                "Left: each dot is a won deal; on the diagonal the P50 forecast was exact. Right: errors in days.",
+            )
+        )
 
     # The same sample as the MLflow run's plots: TreeSHAP is too costly to run twice.
     matrix, contrib = result.shap_sample
     shap_dir = directory / "shap"
     paths = plots.shap_plots(contrib.values, matrix, contrib.base, shap_dir)
-    titles = {"shap_summary.png": "SHAP summary", "shap_importance.png": "Feature importance (mean |SHAP|)"}
+    titles = {
+        "shap_summary.png": "SHAP summary",
+        "shap_importance.png": "Feature importance (mean |SHAP|)",
+    }
     for path in paths:
         name = path.name
         if name in titles:
-            alt = ("Beeswarm of each account's SHAP contribution per feature, coloured by the feature value."
-                   if name == "shap_summary.png" else "Bar chart of the mean absolute SHAP value per feature.")
-            caption = ("Each dot is an account; right of zero the feature raised its score. Colour is the feature's value."
-                       if name == "shap_summary.png" else "Average size of each feature's push, in either direction.")
+            alt = (
+                "Beeswarm of each account's SHAP contribution per feature, coloured by the feature value."
+                if name == "shap_summary.png"
+                else "Bar chart of the mean absolute SHAP value per feature."
+            )
+            caption = (
+                "Each dot is an account; right of zero the feature raised its score. Colour is the feature's value."
+                if name == "shap_summary.png"
+                else "Average size of each feature's push, in either direction."
+            )
             charts["shap"].append(_chart(path, titles[name], alt, caption))
         else:
             feature = name.removeprefix("shap_dependence_").removesuffix(".png")
-            charts["shap"].append(_chart(path, f"Dependence: {feature}",
-                                         f"SHAP contribution of {feature} against its value.",
-                                         "Above zero the value raised the score."))
+            charts["shap"].append(
+                _chart(
+                    path,
+                    f"Dependence: {feature}",
+                    f"SHAP contribution of {feature} against its value.",
+                    "Above zero the value raised the score.",
+                )
+            )
     return charts
 
 
@@ -420,8 +494,17 @@ def _data_summary(result: TrainingResult) -> dict[str, Any]:
     used = {f.name for f in result.scorer.features}
     refused = {f.feature for f in result.leak_findings if not f.allowed}
     features = [
-        {"name": f.name, "column": f.column, "type": f.type, "description": f.description,
-         "status": "used" if f.name in used else "refused (leakage)" if f.name in refused else "not used"}
+        {
+            "name": f.name,
+            "column": f.column,
+            "type": f.type,
+            "description": f.description,
+            "status": "used"
+            if f.name in used
+            else "refused (leakage)"
+            if f.name in refused
+            else "not used",
+        }
         for f in ds.features
     ]
     closed = summary.outcomes.get("won", 0) + summary.outcomes.get("lost", 0)
@@ -440,7 +523,8 @@ def _data_summary(result: TrainingResult) -> dict[str, Any]:
         "notes": list(summary.notes),
         "sources": summary.sources,
         "leaks": [
-            {"column": f.column, "rule": f.rule, "detail": f.detail, "allowed": f.allowed} for f in result.leak_findings
+            {"column": f.column, "rule": f.rule, "detail": f.detail, "allowed": f.allowed}
+            for f in result.leak_findings
         ],
     }
 
@@ -476,14 +560,21 @@ def training_report(
         level = "good"
     else:
         level = "warn"
-    propensity = {name: result.propensity[name] for name in (MODEL_NAME, *BASELINES) if name in result.propensity}
+    propensity = {
+        name: result.propensity[name]
+        for name in (MODEL_NAME, *BASELINES)
+        if name in result.propensity
+    }
     velocity = dict(result.velocity)
     split = result.split.describe()
     dataset = _data_summary(result)
     capacity = capacity_analysis(result)
     # The headline card uses the capacity of the logged precision@k, so both tell the same story.
     k = int(result.propensity[MODEL_NAME]["k"].value)
-    headline_capacity = next((r for r in capacity["rows"] if r["k"] == k), capacity["rows"][0] if capacity["rows"] else None)
+    headline_capacity = next(
+        (r for r in capacity["rows"] if r["k"] == k),
+        capacity["rows"][0] if capacity["rows"] else None,
+    )
     title = f"Training report: {dataset['name']}" + (f" v{version}" if version else "")
     return _render(
         "training_report.html.j2",
@@ -495,7 +586,9 @@ def training_report(
         model_name=model_name or MODEL_NAME,
         trained_at=_timestamp(result.scorer.metadata.get("trained_at")),
         calibration=result.scorer.calibrator.method,
-        calibration_losses=[(k.rsplit("_", 1)[-1], v) for k, v in result.calibration_choice.items()],
+        calibration_losses=[
+            (k.rsplit("_", 1)[-1], v) for k, v in result.calibration_choice.items()
+        ],
         best_iterations=result.best_iterations,
         verdict=verdict(result),
         verdict_level=level,
@@ -506,10 +599,14 @@ def training_report(
         propensity_rows=_metric_rows(propensity),
         velocity_models=list(velocity),
         velocity_rows=_metric_rows(velocity) if velocity else [],
-        velocity_extra=[(EXTRA_LABELS[k], v) for k, v in result.velocity_extra.items() if k in EXTRA_LABELS],
+        velocity_extra=[
+            (EXTRA_LABELS[k], v) for k, v in result.velocity_extra.items() if k in EXTRA_LABELS
+        ],
         capacity=capacity,
         charts=charts,
-        importance=[(r.feature, r.mean_abs_shap) for r in result.feature_importance.head(15).itertuples()],
+        importance=[
+            (r.feature, r.mean_abs_shap) for r in result.feature_importance.head(15).itertuples()
+        ],
         card=markdown_to_html(model_card(result, version=version, run_id=run_id), heading_offset=2),
     )
 
@@ -523,13 +620,20 @@ def _reason_items(row: Mapping[str, Any]) -> tuple[list[dict[str, str]], list[di
     """Reasons raising (up) and lowering (down) the score, with their effect in points."""
     structured = row.get("reasons")
     if isinstance(structured, Mapping):
+
         def items(entries: list[Mapping[str, Any]]) -> list[dict[str, str]]:
             out = []
             for entry in entries:
                 points = entry.get("probability_points")
                 # A typographic minus: "-1.7" next to a hyphenated reason reads like a dash.
-                effect = f"{float(points) * 100:+.1f} pts".replace("-", "\u2212") if _finite(points) else ""
-                out.append({"text": str(entry.get("text", entry.get("feature", ""))), "effect": effect})
+                effect = (
+                    f"{float(points) * 100:+.1f} pts".replace("-", "\u2212")
+                    if _finite(points)
+                    else ""
+                )
+                out.append(
+                    {"text": str(entry.get("text", entry.get("feature", ""))), "effect": effect}
+                )
             return out
 
         return items(list(structured.get("up", []))), items(list(structured.get("down", [])))
@@ -538,7 +642,11 @@ def _reason_items(row: Mapping[str, Any]) -> tuple[list[dict[str, str]], list[di
     def parse(text: object, sign: str) -> list[dict[str, str]]:
         if not isinstance(text, str) or not text.strip():
             return []
-        return [{"text": part.strip().removeprefix(sign).strip(), "effect": ""} for part in text.split(";") if part.strip()]
+        return [
+            {"text": part.strip().removeprefix(sign).strip(), "effect": ""}
+            for part in text.split(";")
+            if part.strip()
+        ]
 
     return parse(row.get("top_reasons"), "+"), parse(row.get("risk"), "-")
 
@@ -559,7 +667,13 @@ def _movement(value: object) -> dict[str, str] | None:
             return {"text": f"\u25bc {-v:,.0f}", "kind": "down", "label": f"down {-v:,.0f}"}
         return {"text": "=", "kind": "flat", "label": "unchanged"}
     text = str(value)
-    kind = "up" if text.startswith(("+", "\u25b2", "up")) else "down" if text.startswith(("-", "\u25bc", "down")) else "flat"
+    kind = (
+        "up"
+        if text.startswith(("+", "\u25b2", "up"))
+        else "down"
+        if text.startswith(("-", "\u25bc", "down"))
+        else "flat"
+    )
     return {"text": text, "kind": kind, "label": text}
 
 
@@ -574,7 +688,11 @@ def _ranked_rows(ranked: pd.DataFrame, top: int) -> list[dict[str, Any]]:
     for record in ranked.head(top).to_dict("records"):
         up, down = _reason_items(record)
         propensity = float(record.get("propensity", float("nan")))
-        context = [str(record[c]) for c in ("segment", "region", "owner") if c in record and not pd.isna(record[c])]
+        context = [
+            str(record[c])
+            for c in ("segment", "region", "owner")
+            if c in record and not pd.isna(record[c])
+        ]
         rows.append(
             {
                 "rank": fmt_int(record.get("rank")),
@@ -583,7 +701,8 @@ def _ranked_rows(ranked: pd.DataFrame, top: int) -> list[dict[str, Any]]:
                 "long_id": len(str(record.get("account_id", ""))) > 18,
                 "context": " \u00b7 ".join(context),
                 "abm_tier": str(record.get("abm_tier", "")),
-                "abm_class": "t-" + re.sub(r"[^a-z0-9]+", "-", str(record.get("abm_tier", "")).lower()).strip("-"),
+                "abm_class": "t-"
+                + re.sub(r"[^a-z0-9]+", "-", str(record.get("abm_tier", "")).lower()).strip("-"),
                 "tier": str(record.get("tier", "")),
                 "propensity": fmt_pct(propensity, 0),
                 "bar": max(0.0, min(100.0, propensity * 100)) if _finite(propensity) else 0.0,
@@ -601,7 +720,9 @@ def _ranked_rows(ranked: pd.DataFrame, top: int) -> list[dict[str, Any]]:
     return rows
 
 
-def ranking_report(result: RankResult, path: Path, *, model_card_md: str | None = None, top: int = 200) -> Path:
+def ranking_report(
+    result: RankResult, path: Path, *, model_card_md: str | None = None, top: int = 200
+) -> Path:
     """Write the HTML report of one ranking run.
 
     Args:
@@ -621,24 +742,43 @@ def ranking_report(result: RankResult, path: Path, *, model_card_md: str | None 
     for name in (*ABM_TIERS, NURTURE):
         part = ranked[ranked["abm_tier"] == name] if "abm_tier" in ranked else ranked.iloc[0:0]
         if len(part) or name in meta.get("tiers", {}):
-            tiers.append({
-                "name": name,
-                "class": "t-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
-                "count": len(part),
-                "capacity": meta.get("tiers", {}).get(name),
-                "expected_value": float(part["expected_value"].sum()) if "expected_value" in part else float("nan"),
-                "mean_propensity": float(part["propensity"].mean()) if len(part) and "propensity" in part else float("nan"),
-            })
+            tiers.append(
+                {
+                    "name": name,
+                    "class": "t-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
+                    "count": len(part),
+                    "capacity": meta.get("tiers", {}).get(name),
+                    "expected_value": float(part["expected_value"].sum())
+                    if "expected_value" in part
+                    else float("nan"),
+                    "mean_propensity": float(part["propensity"].mean())
+                    if len(part) and "propensity" in part
+                    else float("nan"),
+                }
+            )
     unscorable = result.unscorable
-    reasons = Counter(_reason_kind(str(r)) for r in unscorable["reason"]) if "reason" in unscorable else Counter()
+    reasons = (
+        Counter(_reason_kind(str(r)) for r in unscorable["reason"])
+        if "reason" in unscorable
+        else Counter()
+    )
     id_column = "account_id" if "account_id" in unscorable.columns else None
     unscorable_rows = [
-        {"line": fmt_int(r.get("line")) if "line" in r else "", "account_id": "" if id_column is None or pd.isna(r.get(id_column)) else str(r[id_column]),
-         "reason": str(r.get("reason", ""))}
+        {
+            "line": fmt_int(r.get("line")) if "line" in r else "",
+            "account_id": ""
+            if id_column is None or pd.isna(r.get(id_column))
+            else str(r[id_column]),
+            "reason": str(r.get("reason", "")),
+        }
         for r in unscorable.head(50).to_dict("records")
     ]
-    model_name = meta.get("model_name") or (str(ranked["model_name"].iloc[0]) if n and "model_name" in ranked else "")
-    model_version = meta.get("model_version") or (str(ranked["model_version"].iloc[0]) if n and "model_version" in ranked else "")
+    model_name = meta.get("model_name") or (
+        str(ranked["model_name"].iloc[0]) if n and "model_name" in ranked else ""
+    )
+    model_version = meta.get("model_version") or (
+        str(ranked["model_version"].iloc[0]) if n and "model_version" in ranked else ""
+    )
     as_of = meta.get("as_of") or (str(ranked["as_of"].iloc[0]) if n and "as_of" in ranked else "")
 
     chart = None
@@ -650,8 +790,12 @@ def ranking_report(result: RankResult, path: Path, *, model_card_md: str | None 
                 "Left: bar chart of the summed expected value of the accounts in each ABM tier, labelled with "
                 "the number of accounts. Right: histogram of the accounts' propensity to buy.",
             )
-    title = "Account ranking" + (f": {model_name}" if model_name else "") + (f" v{model_version}" if model_version else "") \
+    title = (
+        "Account ranking"
+        + (f": {model_name}" if model_name else "")
+        + (f" v{model_version}" if model_version else "")
         + (f", {as_of}" if as_of else "")
+    )
     return _render(
         "ranking_report.html.j2",
         path,
@@ -662,7 +806,9 @@ def ranking_report(result: RankResult, path: Path, *, model_card_md: str | None 
         meta=meta,
         n_ranked=n,
         n_shown=min(n, top),
-        total_expected_value=float(ranked["expected_value"].sum()) if "expected_value" in ranked else float("nan"),
+        total_expected_value=float(ranked["expected_value"].sum())
+        if "expected_value" in ranked
+        else float("nan"),
         tiers=tiers,
         n_unscorable=len(unscorable),
         unscorable_reasons=reasons.most_common(6),

@@ -28,9 +28,20 @@ def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Pa
     ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="perfect")
     for name, p in predictions.items():
         pts = m.calibration_curve_points(y, p, n_bins=10)
-        ax.errorbar(pts["mean_predicted"], pts["observed_rate"],
-                    yerr=[pts["observed_rate"] - pts["observed_low"], pts["observed_high"] - pts["observed_rate"]],
-                    marker="o", ms=3, lw=1.2, capsize=2, label=name, color=COLORS.get(name))
+        ax.errorbar(
+            pts["mean_predicted"],
+            pts["observed_rate"],
+            yerr=[
+                pts["observed_rate"] - pts["observed_low"],
+                pts["observed_high"] - pts["observed_rate"],
+            ],
+            marker="o",
+            ms=3,
+            lw=1.2,
+            capsize=2,
+            label=name,
+            color=COLORS.get(name),
+        )
     ax.set_xlabel("predicted win probability")
     ax.set_ylabel("observed win rate (test)")
     ax.set_title("Calibration on the holdout")
@@ -38,12 +49,20 @@ def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Pa
     return _save(fig, path)
 
 
-def gains_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, amounts: np.ndarray | None = None) -> Path:
+def gains_plot(
+    y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, amounts: np.ndarray | None = None
+) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="random")
     for name, p in predictions.items():
         gains = m.cumulative_gains(y, p, amounts)
-        ax.plot(gains["fraction_worked"], gains["fraction_wins"], lw=1.5, label=name, color=COLORS.get(name))
+        ax.plot(
+            gains["fraction_worked"],
+            gains["fraction_wins"],
+            lw=1.5,
+            label=name,
+            color=COLORS.get(name),
+        )
     ax.set_xlabel("share of accounts worked (by score)")
     ax.set_ylabel("share of wins reached")
     ax.set_title("Cumulative gains on the holdout")
@@ -66,12 +85,18 @@ def velocity_residuals_plot(days_true: np.ndarray, p50: np.ndarray, path: Path) 
     return _save(fig, path)
 
 
-def shap_plots(values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directory: Path, *, top: int = 4) -> list[Path]:
+def shap_plots(
+    values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directory: Path, *, top: int = 4
+) -> list[Path]:
     """Beeswarm summary, mean |SHAP| bar chart and dependence plots of the top features."""
     import shap
 
-    numeric = data.apply(lambda s: s.cat.codes.replace(-1, np.nan) if isinstance(s.dtype, pd.CategoricalDtype) else s).astype(float)
-    explanation = shap.Explanation(values=values, base_values=base, data=numeric.to_numpy(), feature_names=list(data.columns))
+    numeric = data.apply(
+        lambda s: s.cat.codes.replace(-1, np.nan) if isinstance(s.dtype, pd.CategoricalDtype) else s
+    ).astype(float)
+    explanation = shap.Explanation(
+        values=values, base_values=base, data=numeric.to_numpy(), feature_names=list(data.columns)
+    )
     paths = []
     plt.figure()
     shap.plots.beeswarm(explanation, max_display=15, show=False)
@@ -87,9 +112,15 @@ def shap_plots(values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directo
         fig, ax = plt.subplots(figsize=(5, 3.6))
         column = data[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
-            frame = pd.DataFrame({"value": column.astype(object).fillna("(missing)"), "shap": values[:, j]})
+            frame = pd.DataFrame(
+                {"value": column.astype(object).fillna("(missing)"), "shap": values[:, j]}
+            )
             stats = frame.groupby("value")["shap"].mean().sort_values()
-            stats = stats.iloc[np.r_[0:min(8, len(stats)), max(len(stats) - 8, 8):len(stats)]] if len(stats) > 16 else stats
+            stats = (
+                stats.iloc[np.r_[0 : min(8, len(stats)), max(len(stats) - 8, 8) : len(stats)]]
+                if len(stats) > 16
+                else stats
+            )
             ax.barh([str(i)[:28] for i in stats.index], stats.values, color="#1f6feb")
             ax.set_xlabel("mean SHAP (log-odds)")
         else:
@@ -101,7 +132,9 @@ def shap_plots(values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directo
     return paths
 
 
-def waterfall_plot(factors: pd.DataFrame, base_log_odds: float, path: Path, *, title: str, max_display: int = 12) -> Path:
+def waterfall_plot(
+    factors: pd.DataFrame, base_log_odds: float, path: Path, *, title: str, max_display: int = 12
+) -> Path:
     """SHAP waterfall of one account: from the base log-odds to its own, factor by factor."""
     import shap
 
@@ -130,14 +163,28 @@ def ranking_overview_plot(ranked: pd.DataFrame, path: Path) -> Path:
         count = [int((ranked["abm_tier"] == t).sum()) for t in tiers]
         bars = axes[0].bar(tiers, value, color=[ABM_TIER_COLORS[t] for t in tiers])
         for bar, n in zip(bars, count):
-            axes[0].annotate(f"{n:,} accounts", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                             ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+            axes[0].annotate(
+                f"{n:,} accounts",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
         axes[0].margins(y=0.15)
     axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     axes[0].set_ylabel("expected value (sum)")
     axes[0].set_title("Expected value by ABM tier")
-    propensity = ranked["propensity"].to_numpy(dtype=float) if "propensity" in ranked else np.array([])
-    axes[1].hist(propensity[np.isfinite(propensity)], bins=np.linspace(0, 1, 21), color="#1f6feb", edgecolor="white")
+    propensity = (
+        ranked["propensity"].to_numpy(dtype=float) if "propensity" in ranked else np.array([])
+    )
+    axes[1].hist(
+        propensity[np.isfinite(propensity)],
+        bins=np.linspace(0, 1, 21),
+        color="#1f6feb",
+        edgecolor="white",
+    )
     axes[1].set_xlim(0, 1)
     axes[1].set_xlabel("propensity to buy")
     axes[1].set_ylabel("accounts")

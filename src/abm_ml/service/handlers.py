@@ -51,8 +51,8 @@ from abm_ml.schema import ACCOUNT_ID, AMOUNT
 if TYPE_CHECKING:
     import bentoml
 
-    from abm_ml.modeling.scorer import AccountScorer
     from abm_ml.data.validate import FeatureInfo
+    from abm_ml.modeling.scorer import AccountScorer
 
 logger = logging.getLogger(__name__)
 
@@ -1528,7 +1528,9 @@ def bootstrap_deployment(
     return info
 
 
-def json_records(frame: pd.DataFrame, features: list[FeatureInfo], n: int | None = None, *, start: int = 0) -> list[dict[str, Any]]:
+def json_records(
+    frame: pd.DataFrame, features: list[FeatureInfo], n: int | None = None, *, start: int = 0
+) -> list[dict[str, Any]]:
     """Rows as a CRM integration sends them: text categories, numbers, booleans, nulls.
 
     Rows are cycled when ``n`` exceeds what ``frame`` holds after ``start`` (benchmarks ask for more).
