@@ -49,6 +49,8 @@ from common import (
     write_result,
 )
 
+from abm_ml.modeling.metrics import direction, is_better
+
 NAME = "quality"
 FLAML_ESTIMATORS = ["lgbm", "rf", "extra_tree", "lrl1"]
 METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile")
@@ -58,7 +60,6 @@ METRIC_LABELS = {
     "brier": "Brier",
     "lift_top_decile": "top-decile lift",
 }
-LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
 CONTENDERS = ("abm-ml", "logistic_regression", "rule_based_fit", "lightgbm_default", "flaml")
 CONTENDER_LABELS = {
     "abm-ml": "abm-ml (calibrated LightGBM)",
@@ -77,16 +78,12 @@ def verdict(ours: dict, theirs: dict, metric: str) -> str:
     lo_a, hi_a = ours.get("low"), ours.get("high")
     lo_b, hi_b = theirs.get("low"), theirs.get("high")
     if None in (lo_a, hi_a, lo_b, hi_b):  # no intervals (n_boot=0): compare point values
-        better = (
-            ours["value"] < theirs["value"]
-            if metric in LOWER_IS_BETTER
-            else ours["value"] > theirs["value"]
-        )
+        better = is_better(metric, ours["value"], theirs["value"])
         return "beats" if better else "behind"
     if lo_a <= hi_b and lo_b <= hi_a:
         return "matches"
     above = lo_a > hi_b
-    better = not above if metric in LOWER_IS_BETTER else above
+    better = above if direction(metric) > 0 else not above
     return "beats" if better else "behind"
 
 

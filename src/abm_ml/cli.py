@@ -464,7 +464,6 @@ def explain(
     ] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
-    from abm_ml.modeling.reasons import breakdown
     from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
 
     if (accounts is None) == (spec is None):
@@ -490,7 +489,13 @@ def explain(
         match = match.sort_values(CREATED_AT)
     record = match.tail(1)
     scorer, version = _load_model(model)
-    factors, totals = breakdown(scorer, record)
+    explained = scorer.explain(record)
+    factors = explained.factors(0)
+    totals = {
+        "base_log_odds": float(explained.base_log_odds[0]),
+        "base_probability": float(explained.base_probability[0]),
+        "propensity": float(explained.propensity[0]),
+    }
     console.print(
         f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)"
     )

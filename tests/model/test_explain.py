@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import shap
 
-from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.modeling.reasons import contributions, reason_text, top_indices
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.data.spec import DatasetSpec
-from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
 
 POST_OUTCOME_WORDS = frozenset(

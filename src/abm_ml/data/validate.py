@@ -23,6 +23,7 @@ import pandas as pd
 from abm_ml.data.readers import SOURCE_ROW, RawTable, read_table
 from abm_ml.data.spec import DatasetSpec, FeatureSpec, JoinSpec
 from abm_ml.errors import AbmInputError
+from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, FeatureInfo, parse_yes_no
 from abm_ml.schema import (
     ACCOUNT_ID,
     AMOUNT,
@@ -36,29 +37,9 @@ from abm_ml.schema import (
     WON,
 )
 
-_BOOL_TRUE = {"true", "yes", "y", "t", "1", "1.0"}
-_BOOL_FALSE = {"false", "no", "n", "f", "0", "0.0"}
 _NUMBER_JUNK = re.compile(r"[\s$€£¥%]")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _THOUSANDS_EU = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
-
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    """A feature as the model sees it: identifier, type and the words that explain it."""
-
-    name: str
-    column: str
-    type: str
-    description: str
-    template: str | None = None
-    true_text: str | None = None
-    false_text: str | None = None
-    missing_text: str | None = None
-    monotone: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -228,9 +209,9 @@ def infer_type(values: pd.Series) -> str:
         )
     lowered = set(present.astype(str).str.lower().unique()[:50])
     if (
-        lowered <= (_BOOL_TRUE | _BOOL_FALSE)
-        and lowered & _BOOL_TRUE
-        and lowered & _BOOL_FALSE
+        lowered <= (YES_WORDS | NO_WORDS)
+        and lowered & YES_WORDS
+        and lowered & NO_WORDS
         and not lowered <= {"0", "1"}
     ):
         return "boolean"
@@ -518,17 +499,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
             values, bad = parse_numbers(raw)
             rejects.add(bad, f"unparseable number in {feature.column!r}: " + raw.astype(str))
         elif kind == "boolean":
-            lowered = raw.astype("string").str.lower()
-            values = pd.Series(
-                np.where(
-                    lowered.isin(_BOOL_TRUE).fillna(False),
-                    1.0,
-                    np.where(lowered.isin(_BOOL_FALSE).fillna(False), 0.0, np.nan),
-                ),
-                index=frame.index,
-            )
-            if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-                values = raw.astype(float)
+            values = parse_yes_no(raw)
             bad = raw.notna() & values.isna()
             rejects.add(bad, f"not a yes/no value in {feature.column!r}: " + raw.astype(str))
         else:

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling.feature_info import FeatureInfo
 
 _RULE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[\d.]+)\s*$")
 

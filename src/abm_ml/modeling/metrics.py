@@ -33,7 +33,9 @@ __all__ = [
     "capacity_table",
     "concordance_index",
     "cumulative_gains",
+    "direction",
     "flatten_for_mlflow",
+    "is_better",
     "is_no_better_than_chance",
     "metrics_table",
     "propensity_metrics",
@@ -45,6 +47,49 @@ CI_LEVEL = 0.95
 LOG_LOSS_EPS = 1e-15
 """Probabilities are clipped to ``[eps, 1 - eps]`` so a confident miss costs ~34.5 nats, not inf."""
 ECE_BINS = 10
+
+HIGHER_IS_BETTER = frozenset(
+    {
+        "roc_auc",
+        "pr_auc",
+        "lift_top_decile",
+        "precision_at_k",
+        "recall_at_k",
+        "won_amount_captured_top_k",
+        "mae_improvement",
+        "c_index",
+    }
+)
+LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece", "mae_days", "median_ape"})
+"""The one table of metric directions: reports, promotion and benchmarks all read it."""
+
+
+def direction(metric: str) -> int:
+    """+1 when a higher value of ``metric`` is better, -1 when lower is better, 0 when neither.
+
+    Names with a prefix (``propensity.ece``) or suffix (``roc_auc_low``) are looked up by the
+    known name they contain.
+    """
+    for name in (metric, metric.rsplit(".", 1)[-1]):
+        if name in HIGHER_IS_BETTER:
+            return 1
+        if name in LOWER_IS_BETTER:
+            return -1
+    return 0
+
+
+def is_better(metric: str, candidate: float, reference: float) -> bool:
+    """Whether ``candidate`` is strictly better than ``reference`` on ``metric``.
+
+    Raises:
+        ValueError: the metric has no direction (e.g. ``n`` or an interval width).
+    """
+    sign = direction(metric)
+    if sign == 0:
+        raise ValueError(f"metric {metric!r} has no better direction")
+    return (candidate - reference) * sign > 0
+
+
 _MAX_CHUNK_CELLS = 4_000_000
 """Upper bound on ``resamples x rows`` held in memory at once (~32 MB of float64)."""
 

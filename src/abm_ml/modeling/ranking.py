@@ -68,6 +68,51 @@ def parse_tiers(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def check_sort_key(sort_by: str) -> None:
+    """Refuse a sort key that is not one of :data:`SORT_KEYS`."""
+    if sort_by not in SORT_KEYS:
+        raise AbmInputError(
+            f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="sort_by"
+        )
+
+
+def rank_order(sort_values: object, propensity: object) -> np.ndarray:
+    """Positions of the accounts, best first: the one ordering of the CLI, reports and ``/rank``.
+
+    Sorted by ``sort_values`` descending; ties by propensity descending, then by input order.
+    A missing value (NaN) sorts after every known one instead of counting as zero.
+    """
+    key = np.asarray(sort_values, dtype=float)
+    tie = np.asarray(propensity, dtype=float)
+    primary = np.where(np.isnan(key), np.inf, -key)
+    secondary = np.where(np.isnan(tie), np.inf, -tie)
+    return np.lexsort((np.arange(len(key)), secondary, primary))
+
+
+def rank_scored(
+    scored: pd.DataFrame,
+    *,
+    sort_by: str = "priority",
+    tiers: tuple[int, ...] | None = None,
+    top: int | None = None,
+) -> pd.DataFrame:
+    """Scored accounts in rank order with ``rank`` from 1 and, given ``tiers``, ``abm_tier``.
+
+    Args:
+        scored: output of :meth:`AccountScorer.score` (at least ``propensity`` and ``sort_by``).
+        sort_by: one of :data:`SORT_KEYS`.
+        tiers: sizes of the 1:1, 1:few and 1:many tiers; the rest is nurture.
+        top: keep only the first ``top`` accounts (tiers are cut on the whole list first).
+    """
+    check_sort_key(sort_by)
+    order = rank_order(scored[sort_by], scored["propensity"])
+    ranked = scored.iloc[order].reset_index(drop=True)
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    if tiers is not None:
+        ranked.insert(2, "abm_tier", abm_tiers(len(ranked), tiers))
+    return ranked.head(top) if top is not None else ranked
+
+
 def abm_tiers(n: int, sizes: tuple[int, ...]) -> np.ndarray:
     """ABM tier of each position in a ranked list of ``n`` accounts."""
     out = np.full(n, NURTURE, dtype=object)
@@ -139,10 +184,7 @@ def rank_accounts(
 
     ``progress(done, total)`` is called after each chunk of :data:`CHUNK_ROWS` accounts.
     """
-    if sort_by not in SORT_KEYS:
-        raise AbmInputError(
-            f"sort by one of {', '.join(SORT_KEYS)}, not {sort_by!r}", field="--sort-by"
-        )
+    check_sort_key(sort_by)
     as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
     accounts = accounts.reset_index(drop=True)
     if ACCOUNT_ID not in accounts.columns and ROW_ID in accounts.columns:
@@ -187,11 +229,7 @@ def rank_accounts(
         if parts
         else pd.DataFrame(columns=["account_id", "propensity", sort_by])
     )
-    ranked = ranked.sort_values(
-        [sort_by, "propensity"], ascending=False, kind="stable", ignore_index=True
-    )
-    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
-    ranked.insert(2, "abm_tier", abm_tiers(len(ranked), tiers))
+    ranked = rank_scored(ranked, sort_by=sort_by, tiers=tiers)
     ranked["model_name"] = model_name
     ranked["model_version"] = str(model_version)
     ranked["as_of"] = as_of

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.config import num_threads
-from abm_ml.data.validate import FeatureInfo
+from abm_ml.modeling.feature_info import FeatureInfo, is_yes
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,7 @@ def reason_text(feature: FeatureInfo, value: object) -> str:
             or f"{feature.description[:1].upper()}{feature.description[1:]}: unknown"
         )
     if feature.type == "boolean":
-        truthy = (
-            bool(float(value))
-            if not isinstance(value, str)
-            else value.lower() in {"1", "true", "yes"}
-        )
+        truthy = is_yes(value)
         text = feature.true_text if truthy else feature.false_text
         if text:
             return text
@@ -168,48 +164,3 @@ def reasons_as_text(entry: dict[str, list[dict]]) -> str:
     """'+ 12 web visits in the last 30 days; - No economic buyer in CRM' for tables and CSVs."""
     parts = [f"+ {r['text']}" for r in entry["up"]] + [f"- {r['text']}" for r in entry["down"]]
     return "; ".join(parts)
-
-
-def breakdown(scorer, record: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Every factor's push for one account, strongest first, with the base and final probability.
-
-    Returns:
-        A frame (feature, value, text, log_odds, probability_points) and a dict with
-        ``base_log_odds``, ``base_probability`` (the calibrated probability of an average account
-        in training), ``raw_log_odds`` and ``propensity``.
-    """
-    record = record.head(1).reset_index(drop=True)
-    matrix = scorer.preprocessor.transform(record)
-    contrib = contributions(scorer.propensity_booster, matrix)
-    raw_values = scorer.preprocessor.raw_values(record)
-    raw = float(contrib.raw[0])
-    by_name = {f.name: f for f in scorer.features}
-    rows = []
-    for j, name in enumerate(contrib.feature_names):
-        c = float(contrib.values[0, j])
-        value = raw_values[name].iloc[0]
-        effect = float(
-            scorer.propensity_from_raw(np.array([raw]))[0]
-            - scorer.propensity_from_raw(np.array([raw - c]))[0]
-        )
-        rows.append(
-            {
-                "feature": name,
-                "value": display_value(value),
-                "text": reason_text(by_name[name], value),
-                "log_odds": c,
-                "probability_points": effect,
-            }
-        )
-    frame = pd.DataFrame(rows)
-    frame = frame.reindex(frame["log_odds"].abs().sort_values(ascending=False).index).reset_index(
-        drop=True
-    )
-    base = float(contrib.base[0])
-    totals = {
-        "base_log_odds": base,
-        "base_probability": float(scorer.propensity_from_raw(np.array([base]))[0]),
-        "raw_log_odds": raw,
-        "propensity": float(scorer.propensity_from_raw(np.array([raw]))[0]),
-    }
-    return frame, totals

@@ -17,8 +17,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from abm_ml.config import num_threads
-from abm_ml.data.validate import FeatureInfo
-from abm_ml.modeling import reasons as explain
+from abm_ml.modeling import reasons
+from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 
 TIER_NAMES = ("A", "B", "C", "D")
@@ -88,20 +88,8 @@ class Preprocessor:
                         else str(v)
                     )
                 )
-            elif feature.type == "boolean" and not pd.api.types.is_numeric_dtype(column):
-                lowered = column.astype("string").str.strip().str.lower()
-                values[feature.name] = pd.Series(
-                    np.where(
-                        lowered.isin(["1", "true", "yes", "y", "t", "1.0"]).fillna(False),
-                        1.0,
-                        np.where(
-                            lowered.isin(["0", "false", "no", "n", "f", "0.0"]).fillna(False),
-                            0.0,
-                            np.nan,
-                        ),
-                    ),
-                    index=frame.index,
-                )
+            elif feature.type == "boolean":
+                values[feature.name] = parse_yes_no(column)
             else:
                 values[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
         return pd.DataFrame(values, index=frame.index)
@@ -198,7 +186,7 @@ class AccountScorer:
         """
         records = records.reset_index(drop=True)
         matrix = self.preprocessor.transform(records)
-        contrib = explain.contributions(self.propensity_booster, matrix) if with_reasons else None
+        contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
         raw = (
             contrib.raw
             if contrib is not None
@@ -250,7 +238,7 @@ class AccountScorer:
             def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
 
-            out["reasons"] = explain.reasons(
+            out["reasons"] = reasons.reasons(
                 contrib,
                 raw_values,
                 self.features,
@@ -260,12 +248,12 @@ class AccountScorer:
                 effect_unit="probability_points",
             )
             if self.velocity is not None and with_velocity_reasons:
-                vcontrib = explain.contributions(self.velocity.boosters["p50"], matrix)
+                vcontrib = reasons.contributions(self.velocity.boosters["p50"], matrix)
 
                 def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                     return np.expm1(with_c) - np.expm1(without_c)
 
-                out["velocity_reasons"] = explain.reasons(
+                out["velocity_reasons"] = reasons.reasons(
                     vcontrib,
                     raw_values,
                     self.features,
@@ -276,8 +264,64 @@ class AccountScorer:
                 )
         return out
 
-    def explain_full(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        """Every feature's contribution (log-odds) per record, and the base value."""
-        matrix = self.preprocessor.transform(records.reset_index(drop=True))
-        contrib = explain.contributions(self.propensity_booster, matrix)
-        return pd.DataFrame(contrib.values, columns=contrib.feature_names), contrib.base
+    def explain(self, records: pd.DataFrame) -> Explanation:
+        """Every feature's push on each record: the one explanation behind ``explain`` and ``/explain``.
+
+        Contributions are TreeSHAP values in log-odds of the uncalibrated model; each one's
+        effect in probability points is the change in the calibrated propensity were that
+        contribution removed, all else equal.
+        """
+        records = records.reset_index(drop=True)
+        matrix = self.preprocessor.transform(records)
+        contrib = reasons.contributions(self.propensity_booster, matrix)
+        raw = contrib.raw
+        propensity = self.propensity_from_raw(raw)
+        without = raw[:, None] - contrib.values
+        points = propensity[:, None] - self.propensity_from_raw(without.ravel()).reshape(
+            without.shape
+        )
+        return Explanation(
+            features=self.features,
+            contributions=contrib.values,
+            probability_points=points,
+            base_log_odds=contrib.base,
+            base_probability=self.propensity_from_raw(contrib.base),
+            raw_log_odds=raw,
+            propensity=propensity,
+            values=self.preprocessor.raw_values(records),
+        )
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every feature's contribution for each explained record (row ``i`` of each array)."""
+
+    features: list[FeatureInfo]
+    contributions: np.ndarray
+    """(records, features) log-odds of the uncalibrated propensity model."""
+    probability_points: np.ndarray
+    """(records, features) effect of each contribution on the calibrated propensity."""
+    base_log_odds: np.ndarray
+    base_probability: np.ndarray
+    raw_log_odds: np.ndarray
+    propensity: np.ndarray
+    values: pd.DataFrame
+    """The values the model saw, as given (original category names)."""
+
+    def factors(self, i: int) -> pd.DataFrame:
+        """Record ``i``'s factors, strongest first: feature, value, text, log_odds, probability_points."""
+        frame = pd.DataFrame(
+            {
+                "feature": [f.name for f in self.features],
+                "value": [
+                    reasons.display_value(self.values[f.name].iloc[i]) for f in self.features
+                ],
+                "text": [
+                    reasons.reason_text(f, self.values[f.name].iloc[i]) for f in self.features
+                ],
+                "log_odds": self.contributions[i],
+                "probability_points": self.probability_points[i],
+            }
+        )
+        order = np.argsort(-np.abs(self.contributions[i]), kind="stable")
+        return frame.iloc[order].reset_index(drop=True)

@@ -14,7 +14,6 @@ import getpass
 import json
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError, ModelNotPromotableError
 from abm_ml.modeling import metrics as m
+from abm_ml.registry.pyfunc import read_scorer
 from abm_ml.registry.tracking import configure
 
 HISTORY_TAG = "abm_ml.champion_history"
@@ -69,20 +69,13 @@ def resolve_version(name: str, ref: str):
 
 
 def load_scorer(name: str, ref: str):
-    """The :class:`~abm_ml.model.AccountScorer` inside a registered pyfunc version."""
-    import joblib
-
+    """The :class:`~abm_ml.modeling.scorer.AccountScorer` of a registered version, and the version."""
     mv = resolve_version(name, ref)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp
         )
-        scorer_files = list(Path(local).rglob("scorer.joblib"))
-        if not scorer_files:
-            raise AbmInputError(
-                f"version {mv.version} of {name!r} carries no scorer", field="model"
-            )
-        return joblib.load(scorer_files[0]), mv
+        return read_scorer(local, what=f"version {mv.version} of {name!r}"), mv
 
 
 def _holdout(run_id: str) -> pd.DataFrame:
@@ -163,11 +156,7 @@ def promote(
                 )
             propensity = scorer.score(holdout, with_reasons=False)["propensity"].to_numpy()
             scores[label] = m.propensity_metrics(y, propensity, n_boot=0)[metric].value
-        better = (
-            scores["challenger"] > scores["champion"]
-            if metric != "brier" and metric != "log_loss"
-            else scores["challenger"] < scores["champion"]
-        )
+        better = m.is_better(metric, scores["challenger"], scores["champion"])
         reason = (
             f"{metric} on the challenger's holdout ({len(holdout)} rows): challenger v{challenger.version} "
             f"{scores['challenger']:.4f} vs champion v{previous} {scores['champion']:.4f}"

@@ -1,4 +1,5 @@
-"""The MLflow pyfunc that packages an :class:`~abm_ml.model.AccountScorer`.
+"""The packaged scorer: how an :class:`~abm_ml.modeling.scorer.AccountScorer` is saved, found and
+read back (:func:`save_scorer`, :func:`read_scorer`), and the MLflow pyfunc that wraps it.
 
 It takes raw account records (categories as strings, numbers as numbers; any feature may be
 absent) and applies the fitted preprocessing itself, so MLflow's conversion of input examples
@@ -18,6 +19,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from abm_ml.errors import AbmInputError
 from abm_ml.modeling.scorer import AccountScorer
 
 SCORER_ARTIFACT = "scorer"
@@ -27,7 +29,7 @@ class AccountScorerModel(mlflow.pyfunc.PythonModel):
     """``predict`` returns one row per record: propensity, score, tier, days, value, reasons."""
 
     def load_context(self, context) -> None:
-        self.scorer: AccountScorer = joblib.load(context.artifacts[SCORER_ARTIFACT])
+        self.scorer: AccountScorer = read_scorer(context.artifacts[SCORER_ARTIFACT])
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict | None = None
@@ -115,8 +117,43 @@ def input_example(scorer: AccountScorer, records: pd.DataFrame, n: int = 3) -> p
     return out
 
 
+SCORER_FILE = "scorer.joblib"
+
+
 def save_scorer(scorer: AccountScorer, directory: Path) -> Path:
+    """Write the scorer to ``directory/scorer.joblib`` (the file every package carries)."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "scorer.joblib"
+    path = directory / SCORER_FILE
     joblib.dump(scorer, path)
     return path
+
+
+def read_scorer(location: str | Path, *, what: str | None = None) -> AccountScorer:
+    """The one way to load a packaged scorer: a ``scorer.joblib`` file, or a folder holding one.
+
+    Works on an MLflow model version downloaded to disk, a Bento model's folder, or the file.
+
+    Args:
+        location: the file, or a folder searched recursively.
+        what: how to name the package in the error (defaults to the path).
+
+    Raises:
+        AbmInputError: no scorer there, or one that cannot be read.
+    """
+    path = Path(location)
+    found = [path] if path.is_file() else sorted(path.rglob(SCORER_FILE))
+    if not found:
+        raise AbmInputError(f"{what or path} carries no {SCORER_FILE}", field="model")
+    try:
+        scorer = joblib.load(found[0])
+    except Exception as error:  # noqa: BLE001 - unpickling raises anything a broken file holds
+        raise AbmInputError(
+            f"{what or found[0]}: the scorer cannot be read ({type(error).__name__}: {error})",
+            field="model",
+        ) from None
+    if not isinstance(scorer, AccountScorer):
+        raise AbmInputError(
+            f"{what or found[0]}: {SCORER_FILE} holds a {type(scorer).__name__}, not a scorer",
+            field="model",
+        )
+    return scorer

@@ -32,9 +32,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from abm_ml.errors import AbmInputError
+from abm_ml.modeling.ranking import ABM_TIERS, NURTURE
 
-ABM_TIERS = ("1:1", "1:few", "1:many")
-NURTURE = "nurture"
 """The same tiers as :mod:`abm_ml.modeling.ranking`, repeated so that reading history does not import the
 model stack (LightGBM, SHAP, MLflow take seconds to load); a test keeps the two in step."""
 TABLE_NAME = "abm_score_history"

@@ -71,18 +71,6 @@ METRIC_LABELS = {
     "baseline_mae_days": ("Baseline MAE", "days, median-days forecast on the same deals"),
     "mae_improvement": ("MAE improvement", "1 - MAE / baseline MAE"),
 }
-HIGHER_IS_BETTER = frozenset(
-    {
-        "roc_auc",
-        "pr_auc",
-        "lift_top_decile",
-        "precision_at_k",
-        "recall_at_k",
-        "won_amount_captured_top_k",
-        "mae_improvement",
-    }
-)
-LOWER_IS_BETTER = frozenset({"brier", "log_loss", "ece", "mae_days", "median_ape"})
 EXTRA_LABELS = {
     "velocity_c_index": "C-index, quantile model (open deals censored)",
     "velocity_aft_c_index": "C-index, log-normal AFT comparison",
@@ -293,17 +281,12 @@ def _metric_rows(named: Mapping[str, Mapping[str, m.Metric]]) -> list[dict[str, 
         finite = {k: v for k, v in values.items() if _finite(v)}
         best: set[str] = set()
         # Only a comparison across models can have a winner; a lone value is just a value.
-        if len(finite) > 1 and (name in HIGHER_IS_BETTER or name in LOWER_IS_BETTER):
-            target = max(finite.values()) if name in HIGHER_IS_BETTER else min(finite.values())
+        sign = m.direction(name)
+        if len(finite) > 1 and sign:
+            target = max(finite.values()) if sign > 0 else min(finite.values())
             best = {k for k, v in finite.items() if v == target}
         label, help_text = METRIC_LABELS.get(name, (name.replace("_", " "), ""))
-        direction = (
-            "higher is better"
-            if name in HIGHER_IS_BETTER
-            else "lower is better"
-            if name in LOWER_IS_BETTER
-            else ""
-        )
+        direction = {1: "higher is better", -1: "lower is better"}.get(sign, "")
         cells = [
             {
                 "model": model,

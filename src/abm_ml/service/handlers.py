@@ -46,12 +46,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
+from abm_ml.modeling.ranking import SORT_KEYS, rank_order
 from abm_ml.schema import ACCOUNT_ID, AMOUNT
 
 if TYPE_CHECKING:
     import bentoml
 
-    from abm_ml.data.validate import FeatureInfo
+    from abm_ml.modeling.feature_info import FeatureInfo
     from abm_ml.modeling.scorer import AccountScorer
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_LATENCY_MS = 10_000
 DEFAULT_TIMEOUT_S = 60
 MAX_REPORTED_ERRORS = 50
-SORT_KEYS = ("priority", "propensity", "expected_value")
 EXPLAINS = (
     "SHAP contributions (LightGBM TreeSHAP) to the log-odds of the uncalibrated propensity model: "
     "base_value + sum(contributions) = raw_log_odds; propensity is the calibrated probability of that raw score."
@@ -238,7 +238,7 @@ class RecordSchema:
         *,
         ignore_unknown_fields: bool = False,
     ):
-        from abm_ml.data.validate import FeatureInfo
+        from abm_ml.modeling.feature_info import FeatureInfo
 
         self.features: list[FeatureInfo] = [
             f if isinstance(f, FeatureInfo) else FeatureInfo(**dict(f)) for f in features
@@ -789,50 +789,39 @@ def score_rows(
 
 
 def explain_rows(scorer: AccountScorer, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """:meth:`AccountScorer.explain_full` on validated records: every feature's contribution."""
+    """:meth:`AccountScorer.explain` on validated records: every feature's contribution."""
     from abm_ml.modeling.reasons import display_value
 
     if not rows:
         return []
 
     def call(frame: pd.DataFrame) -> list[dict[str, Any]]:
-        contrib, base = scorer.explain_full(frame)
-        base = np.asarray(base, dtype=float)
-        raw = base + contrib.to_numpy(dtype=float).sum(axis=1)
-        propensity = scorer.propensity_from_raw(raw)
-        values = scorer.preprocessor.raw_values(frame)
-        out = []
-        for i in range(len(frame)):
-            out.append(
-                _clean(
-                    {
-                        "account_id": str(frame[ACCOUNT_ID].iloc[i]),
-                        "base_value": base[i],
-                        "raw_log_odds": raw[i],
-                        "propensity": propensity[i],
-                        "contributions": {name: contrib[name].iloc[i] for name in contrib.columns},
-                        "values": {
-                            name: display_value(values[name].iloc[i]) for name in values.columns
-                        },
-                    }
-                )
+        explained = scorer.explain(frame)
+        names = [f.name for f in explained.features]
+        return [
+            _clean(
+                {
+                    "account_id": str(frame[ACCOUNT_ID].iloc[i]),
+                    "base_value": explained.base_log_odds[i],
+                    "raw_log_odds": explained.raw_log_odds[i],
+                    "propensity": explained.propensity[i],
+                    "contributions": dict(zip(names, explained.contributions[i])),
+                    "values": {
+                        name: display_value(explained.values[name].iloc[i]) for name in names
+                    },
+                }
             )
-        return out
+            for i in range(len(frame))
+        ]
 
     return _one_by_one(rows, scorer.features, call, "explaining")
 
 
 def load_scorer(bento_model: Any) -> AccountScorer:
     """The :class:`AccountScorer` inside a Bento model imported by :func:`deploy`."""
-    import joblib
+    from abm_ml.registry.pyfunc import read_scorer
 
-    found = sorted(Path(bento_model.path).rglob("scorer.joblib"))
-    if not found:
-        raise AbmInputError(
-            f"Bento model {bento_model.tag} carries no scorer.joblib; import it with abm_ml.serving.deploy",
-            field="model",
-        )
-    return joblib.load(found[0])
+    return read_scorer(bento_model.path, what=f"Bento model {bento_model.tag}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1040,14 +1029,18 @@ async def call_runner(
 def rank_results(
     results: Sequence[Mapping[str, Any]], *, sort_by: str = "priority", top: int | None = None
 ) -> list[dict[str, Any]]:
-    """Results sorted by ``sort_by`` (descending; ties keep input order), with ``rank`` from 1."""
+    """Results in the order of :func:`abm_ml.modeling.ranking.rank_order`, with ``rank`` from 1."""
     if sort_by not in SORT_KEYS:
         raise ServingError(
             422,
             f"'sort_by' must be one of {', '.join(SORT_KEYS)}",
             [_error(None, "sort_by", "invalid", "enum")],
         )
-    order = sorted(range(len(results)), key=lambda i: -(results[i].get(sort_by) or 0.0))
+
+    def column(name: str) -> list[float]:
+        return [np.nan if r.get(name) is None else r[name] for r in results]
+
+    order = rank_order(column(sort_by), column("propensity"))
     if top is not None:
         order = order[:top]
     return [{**results[i], "rank": r} for r, i in enumerate(order, start=1)]
@@ -1198,11 +1191,11 @@ def deploy(
         The Bento model's tag.
     """
     import bentoml
-    import joblib
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from abm_ml.registry.promotion import resolve_version
+    from abm_ml.registry.pyfunc import read_scorer
     from abm_ml.registry.tracking import configure
 
     uri = configure()
@@ -1228,12 +1221,7 @@ def deploy(
     model_uri = f"models:/{name}/{mv.version}"
     with tempfile.TemporaryDirectory(prefix="abm-deploy-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        found = sorted(Path(local).rglob("scorer.joblib"))
-        if not found:
-            raise AbmInputError(
-                f"version {mv.version} of {name!r} carries no scorer", field="model"
-            )
-        scorer = joblib.load(found[0])
+        scorer = read_scorer(local, what=f"version {mv.version} of {name!r}")
         tags = dict(mv.tags or {})
         scorer_meta = _clean(dict(scorer.metadata))
         metadata = {
