@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm_ml.data.parsing import parse_numbers
 from abm_ml.data.readers import SOURCE_ROW, read_table
 from abm_ml.data.spec import SourceSpec, parse_spec
-from abm_ml.data.validate import load_dataset, parse_numbers
+from abm_ml.data.validate import load_dataset
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import LOST, OUTCOME, ROW_ID, WON
 

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm_ml.data.parsing import infer_type
 from abm_ml.data.spec import parse_spec
-from abm_ml.data.validate import Dataset, infer_type, load_dataset
+from abm_ml.data.validate import Dataset, load_dataset
 from abm_ml.schema import (
     AMOUNT,
     CLOSED_AT,

@@ -9,6 +9,7 @@ already carry a numeric or date type.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import warnings
@@ -197,3 +198,19 @@ def read_table(part: SourceSpec | JoinSpec) -> RawTable:
         return _read_sql(part.url, part.table, part.query)
     assert part.path is not None
     return _read_file(part.path, part.format, part.sep, part.encoding)
+
+
+def _suggest(column: str, available: list[str]) -> str:
+    close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def require_columns(table: RawTable, columns: list[tuple[str, str]]) -> None:
+    """Raise one clear error for the first (role, column) pair whose column the table lacks."""
+    available = [c for c in table.frame.columns if c != SOURCE_ROW]
+    for role, column in columns:
+        if column not in table.frame.columns:
+            raise AbmInputError(
+                f"column {column!r} (the spec's `{role}`) is not in the file{_suggest(column, available)}",
+                source=table.name,
+            )

@@ -1,0 +1,159 @@
+"""Value parsers shared by validation: numbers, dates, yes/no, missing placeholders, column types.
+
+Each parser takes a column as read (text from a CSV, typed values from a SQL driver or Parquet)
+and returns the parsed values with a mask of values that were present but could not be parsed,
+so that validation can reject those rows with a reason instead of losing them. The parsers work
+on the distinct values of a column only: CRM columns repeat a lot.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS
+
+_NUMBER_JUNK = re.compile(r"[\s$€£¥%]")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_THOUSANDS_EU = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
+
+
+def _by_unique(values: pd.Series, parse) -> pd.Series:
+    """Apply ``parse`` (Series -> Series) to the distinct values only: CRM columns repeat a lot."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    parsed_uniques = parse(pd.Series(uniques, dtype=object)).to_numpy()
+    result = pd.Series(
+        parsed_uniques.take(np.where(codes < 0, 0, codes))
+        if len(uniques)
+        else np.full(len(values), None),
+        index=values.index,
+    )
+    return result.where(codes >= 0, None)
+
+
+def missing_mask(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
+    """True where a value is missing or a missing placeholder (``tokens``, compared lower-cased)."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return values.isna()
+    # Only text can be a placeholder: a SQL driver's dates, decimals and booleans are values.
+    flags = _by_unique(
+        values,
+        lambda u: u.map(
+            lambda v: v.strip().lower() in tokens if isinstance(v, str) else bool(pd.isna(v))
+        ),
+    )
+    return values.isna() | flags.astype("boolean").fillna(True).astype(bool)
+
+
+def clean_text(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
+    """Text with missing placeholders ('unknown', 'Select', blanks) turned into missing values."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values
+    text = _by_unique(values, lambda u: u.map(lambda v: v.strip() if isinstance(v, str) else v))
+    return text.where(~missing_mask(values, tokens), np.nan).astype(object)
+
+
+def _parse_number_text(text: pd.Series, decimal: str) -> pd.Series:
+    text = text.astype("string").str.replace(_NUMBER_JUNK, "", regex=True)
+    # Accounting negatives: (1,234) means -1234. Before the separators, whose patterns allow a sign.
+    text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+    if decimal == ",":
+        eu = text.str.fullmatch(_THOUSANDS_EU).fillna(False)
+        text = text.where(~eu, text.str.replace(".", "", regex=False))
+        text = text.str.replace(",", ".", regex=False)
+    else:
+        grouped = text.str.fullmatch(_THOUSANDS).fillna(False)
+        text = text.where(~grouped, text.str.replace(",", "", regex=False))
+    return pd.to_numeric(text, errors="coerce").astype(float).astype(object)
+
+
+def parse_numbers(values: pd.Series, *, decimal: str = ".") -> tuple[pd.Series, pd.Series]:
+    """Parse amounts like ' 1,234.50 ', '$12 000', '1.234,5' (with ``decimal=','``).
+
+    Returns:
+        The parsed floats and a mask of values that were present but could not be parsed.
+    """
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values.astype(float), pd.Series(False, index=values.index)
+    parsed = _by_unique(values, lambda u: _parse_number_text(u, decimal)).astype(float)
+    bad = values.notna() & parsed.isna()
+    return parsed, bad
+
+
+def parse_dates(values: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Parse dates trying each format in order ('ISO' for ISO 8601); return values and a bad mask."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        return parsed.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+
+    def _parse(uniques: pd.Series) -> pd.Series:
+        text = uniques.astype("string")
+        parsed = pd.Series(pd.NaT, index=uniques.index, dtype="datetime64[ns]")
+        # Dates that a SQL driver already typed (datetime.date objects) need no format.
+        typed = uniques.map(lambda v: isinstance(v, date)).astype(bool)
+        if typed.any():
+            parsed.loc[typed] = (
+                pd.to_datetime(uniques[typed], utc=True)
+                .dt.tz_localize(None)
+                .astype("datetime64[ns]")
+            )
+        for fmt in formats or ["ISO"]:
+            todo = parsed.isna() & text.notna()
+            if not todo.any():
+                break
+            if fmt.upper() == "ISO":
+                attempt = pd.to_datetime(text[todo], errors="coerce", format="ISO8601", utc=True)
+                attempt = attempt.dt.tz_convert("UTC").dt.tz_localize(None)
+            else:
+                attempt = pd.to_datetime(text[todo], errors="coerce", format=fmt)
+            parsed.loc[todo] = attempt.astype("datetime64[ns]")
+        return parsed.astype(object)
+
+    parsed = pd.to_datetime(_by_unique(values, _parse)).astype("datetime64[ns]")
+    bad = values.notna() & parsed.isna()
+    return parsed, bad
+
+
+def infer_type(values: pd.Series) -> str:
+    """Numeric when (almost) every present value is a number, boolean for yes/no columns, else categorical."""
+    present = values.dropna()
+    if present.empty:
+        return "categorical"
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(values):
+        distinct = set(pd.unique(present))
+        return (
+            "boolean"
+            if distinct <= {0, 1} and len(distinct) == 2 and values.dtype.kind in "iub"
+            else "numeric"
+        )
+    lowered = set(present.astype(str).str.lower().unique()[:50])
+    if (
+        lowered <= (YES_WORDS | NO_WORDS)
+        and lowered & YES_WORDS
+        and lowered & NO_WORDS
+        and not lowered <= {"0", "1"}
+    ):
+        return "boolean"
+    parsed, bad = parse_numbers(present)
+    if bad.mean() <= 0.02 and parsed.notna().any():
+        return "numeric"
+    return "categorical"
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Categories as text: typed values (numbers from a SQL driver) become strings, missing is NaN."""
+    text = values.map(
+        lambda v: (
+            v
+            if isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v))
+            else str(v)
+        )
+    )
+    return text.astype(object).where(text.notna(), np.nan)
