@@ -94,7 +94,7 @@ def make_rows(path: Path, n_accounts: int, seed: int, chunk: int, tile_from: int
     import pandas as pd
 
     from abm_ml.features.point_in_time import build_scoring_rows
-    from abm_ml.synthetic.world import generate_world
+    from abm_ml.synthetic.generate import generate_world
 
     base_n = tile_from or n_accounts
     with Stopwatch() as sw_world:

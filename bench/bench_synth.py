@@ -35,7 +35,8 @@ import pandas as pd
 import psutil
 
 from abm_ml.features.point_in_time import build_scoring_rows, build_training_rows
-from abm_ml.synthetic.world import TABLES, generate_world
+from abm_ml.synthetic.generate import generate_world
+from abm_ml.synthetic.world import TABLES
 
 GIB = 1024**3
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"

@@ -283,7 +283,7 @@ def synthetic_dataset(n_accounts: int = 5000, seed: int = 7) -> Iterator[object]
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
     from abm_ml.features.point_in_time import build_training_rows
-    from abm_ml.synthetic.world import generate_world
+    from abm_ml.synthetic.generate import generate_world
 
     with tempfile.TemporaryDirectory(prefix="abm-bench-synth-") as tmp:
         world = generate_world(n_accounts, seed=seed)

@@ -109,7 +109,7 @@ def synth(
     and scoring_rows.parquet (each account as of --as-of), used by training/specs/synthetic-abm.yaml.
     """
     from abm_ml.features.point_in_time import build_scoring_rows, build_training_rows
-    from abm_ml.synthetic.world import generate_world
+    from abm_ml.synthetic.generate import generate_world
 
     out = out or cfg.data_dir() / "synth"
     started = time.perf_counter()

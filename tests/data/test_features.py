@@ -27,7 +27,8 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.synthetic.world import World, generate_world
+from abm_ml.synthetic.generate import generate_world
+from abm_ml.synthetic.world import World
 
 SECOND = pd.Timedelta(seconds=1)
 DAY = pd.Timedelta(days=1)

@@ -10,6 +10,7 @@ import pytest
 
 from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
 from abm_ml.schema import ACCOUNT_ID, CLOSED_AT, CREATED_AT, LOST, OPEN, OUTCOME, OUTCOMES, WON
+from abm_ml.synthetic.generate import generate_world
 from abm_ml.synthetic.world import (
     CHANNELS,
     NOISE_FEATURES,
@@ -18,7 +19,6 @@ from abm_ml.synthetic.world import (
     ROLES,
     TABLES,
     World,
-    generate_world,
     load_world,
 )
 

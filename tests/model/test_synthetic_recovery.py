@@ -12,7 +12,8 @@ from abm_ml.data.validate import load_dataset
 from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
 from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from abm_ml.schema import AMOUNT
-from abm_ml.synthetic.world import NOISE_FEATURES, PLANTED_WIN_DRIVERS, generate_world
+from abm_ml.synthetic.generate import generate_world
+from abm_ml.synthetic.world import NOISE_FEATURES, PLANTED_WIN_DRIVERS
 
 SPEC = Path(__file__).resolve().parents[2] / "training" / "specs" / "synthetic-abm.yaml"
 
