@@ -6,11 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm_ml.features.columns import AS_OF, FEATURE_COLUMNS, FEATURE_DESCRIPTIONS, MODEL_FEATURES
 from abm_ml.features.point_in_time import (
-    AS_OF,
-    FEATURE_COLUMNS,
-    FEATURE_DESCRIPTIONS,
-    MODEL_FEATURES,
     build_features,
     build_scoring_rows,
     build_training_rows,

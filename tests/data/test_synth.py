@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
+from abm_ml.features.columns import FEATURE_DESCRIPTIONS, MODEL_FEATURES
+from abm_ml.features.point_in_time import build_training_rows
 from abm_ml.schema import ACCOUNT_ID, CLOSED_AT, CREATED_AT, LOST, OPEN, OUTCOME, OUTCOMES, WON
 from abm_ml.synthetic.generate import generate_world
 from abm_ml.synthetic.world import (

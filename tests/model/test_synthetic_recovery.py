@@ -9,7 +9,8 @@ import pytest
 
 from abm_ml.data.spec import load_spec
 from abm_ml.data.validate import load_dataset
-from abm_ml.features.point_in_time import FEATURE_DESCRIPTIONS, MODEL_FEATURES, build_training_rows
+from abm_ml.features.columns import FEATURE_DESCRIPTIONS, MODEL_FEATURES
+from abm_ml.features.point_in_time import build_training_rows
 from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from abm_ml.schema import AMOUNT
 from abm_ml.synthetic.generate import generate_world
