@@ -169,7 +169,7 @@ def reference_worker(
             out["mlflow_import_s"] = sw_mlflow_import.seconds
             out["mlflow_log_and_register_s"] = sw_log.seconds
             try:  # the CLI's HTML training report (optional: absent in older versions)
-                from abm_ml.reporting.html import training_report
+                from abm_ml.reporting.training_report import training_report
 
                 with Stopwatch() as sw_report:
                     training_report(

@@ -192,7 +192,7 @@ def _training_report(result, info: dict) -> Path:
     """Write the HTML training report and attach it to the MLflow run."""
     import mlflow
 
-    from abm_ml.reporting.html import training_report
+    from abm_ml.reporting.training_report import training_report
 
     name = (
         f"{result.dataset.spec.name}-v{info['version']}.html"
@@ -432,7 +432,7 @@ def rank(
             f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
         )
     if report:
-        from abm_ml.reporting.html import ranking_report
+        from abm_ml.reporting.ranking_report import ranking_report
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")

@@ -15,7 +15,9 @@ import pytest
 from abm_ml.modeling.ranking import RankResult, rank_accounts
 from abm_ml.modeling.train import MODEL_NAME
 from abm_ml.registry.card import model_card, verdict
-from abm_ml.reporting import html as report
+from abm_ml.reporting import formatting
+from abm_ml.reporting import ranking_report as ranking_page
+from abm_ml.reporting import training_report as training_page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,7 +41,7 @@ EVIL_ID = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture(scope="module")
 def training_html(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = report.training_report(
+    path = training_page.training_report(
         trained, tmp_path_factory.mktemp("training") / "training.html", run_id="run123", version="7"
     )
     return path, _text(path)
@@ -63,7 +65,7 @@ def ranking(trained) -> RankResult:
 
 @pytest.fixture(scope="module")
 def ranking_html(ranking, trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = report.ranking_report(
+    path = ranking_page.ranking_report(
         ranking,
         tmp_path_factory.mktemp("ranking") / "ranking.html",
         model_card_md=model_card(trained, version="7"),
@@ -212,14 +214,16 @@ def test_training_report_has_the_verdict_data_and_charts(trained, training_html)
 def test_no_better_than_chance_gets_a_red_banner(trained, tmp_path, monkeypatch):
     # Charts are not under test here; skipping them keeps this test fast.
     monkeypatch.setattr(
-        report, "_training_charts", lambda *a, **k: {"propensity": [], "velocity": [], "shap": []}
+        training_page,
+        "_training_charts",
+        lambda *a, **k: {"propensity": [], "velocity": [], "shap": []},
     )
     chance = dataclasses.replace(trained, no_better_than_chance=True)
-    page = _text(report.training_report(chance, tmp_path / "chance.html"))
+    page = _text(training_page.training_report(chance, tmp_path / "chance.html"))
     assert 'class="banner danger"' in page and 'role="alert"' in page
     assert "NO BETTER THAN CHANCE" in page
     fine = _text(
-        report.training_report(
+        training_page.training_report(
             dataclasses.replace(trained, no_better_than_chance=False), tmp_path / "fine.html"
         )
     )
@@ -228,7 +232,7 @@ def test_no_better_than_chance_gets_a_red_banner(trained, tmp_path, monkeypatch)
 
 def test_capacity_falls_back_to_wins_without_amounts(trained):
     no_amounts = dataclasses.replace(trained, holdout=trained.holdout.assign(amount=np.nan))
-    analysis = report.capacity_analysis(no_amounts)
+    analysis = training_page.capacity_analysis(no_amounts)
     assert analysis["measure"] == "wins"
     won = trained.holdout_predictions["won"].to_numpy().astype(float)
     first = analysis["rows"][0]
@@ -271,7 +275,7 @@ def test_ranking_report_escapes_crm_values(ranking, tmp_path):
     ranked["movement"] = [2, -1, np.nan] + [0] * (len(ranked) - 3)
     unscorable = ranking.unscorable.assign(reason="unparseable value in 'x': <b>bold</b>")
     page = _text(
-        report.ranking_report(
+        ranking_page.ranking_report(
             RankResult(ranked, unscorable, ranking.meta),
             tmp_path / "evil.html",
             model_card_md="# Card <i>x</i>\n\n- `<tag>` and **bold**",
@@ -301,7 +305,7 @@ def test_reports_load_nothing_from_the_network(training_html, ranking_html):
 
 def test_markdown_subset_renders_tables_lists_and_headings():
     out = str(
-        report.markdown_to_html(
+        formatting.markdown_to_html(
             "# Title\n\n**Verdict.** ok `x<y`.\n\n- a\n- b\n\n1. one\n2. two\n\n| metric | m |\n|---|---|\n| auc | 0.8 |\n",
             heading_offset=1,
         )
@@ -313,9 +317,9 @@ def test_markdown_subset_renders_tables_lists_and_headings():
 
 
 def test_numbers_are_formatted_for_humans():
-    assert report.fmt_pct(0.4231) == "42.3\u00a0%"
-    assert report.fmt_money(1234567.8) == "1,234,568"
-    assert report.fmt_pct(float("nan")) == report.fmt_int(None) == "\u2013"
+    assert formatting.fmt_pct(0.4231) == "42.3\u00a0%"
+    assert formatting.fmt_money(1234567.8) == "1,234,568"
+    assert formatting.fmt_pct(float("nan")) == formatting.fmt_int(None) == "\u2013"
 
 
 # ---------------------------------------------------------------------------------------------
