@@ -177,6 +177,8 @@ def _drop_table(url: str) -> None:
 def url(request: pytest.FixtureRequest, tmp_path: Path):
     """An empty history database: a fresh SQLite file, or the session's PostgreSQL with no table."""
     if request.param == "sqlite":
+        # The folder is the entry point's to create (the CLI does); record_run only writes.
+        (tmp_path / "reports").mkdir()
         yield f"sqlite:///{tmp_path / 'reports' / 'score_history.db'}"
         return
     pg = request.getfixturevalue("postgres_url")
@@ -309,13 +311,6 @@ def test_driver_error_is_input_error(postgres_url: str):
         _drop_table(postgres_url)
 
 
-def test_tiers_match_rank_module():
-    from abm_ml.modeling import ranking as rank
-    from abm_ml.reporting import history
-
-    assert history.ABM_TIERS == rank.ABM_TIERS and history.NURTURE == rank.NURTURE
-
-
 # --------------------------------------------------------------------------- bad URLs
 
 
@@ -330,6 +325,16 @@ def test_bad_postgres_url_hides_password():
         message = str(caught.value)
         assert "Sup3rS3cret" not in message
         assert "postgresql+psycopg://sales:***@127.0.0.1" in message
+
+
+def test_sqlite_folder_is_created_only_when_asked(tmp_path: Path):
+    folder = tmp_path / "not" / "yet"
+    url = f"sqlite:///{folder / 'score_history.db'}"
+    with pytest.raises(AbmInputError, match="folder of the SQLite file does not exist"):
+        record_run(ranked_frame(RUN1, as_of=WEEK1), url)
+    assert not (tmp_path / "not").exists(), "a library call must not create folders"
+    out = record_run(ranked_frame(RUN1, as_of=WEEK1), url, create_sqlite_folder=True)
+    assert (folder / "score_history.db").is_file() and len(out) == len(RUN1)
 
 
 def test_bad_urls_are_input_errors(tmp_path: Path):

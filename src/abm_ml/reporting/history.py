@@ -34,8 +34,6 @@ import sqlalchemy as sa
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.ranking import ABM_TIERS, NURTURE
 
-"""The same tiers as :mod:`abm_ml.modeling.ranking`, repeated so that reading history does not import the
-model stack (LightGBM, SHAP, MLflow take seconds to load); a test keeps the two in step."""
 TABLE_NAME = "abm_score_history"
 KEY_COLUMNS = ("account_id", "model_version", "as_of")
 REQUIRED_COLUMNS = ("account_id", "model_version", "as_of", "score")
@@ -111,8 +109,12 @@ def _scrub(text: str, url: str) -> str:
     return line.replace(str(password), "***") if password else line
 
 
-def _engine(url: str, *, create_sqlite_folder: bool) -> sa.Engine:
-    """An engine for ``url``; bad URLs, unknown drivers and missing SQLite files become AbmInputError."""
+def _engine(url: str, *, writing: bool, create_sqlite_folder: bool = False) -> sa.Engine:
+    """An engine for ``url``; bad URLs, unknown drivers and missing SQLite files become AbmInputError.
+
+    Reading needs an existing SQLite file; writing needs its folder, which is created only when
+    ``create_sqlite_folder`` says so (the entry point decides, a library call never does).
+    """
     shown = safe_url(url)
     try:
         parsed = sa.engine.make_url(url)
@@ -129,16 +131,21 @@ def _engine(url: str, *, create_sqlite_folder: bool) -> sa.Engine:
         and not database.startswith("file:")
     ):
         path = Path(database)
-        if create_sqlite_folder:
+        if not writing:
+            if not path.is_file():
+                # Reading must not leave an empty database file behind a mistyped path.
+                raise AbmInputError("no such SQLite file", source=shown)
+        elif create_sqlite_folder:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise AbmInputError(
                     f"cannot create the folder of the SQLite file ({error.strerror})", source=shown
                 ) from None
-        elif not path.is_file():
-            # Reading must not leave an empty database file behind a mistyped path.
-            raise AbmInputError("no such SQLite file", source=shown)
+        elif not path.parent.is_dir():
+            raise AbmInputError(
+                f"the folder of the SQLite file does not exist: {path.parent}", source=shown
+            )
     if (
         parsed.get_backend_name() == "postgresql"
         and "connect_timeout" not in parsed.query
@@ -260,7 +267,13 @@ def movement_text(
     return ", ".join(parts) or "no change"
 
 
-def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> pd.DataFrame:
+def record_run(
+    ranked: pd.DataFrame,
+    url: str,
+    *,
+    run_at: str | None = None,
+    create_sqlite_folder: bool = False,
+) -> pd.DataFrame:
     """Store one ranking run and return it with each account's movement since its previous entry.
 
     Args:
@@ -270,6 +283,8 @@ def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> 
             history columns when present.
         url: SQLAlchemy URL of the history database (see :func:`abm_ml.config.history_url`).
         run_at: When the run was made (any timestamp pandas parses; naive means UTC); now by default.
+        create_sqlite_folder: Create the folder of a SQLite file when missing (for entry points
+            such as the CLI); otherwise a missing folder is an AbmInputError.
 
     Returns:
         A copy of ``ranked`` with ``previous_score``, ``previous_abm_tier``, ``previous_rank``
@@ -303,7 +318,7 @@ def record_run(ranked: pd.DataFrame, url: str, *, run_at: str | None = None) -> 
 
     metadata = sa.MetaData()
     table = _table(metadata)
-    engine = _engine(url, create_sqlite_folder=True)
+    engine = _engine(url, writing=True, create_sqlite_folder=create_sqlite_folder)
     # The bulk paths talk to the DBAPI cursor directly, so its errors arrive unwrapped.
     database_errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
     try:
@@ -470,7 +485,7 @@ def load_history(url: str, account_id: str | None = None) -> pd.DataFrame:
             score history table.
     """
     shown = safe_url(url)
-    engine = _engine(url, create_sqlite_folder=False)
+    engine = _engine(url, writing=False)
     metadata = sa.MetaData()
     table = _table(metadata)
     query = sa.select(*(table.c[name] for name in HISTORY_COLUMNS))
