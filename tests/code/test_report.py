@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -314,6 +316,17 @@ def test_markdown_subset_renders_tables_lists_and_headings():
     assert "<p><strong>Verdict.</strong> ok <code>x&lt;y</code>.</p>" in out
     assert "<ul><li>a</li><li>b</li></ul>" in out and "<ol><li>one</li><li>two</li></ol>" in out
     assert '<th scope="col">metric</th>' in out and "<td>0.8</td>" in out and "---" not in out
+
+
+def test_importing_the_reports_leaves_the_matplotlib_backend_alone():
+    # A notebook user importing abm_ml must keep their backend (e.g. inline plots).
+    code = (
+        "import matplotlib; matplotlib.use('svg'); "
+        "import abm_ml.reporting.plots, abm_ml.reporting.training_report, abm_ml.reporting.ranking_report; "
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
 
 
 def test_numbers_are_formatted_for_humans():

@@ -1,30 +1,50 @@
-"""Charts logged with every training run and embedded in the reports (matplotlib, no display)."""
+"""Charts logged with every training run and embedded in the reports (matplotlib, no display).
+
+Our own charts are drawn on :class:`matplotlib.figure.Figure` objects, which need no backend and
+leave pyplot's state alone: importing this module does not switch the backend (a notebook keeps
+its inline plots). Only the SHAP charts go through pyplot, because shap draws there; pyplot then
+picks its backend as usual (Agg on a server without a display) and the figure is closed once saved.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from abm_ml.modeling import metrics as m
 
 COLORS = {"abm-ml": "#1f6feb", "logistic_regression": "#8b949e", "rule_based_fit": "#d29922"}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _subplots(ncols: int = 1, *, figsize: tuple[float, float]):
+    """A figure and its axes, outside pyplot (no backend, nothing to close)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
+def _save_pyplot(path: Path) -> Path:
+    """Save pyplot's current figure (where shap draws) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.gcf()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _subplots(figsize=(5, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="perfect")
     for name, p in predictions.items():
         pts = m.calibration_curve_points(y, p, n_bins=10)
@@ -52,7 +72,7 @@ def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Pa
 def gains_plot(
     y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, amounts: np.ndarray | None = None
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _subplots(figsize=(5, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="#cccccc", lw=1, label="random")
     for name, p in predictions.items():
         gains = m.cumulative_gains(y, p, amounts)
@@ -71,7 +91,7 @@ def gains_plot(
 
 
 def velocity_residuals_plot(days_true: np.ndarray, p50: np.ndarray, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = _subplots(2, figsize=(9, 3.8))
     axes[0].scatter(days_true, p50, s=4, alpha=0.3, color="#1f6feb")
     top = float(np.nanpercentile(np.concatenate([days_true, p50]), 99)) or 1.0
     axes[0].plot([0, top], [0, top], ls="--", color="#999999")
@@ -89,6 +109,7 @@ def shap_plots(
     values: np.ndarray, data: pd.DataFrame, base: np.ndarray, directory: Path, *, top: int = 4
 ) -> list[Path]:
     """Beeswarm summary, mean |SHAP| bar chart and dependence plots of the top features."""
+    import matplotlib.pyplot as plt
     import shap
 
     numeric = data.apply(
@@ -101,15 +122,15 @@ def shap_plots(
     plt.figure()
     shap.plots.beeswarm(explanation, max_display=15, show=False)
     plt.title("SHAP summary (log-odds contribution per account)")
-    paths.append(_save(plt.gcf(), directory / "shap_summary.png"))
+    paths.append(_save_pyplot(directory / "shap_summary.png"))
     plt.figure()
     shap.plots.bar(explanation, max_display=15, show=False)
     plt.title("Mean |SHAP| (log-odds)")
-    paths.append(_save(plt.gcf(), directory / "shap_importance.png"))
+    paths.append(_save_pyplot(directory / "shap_importance.png"))
     order = np.argsort(-np.abs(values).mean(axis=0))[:top]
     for j in order:
         name = data.columns[j]
-        fig, ax = plt.subplots(figsize=(5, 3.6))
+        fig, ax = _subplots(figsize=(5, 3.6))
         column = data[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
             frame = pd.DataFrame(
@@ -136,6 +157,7 @@ def waterfall_plot(
     factors: pd.DataFrame, base_log_odds: float, path: Path, *, title: str, max_display: int = 12
 ) -> Path:
     """SHAP waterfall of one account: from the base log-odds to its own, factor by factor."""
+    import matplotlib.pyplot as plt
     import shap
 
     labels = [f"{t}" for t in factors["text"]]
@@ -148,7 +170,7 @@ def waterfall_plot(
     plt.figure()
     shap.plots.waterfall(explanation, max_display=max_display, show=False)
     plt.title(title)
-    return _save(plt.gcf(), path)
+    return _save_pyplot(path)
 
 
 ABM_TIER_COLORS = {"1:1": "#0a3069", "1:few": "#0969da", "1:many": "#54aeff", "nurture": "#8c959f"}
@@ -156,7 +178,7 @@ ABM_TIER_COLORS = {"1:1": "#0a3069", "1:few": "#0969da", "1:many": "#54aeff", "n
 
 def ranking_overview_plot(ranked: pd.DataFrame, path: Path) -> Path:
     """Expected value by ABM tier (with account counts) and the propensity distribution of a ranking."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = _subplots(2, figsize=(9, 3.4))
     tiers = [t for t in ABM_TIER_COLORS if "abm_tier" in ranked and (ranked["abm_tier"] == t).any()]
     if tiers:
         value = [float(ranked.loc[ranked["abm_tier"] == t, "expected_value"].sum()) for t in tiers]
