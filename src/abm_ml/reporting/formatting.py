@@ -73,7 +73,7 @@ def _table_cells(line: str) -> list[str]:
 def markdown_to_html(text: str, *, heading_offset: int = 0) -> Markup:
     """Render the markdown subset of the model card: headings, paragraphs, lists, tables.
 
-    Covers what :func:`abm_ml.card.model_card` emits (``#`` headings, ``**bold**``,
+    Covers what :func:`abm_ml.registry.card.model_card` emits (``#`` headings, ``**bold**``,
     ```code```, ``-`` and ``1.`` lists, pipe tables) without adding a dependency. Everything
     is HTML-escaped before the few tags are added.
 

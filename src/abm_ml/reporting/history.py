@@ -6,20 +6,10 @@ keyed by ``(account_id, model_version, as_of)``. Re-running the same model versi
 as-of date replaces that run's rows (delete + insert in one transaction), so a run repeated
 after a fix leaves no duplicates and no stale accounts.
 
-Movement compares each account with its *previous entry*: its latest row ordered by
-``(as_of, run_at)`` that comes before this run, whatever the model version, never the row
-this run is writing. The text in ``movement`` follows these rules, parts joined by ", ":
-
-* no previous entry: ``"new"``;
-* the score: ``"score +18"``, ``"score -5"`` or ``"score unchanged"``;
-* the ABM tier, when it changed: ``"entered tier 1:1"`` when the account moved up (towards 1:1),
-  ``"left tier 1:few"`` (the tier it had) when it moved down; a tier outside the known order
-  reads ``"tier A → B"``;
-* the rank, only when the ABM tier is the same named tier (not nurture) and the rank changed:
-  ``"rank 12 → 5"``. Ranks in nurture move every week and mean little, so they are left out.
+Movement since each account's previous entry is worded by :mod:`abm_ml.reporting.movement`.
 
 Timestamps (``run_at``) are stored as fixed-width UTC ISO text, which sorts in time order on
-every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.rank.rank_accounts` writes.
+every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.modeling.ranking.rank_accounts` writes.
 """
 
 from __future__ import annotations
@@ -32,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.ranking import ABM_TIERS, NURTURE
+from abm_ml.reporting.movement import movement_text
 
 TABLE_NAME = "abm_score_history"
 KEY_COLUMNS = ("account_id", "model_version", "as_of")
@@ -62,7 +52,6 @@ HISTORY_COLUMNS = (
     "priority",
     "expected_value",
 )
-TIER_ORDER = {name: position for position, name in enumerate((*ABM_TIERS, NURTURE))}
 """Lower is better: 1:1 before 1:few before 1:many before nurture."""
 INSERT_CHUNK = 20_000
 """Rows per executemany call: bounds the size of one parameter list on 100k-account runs."""
@@ -219,54 +208,6 @@ def _check(ranked: pd.DataFrame, shown: str) -> tuple[str, str]:
         ) from None
 
 
-def movement_text(
-    score: float | None,
-    previous_score: float | None,
-    abm_tier: str | None,
-    previous_abm_tier: str | None,
-    rank: int | None,
-    previous_rank: int | None,
-    seen: bool,
-) -> str:
-    """One account's movement since its previous entry (rules in the module docstring).
-
-    Args:
-        score: This run's score; None when unknown.
-        previous_score: The previous entry's score; None when unknown.
-        abm_tier: This run's ABM tier.
-        previous_abm_tier: The previous entry's ABM tier.
-        rank: This run's rank.
-        previous_rank: The previous entry's rank.
-        seen: Whether the account has a previous entry at all.
-
-    Returns:
-        For example ``"new"``, ``"score +18, entered tier 1:1"`` or ``"score unchanged, rank 12 → 5"``.
-    """
-    if not seen:
-        return "new"
-    parts = []
-    # Plain None checks (not pd.isna): this runs once per account, 100k times a run.
-    if score is not None and previous_score is not None:
-        delta = round(float(score) - float(previous_score))
-        parts.append(f"score {delta:+d}" if delta else "score unchanged")
-    if abm_tier != previous_abm_tier:
-        now, before = TIER_ORDER.get(abm_tier), TIER_ORDER.get(previous_abm_tier)
-        if now is None or before is None:
-            parts.append(f"tier {previous_abm_tier} → {abm_tier}")
-        elif now < before:
-            parts.append(f"entered tier {abm_tier}")
-        else:
-            parts.append(f"left tier {previous_abm_tier}")
-    elif (
-        abm_tier in ABM_TIERS
-        and rank is not None
-        and previous_rank is not None
-        and int(rank) != int(previous_rank)
-    ):
-        parts.append(f"rank {int(previous_rank)} → {int(rank)}")
-    return ", ".join(parts) or "no change"
-
-
 def record_run(
     ranked: pd.DataFrame,
     url: str,
@@ -278,7 +219,7 @@ def record_run(
 
     Args:
         ranked: The ranked accounts of one run (one ``model_version`` and one ``as_of``), as
-            :func:`abm_ml.rank.rank_accounts` makes them; needs ``account_id``, ``model_version``,
+            :func:`abm_ml.modeling.ranking.rank_accounts` makes them; needs ``account_id``, ``model_version``,
             ``as_of`` and ``score``, stores ``rank``, ``abm_tier``, ``tier`` and the other
             history columns when present.
         url: SQLAlchemy URL of the history database (see :func:`abm_ml.config.history_url`).

@@ -195,7 +195,7 @@ def ranking_report(
     """Write the HTML report of one ranking run.
 
     Args:
-        result: The ranking (:func:`abm_ml.rank.rank_accounts`).
+        result: The ranking (:func:`abm_ml.modeling.ranking.rank_accounts`).
         path: Where to write the ``.html`` file (parent folders are created).
         model_card_md: The model's card (markdown, as logged with the training run), rendered
             at the end.

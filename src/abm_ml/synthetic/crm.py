@@ -2,7 +2,7 @@
 
 Each draw takes its own random stream and returns plain numpy arrays in a dict; the frames are
 built in :mod:`abm_ml.synthetic.generate`. The planted effects on winning and on days to close
-(:data:`WIN_COEFFICIENTS`, :data:`SPEED_COEFFICIENTS`) act on the realised event counts drawn here.
+(the ``_WIN`` and ``_SPEED`` coefficients) act on the realised event counts drawn here.
 """
 
 from __future__ import annotations
