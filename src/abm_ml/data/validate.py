@@ -93,8 +93,9 @@ class _Rejects:
 
 
 def _feature_specs(
-    spec: DatasetSpec, columns: list[str], roles: dict[str, str], notes: list[str]
+    spec: DatasetSpec, columns: list[str], roles: dict[str, str]
 ) -> list[FeatureSpec]:
+    """The declared features, then (when the spec asks) every column without another role."""
     features = list(spec.features)
     if spec.infer_remaining_features:
         taken = (
@@ -235,12 +236,18 @@ def _dates_and_velocity(
         days_to_close = days.where(outcome != OPEN)
     if spec.duration is not None:
         raw = clean_text(frame[spec.duration.column], tokens)
-        days, bad = parse_numbers(raw)
-        rejects.add(bad, f"unparseable number in {spec.duration.column!r}: " + raw.astype(str))
+        days = _numbers(raw, spec.duration.column, rejects)
         rejects.add(days < 0, f"negative duration in {spec.duration.column!r}")
         scale = {"days": 1.0, "hours": 1 / 24, "weeks": 7.0}[spec.duration.unit]
         days_to_close = (days * scale).where(outcome != OPEN)
     return {**dates, DAYS_TO_CLOSE: days_to_close}
+
+
+def _numbers(raw: pd.Series, column: str, rejects: _Rejects, *, decimal: str = ".") -> pd.Series:
+    """Parsed numbers; a value present but not a number rejects its row, naming column and value."""
+    values, bad = parse_numbers(raw, decimal=decimal)
+    rejects.add(bad, f"unparseable number in {column!r}: " + raw.astype(str))
+    return values
 
 
 def _amounts(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> pd.Series:
@@ -248,9 +255,7 @@ def _amounts(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> pd.Se
     if spec.amount is None:
         return pd.Series(np.nan, index=frame.index)
     raw = clean_text(frame[spec.amount.column], spec.missing_tokens)
-    amount, bad = parse_numbers(raw, decimal=spec.amount.decimal)
-    rejects.add(bad, f"unparseable number in {spec.amount.column!r}: " + raw.astype(str))
-    return amount
+    return _numbers(raw, spec.amount.column, rejects, decimal=spec.amount.decimal)
 
 
 def _features(
@@ -261,7 +266,7 @@ def _features(
     role_set = set(roles.values())
     values_by_key: dict[str, pd.Series] = {}
     infos: list[FeatureInfo] = []
-    for feature in _feature_specs(spec, list(frame.columns), roles, notes):
+    for feature in _feature_specs(spec, list(frame.columns), roles):
         raw = clean_text(frame[feature.column], spec.missing_tokens)
         kind = feature.type or infer_type(raw)
         if not feature.type and kind == "categorical":
@@ -279,8 +284,7 @@ def _features(
                 field="features",
             )
         if kind == "numeric":
-            values, bad = parse_numbers(raw)
-            rejects.add(bad, f"unparseable number in {feature.column!r}: " + raw.astype(str))
+            values = _numbers(raw, feature.column, rejects)
         elif kind == "boolean":
             values = parse_yes_no(raw)
             bad = raw.notna() & values.isna()

@@ -86,6 +86,11 @@ def _movement(value: object) -> dict[str, str] | None:
     return {"text": text, "kind": kind, "label": text}
 
 
+def _tier_class(tier: str) -> str:
+    """CSS class of an ABM tier: '1:few' -> 't-1-few'."""
+    return "t-" + re.sub(r"[^a-z0-9]+", "-", tier.lower()).strip("-")
+
+
 def _reason_kind(reason: str) -> str:
     """Group unscorable reasons without the offending value ("unparseable value in 'x': abc")."""
     return reason.split(":", 1)[0].strip() if reason.startswith("unparseable value") else reason
@@ -110,8 +115,7 @@ def _ranked_rows(ranked: pd.DataFrame, top: int) -> list[dict[str, Any]]:
                 "long_id": len(str(record.get("account_id", ""))) > 18,
                 "context": " \u00b7 ".join(context),
                 "abm_tier": str(record.get("abm_tier", "")),
-                "abm_class": "t-"
-                + re.sub(r"[^a-z0-9]+", "-", str(record.get("abm_tier", "")).lower()).strip("-"),
+                "abm_class": _tier_class(str(record.get("abm_tier", ""))),
                 "tier": str(record.get("tier", "")),
                 "propensity": fmt_pct(propensity, 0),
                 "bar": max(0.0, min(100.0, propensity * 100)) if is_finite(propensity) else 0.0,
@@ -138,7 +142,7 @@ def _tier_cards(ranked: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str,
             tiers.append(
                 {
                     "name": name,
-                    "class": "t-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
+                    "class": _tier_class(name),
                     "count": len(part),
                     "capacity": meta.get("tiers", {}).get(name),
                     "expected_value": float(part["expected_value"].sum())

@@ -214,28 +214,8 @@ def draw_contacts(rng: np.random.Generator, acc: dict, opp: dict, horizon: float
     before = rng.random(k) < 0.55
     bg_created = np.where(before, -rng.uniform(0.0, 1000.0, k), rng.uniform(0.0, horizon, k))
 
-    # Buying-committee members of each deal enter the CRM in the months before it is created.
     m = opp["m"]
-    other_order = np.argsort(rng.random((m, 3)), axis=1)
-    other_roles = np.array([_ROLE["influencer"], _ROLE["stakeholder"], _ROLE["end_user"]])
-    other_mask = np.arange(3)[None, :] < opp["n_other"][:, None]
-    pre_opp = np.concatenate(
-        [
-            np.flatnonzero(opp["eb"]),
-            np.flatnonzero(opp["champ"]),
-            np.flatnonzero(opp["proc"]),
-            np.repeat(np.arange(m), 3).reshape(m, 3)[other_mask],
-        ]
-    )
-    pre_role = np.concatenate(
-        [
-            np.full(opp["eb"].sum(), _ROLE["economic_buyer"]),
-            np.full(opp["champ"].sum(), _ROLE["champion"]),
-            np.full(opp["proc"].sum(), _ROLE["procurement"]),
-            other_roles[other_order][other_mask],
-        ]
-    ).astype(np.int8)
-    pre_created = opp["t"][pre_opp] - rng.uniform(5.0, 120.0, len(pre_opp))
+    pre_opp, pre_role, pre_created = _committee_contacts(rng, opp)
 
     # Procurement often joins only during the deal: visible in the CRM, but after the cut-off.
     late = (~opp["proc"]) & (rng.random(m) < np.where(opp["won"], 0.5, 0.2))
@@ -279,6 +259,38 @@ def draw_contacts(rng: np.random.Generator, acc: dict, opp: dict, horizon: float
         "late_row": inverse[n_bg_pre:],
         "late_opp": late_opp,
     }
+
+
+def _committee_contacts(
+    rng: np.random.Generator, opp: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buying-committee members of each deal enter the CRM in the months before it is created.
+
+    Returns:
+        The deal of each member, their role code and the day they entered the CRM.
+    """
+    m = opp["m"]
+    other_order = np.argsort(rng.random((m, 3)), axis=1)
+    other_roles = np.array([_ROLE["influencer"], _ROLE["stakeholder"], _ROLE["end_user"]])
+    other_mask = np.arange(3)[None, :] < opp["n_other"][:, None]
+    pre_opp = np.concatenate(
+        [
+            np.flatnonzero(opp["eb"]),
+            np.flatnonzero(opp["champ"]),
+            np.flatnonzero(opp["proc"]),
+            np.repeat(np.arange(m), 3).reshape(m, 3)[other_mask],
+        ]
+    )
+    pre_role = np.concatenate(
+        [
+            np.full(opp["eb"].sum(), _ROLE["economic_buyer"]),
+            np.full(opp["champ"].sum(), _ROLE["champion"]),
+            np.full(opp["proc"].sum(), _ROLE["procurement"]),
+            other_roles[other_order][other_mask],
+        ]
+    ).astype(np.int8)
+    pre_created = opp["t"][pre_opp] - rng.uniform(5.0, 120.0, len(pre_opp))
+    return pre_opp, pre_role, pre_created
 
 
 def _resolve_outcomes(
