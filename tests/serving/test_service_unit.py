@@ -6,34 +6,27 @@ MLflow store and import it into a private BentoML home (``BENTOML_HOME`` in a te
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from abm_ml import config as cfg
-from abm_ml.service import handlers as serving
-from abm_ml.service.handlers import RecordSchema, ServingError, Settings
+from abm_ml.errors import AbmInputError
+from abm_ml.service import contract, handlers, launch, responses
+from abm_ml.service import deploy as deployment_
+from abm_ml.service.auth import BearerAuthMiddleware
+from abm_ml.service.contract import RecordSchema, ServingError, ValidatedRequest
+from abm_ml.service.settings import ServiceConfig, Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def deployment(trained, tmp_path_factory):
-    """The trained model logged to a private MLflow store, made champion and imported into BentoML."""
-    root = tmp_path_factory.getbasetemp() / "abm-serving-deployment"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ABM_ML_MODELS_DIR", str(root / "models"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        mp.setenv("ABM_ML_REPORTS_DIR", str(root / "reports"))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
-        with serving.use_bentoml_home(root / "bentoml"):
-            info = serving.bootstrap_deployment(trained, root)
-            mp.setenv(serving.ENV_BENTO_MODEL, info["tag"])
-            yield info
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +37,6 @@ def scorer(trained):
 @pytest.fixture(scope="module")
 def schema(scorer) -> RecordSchema:
     return RecordSchema(scorer.features)
-
-
-def raw_records(trained, n: int = 5) -> list[dict]:
-    """Holdout rows as a CRM would send them: strings for categories, numbers, booleans."""
-    return serving.json_records(trained.holdout, trained.scorer.features, n)
 
 
 # -- the input contract ---------------------------------------------------------------------
@@ -74,15 +62,15 @@ def test_schema_follows_the_features(scorer, schema):
     assert '"type": "null"' not in text and "$ref" not in text
 
 
-def test_valid_batch_becomes_the_scorers_frame(trained, scorer):
-    records = raw_records(trained, 3)
+def test_valid_batch_becomes_the_scorers_frame(trained, scorer, make_records):
+    records = make_records(3)
     records[1] = {
         "account_id": "ACC-NEW",
         "industry": "space mining",
         "has_economic_buyer": True,
         "web_visits_30d": 7,
     }
-    frame = serving.validate_records(records, scorer.features)
+    frame = contract.validate_records(records, scorer.features)
     assert list(frame.columns[:2]) == ["account_id", "amount"]
     assert set(scorer.feature_names) <= set(frame.columns)
     assert len(frame) == 3
@@ -96,11 +84,11 @@ def test_valid_batch_becomes_the_scorers_frame(trained, scorer):
     assert frame["employees"].dtype == float
 
 
-def test_wrong_type_names_the_record_and_field(trained, scorer):
-    records = raw_records(trained, 4)
+def test_wrong_type_names_the_record_and_field(trained, scorer, make_records):
+    records = make_records(4)
     records[2]["employees"] = "1200"
     with pytest.raises(ServingError) as info:
-        serving.validate_records(records, scorer.features)
+        contract.validate_records(records, scorer.features)
     err = info.value
     assert err.status == 422 and err.index == 2 and err.field == "employees"
     assert "record 2" in str(err) and "employees" in str(err)
@@ -223,19 +211,19 @@ def test_settings_from_env():
     assert (s.max_records, s.ignore_unknown_fields, s.api_token) == (7, True, "t0k")
     assert "t0k" not in repr(s)
     assert Settings.from_env({}) == Settings()
-    with pytest.raises(serving.AbmInputError, match="ABM_ML_MAX_RECORDS"):
+    with pytest.raises(AbmInputError, match="ABM_ML_MAX_RECORDS"):
         Settings.from_env({"ABM_ML_MAX_RECORDS": "lots"})
 
 
 # -- calling the scorer ---------------------------------------------------------------------
 
 
-def test_score_rows_is_the_scorers_output(trained, scorer, schema):
-    records = raw_records(trained, 6)
+def test_score_rows_is_the_scorers_output(trained, scorer, schema, make_records):
+    records = make_records(6)
     records.append({"account_id": "ACC-NEW", "industry": "never seen", "employees": None})
     rows = schema.validate_batch(records)
-    results = serving.score_rows(scorer, rows)
-    expected = scorer.score(serving.records_frame(rows, scorer.features))
+    results = handlers.score_rows(scorer, rows)
+    expected = scorer.score(contract.records_frame(rows, scorer.features))
     assert [r["account_id"] for r in results] == [r["account_id"] for r in records]
     np.testing.assert_allclose(
         [r["propensity"] for r in results], expected["propensity"].to_numpy()
@@ -243,7 +231,7 @@ def test_score_rows_is_the_scorers_output(trained, scorer, schema):
     np.testing.assert_allclose([r["priority"] for r in results], expected["priority"].to_numpy())
     assert [r["tier"] for r in results] == expected["tier"].tolist()
     first = results[0]
-    for key in serving.ScoredAccount.model_fields:
+    for key in responses.ScoredAccount.model_fields:
         if key not in ("model_name", "model_version"):
             assert key in first
     assert set(first["reasons"]) == {"up", "down"}
@@ -251,10 +239,10 @@ def test_score_rows_is_the_scorers_output(trained, scorer, schema):
     json.dumps(results, allow_nan=False)
 
 
-def test_holdout_values_are_unchanged_by_the_contract(trained, scorer, schema):
+def test_holdout_values_are_unchanged_by_the_contract(trained, scorer, schema, make_records):
     """Validation must not change what the model sees: same scores as the raw holdout rows."""
-    records = raw_records(trained, 20)
-    via_service = serving.score_rows(scorer, schema.validate_batch(records))
+    records = make_records(20)
+    via_service = handlers.score_rows(scorer, schema.validate_batch(records))
     direct = scorer.score(trained.holdout.head(20), with_reasons=False)
     np.testing.assert_allclose(
         [r["propensity"] for r in via_service], direct["propensity"].to_numpy(), rtol=1e-12
@@ -276,14 +264,14 @@ class _FailsOn:
         return self._scorer.score(frame, **kwargs)
 
 
-def test_a_failing_record_fails_alone(trained, scorer, schema):
-    records = raw_records(trained, 3)
+def test_a_failing_record_fails_alone(trained, scorer, schema, make_records):
+    records = make_records(3)
     records[1]["account_id"] = "BAD"
     rows = schema.validate_batch(records)
-    results = serving.score_rows(_FailsOn(scorer), rows)
-    assert serving.ERROR_KEY in results[1] and "boom" in results[1][serving.ERROR_KEY]
+    results = handlers.score_rows(_FailsOn(scorer), rows)
+    assert handlers.ERROR_KEY in results[1] and "boom" in results[1][handlers.ERROR_KEY]
     assert results[0]["account_id"] == records[0]["account_id"] and results[2]["propensity"] > 0
-    model = serving.DeployedModel(
+    model = deployment_.DeployedModel(
         "abm-account-scorer:x",
         "abm-account-scorer",
         "1",
@@ -296,16 +284,16 @@ def test_a_failing_record_fails_alone(trained, scorer, schema):
         {},
         [f.to_dict() for f in scorer.features],
     )
-    frontend = serving.Frontend(model, Settings())
+    frontend = handlers.Frontend(model, Settings())
     with pytest.raises(ServingError) as info:
-        frontend.score_body(serving.ValidatedRequest(rows), results)
+        frontend.score_body(ValidatedRequest(rows), results)
     assert info.value.status == 500 and info.value.index == 1
 
 
-def test_explain_rows_are_full_contributions(trained, scorer, schema):
-    rows = schema.validate_batch(raw_records(trained, 4))
-    explained = serving.explain_rows(scorer, rows)
-    scored = serving.score_rows(scorer, rows)
+def test_explain_rows_are_full_contributions(trained, scorer, schema, make_records):
+    rows = schema.validate_batch(make_records(4))
+    explained = handlers.explain_rows(scorer, rows)
+    scored = handlers.score_rows(scorer, rows)
     for e, s in zip(explained, scored):
         assert set(e["contributions"]) == set(scorer.feature_names)
         assert e["raw_log_odds"] == pytest.approx(
@@ -313,7 +301,7 @@ def test_explain_rows_are_full_contributions(trained, scorer, schema):
         )
         assert e["propensity"] == pytest.approx(s["propensity"])
         assert e["account_id"] == s["account_id"]
-    assert "uncalibrated" in serving.EXPLAINS and "log-odds" in serving.EXPLAINS
+    assert "uncalibrated" in responses.EXPLAINS and "log-odds" in responses.EXPLAINS
 
 
 def test_rank_results():
@@ -321,21 +309,21 @@ def test_rank_results():
         {"account_id": str(i), "priority": p, "propensity": 1 - p / 10, "expected_value": 1.0}
         for i, p in enumerate([3.0, 9.0, 3.0, 1.0])
     ]
-    ranked = serving.rank_results(results)
+    ranked = handlers.rank_results(results)
     assert [r["account_id"] for r in ranked] == ["1", "0", "2", "3"]  # ties keep input order
     assert [r["rank"] for r in ranked] == [1, 2, 3, 4]
     assert [
-        r["account_id"] for r in serving.rank_results(results, sort_by="propensity", top=2)
+        r["account_id"] for r in handlers.rank_results(results, sort_by="propensity", top=2)
     ] == ["3", "0"]
-    with pytest.raises(ServingError):
-        serving.rank_results(results, sort_by="score")
+    with pytest.raises(AbmInputError, match="sort_by"):
+        handlers.rank_results(results, sort_by="score")
 
 
 # -- access ---------------------------------------------------------------------------------
 
 
 def test_bearer_token_check():
-    auth = serving.BearerAuthMiddleware(app=None, token="s3cret")
+    auth = BearerAuthMiddleware(app=None, token="s3cret")
     assert auth.enabled
     assert auth.authorized(b"Bearer s3cret") and auth.authorized(b"bearer s3cret")
     for header in (
@@ -348,11 +336,11 @@ def test_bearer_token_check():
         b"Bearer ",
     ):
         assert not auth.authorized(header)
-    assert serving.BearerAuthMiddleware(app=None, token="").authorized(None)
+    assert BearerAuthMiddleware(app=None, token="").authorized(None)
 
 
 def test_openapi_schema_conversion():
-    converted = serving.openapi_schema(serving.RankResponse.model_json_schema())
+    converted = responses.openapi_schema(responses.RankResponse.model_json_schema())
     text = json.dumps(converted)
     assert "$ref" not in text and "$defs" not in text and '"type": "null"' not in text
     assert converted["properties"]["results"]["items"]["properties"]["reasons"]["nullable"] is True
@@ -385,27 +373,26 @@ def test_deploy_records_lineage(deployment, trained):
     assert [f["name"] for f in meta["features"]] == trained.scorer.feature_names
     assert list(Path(model.path).rglob("scorer.joblib"))
 
-    info = serving.DeployedModel.from_bento(model)
+    info = deployment_.DeployedModel.from_bento(model)
     assert (info.version, info.alias, info.calibration) == (
         deployment["version"],
         "champion",
         trained.scorer.metadata["calibration"],
     )
     # Same version and alias: reused; force: a new import.
-    assert str(serving.deploy("champion")) == deployment["tag"]
-    forced = serving.deploy("champion", force=True)
+    assert str(deployment_.deploy("champion")) == deployment["tag"]
+    forced = deployment_.deploy("champion", force=True)
     assert str(forced) != deployment["tag"]
-    assert str(serving.deploy("champion")) in (deployment["tag"], str(forced))
+    assert str(deployment_.deploy("champion")) in (deployment["tag"], str(forced))
     bentoml.models.delete(forced)
-    with pytest.raises(serving.AbmInputError, match="alias"):
-        serving.deploy("no-such-alias")
+    with pytest.raises(AbmInputError, match="alias"):
+        deployment_.deploy("no-such-alias")
 
 
 @pytest.mark.slow
-def test_service_classes_use_the_deployed_model(deployment, trained):
+def test_service_classes_use_the_deployed_model(svc, deployment, trained, make_records):
     import bentoml
 
-    svc = serving.import_service()
     # The model is declared at class scope, so a built Bento carries it.
     for service in (svc.AbmScoringService, svc.AccountScorerRunner):
         assert isinstance(service.inner.__dict__["bento_model"], bentoml.models.BentoModel)
@@ -415,12 +402,12 @@ def test_service_classes_use_the_deployed_model(deployment, trained):
 
     runner = svc.AccountScorerRunner()
     assert runner.__is_ready__()
-    rows = RecordSchema(trained.scorer.features).validate_batch(raw_records(trained, 4))
+    rows = RecordSchema(trained.scorer.features).validate_batch(make_records(4))
     via_runner = runner.score_records(rows)
-    assert via_runner == serving.score_rows(runner.scorer, rows)
+    assert via_runner == handlers.score_rows(runner.scorer, rows)
     np.testing.assert_allclose(
         [r["propensity"] for r in via_runner],
-        [r["propensity"] for r in serving.score_rows(trained.scorer, rows)],
+        [r["propensity"] for r in handlers.score_rows(trained.scorer, rows)],
         rtol=1e-12,
     )
     assert len(runner.explain_records(rows)) == 4
@@ -442,20 +429,20 @@ def test_call_runner_retries_a_dropped_connection_only():
             raise aiohttp.ServerDisconnectedError()
         return [{"ok": True}] * len(records)
 
-    assert asyncio.run(serving.call_runner(flaky, [{"a": 1}])) == [{"ok": True}]
+    assert asyncio.run(handlers.call_runner(flaky, [{"a": 1}])) == [{"ok": True}]
     assert calls == [1, 1, 1]
 
     async def broken(records):
         raise ValueError("a model error is not retried")
 
     with pytest.raises(ValueError):
-        asyncio.run(serving.call_runner(broken, []))
+        asyncio.run(handlers.call_runner(broken, []))
 
     async def always_dropped(records):
         raise RuntimeError("Session is closed")
 
     with pytest.raises(RuntimeError):
-        asyncio.run(serving.call_runner(always_dropped, [], attempts=2))
+        asyncio.run(handlers.call_runner(always_dropped, [], attempts=2))
 
 
 def test_keep_runner_session():
@@ -471,6 +458,116 @@ def test_keep_runner_session():
             self._async = Client()
 
     proxy = Proxy()
-    assert serving.keep_runner_session(proxy)
+    assert handlers.keep_runner_session(proxy)
     assert proxy._async._session_manager.max_requests > 10**9
-    assert serving.keep_runner_session(object()) is False
+    assert handlers.keep_runner_session(object()) is False
+
+
+# -- responses follow the documented models ---------------------------------------------------
+
+
+def _frontend(scorer, **settings) -> handlers.Frontend:
+    model = deployment_.DeployedModel(
+        tag="abm-account-scorer:x",
+        name="abm-account-scorer",
+        version="1",
+        alias="champion",
+        run_id=None,
+        trained_at="2026-01-01",
+        dataset="tiny-crm",
+        calibration="isotonic",
+        deployed_at=None,
+        metrics={"roc_auc": {"value": 0.8, "low": 0.7, "high": 0.9}},
+        features=[f.to_dict() for f in scorer.features],
+    )
+    return handlers.Frontend(model, Settings(**settings))
+
+
+def test_bodies_are_the_documented_models(scorer, schema, make_records):
+    """What the scorer returns is exactly what ScoredAccount documents: nothing dropped or added."""
+    frontend = _frontend(scorer)
+    request = ValidatedRequest(schema.validate_batch(make_records(5)))
+    rows = handlers.score_rows(scorer, request.records)
+    documented = set(responses.ScoredAccount.model_fields) - {"model_name", "model_version"}
+    assert set(rows[0]) == documented
+    sent = json.loads(responses.dump(frontend.score_body(request, rows)))
+    assert sent["results"][0]["propensity"] == rows[0]["propensity"]
+    responses.ScoreResponse.model_validate(sent)
+    ranked = json.loads(responses.dump(frontend.rank_body(request, rows)))
+    assert [r["rank"] for r in ranked["results"]] == [1, 2, 3, 4, 5]
+    responses.RankResponse.model_validate(ranked)
+    explained = handlers.explain_rows(scorer, request.records)
+    responses.ExplainResponse.model_validate(
+        json.loads(responses.dump(frontend.explain_body(request, explained)))
+    )
+    meta = json.loads(responses.dump(frontend.metadata()))
+    assert meta["features"][0] == {
+        k: scorer.features[0].to_dict()[k] for k in ("name", "type", "description")
+    }
+    # The models refuse what they do not document, so validating an answer catches drift.
+    with pytest.raises(ValidationError, match="undocumented"):
+        responses.ScoreResponse.model_validate({**sent, "undocumented": 1})
+    with pytest.raises(ValidationError, match="undocumented"):
+        responses.ScoredAccount.model_validate({**sent["results"][0], "undocumented": 1})
+
+
+# -- launching and importing -----------------------------------------------------------------
+
+
+def test_serve_command_needs_no_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
+    argv, env = launch.serve_command(
+        "abm-account-scorer:abc", port=4321, workers=2, env={"ABM_ML_API_TOKEN": "t"}
+    )
+    assert argv[argv.index("serve") + 1] == launch.SERVICE_IMPORT
+    assert "--working-dir" not in argv and argv[argv.index("--port") + 1] == "4321"
+    assert (env["ABM_ML_BENTO_MODEL"], env["ABM_ML_WORKERS"], env["ABM_ML_API_TOKEN"]) == (
+        "abm-account-scorer:abc",
+        "2",
+        "t",
+    )
+    # The service module is part of the installed package, not a file of the checkout.
+    module = launch.SERVICE_IMPORT.split(":")[0]
+    assert importlib.util.find_spec(module).origin.endswith("abm_ml/service/bento.py")
+
+
+def test_service_config_from_env():
+    config = ServiceConfig.from_env(
+        {"ABM_ML_ADAPTIVE_BATCHING": "0", "ABM_ML_RUNNER_WORKERS": "3", "ABM_ML_WORKERS": ""}
+    )
+    assert (config.adaptive_batching, config.runner_workers, config.workers) == (False, 3, 1)
+    assert ServiceConfig.from_env({}) == ServiceConfig()
+    with pytest.raises(AbmInputError, match="ABM_ML_MAX_BATCH_SIZE"):
+        ServiceConfig.from_env({"ABM_ML_MAX_BATCH_SIZE": "1"})
+
+
+def test_importing_the_service_has_no_side_effects(tmp_path):
+    """Importing the service package configures nothing, creates nothing, reads no store."""
+    code = (
+        "import json, sys\n"
+        "import abm_ml.service, abm_ml.service.settings, abm_ml.service.contract\n"
+        "import abm_ml.service.responses, abm_ml.service.handlers, abm_ml.service.auth\n"
+        "import abm_ml.service.deploy, abm_ml.service.launch, abm_ml.testing\n"
+        "print(json.dumps(sorted(m for m in ('mlflow', 'bentoml') if m in sys.modules)))\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BENTOML_", "ABM_ML_"))
+    }
+    env.update(
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        ABM_ML_MODELS_DIR=str(tmp_path / "models"),
+        ABM_ML_REPORTS_DIR=str(tmp_path / "reports"),
+        ABM_ML_DATA_DIR=str(tmp_path / "data"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
