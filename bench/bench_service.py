@@ -12,7 +12,7 @@ Measured in one run, on the same records:
 Ratios (served / in process) come from the same run, so they travel across machines. The
 client runs on the same machine as the server and takes CPU from it; figures are for loopback.
 
-Self-contained by default: it trains a small model on the test suite's synthetic CRM export,
+Self-contained by default: it trains a small model on the planted CRM export of abm_ml.testing,
 logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
 ``BENTOML_HOME``, all removed at the end. ``--alias champion`` serves the existing registered
 model instead (the configured MLflow store and BentoML home), with its holdout rows as records.
@@ -103,6 +103,28 @@ def train_small(folder: Path):
 
     dataset = load_dataset(load_spec(write_crm_export(folder)))
     return train_models(dataset, small_train_config())
+
+
+def prepare_model(alias: str | None, tmp: Path | None):
+    """``(scorer, holdout, bento tag, source)``: a self-trained model deployed under ``tmp``, or
+    the registered ``alias`` deployed into the configured BentoML store."""
+    from abm_ml.service.deploy import deploy, load_scorer
+    from abm_ml.testing import bootstrap_deployment
+
+    if alias is None:
+        print("training a small model on the test suite's CRM export ...", flush=True)
+        result = train_small(tmp / "crm")
+        info = bootstrap_deployment(result, tmp)
+        source = "self-trained (abm_ml.testing CRM export), temporary MLflow store and BENTOML_HOME"
+        return result.scorer, result.holdout, info["tag"], source
+    import bentoml
+
+    from abm_ml.registry.promotion import _holdout, resolve_version
+
+    tag = str(deploy(alias))
+    model = bentoml.models.get(tag)
+    mv = resolve_version(model.info.labels["mlflow_model"], model.info.labels["mlflow_version"])
+    return load_scorer(model), _holdout(mv.run_id), tag, f"registered alias {alias!r}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,9 +335,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     logging.getLogger("abm_ml").setLevel(logging.WARNING)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from abm_ml.service.deploy import deploy, load_scorer, use_bentoml_home
+    from abm_ml.service.deploy import use_bentoml_home
     from abm_ml.service.settings import ENV_BATCHING
-    from abm_ml.testing import bootstrap_deployment, json_records, stop_server
+    from abm_ml.testing import json_records, stop_server
 
     n_latency = 40 if args.quick else 300
     duration = 4.0 if args.quick else 15.0
@@ -341,25 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with home:
             t0 = time.perf_counter()
-            if tmp:
-                print("training a small model on the test suite's CRM export ...", flush=True)
-                result = train_small(tmp / "crm")
-                info = bootstrap_deployment(result, tmp)
-                scorer, holdout, tag = result.scorer, result.holdout, info["tag"]
-                source = "self-trained (abm_ml.testing CRM export), temporary MLflow store and BENTOML_HOME"
-            else:
-                import bentoml
-
-                from abm_ml.registry.promotion import _holdout, resolve_version
-
-                tag = str(deploy(args.alias))
-                model = bentoml.models.get(tag)
-                scorer = load_scorer(model)
-                mv = resolve_version(
-                    model.info.labels["mlflow_model"], model.info.labels["mlflow_version"]
-                )
-                holdout = _holdout(mv.run_id)
-                source = f"registered alias {args.alias!r}"
+            scorer, holdout, tag, source = prepare_model(args.alias, tmp)
             report["model"] = {
                 "source": source,
                 "bento_model": tag,
