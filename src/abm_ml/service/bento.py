@@ -29,7 +29,7 @@ from starlette.responses import Response
 from abm_ml.errors import AbmInputError
 from abm_ml.service import handlers, responses
 from abm_ml.service.auth import BearerAuthMiddleware
-from abm_ml.service.contract import RecordSchema, ServingError
+from abm_ml.service.contract import RecordSchema, ServingError, field_error
 from abm_ml.service.deploy import DeployedModel, load_scorer
 from abm_ml.service.settings import ENV_BENTO_MODEL, ServiceConfig, Settings, bento_model_tag
 
@@ -131,9 +131,7 @@ class AbmScoringService:
         except ServingError as exc:
             return _error(exc.status, str(exc), exc.errors)
         except AbmInputError as exc:  # any other refusal of the input: a 422 naming the field
-            return _error(
-                422, str(exc), [{"field": exc.field, "message": str(exc), "type": "value_error"}]
-            )
+            return _error(422, str(exc), [field_error(None, exc.field, str(exc), "value_error")])
         except bentoml.exceptions.ServiceUnavailable:
             return _error(503, "the model is overloaded; retry later")
         except bentoml.exceptions.BentoMLException as exc:  # the runner answered with an error
