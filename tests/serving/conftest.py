@@ -54,3 +54,17 @@ def make_records(trained):
         return json_records(trained.holdout, trained.scorer.features, n, start=start)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def scorer(trained):
+    """The ``AccountScorer`` of the ``trained`` fixture."""
+    return trained.scorer
+
+
+@pytest.fixture(scope="module")
+def schema(scorer):
+    """The input contract of that scorer."""
+    from abm_ml.service.contract import RecordSchema
+
+    return RecordSchema(scorer.features)

@@ -1,218 +1,22 @@
-"""The scoring service's logic: input contract, scorer calls, ranking, access, deployment.
-
-Uses the small real model of the ``trained`` fixture. The deployment tests log it to a private
-MLflow store and import it into a private BentoML home (``BENTOML_HOME`` in a temp dir).
-"""
+"""The service's logic on the small real model of ``trained``: scorer calls, ranking, response
+bodies, access and the link to the runner (no BentoML process, no store)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
-from abm_ml.service import contract, handlers, launch, responses
-from abm_ml.service import deploy as deployment_
+from abm_ml.service import contract, handlers, responses
 from abm_ml.service.auth import BearerAuthMiddleware
-from abm_ml.service.contract import RecordSchema, ServingError, ValidatedRequest
-from abm_ml.service.settings import ServiceConfig, Settings
+from abm_ml.service.contract import ServingError, ValidatedRequest
+from abm_ml.service.deploy import DeployedModel
+from abm_ml.service.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def scorer(trained):
-    return trained.scorer
-
-
-@pytest.fixture(scope="module")
-def schema(scorer) -> RecordSchema:
-    return RecordSchema(scorer.features)
-
-
-# -- the input contract ---------------------------------------------------------------------
-
-
-def test_schema_follows_the_features(scorer, schema):
-    js = schema.json_schema()
-    props = js["properties"]
-    assert js["required"] == ["account_id"]
-    assert js["additionalProperties"] is False
-    assert props["account_id"]["type"] == "string"
-    assert props["amount"] == {**props["amount"], "type": "number", "nullable": True}
-    for f in scorer.features:
-        p = props[f.name]
-        assert p["nullable"] is True
-        if f.type == "categorical":
-            assert p["type"] == "string"
-        elif f.type == "boolean":
-            assert {v["type"] for v in p["anyOf"]} == {"boolean", "number"}
-        else:
-            assert p["type"] == "number"
-    text = json.dumps(js)
-    assert '"type": "null"' not in text and "$ref" not in text
-
-
-def test_valid_batch_becomes_the_scorers_frame(trained, scorer, make_records):
-    records = make_records(3)
-    records[1] = {
-        "account_id": "ACC-NEW",
-        "industry": "space mining",
-        "has_economic_buyer": True,
-        "web_visits_30d": 7,
-    }
-    frame = contract.validate_records(records, scorer.features)
-    assert list(frame.columns[:2]) == ["account_id", "amount"]
-    assert set(scorer.feature_names) <= set(frame.columns)
-    assert len(frame) == 3
-    assert (
-        frame.loc[1, "industry"] == "space mining"
-    )  # unseen category kept: the scorer treats it as unknown
-    assert frame.loc[1, "has_economic_buyer"] == 1.0
-    assert math.isnan(frame.loc[1, "employees"]) and math.isnan(
-        frame.loc[1, "amount"]
-    )  # absent = missing
-    assert frame["employees"].dtype == float
-
-
-def test_wrong_type_names_the_record_and_field(trained, scorer, make_records):
-    records = make_records(4)
-    records[2]["employees"] = "1200"
-    with pytest.raises(ServingError) as info:
-        contract.validate_records(records, scorer.features)
-    err = info.value
-    assert err.status == 422 and err.index == 2 and err.field == "employees"
-    assert "record 2" in str(err) and "employees" in str(err)
-
-
-@pytest.mark.parametrize(
-    ("record", "field", "kind"),
-    [
-        ({"account_id": "a", "industry": 5}, "industry", "string_type"),
-        ({"account_id": "a", "web_visits_30d": True}, "web_visits_30d", "float_type"),
-        ({"account_id": "a", "has_economic_buyer": "yes"}, "has_economic_buyer", None),
-        ({"industry": "software"}, "account_id", "missing"),
-        ({"account_id": 17}, "account_id", "string_type"),
-        ({"account_id": ""}, "account_id", "string_too_short"),
-        ({"account_id": "a", "web_visitz": 3}, "web_visitz", "extra_forbidden"),
-    ],
-)
-def test_each_kind_of_bad_record_is_refused(schema, record, field, kind):
-    with pytest.raises(ServingError) as info:
-        schema.validate_batch([{"account_id": "ok"}, record])
-    err = info.value
-    assert (err.status, err.index, err.field) == (422, 1, field)
-    if kind:
-        assert err.errors[0]["type"] == kind
-
-
-def test_every_bad_record_is_listed(schema):
-    batch = [
-        {"account_id": "a", "employees": "x"},
-        {"account_id": "b"},
-        {"account_id": "c", "nope": 1},
-        "not an object",
-    ]
-    with pytest.raises(ServingError) as info:
-        schema.validate_batch(batch)
-    where = [(e["index"], e["field"]) for e in info.value.errors]
-    assert where == [(0, "employees"), (2, "nope"), (3, None)]
-    assert "(and 2 more)" in str(info.value)
-
-
-def test_unknown_fields_can_be_ignored(scorer):
-    lenient = RecordSchema(scorer.features, ignore_unknown_fields=True)
-    rows = lenient.validate_batch([{"account_id": "a", "crm_owner": "jane", "employees": 40}])
-    assert "crm_owner" not in rows[0] and rows[0]["employees"] == 40.0
-    assert lenient.json_schema().get("additionalProperties", True) is not False
-
-
-def test_batch_shape_and_size(schema):
-    for payload, status in (({"account_id": "a"}, 422), ([], 422), ("x", 422)):
-        with pytest.raises(ServingError) as info:
-            schema.validate_batch(payload)
-        assert info.value.status == status
-    with pytest.raises(ServingError) as info:
-        schema.validate_batch([{"account_id": str(i)} for i in range(6)], max_records=5)
-    assert info.value.status == 413 and "5" in str(info.value)
-    assert (
-        len(schema.validate_batch([{"account_id": str(i)} for i in range(5)], max_records=5)) == 5
-    )
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "field"),
-    [
-        (b"{not json", 400, None),
-        (b"", 400, None),
-        (b'{"records": [{"account_id": "a", "employees": NaN}]}', 400, None),
-        (b'[{"account_id": "a"}]', 422, None),
-        (b'{"rows": []}', 422, "rows"),
-        (b'{"records": [{"account_id": "a"}], "extra": 1}', 422, "extra"),
-        (b"{}", 422, "records"),
-    ],
-)
-def test_parse_request_statuses(schema, body, status, field):
-    with pytest.raises(ServingError) as info:
-        schema.parse_request(body, Settings())
-    assert info.value.status == status
-    assert info.value.field == field
-
-
-def test_parse_request_limits_and_rank_options(schema):
-    body = json.dumps({"records": [{"account_id": "a"}] * 3}).encode()
-    with pytest.raises(ServingError) as info:
-        schema.parse_request(body, Settings(max_records=2))
-    assert info.value.status == 413
-    with pytest.raises(ServingError) as info:
-        schema.parse_request(body, Settings(max_body_bytes=10))
-    assert info.value.status == 413
-    ok = schema.parse_request(
-        json.dumps({"records": [{"account_id": "a"}], "top": 1, "sort_by": "propensity"}).encode(),
-        Settings(),
-        kind="rank",
-    )
-    assert (ok.top, ok.sort_by, len(ok.records)) == (1, "propensity", 1)
-    for extra, field in (
-        ({"top": 0}, "top"),
-        ({"top": "3"}, "top"),
-        ({"top": True}, "top"),
-        ({"sort_by": "score"}, "sort_by"),
-    ):
-        with pytest.raises(ServingError) as info:
-            schema.parse_request(
-                json.dumps({"records": [{"account_id": "a"}], **extra}).encode(),
-                Settings(),
-                kind="rank",
-            )
-        assert (info.value.status, info.value.field) == (422, field)
-    # top/sort_by belong to /rank only
-    with pytest.raises(ServingError):
-        schema.parse_request(
-            json.dumps({"records": [{"account_id": "a"}], "top": 1}).encode(),
-            Settings(),
-            kind="score",
-        )
-
-
-def test_settings_from_env():
-    s = Settings.from_env(
-        {"ABM_ML_MAX_RECORDS": "7", "ABM_ML_IGNORE_UNKNOWN_FIELDS": "1", "ABM_ML_API_TOKEN": "t0k"}
-    )
-    assert (s.max_records, s.ignore_unknown_fields, s.api_token) == (7, True, "t0k")
-    assert "t0k" not in repr(s)
-    assert Settings.from_env({}) == Settings()
-    with pytest.raises(AbmInputError, match="ABM_ML_MAX_RECORDS"):
-        Settings.from_env({"ABM_ML_MAX_RECORDS": "lots"})
 
 
 # -- calling the scorer ---------------------------------------------------------------------
@@ -271,20 +75,7 @@ def test_a_failing_record_fails_alone(trained, scorer, schema, make_records):
     results = handlers.score_rows(_FailsOn(scorer), rows)
     assert handlers.ERROR_KEY in results[1] and "boom" in results[1][handlers.ERROR_KEY]
     assert results[0]["account_id"] == records[0]["account_id"] and results[2]["propensity"] > 0
-    model = deployment_.DeployedModel(
-        "abm-account-scorer:x",
-        "abm-account-scorer",
-        "1",
-        "champion",
-        None,
-        None,
-        None,
-        None,
-        None,
-        {},
-        [f.to_dict() for f in scorer.features],
-    )
-    frontend = handlers.Frontend(model, Settings())
+    frontend = _frontend(scorer)
     with pytest.raises(ServingError) as info:
         frontend.score_body(ValidatedRequest(rows), results)
     assert info.value.status == 500 and info.value.index == 1
@@ -352,67 +143,6 @@ def test_openapi_schema_conversion():
     )
 
 
-# -- deployment and the service classes (real MLflow store, real BentoML store) ------------------
-
-
-@pytest.mark.slow
-def test_deploy_records_lineage(deployment, trained):
-    import bentoml
-
-    model = bentoml.models.get(deployment["tag"])
-    labels, meta = model.info.labels, model.info.metadata
-    assert (
-        labels["mlflow_model"] == cfg.REGISTERED_MODEL_NAME
-        and labels["mlflow_version"] == deployment["version"]
-    )
-    assert labels["alias"] == "champion" and labels["mlflow_run_id"]
-    assert meta["trained_at"] == trained.scorer.metadata["trained_at"]
-    assert meta["metrics"]["roc_auc"]["value"] == pytest.approx(
-        trained.propensity["abm-ml"]["roc_auc"].value
-    )
-    assert [f["name"] for f in meta["features"]] == trained.scorer.feature_names
-    assert list(Path(model.path).rglob("scorer.joblib"))
-
-    info = deployment_.DeployedModel.from_bento(model)
-    assert (info.version, info.alias, info.calibration) == (
-        deployment["version"],
-        "champion",
-        trained.scorer.metadata["calibration"],
-    )
-    # Same version and alias: reused; force: a new import.
-    assert str(deployment_.deploy("champion")) == deployment["tag"]
-    forced = deployment_.deploy("champion", force=True)
-    assert str(forced) != deployment["tag"]
-    assert str(deployment_.deploy("champion")) in (deployment["tag"], str(forced))
-    bentoml.models.delete(forced)
-    with pytest.raises(AbmInputError, match="alias"):
-        deployment_.deploy("no-such-alias")
-
-
-@pytest.mark.slow
-def test_service_classes_use_the_deployed_model(svc, deployment, trained, make_records):
-    import bentoml
-
-    # The model is declared at class scope, so a built Bento carries it.
-    for service in (svc.AbmScoringService, svc.AccountScorerRunner):
-        assert isinstance(service.inner.__dict__["bento_model"], bentoml.models.BentoModel)
-        assert [str(m.tag) for m in service.models] == [deployment["tag"]]
-    assert svc.AccountScorerRunner.apis["score_records"].batchable
-    assert svc.AccountScorerRunner.apis["explain_records"].batchable
-
-    runner = svc.AccountScorerRunner()
-    assert runner.__is_ready__()
-    rows = RecordSchema(trained.scorer.features).validate_batch(make_records(4))
-    via_runner = runner.score_records(rows)
-    assert via_runner == handlers.score_rows(runner.scorer, rows)
-    np.testing.assert_allclose(
-        [r["propensity"] for r in via_runner],
-        [r["propensity"] for r in handlers.score_rows(trained.scorer, rows)],
-        rtol=1e-12,
-    )
-    assert len(runner.explain_records(rows)) == 4
-
-
 # -- the internal runner connection -------------------------------------------------------------
 
 
@@ -467,7 +197,7 @@ def test_keep_runner_session():
 
 
 def _frontend(scorer, **settings) -> handlers.Frontend:
-    model = deployment_.DeployedModel(
+    model = DeployedModel(
         tag="abm-account-scorer:x",
         name="abm-account-scorer",
         version="1",
@@ -509,65 +239,3 @@ def test_bodies_are_the_documented_models(scorer, schema, make_records):
         responses.ScoreResponse.model_validate({**sent, "undocumented": 1})
     with pytest.raises(ValidationError, match="undocumented"):
         responses.ScoredAccount.model_validate({**sent["results"][0], "undocumented": 1})
-
-
-# -- launching and importing -----------------------------------------------------------------
-
-
-def test_serve_command_needs_no_checkout(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
-    argv, env = launch.serve_command(
-        "abm-account-scorer:abc", port=4321, workers=2, env={"ABM_ML_API_TOKEN": "t"}
-    )
-    assert argv[argv.index("serve") + 1] == launch.SERVICE_IMPORT
-    assert "--working-dir" not in argv and argv[argv.index("--port") + 1] == "4321"
-    assert (env["ABM_ML_BENTO_MODEL"], env["ABM_ML_WORKERS"], env["ABM_ML_API_TOKEN"]) == (
-        "abm-account-scorer:abc",
-        "2",
-        "t",
-    )
-    # The service module is part of the installed package, not a file of the checkout.
-    module = launch.SERVICE_IMPORT.split(":")[0]
-    assert importlib.util.find_spec(module).origin.endswith("abm_ml/service/bento.py")
-
-
-def test_service_config_from_env():
-    config = ServiceConfig.from_env(
-        {"ABM_ML_ADAPTIVE_BATCHING": "0", "ABM_ML_RUNNER_WORKERS": "3", "ABM_ML_WORKERS": ""}
-    )
-    assert (config.adaptive_batching, config.runner_workers, config.workers) == (False, 3, 1)
-    assert ServiceConfig.from_env({}) == ServiceConfig()
-    with pytest.raises(AbmInputError, match="ABM_ML_MAX_BATCH_SIZE"):
-        ServiceConfig.from_env({"ABM_ML_MAX_BATCH_SIZE": "1"})
-
-
-def test_importing_the_service_has_no_side_effects(tmp_path):
-    """Importing the service package configures nothing, creates nothing, reads no store."""
-    code = (
-        "import json, sys\n"
-        "import abm_ml.service, abm_ml.service.settings, abm_ml.service.contract\n"
-        "import abm_ml.service.responses, abm_ml.service.handlers, abm_ml.service.auth\n"
-        "import abm_ml.service.deploy, abm_ml.service.launch, abm_ml.testing\n"
-        "print(json.dumps(sorted(m for m in ('mlflow', 'bentoml') if m in sys.modules)))\n"
-    )
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BENTOML_", "ABM_ML_"))
-    }
-    env.update(
-        BENTOML_HOME=str(tmp_path / "bentoml"),
-        ABM_ML_MODELS_DIR=str(tmp_path / "models"),
-        ABM_ML_REPORTS_DIR=str(tmp_path / "reports"),
-        ABM_ML_DATA_DIR=str(tmp_path / "data"),
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == []

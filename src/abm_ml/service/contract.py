@@ -52,9 +52,6 @@ class ServingError(AbmInputError):
         super().__init__(message)
         self.field = first.get("field")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": str(self), "errors": self.errors}
-
 
 def field_error(index: int | None, field: str | None, message: str, kind: str) -> dict[str, Any]:
     """One entry of :attr:`ServingError.errors`."""
