@@ -120,7 +120,9 @@ def prepare_model(alias: str | None, tmp: Path | None):
     import bentoml
 
     from abm_ml.registry.promotion import _holdout, resolve_version
+    from abm_ml.registry.tracking import configure
 
+    configure()
     tag = str(deploy(alias))
     model = bentoml.models.get(tag)
     mv = resolve_version(model.info.labels["mlflow_model"], model.info.labels["mlflow_version"])

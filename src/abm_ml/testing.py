@@ -208,13 +208,15 @@ def bootstrap_deployment(
 ) -> dict[str, str]:
     """Log a training result to a private MLflow store under ``root``, make it champion, deploy it.
 
-    Sets ``ABM_ML_MODELS_DIR`` (and clears ``MLFLOW_TRACKING_URI``) for this process; call it
+    Sets ``ABM_ML_MODELS_DIR`` (and clears ``MLFLOW_TRACKING_URI``) for this process and points
+    MLflow at that store (an entry point's job: tests and benchmarks are entry points); call it
     inside :func:`abm_ml.service.deploy.use_bentoml_home`. A second call with the same ``root``
     reuses the first's work.
 
     Returns:
         ``{"tag", "models_dir", "version"}``.
     """
+    from abm_ml.registry.tracking import configure
     from abm_ml.service.deploy import deploy
 
     root = Path(root)
@@ -223,6 +225,7 @@ def bootstrap_deployment(
     os.environ["ABM_ML_MODELS_DIR"] = str(models_dir)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    configure()
     if marker.is_file():
         info = json.loads(marker.read_text())
         import bentoml

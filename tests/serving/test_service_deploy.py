@@ -63,6 +63,38 @@ def test_deploy_records_lineage(deployment, trained):
 
 
 @pytest.mark.slow
+def test_deploy_configures_nothing(deployment, tmp_path):
+    """deploy() reads the store the entry point configured, and says so when none was."""
+    code = (
+        "import sys\n"
+        "from abm_ml.service.deploy import deploy\n"
+        "try:\n"
+        "    deploy('champion')\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n"
+        "from abm_ml.registry.tracking import configure\n"
+        "configure()\n"
+        "print('deployed:', deploy('champion'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(ABM_ML_MODELS_DIR=deployment["models_dir"], BENTOML_HOME=os.environ["BENTOML_HOME"])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused:") and "configure()" in lines[0]
+    assert lines[-1] == f"deployed: {deployment['tag']}"
+    assert not list(tmp_path.iterdir())  # no MLflow store appeared in the working directory
+
+
+@pytest.mark.slow
 def test_service_classes_use_the_deployed_model(svc, deployment, trained, make_records):
     import bentoml
 

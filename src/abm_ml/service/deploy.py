@@ -6,7 +6,8 @@ headline metrics, the scorer's features) as the Bento model's labels and metadat
 :class:`DeployedModel` reads them back for ``/metadata``, and :func:`load_scorer` loads the
 :class:`~abm_ml.modeling.scorer.AccountScorer` the Bento model holds.
 
-BentoML and MLflow are imported when a function is called, never at import.
+BentoML and MLflow are imported when a function is called, never at import, and nothing here
+configures MLflow: the entry points do (``abm-ml deploy``, ``abm-ml serve``).
 """
 
 from __future__ import annotations
@@ -141,20 +142,29 @@ def deploy(
     metrics, dataset and the scorer's features (the service builds its input contract from
     them). An import of the same version under the same alias is reused unless ``force``.
 
+    Configures nothing: the entry point (``abm-ml deploy``, ``abm-ml serve``) points MLflow at
+    the store first with :func:`abm_ml.registry.tracking.configure`.
+
     Returns:
         The Bento model's tag.
 
     Raises:
         AbmInputError: no such alias or version in the registry.
+        RuntimeError: MLflow is not pointed at the configured store.
     """
     import bentoml
     import mlflow
 
     from abm_ml.registry.promotion import resolve_version
     from abm_ml.registry.pyfunc import read_scorer
-    from abm_ml.registry.tracking import configure
 
-    uri = configure()
+    uri = mlflow.get_tracking_uri()
+    if uri != cfg.tracking_uri():
+        raise RuntimeError(
+            f"MLflow points at {_safe_uri(uri)!r}, not the configured store "
+            f"{_safe_uri(cfg.tracking_uri())!r}: call abm_ml.registry.tracking.configure() "
+            "in the entry point"
+        )
     name = model_name or cfg.registered_model_name()
     mv = resolve_version(name, alias)
     alias_label = "" if str(alias).isdigit() else str(alias)

@@ -82,6 +82,9 @@ def serve(
 ) -> None:
     """Serve the model behind ``alias``: deploy it when needed, then become ``bentoml serve``.
 
+    Deploying reads the MLflow store the entry point configured
+    (:func:`abm_ml.registry.tracking.configure`; ``abm-ml serve`` does).
+
     Args:
         alias: registered alias (or version number) to deploy and serve.
         model_name: registered model (default ``ABM_ML_MODEL_NAME`` or ``abm-account-scorer``).
