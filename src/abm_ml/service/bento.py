@@ -29,7 +29,7 @@ from starlette.responses import Response
 from abm_ml.errors import AbmInputError
 from abm_ml.service import handlers, responses
 from abm_ml.service.auth import BearerAuthMiddleware
-from abm_ml.service.contract import RecordSchema, ServingError, field_error
+from abm_ml.service.contract import Kind, RecordSchema, ServingError, field_error
 from abm_ml.service.deploy import DeployedModel, load_scorer
 from abm_ml.service.settings import ENV_BENTO_MODEL, ServiceConfig, Settings, bento_model_tag
 
@@ -116,9 +116,9 @@ class AbmScoringService:
             return runner.scorer is not None
         return True  # a separate runner process: BentoML's readiness probe (runner_probe) checks it
 
-    async def _call(self, request: Request, kind: str) -> Response:
+    async def _call(self, request: Request, kind: Kind) -> Response:
         try:
-            parsed = self.frontend.parse(await request.body(), kind)  # type: ignore[arg-type]
+            parsed = self.frontend.parse(await request.body(), kind)
             if kind == "explain":
                 rows = await handlers.call_runner(
                     self.runner.to_async.explain_records, parsed.records
