@@ -12,7 +12,7 @@ Measured in one run, on the same records:
 Ratios (served / in process) come from the same run, so they travel across machines. The
 client runs on the same machine as the server and takes CPU from it; figures are for loopback.
 
-Self-contained by default: it trains a small model on the test suite's synthetic CRM export,
+Self-contained by default: it trains a small model on the planted CRM export of abm_ml.testing,
 logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
 ``BENTOML_HOME``, all removed at the end. ``--alias champion`` serves the existing registered
 model instead (the configured MLflow store and BentoML home), with its holdout rows as records.
@@ -39,7 +39,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import asyncio
 import contextlib
-import importlib.util
 import shutil
 import tempfile
 import time
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, base_report, quiet_warnings, write_result
+from common import base_report, quiet_warnings, write_result
 
 CONCURRENCY = (1, 8, 32)
 
@@ -95,39 +94,39 @@ def pct(values: list[float]) -> dict[str, float | None]:
 # --------------------------------------------------------------------------------------------
 
 
-def _conftest():
-    spec = importlib.util.spec_from_file_location(
-        "abm_tests_conftest", ROOT / "tests" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def train_small(folder: Path):
     """The test suite's CRM export with planted drivers, trained as the ``trained`` fixture is."""
-    import yaml
-
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
-    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.modeling.train import train_models
+    from abm_ml.testing import small_train_config, write_crm_export
 
-    conftest = _conftest()
-    folder.mkdir(parents=True, exist_ok=True)
-    conftest.make_crm_export().to_csv(folder / "opportunities.csv", index=False)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(conftest.CRM_SPEC, sort_keys=False))
-    dataset = load_dataset(load_spec(folder / "spec.yaml"))
-    return train_models(
-        dataset,
-        TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40),
-    )
+    dataset = load_dataset(load_spec(write_crm_export(folder)))
+    return train_models(dataset, small_train_config())
 
 
-def request_records(holdout, features, n: int) -> list[dict]:
-    """``n`` holdout rows (cycled) as JSON records: strings, numbers, booleans, nulls."""
-    from abm_ml.service.handlers import json_records
+def prepare_model(alias: str | None, tmp: Path | None):
+    """``(scorer, holdout, bento tag, source)``: a self-trained model deployed under ``tmp``, or
+    the registered ``alias`` deployed into the configured BentoML store."""
+    from abm_ml.service.deploy import deploy, load_scorer
+    from abm_ml.testing import bootstrap_deployment
 
-    return json_records(holdout, features, n)
+    if alias is None:
+        print("training a small model on the test suite's CRM export ...", flush=True)
+        result = train_small(tmp / "crm")
+        info = bootstrap_deployment(result, tmp)
+        source = "self-trained (abm_ml.testing CRM export), temporary MLflow store and BENTOML_HOME"
+        return result.scorer, result.holdout, info["tag"], source
+    import bentoml
+
+    from abm_ml.registry.promotion import _holdout, resolve_version
+    from abm_ml.registry.tracking import configure
+
+    configure()
+    tag = str(deploy(alias))
+    model = bentoml.models.get(tag)
+    mv = resolve_version(model.info.labels["mlflow_model"], model.info.labels["mlflow_version"])
+    return load_scorer(model), _holdout(mv.run_id), tag, f"registered alias {alias!r}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,11 +136,11 @@ def request_records(holdout, features, n: int) -> list[dict]:
 
 def in_process(scorer, records_1: list[list[dict]], records_100: list[dict], n: int) -> dict:
     """``AccountScorer.score`` on the validated records the service would send to the model."""
-    from abm_ml.service import handlers as serving
+    from abm_ml.service.contract import RecordSchema, records_frame
 
-    schema = serving.RecordSchema(scorer.features)
-    frames_1 = [serving.records_frame(schema.validate_batch(r), scorer.features) for r in records_1]
-    frame_100 = serving.records_frame(schema.validate_batch(records_100), scorer.features)
+    schema = RecordSchema(scorer.features)
+    frames_1 = [records_frame(schema.validate_batch(r), scorer.features) for r in records_1]
+    frame_100 = records_frame(schema.validate_batch(records_100), scorer.features)
     for _ in range(3):
         scorer.score(frames_1[0])
         scorer.score(frame_100)
@@ -242,25 +241,21 @@ def batch_sizes(client) -> dict | None:
 
 
 def start(tag: str, args: argparse.Namespace, env: dict, run_dir: Path):
-    from abm_ml.service import handlers as serving
+    from abm_ml.service.launch import serve_command
+    from abm_ml.testing import free_port, start_server, stop_server, wait_ready
 
-    port = serving.free_port()
+    port = free_port()
     log = run_dir / f"abm-bench-server-{port}.log"
     t0 = time.perf_counter()
-    proc = serving.serve(
-        port=port,
-        bento_model=tag,
-        workers=args.workers,
-        runner_workers=args.runner_workers,
-        background=True,
-        log_path=log,
-        env=env,
+    argv, server_env = serve_command(
+        tag, port=port, workers=args.workers, runner_workers=args.runner_workers, env=env
     )
+    proc = start_server(argv, server_env, log_path=log)
     proc.bench_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     try:
-        serving.wait_ready(proc.bench_url, timeout=300, proc=proc)  # type: ignore[attr-defined]
+        wait_ready(proc.bench_url, timeout=300, proc=proc)  # type: ignore[attr-defined]
     except BaseException:
-        serving.stop_server(proc)
+        stop_server(proc)
         raise
     proc.bench_startup = time.perf_counter() - t0  # type: ignore[attr-defined]
     print(f"  server ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
@@ -342,7 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     logging.getLogger("abm_ml").setLevel(logging.WARNING)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from abm_ml.service import handlers as serving
+    from abm_ml.service.deploy import use_bentoml_home
+    from abm_ml.service.settings import ENV_BATCHING
+    from abm_ml.testing import json_records, stop_server
 
     n_latency = 40 if args.quick else 300
     duration = 4.0 if args.quick else 15.0
@@ -359,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     tmp = None if args.alias else Path(tempfile.mkdtemp(prefix="abm-bench-service-"))
-    home = serving.use_bentoml_home(tmp / "bentoml") if tmp else contextlib.nullcontext()
+    home = use_bentoml_home(tmp / "bentoml") if tmp else contextlib.nullcontext()
     saved_env = {
         k: os.environ.get(k)
         for k in ("ABM_ML_MODELS_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -368,25 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with home:
             t0 = time.perf_counter()
-            if tmp:
-                print("training a small model on the test suite's CRM export ...", flush=True)
-                result = train_small(tmp / "crm")
-                info = serving.bootstrap_deployment(result, tmp)
-                scorer, holdout, tag = result.scorer, result.holdout, info["tag"]
-                source = "self-trained (tests/conftest.py CRM export), temporary MLflow store and BENTOML_HOME"
-            else:
-                import bentoml
-
-                from abm_ml.registry.promotion import _holdout, resolve_version
-
-                tag = str(serving.deploy(args.alias))
-                model = bentoml.models.get(tag)
-                scorer = serving.load_scorer(model)
-                mv = resolve_version(
-                    model.info.labels["mlflow_model"], model.info.labels["mlflow_version"]
-                )
-                holdout = _holdout(mv.run_id)
-                source = f"registered alias {args.alias!r}"
+            scorer, holdout, tag, source = prepare_model(args.alias, tmp)
             report["model"] = {
                 "source": source,
                 "bento_model": tag,
@@ -394,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "prepare_seconds": time.perf_counter() - t0,
             }
             features = scorer.features
-            pool = request_records(holdout, features, 200)
+            pool = json_records(holdout, features, 200)
             payload_1 = [{"records": [r]} for r in pool]
             records_100 = pool[:100]
             payload_100 = [{"records": records_100}]
@@ -411,13 +390,13 @@ def main(argv: list[str] | None = None) -> dict:
                 )
                 env = {
                     "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
-                    serving.ENV_BATCHING: "1" if batching else "0",
+                    ENV_BATCHING: "1" if batching else "0",
                 }
                 proc = start(tag, args, env, tmp or Path(tempfile.gettempdir()))
                 runs[batching] = measure_served(
                     proc, payload_1, payload_100, n_latency, max_requests, duration
                 )
-                serving.stop_server(proc)
+                stop_server(proc)
                 proc = None
             # "served" is the default configuration (adaptive batching unless --batching off).
             report["served"] = runs[modes[0]]
@@ -429,7 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
     finally:
         if proc is not None:
-            serving.stop_server(proc)
+            stop_server(proc)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -597,8 +597,10 @@ def deploy(
     model: ModelOpt = "champion",
 ) -> None:
     """Import a registered model version into the BentoML model store for serving."""
-    from abm_ml.service.handlers import deploy as do_deploy
+    from abm_ml.registry import tracking
+    from abm_ml.service.deploy import deploy as do_deploy
 
+    tracking.configure()
     tag = do_deploy(model)
     console.print(
         f"Imported into the BentoML store as {tag}. Start it with: abm-ml serve --model {model}"
@@ -613,8 +615,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Serve scores over HTTP (BentoML): /score, /rank, /explain, /healthz, /readyz, /metadata."""
-    from abm_ml.service.handlers import serve as do_serve
+    from abm_ml.registry import tracking
+    from abm_ml.service.launch import serve as do_serve
 
+    tracking.configure()
     do_serve(host=host, port=port, alias=model, workers=workers)
 
 

@@ -2,7 +2,7 @@
 
 The runner dependency is resolved in process here (no batching); the real server is in
 test_service_integration.py. The model is the ``trained`` fixture's, deployed to a private
-MLflow store and BentoML home.
+MLflow store and BentoML home (tests/serving/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import logging
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from abm_ml.service import handlers as serving
+from abm_ml.modeling.ranking import SORT_KEYS, rank_accounts
+from abm_ml.service import responses
+from abm_ml.service.settings import DEFAULT_MAX_RECORDS
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -23,28 +26,6 @@ pytestmark = [
 ]
 
 TOKEN = "tok-3f9a-secret"
-
-
-@pytest.fixture(scope="module")
-def deployment(trained, tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "abm-serving-deployment"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ABM_ML_MODELS_DIR", str(root / "models"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        mp.setenv("ABM_ML_REPORTS_DIR", str(root / "reports"))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
-        for name in (serving.ENV_API_TOKEN, serving.ENV_MAX_RECORDS, serving.ENV_IGNORE_UNKNOWN):
-            mp.delenv(name, raising=False)
-        with serving.use_bentoml_home(root / "bentoml"):
-            info = serving.bootstrap_deployment(trained, root)
-            mp.setenv(serving.ENV_BENTO_MODEL, info["tag"])
-            yield info
-
-
-@pytest.fixture(scope="module")
-def svc(deployment):
-    return serving.import_service()
 
 
 def make_app(svc, *, metrics: bool):
@@ -79,10 +60,6 @@ def client(svc):
         yield c
 
 
-def records(trained, n: int = 5) -> list[dict]:
-    return serving.json_records(trained.holdout, trained.scorer.features, n)
-
-
 def test_health_ready_metadata(client, deployment, trained):
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
@@ -99,14 +76,11 @@ def test_health_ready_metadata(client, deployment, trained):
     schema = meta["input_schema"]
     assert schema["required"] == ["account_id"]
     assert set(trained.scorer.feature_names) | {"account_id", "amount"} == set(schema["properties"])
-    assert (
-        meta["max_records"] == serving.DEFAULT_MAX_RECORDS
-        and meta["ignore_unknown_fields"] is False
-    )
+    assert meta["max_records"] == DEFAULT_MAX_RECORDS and meta["ignore_unknown_fields"] is False
 
 
-def test_score_returns_the_scorers_numbers(client, trained, deployment):
-    recs = records(trained, 6)
+def test_score_returns_the_scorers_numbers(client, trained, deployment, make_records):
+    recs = make_records(6)
     resp = client.post("/score", json={"records": recs})
     assert resp.status_code == 200
     body = resp.json()
@@ -128,7 +102,7 @@ def test_score_returns_the_scorers_numbers(client, trained, deployment):
     )
     assert [r["tier"] for r in results] == expected["tier"].tolist()
     first = results[0]
-    assert set(serving.ScoredAccount.model_fields) <= set(first)
+    assert set(responses.ScoredAccount.model_fields) <= set(first)
     assert (first["model_name"], first["model_version"]) == (
         "abm-account-scorer",
         deployment["version"],
@@ -159,8 +133,8 @@ def test_missing_fields_and_unseen_categories_are_scored(client):
     assert all(0 < r["propensity"] < 1 and r["amount"] > 0 for r in results)
 
 
-def test_rank_sorts_and_cuts(client, trained):
-    recs = records(trained, 12)
+def test_rank_sorts_and_cuts(client, trained, make_records):
+    recs = make_records(12)
     full = client.post("/rank", json={"records": recs}).json()
     assert full["sort_by"] == "priority" and full["total"] == full["count"] == 12
     priorities = [r["priority"] for r in full["results"]]
@@ -175,8 +149,8 @@ def test_rank_sorts_and_cuts(client, trained):
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "sort_by"
 
 
-def test_explain_gives_every_contribution(client, trained):
-    recs = records(trained, 3)
+def test_explain_gives_every_contribution(client, trained, make_records):
+    recs = make_records(3)
     body = client.post("/explain", json={"records": recs}).json()
     assert "log-odds" in body["explains"] and "uncalibrated" in body["explains"]
     scored = client.post("/score", json={"records": recs}).json()["results"]
@@ -329,3 +303,95 @@ def test_openapi_document(client, trained):
         )
         >= 4
     )
+
+
+# -- every answer is a documented response ----------------------------------------------------
+
+
+def test_every_answer_is_its_documented_model(svc, make_records):
+    """Each endpoint's body validates against the model its OpenAPI entry is generated from."""
+    with client_for(svc) as client:
+        _check_documented_answers(client, make_records(4))
+    _check_errors_when_limited(svc, make_records(4))
+
+
+def _check_documented_answers(client, recs: list[dict]) -> None:
+    doc = client.get("/docs.json").json()
+    answers = [
+        ("/score", "post", {"records": recs}, 200, responses.ScoreResponse),
+        ("/rank", "post", {"records": recs, "top": 2}, 200, responses.RankResponse),
+        ("/explain", "post", {"records": recs}, 200, responses.ExplainResponse),
+        ("/metadata", "get", None, 200, responses.MetadataResponse),
+        ("/score", "post", {"records": [{"account_id": 3}]}, 422, responses.ErrorResponse),
+        ("/rank", "post", {"records": recs, "sort_by": "x"}, 422, responses.ErrorResponse),
+        ("/explain", "post", {"records": []}, 422, responses.ErrorResponse),
+    ]
+    for path, method, payload, status, model in answers:
+        resp = client.request(method, path, json=payload)
+        assert resp.status_code == status, (path, resp.text)
+        assert resp.headers["content-type"] == "application/json"
+        model.model_validate(resp.json())  # extra fields are forbidden: nothing undocumented
+        documented = doc["paths"][path][method]["responses"][str(status)]
+        expected = responses.response_docs(model, documented["description"])
+        assert documented == _without_nulls(expected), path  # the document drops null defaults
+    bad_json = client.post("/score", content=b"{", headers={"Content-Type": "application/json"})
+    assert bad_json.status_code == 400
+    responses.ErrorResponse.model_validate(bad_json.json())
+
+
+def _without_nulls(node):
+    if isinstance(node, dict):
+        return {k: _without_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_without_nulls(v) for v in node]
+    return node
+
+
+def _check_errors_when_limited(svc, recs: list[dict]) -> None:
+    with client_for(svc, ABM_ML_API_TOKEN=TOKEN, ABM_ML_MAX_RECORDS="2") as c:
+        denied = c.post("/score", json={"records": recs})
+        assert denied.status_code == 401
+        responses.ErrorResponse.model_validate(denied.json())
+        too_many = c.post(
+            "/score", json={"records": recs}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert too_many.status_code == 413
+        responses.ErrorResponse.model_validate(too_many.json())
+
+
+# -- /rank is the ranking of abm-ml rank ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort_by", SORT_KEYS)
+def test_rank_endpoint_orders_as_the_cli(svc, deployment, make_records, tmp_path, sort_by):
+    """Same records, same order from ``POST /rank`` and from ``abm-ml rank`` (file -> ranking),
+    ties included: accounts identical but for their id keep their input order in both."""
+    import bentoml
+
+    from abm_ml.modeling.ranking import load_accounts
+    from abm_ml.service.deploy import load_scorer
+
+    base = make_records(10)
+    twin = base[3]
+    recs = list(base)
+    for position, suffix in ((0, "a"), (5, "b"), (9, "c"), (12, "d")):
+        recs.insert(position, {**twin, "account_id": f"twin-{suffix}"})
+    recs.append({**base[7], "account_id": "twin-of-7"})
+
+    with client_for(svc) as client:
+        answer = client.post("/rank", json={"records": recs, "sort_by": sort_by})
+    served = answer.json()["results"]
+
+    path = tmp_path / "accounts.csv"
+    pd.DataFrame(recs).to_csv(path, index=False)
+    scorer = load_scorer(bentoml.models.get(deployment["tag"]))
+    cli = rank_accounts(scorer, load_accounts(path), sort_by=sort_by).ranked
+
+    assert [r["account_id"] for r in served] == cli["account_id"].tolist()
+    np.testing.assert_allclose([r[sort_by] for r in served], cli[sort_by], rtol=1e-12)
+    twins = [r["account_id"] for r in served if r["account_id"].startswith("twin-")]
+    tied = [a for a in twins if a != "twin-of-7"]
+    assert tied == ["twin-a", "twin-b", "twin-c", "twin-d"]  # ties keep input order
+    order = [r["account_id"] for r in served]
+    first = order.index("twin-a")
+    assert order[first : first + 5] == ["twin-a", twin["account_id"], "twin-b", "twin-c", "twin-d"]

@@ -1,7 +1,9 @@
-"""A real ``bentoml serve`` on a free loopback port: readiness, scoring, errors, access, batching.
+"""A real server on a free loopback port: readiness, scoring, errors, access, batching, build.
 
-The server is started by :func:`abm_ml.serving.serve` (deploying the champion from a private
-MLflow store into a private ``BENTOML_HOME``) and always stopped in the fixture's teardown.
+The server is started the way a user starts it, ``abm-ml serve --model champion``, in a working
+directory outside the checkout (the service is imported from the installed package). It deploys
+the champion of a private MLflow store into a private ``BENTOML_HOME`` (tests/serving/conftest.py)
+and is always stopped, with every worker it spawned, in the fixture's teardown.
 """
 
 from __future__ import annotations
@@ -17,65 +19,40 @@ import numpy as np
 import psutil
 import pytest
 
-from abm_ml import config as cfg
-from abm_ml.service import handlers as serving
+from abm_ml.service.settings import ENV_API_TOKEN, ENV_BENTO_MODEL, ENV_MAX_RECORDS
+from abm_ml.testing import free_port, start_server, stop_server, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 TOKEN = "integration-token-7c1d"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_RECORDS = 40
-
-
-@pytest.fixture(scope="module")
-def deployment(trained, tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "abm-serving-deployment"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ABM_ML_MODELS_DIR", str(root / "models"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        mp.setenv("ABM_ML_REPORTS_DIR", str(root / "reports"))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
-        for name in (
-            serving.ENV_API_TOKEN,
-            serving.ENV_MAX_RECORDS,
-            serving.ENV_IGNORE_UNKNOWN,
-            serving.ENV_BENTO_MODEL,
-        ):
-            mp.delenv(name, raising=False)
-        with serving.use_bentoml_home(root / "bentoml"):
-            info = serving.bootstrap_deployment(trained, root)
-            yield {**info, "root": root}
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def server(deployment, tmp_path_factory):
-    """``serve(alias="champion")`` in the background; stopped (with all its workers) at the end."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    port = serving.free_port()
-    proc = serving.serve(
-        port=port,
-        alias="champion",
-        background=True,
-        log_path=log,
-        env={serving.ENV_API_TOKEN: TOKEN, serving.ENV_MAX_RECORDS: str(MAX_RECORDS)},
-    )
+    """``abm-ml serve --model champion`` in the background, run from a folder outside the checkout."""
+    elsewhere = tmp_path_factory.mktemp("server")
+    log = elsewhere / "server.log"
+    port = free_port()
+    cli = Path(sys.executable).with_name("abm-ml")
+    env = {**os.environ, ENV_API_TOKEN: TOKEN, ENV_MAX_RECORDS: str(MAX_RECORDS)}
+    env.pop(ENV_BENTO_MODEL, None)  # the command deploys (here: finds) the champion itself
+    argv = [str(cli), "serve", "--model", "champion", "--port", str(port)]
+    proc = start_server(argv, env, cwd=elsewhere, log_path=log)
     children: list[psutil.Process] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        serving.wait_ready(url, token=TOKEN, timeout=240, proc=proc)
+        wait_ready(url, token=TOKEN, timeout=240, proc=proc)
         children = psutil.Process(proc.pid).children(recursive=True)
         with httpx.Client(base_url=url, timeout=60) as client:
             yield {"client": client, "url": url, "proc": proc, "log": log}
     finally:
-        serving.stop_server(proc)
+        stop_server(proc)
         assert proc.poll() is not None
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert TOKEN not in log.read_text(errors="replace")
-
-
-def records(trained, start: int, n: int) -> list[dict]:
-    return serving.json_records(trained.holdout, trained.scorer.features, n, start=start)
 
 
 def test_health_and_readiness(server):
@@ -85,9 +62,9 @@ def test_health_and_readiness(server):
     assert c.get("/readyz", headers=AUTH).status_code == 200
 
 
-def test_score_matches_in_process(server, trained, deployment):
+def test_score_matches_in_process(server, trained, deployment, make_records):
     c = server["client"]
-    recs = records(trained, 0, 25)
+    recs = make_records(25, start=0)
     resp = c.post("/score", json={"records": recs}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -104,9 +81,9 @@ def test_score_matches_in_process(server, trained, deployment):
     assert [r["reasons"] for r in body["results"]] == expected["reasons"].tolist()
 
 
-def test_rank_explain_metadata(server, trained, deployment):
+def test_rank_explain_metadata(server, trained, deployment, make_records):
     c = server["client"]
-    recs = records(trained, 30, 10)
+    recs = make_records(10, start=30)
     ranked = c.post("/rank", json={"records": recs, "top": 4}, headers=AUTH).json()
     assert [r["rank"] for r in ranked["results"]] == [1, 2, 3, 4] and ranked["total"] == 10
     priorities = [r["priority"] for r in ranked["results"]]
@@ -157,9 +134,9 @@ def test_errors_and_access(server):
     assert c.post("/score", json=ok, headers=AUTH).status_code == 200
 
 
-def test_concurrent_requests_are_batched_correctly(server, trained):
+def test_concurrent_requests_are_batched_correctly(server, trained, make_records):
     """32 concurrent one-record requests: each gets its own account's score back."""
-    recs = records(trained, 0, 32)
+    recs = make_records(32, start=0)
     expected = trained.scorer.score(trained.holdout.iloc[0:32], with_reasons=False)[
         "propensity"
     ].to_numpy()
@@ -185,7 +162,7 @@ def test_bento_build_carries_the_model(deployment, tmp_path):
     env = {
         **os.environ,
         "BENTOML_HOME": str(deployment["root"] / "bentoml"),
-        serving.ENV_BENTO_MODEL: deployment["tag"],
+        ENV_BENTO_MODEL: deployment["tag"],
         "BENTOML_DO_NOT_TRACK": "True",
     }
     done = subprocess.run(
@@ -201,7 +178,7 @@ def test_bento_build_carries_the_model(deployment, tmp_path):
             "tag",
         ],
         check=False,
-        cwd=cfg.PROJECT_ROOT,
+        cwd=PROJECT,
         env=env,
         capture_output=True,
         text=True,

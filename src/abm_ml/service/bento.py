@@ -11,32 +11,42 @@ Two services run under ``bentoml serve``:
   model and exposes batchable methods, so BentoML's adaptive batching merges concurrent requests
   into one ``AccountScorer.score`` call.
 
-The logic lives in :mod:`abm_ml.service.handlers`; see serving/README.md for settings.
+Request handling lives in :mod:`abm_ml.service.handlers`, the input contract in
+:mod:`~abm_ml.service.contract`, the response models in :mod:`~abm_ml.service.responses`;
+see serving/README.md for settings.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.responses import Response
 
-from abm_ml.service import handlers as serving
+from abm_ml.errors import AbmInputError
+from abm_ml.service import handlers, responses
+from abm_ml.service.auth import BearerAuthMiddleware
+from abm_ml.service.contract import Kind, RecordSchema, ServingError, field_error
+from abm_ml.service.deploy import DeployedModel, load_scorer
+from abm_ml.service.settings import ENV_BENTO_MODEL, ServiceConfig, Settings, bento_model_tag
 
-CONFIG = serving.ServiceConfig.from_env()
-BENTO_MODEL = bentoml.models.BentoModel(serving.bento_model_tag())
+logger = logging.getLogger(__name__)
+
+CONFIG = ServiceConfig.from_env()
+BENTO_MODEL = bentoml.models.BentoModel(bento_model_tag())
 _stored = BENTO_MODEL.stored
 if _stored is None:
-    raise serving.AbmInputError(
+    raise AbmInputError(
         f"Bento model {BENTO_MODEL.tag} is not in the BentoML store (BENTOML_HOME); "
-        "import one with abm_ml.serving.deploy() or start the service with abm_ml.serving.serve()",
-        field=serving.ENV_BENTO_MODEL,
+        "import one with `abm-ml deploy` or start the service with `abm-ml serve`",
+        field=ENV_BENTO_MODEL,
     )
-MODEL = serving.DeployedModel.from_bento(_stored)
-SETTINGS = serving.Settings.from_env()
-SCHEMA = serving.RecordSchema(MODEL.features, ignore_unknown_fields=SETTINGS.ignore_unknown_fields)
+MODEL = DeployedModel.from_bento(_stored)
+SETTINGS = Settings.from_env()
+SCHEMA = RecordSchema(MODEL.features, ignore_unknown_fields=SETTINGS.ignore_unknown_fields)
 
 BATCHING = {
     "batchable": CONFIG.adaptive_batching,
@@ -57,18 +67,18 @@ class AccountScorerRunner:
     bento_model = BENTO_MODEL
 
     def __init__(self) -> None:
-        self.scorer = serving.load_scorer(self.bento_model)
+        self.scorer = load_scorer(self.bento_model)
 
     def __is_ready__(self) -> bool:
         return self.scorer is not None
 
     @bentoml.api(**BATCHING)
     def score_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return serving.score_rows(self.scorer, records)
+        return handlers.score_rows(self.scorer, records)
 
     @bentoml.api(**BATCHING)
     def explain_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return serving.explain_rows(self.scorer, records)
+        return handlers.explain_rows(self.scorer, records)
 
 
 app = FastAPI(
@@ -78,11 +88,14 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-ERRORS = {"model": serving.ErrorResponse}
 
 
-def _error(exc: serving.ServingError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+def _json(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
+    return Response(responses.dump(body), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
+    return _json(responses.error_response(message, errors), status)
 
 
 @bentoml.service(name="abm_scoring", workers=CONFIG.workers, traffic={"timeout": CONFIG.timeout_s})
@@ -94,8 +107,8 @@ class AbmScoringService:
     runner = bentoml.depends(AccountScorerRunner)
 
     def __init__(self) -> None:
-        self.frontend = serving.Frontend(MODEL, serving.Settings.from_env(), SCHEMA)
-        serving.keep_runner_session(self.runner)
+        self.frontend = handlers.Frontend(MODEL, Settings.from_env(), SCHEMA)
+        handlers.keep_runner_session(self.runner)
 
     def __is_ready__(self) -> bool:
         runner = self.runner
@@ -103,38 +116,32 @@ class AbmScoringService:
             return runner.scorer is not None
         return True  # a separate runner process: BentoML's readiness probe (runner_probe) checks it
 
-    async def _call(self, request: Request, kind: str) -> Response:
+    async def _call(self, request: Request, kind: Kind) -> Response:
         try:
-            parsed = self.frontend.parse(await request.body(), kind)  # type: ignore[arg-type]
+            parsed = self.frontend.parse(await request.body(), kind)
             if kind == "explain":
-                rows = await serving.call_runner(
+                rows = await handlers.call_runner(
                     self.runner.to_async.explain_records, parsed.records
                 )
-                return JSONResponse(self.frontend.explain_body(parsed, rows))
-            rows = await serving.call_runner(self.runner.to_async.score_records, parsed.records)
-            body = (
-                self.frontend.rank_body(parsed, rows)
-                if kind == "rank"
-                else self.frontend.score_body(parsed, rows)
-            )
-            return JSONResponse(body)
-        except serving.ServingError as exc:
-            return _error(exc)
+                return _json(self.frontend.explain_body(parsed, rows))
+            rows = await handlers.call_runner(self.runner.to_async.score_records, parsed.records)
+            if kind == "rank":
+                return _json(self.frontend.rank_body(parsed, rows))
+            return _json(self.frontend.score_body(parsed, rows))
+        except ServingError as exc:
+            return _error(exc.status, str(exc), exc.errors)
+        except AbmInputError as exc:  # any other refusal of the input: a 422 naming the field
+            return _error(422, str(exc), [field_error(None, exc.field, str(exc), "value_error")])
         except bentoml.exceptions.ServiceUnavailable:
-            return JSONResponse(
-                {"error": "the model is overloaded; retry later", "errors": []}, status_code=503
-            )
+            return _error(503, "the model is overloaded; retry later")
         except bentoml.exceptions.BentoMLException as exc:  # the runner answered with an error
-            serving.logger.error("runner call failed: %s", exc)
-            return JSONResponse(
-                {"error": "the model failed on this request; see the server log", "errors": []},
-                status_code=500,
-            )
+            logger.error("runner call failed: %s", exc)
+            return _error(500, "the model failed on this request; see the server log")
 
     @app.post(
         "/score",
         summary="Score 1..N accounts",
-        openapi_extra=serving.openapi_extra(SCHEMA, "score", serving.ScoreResponse, SETTINGS),
+        openapi_extra=responses.openapi_extra(SCHEMA, "score", responses.ScoreResponse, SETTINGS),
     )
     async def score(self, request: Request) -> Response:
         """Per record: propensity, score, tier, days to close (P10/P50/P90), expected value, priority, reasons."""
@@ -143,7 +150,7 @@ class AbmScoringService:
     @app.post(
         "/rank",
         summary="Rank accounts",
-        openapi_extra=serving.openapi_extra(SCHEMA, "rank", serving.RankResponse, SETTINGS),
+        openapi_extra=responses.openapi_extra(SCHEMA, "rank", responses.RankResponse, SETTINGS),
     )
     async def rank(self, request: Request) -> Response:
         """Scores sorted by `sort_by` (priority by default; or propensity, expected_value), with rank; `top` keeps the first N."""
@@ -152,7 +159,9 @@ class AbmScoringService:
     @app.post(
         "/explain",
         summary="Explain accounts",
-        openapi_extra=serving.openapi_extra(SCHEMA, "explain", serving.ExplainResponse, SETTINGS),
+        openapi_extra=responses.openapi_extra(
+            SCHEMA, "explain", responses.ExplainResponse, SETTINGS
+        ),
     )
     async def explain(self, request: Request) -> Response:
         """Every feature's SHAP contribution to the log-odds of the uncalibrated model, with the base value."""
@@ -161,11 +170,11 @@ class AbmScoringService:
     @app.get(
         "/metadata",
         summary="Model and input contract",
-        openapi_extra={"responses": {"200": serving.response_docs(serving.MetadataResponse)}},
+        openapi_extra={"responses": {"200": responses.response_docs(responses.MetadataResponse)}},
     )
     async def metadata(self) -> Response:
         """Model name, version, alias, training date, headline metrics and the expected input schema."""
-        return JSONResponse(self.frontend.metadata())
+        return _json(self.frontend.metadata())
 
 
-AbmScoringService.add_asgi_middleware(serving.BearerAuthMiddleware)
+AbmScoringService.add_asgi_middleware(BearerAuthMiddleware)

@@ -1,0 +1,126 @@
+"""The service's settings, read from the environment when a service process starts.
+
+:class:`Settings` holds what each request is checked against (record and body limits, unknown
+fields, the access token); :class:`ServiceConfig` the process layout and adaptive batching that
+BentoML needs when it imports the service module. Reading them creates nothing and configures
+nothing; a bad value is an :class:`~abm_ml.errors.AbmInputError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from abm_ml import config as cfg
+from abm_ml.errors import AbmInputError
+
+ENV_BENTO_MODEL = "ABM_ML_BENTO_MODEL"
+"""Bento model tag the service loads (default ``abm-account-scorer:latest``)."""
+ENV_MAX_RECORDS = "ABM_ML_MAX_RECORDS"
+ENV_MAX_BODY_BYTES = "ABM_ML_MAX_BODY_BYTES"
+ENV_IGNORE_UNKNOWN = "ABM_ML_IGNORE_UNKNOWN_FIELDS"
+ENV_API_TOKEN = "ABM_ML_API_TOKEN"
+ENV_WORKERS = "ABM_ML_WORKERS"
+ENV_RUNNER_WORKERS = "ABM_ML_RUNNER_WORKERS"
+ENV_MAX_BATCH_SIZE = "ABM_ML_MAX_BATCH_SIZE"
+ENV_MAX_LATENCY_MS = "ABM_ML_MAX_LATENCY_MS"
+ENV_TIMEOUT_S = "ABM_ML_TIMEOUT_S"
+ENV_BATCHING = "ABM_ML_ADAPTIVE_BATCHING"
+
+DEFAULT_MAX_RECORDS = 1000
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BATCH_SIZE = 1000
+DEFAULT_MAX_LATENCY_MS = 10_000
+DEFAULT_TIMEOUT_S = 60
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int, env: Mapping[str, str], *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AbmInputError(f"must be an integer, got {raw!r}", field=name) from None
+    if value < minimum:
+        raise AbmInputError(f"must be at least {minimum}, got {value}", field=name)
+    return value
+
+
+def _env_flag(name: str, env: Mapping[str, str], *, default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in _TRUE
+
+
+def bento_model_name(registered_name: str) -> str:
+    """A valid Bento model name for a registered MLflow model name."""
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", registered_name.lower()).strip("-._")
+    return (slug or "abm-account-scorer")[:63]
+
+
+def bento_model_tag(env: Mapping[str, str] | None = None) -> str:
+    """The Bento model the service loads: ``ABM_ML_BENTO_MODEL`` or ``<registered name>:latest``."""
+    env = os.environ if env is None else env
+    return env.get(ENV_BENTO_MODEL) or f"{bento_model_name(cfg.registered_model_name())}:latest"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Request limits and access, read from the environment when a service instance starts."""
+
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ignore_unknown_fields: bool = False
+    api_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``ABM_ML_MAX_RECORDS``, ``ABM_ML_MAX_BODY_BYTES``, ``ABM_ML_IGNORE_UNKNOWN_FIELDS``
+        and ``ABM_ML_API_TOKEN``.
+
+        Raises:
+            AbmInputError: a limit that is not a positive integer, naming the variable.
+        """
+        env = os.environ if env is None else env
+        return cls(
+            max_records=_env_int(ENV_MAX_RECORDS, DEFAULT_MAX_RECORDS, env),
+            max_body_bytes=_env_int(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, env),
+            ignore_unknown_fields=_env_flag(ENV_IGNORE_UNKNOWN, env),
+            api_token=env.get(ENV_API_TOKEN) or None,
+        )
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Process layout and adaptive batching, read when :mod:`abm_ml.service.bento` is imported."""
+
+    workers: int = 1
+    runner_workers: int = 1
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_latency_ms: int = DEFAULT_MAX_LATENCY_MS
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    adaptive_batching: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceConfig:
+        """Read ``ABM_ML_WORKERS``, ``ABM_ML_RUNNER_WORKERS``, ``ABM_ML_ADAPTIVE_BATCHING``,
+        ``ABM_ML_MAX_BATCH_SIZE``, ``ABM_ML_MAX_LATENCY_MS`` and ``ABM_ML_TIMEOUT_S``.
+
+        Raises:
+            AbmInputError: a value that is not a positive integer, naming the variable.
+        """
+        env = os.environ if env is None else env
+        return cls(
+            adaptive_batching=_env_flag(ENV_BATCHING, env, default=True),
+            workers=_env_int(ENV_WORKERS, 1, env),
+            runner_workers=_env_int(ENV_RUNNER_WORKERS, 1, env),
+            max_batch_size=_env_int(ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE, env, minimum=2),
+            max_latency_ms=_env_int(ENV_MAX_LATENCY_MS, DEFAULT_MAX_LATENCY_MS, env),
+            timeout_s=_env_int(ENV_TIMEOUT_S, DEFAULT_TIMEOUT_S, env),
+        )

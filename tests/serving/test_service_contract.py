@@ -1,0 +1,199 @@
+"""The input contract: one account record built from the model's features, request parsing,
+and the settings requests are checked against. Uses the small real model of ``trained``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from abm_ml.errors import AbmInputError
+from abm_ml.service import contract
+from abm_ml.service.contract import RecordSchema, ServingError
+from abm_ml.service.settings import ServiceConfig, Settings
+
+# -- the input contract ---------------------------------------------------------------------
+
+
+def test_schema_follows_the_features(scorer, schema):
+    js = schema.json_schema()
+    props = js["properties"]
+    assert js["required"] == ["account_id"]
+    assert js["additionalProperties"] is False
+    assert props["account_id"]["type"] == "string"
+    assert props["amount"] == {**props["amount"], "type": "number", "nullable": True}
+    for f in scorer.features:
+        p = props[f.name]
+        assert p["nullable"] is True
+        if f.type == "categorical":
+            assert p["type"] == "string"
+        elif f.type == "boolean":
+            assert {v["type"] for v in p["anyOf"]} == {"boolean", "number"}
+        else:
+            assert p["type"] == "number"
+    text = json.dumps(js)
+    assert '"type": "null"' not in text and "$ref" not in text
+
+
+def test_valid_batch_becomes_the_scorers_frame(trained, scorer, make_records):
+    records = make_records(3)
+    records[1] = {
+        "account_id": "ACC-NEW",
+        "industry": "space mining",
+        "has_economic_buyer": True,
+        "web_visits_30d": 7,
+    }
+    frame = contract.validate_records(records, scorer.features)
+    assert list(frame.columns[:2]) == ["account_id", "amount"]
+    assert set(scorer.feature_names) <= set(frame.columns)
+    assert len(frame) == 3
+    assert (
+        frame.loc[1, "industry"] == "space mining"
+    )  # unseen category kept: the scorer treats it as unknown
+    assert frame.loc[1, "has_economic_buyer"] == 1.0
+    assert math.isnan(frame.loc[1, "employees"]) and math.isnan(
+        frame.loc[1, "amount"]
+    )  # absent = missing
+    assert frame["employees"].dtype == float
+
+
+def test_wrong_type_names_the_record_and_field(trained, scorer, make_records):
+    records = make_records(4)
+    records[2]["employees"] = "1200"
+    with pytest.raises(ServingError) as info:
+        contract.validate_records(records, scorer.features)
+    err = info.value
+    assert err.status == 422 and err.index == 2 and err.field == "employees"
+    assert "record 2" in str(err) and "employees" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "kind"),
+    [
+        ({"account_id": "a", "industry": 5}, "industry", "string_type"),
+        ({"account_id": "a", "web_visits_30d": True}, "web_visits_30d", "float_type"),
+        ({"account_id": "a", "has_economic_buyer": "yes"}, "has_economic_buyer", None),
+        ({"industry": "software"}, "account_id", "missing"),
+        ({"account_id": 17}, "account_id", "string_type"),
+        ({"account_id": ""}, "account_id", "string_too_short"),
+        ({"account_id": "a", "web_visitz": 3}, "web_visitz", "extra_forbidden"),
+    ],
+)
+def test_each_kind_of_bad_record_is_refused(schema, record, field, kind):
+    with pytest.raises(ServingError) as info:
+        schema.validate_batch([{"account_id": "ok"}, record])
+    err = info.value
+    assert (err.status, err.index, err.field) == (422, 1, field)
+    if kind:
+        assert err.errors[0]["type"] == kind
+
+
+def test_every_bad_record_is_listed(schema):
+    batch = [
+        {"account_id": "a", "employees": "x"},
+        {"account_id": "b"},
+        {"account_id": "c", "nope": 1},
+        "not an object",
+    ]
+    with pytest.raises(ServingError) as info:
+        schema.validate_batch(batch)
+    where = [(e["index"], e["field"]) for e in info.value.errors]
+    assert where == [(0, "employees"), (2, "nope"), (3, None)]
+    assert "(and 2 more)" in str(info.value)
+
+
+def test_unknown_fields_can_be_ignored(scorer):
+    lenient = RecordSchema(scorer.features, ignore_unknown_fields=True)
+    rows = lenient.validate_batch([{"account_id": "a", "crm_owner": "jane", "employees": 40}])
+    assert "crm_owner" not in rows[0] and rows[0]["employees"] == 40.0
+    assert lenient.json_schema().get("additionalProperties", True) is not False
+
+
+def test_batch_shape_and_size(schema):
+    for payload, status in (({"account_id": "a"}, 422), ([], 422), ("x", 422)):
+        with pytest.raises(ServingError) as info:
+            schema.validate_batch(payload)
+        assert info.value.status == status
+    with pytest.raises(ServingError) as info:
+        schema.validate_batch([{"account_id": str(i)} for i in range(6)], max_records=5)
+    assert info.value.status == 413 and "5" in str(info.value)
+    assert (
+        len(schema.validate_batch([{"account_id": str(i)} for i in range(5)], max_records=5)) == 5
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, None),
+        (b"", 400, None),
+        (b'{"records": [{"account_id": "a", "employees": NaN}]}', 400, None),
+        (b'[{"account_id": "a"}]', 422, None),
+        (b'{"rows": []}', 422, "rows"),
+        (b'{"records": [{"account_id": "a"}], "extra": 1}', 422, "extra"),
+        (b"{}", 422, "records"),
+    ],
+)
+def test_parse_request_statuses(schema, body, status, field):
+    with pytest.raises(ServingError) as info:
+        schema.parse_request(body, Settings())
+    assert info.value.status == status
+    assert info.value.field == field
+
+
+def test_parse_request_limits_and_rank_options(schema):
+    body = json.dumps({"records": [{"account_id": "a"}] * 3}).encode()
+    with pytest.raises(ServingError) as info:
+        schema.parse_request(body, Settings(max_records=2))
+    assert info.value.status == 413
+    with pytest.raises(ServingError) as info:
+        schema.parse_request(body, Settings(max_body_bytes=10))
+    assert info.value.status == 413
+    ok = schema.parse_request(
+        json.dumps({"records": [{"account_id": "a"}], "top": 1, "sort_by": "propensity"}).encode(),
+        Settings(),
+        kind="rank",
+    )
+    assert (ok.top, ok.sort_by, len(ok.records)) == (1, "propensity", 1)
+    for extra, field in (
+        ({"top": 0}, "top"),
+        ({"top": "3"}, "top"),
+        ({"top": True}, "top"),
+        ({"sort_by": "score"}, "sort_by"),
+    ):
+        with pytest.raises(ServingError) as info:
+            schema.parse_request(
+                json.dumps({"records": [{"account_id": "a"}], **extra}).encode(),
+                Settings(),
+                kind="rank",
+            )
+        assert (info.value.status, info.value.field) == (422, field)
+    # top/sort_by belong to /rank only
+    with pytest.raises(ServingError):
+        schema.parse_request(
+            json.dumps({"records": [{"account_id": "a"}], "top": 1}).encode(),
+            Settings(),
+            kind="score",
+        )
+
+
+def test_settings_from_env():
+    s = Settings.from_env(
+        {"ABM_ML_MAX_RECORDS": "7", "ABM_ML_IGNORE_UNKNOWN_FIELDS": "1", "ABM_ML_API_TOKEN": "t0k"}
+    )
+    assert (s.max_records, s.ignore_unknown_fields, s.api_token) == (7, True, "t0k")
+    assert "t0k" not in repr(s)
+    assert Settings.from_env({}) == Settings()
+    with pytest.raises(AbmInputError, match="ABM_ML_MAX_RECORDS"):
+        Settings.from_env({"ABM_ML_MAX_RECORDS": "lots"})
+
+
+def test_service_config_from_env():
+    config = ServiceConfig.from_env(
+        {"ABM_ML_ADAPTIVE_BATCHING": "0", "ABM_ML_RUNNER_WORKERS": "3", "ABM_ML_WORKERS": ""}
+    )
+    assert (config.adaptive_batching, config.runner_workers, config.workers) == (False, 3, 1)
+    assert ServiceConfig.from_env({}) == ServiceConfig()
+    with pytest.raises(AbmInputError, match="ABM_ML_MAX_BATCH_SIZE"):
+        ServiceConfig.from_env({"ABM_ML_MAX_BATCH_SIZE": "1"})
