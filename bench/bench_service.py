@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 import bentoml
 
-                from abm_ml.registry.promotion import _holdout, resolve_version
+                from abm_ml.registry.promotion import resolve_version
+                from abm_ml.registry.store import download_run_table
 
                 tag = str(serving.deploy(args.alias))
                 model = bentoml.models.get(tag)
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict:
                 mv = resolve_version(
                     model.info.labels["mlflow_model"], model.info.labels["mlflow_version"]
                 )
-                holdout = _holdout(mv.run_id)
+                holdout = download_run_table(mv.run_id)
                 source = f"registered alias {args.alias!r}"
             report["model"] = {
                 "source": source,

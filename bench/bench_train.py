@@ -165,6 +165,7 @@ def reference_worker(
             with Stopwatch() as sw_mlflow_import:
                 from abm_ml.registry import tracking
             with Stopwatch() as sw_log:
+                tracking.configure()
                 info = tracking.log_training(result, register=True)
             out["mlflow_import_s"] = sw_mlflow_import.seconds
             out["mlflow_log_and_register_s"] = sw_log.seconds

@@ -97,6 +97,7 @@ def evaluate_scorer(
     k: int | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    where: str | None = None,
 ) -> Evaluation:
     """Score won and lost rows with ``scorer`` and measure propensity and deal velocity.
 
@@ -107,6 +108,7 @@ def evaluate_scorer(
         k: accounts a sales team can work (precision@k); 10 % of the rows when None.
         n_boot: bootstrap resamples for the 95 % intervals (0: point estimates only).
         seed: seed of the resamples.
+        where: which rows these are, for the error message (e.g. "the training run's holdout").
 
     Raises:
         AbmInputError: no won and lost rows to evaluate on.
@@ -114,7 +116,10 @@ def evaluate_scorer(
     closed = frame[frame[OUTCOME].isin([WON, LOST])].reset_index(drop=True)
     labels = won_labels(closed)
     if closed.empty or len(np.unique(labels)) < 2:
-        raise AbmInputError("no won and lost deals to evaluate on", field=OUTCOME)
+        raise AbmInputError(
+            "no won and lost deals to evaluate on" + (f" ({where})" if where else ""),
+            field=OUTCOME,
+        )
     scored = scorer.score(closed, with_reasons=False)
     propensity = m.propensity_metrics(
         labels,

@@ -1,9 +1,11 @@
 """MLflow as the system of record: every run logged, every model a registered version.
 
 A training run logs params, metrics with their intervals, the dataset's hash and spec, the git
-revision, the validation summary and rejects, the split, plots, the model card and the holdout
-rows (so a later `promote` compares models on the same recent holdout), and registers the
-packaged pyfunc as a new version of one registered model with the alias ``challenger``.
+revision, the validation summary and rejects, the split, plots, the model card, the holdout
+rows (so a later `promote` compares models on the same recent holdout) with what the packaged
+scorer predicted for them, and registers the packaged pyfunc as a new version of one
+registered model with the alias ``challenger``. It logs to the store the entry point
+configured (:func:`abm_ml.registry.store.configure`).
 """
 
 from __future__ import annotations
@@ -17,26 +19,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import yaml
-from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 from abm_ml.registry.card import model_card
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
+from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
 from abm_ml.reporting import plots
 
+__all__ = ["configure", "git_revision", "log_training", "register_version"]
+
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
-
-
-def configure() -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the local SQLite store under models/."""
-    uri = cfg.tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(cfg.registry_uri())
-    return uri
 
 
 def _experiment(name: str) -> str:
@@ -81,10 +75,21 @@ def log_training(
 ) -> dict:
     """Log a training result to MLflow; register the model with alias ``challenger``.
 
+    Logs to the store the entry point configured with :func:`configure` (MLflow's model
+    logging only works through its global tracking URI); this function configures nothing.
+
     Returns:
-        ``{"run_id", "experiment_id", "model_name", "version"}`` (version None when not registered).
+        ``{"run_id", "experiment_id", "model_name", "version", "model_uri", "card"}`` (version
+        None when not registered).
+
+    Raises:
+        RuntimeError: MLflow is not pointed at the configured store (call :func:`configure`).
     """
-    configure()
+    if mlflow.get_tracking_uri() != cfg.tracking_uri():
+        raise RuntimeError(
+            f"MLflow logs to {mlflow.get_tracking_uri()!r}, not the configured store "
+            f"{cfg.tracking_uri()!r}: call abm_ml.registry.store.configure() in the entry point"
+        )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
     experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
@@ -143,8 +148,8 @@ def log_training(
         (out / "data/leakage.json").write_text(
             json.dumps([f.to_dict() for f in result.leak_findings], indent=2)
         )
-        result.holdout.to_parquet(out / "data/holdout.parquet", index=False)
-        result.holdout_predictions.to_parquet(out / "data/holdout_predictions.parquet", index=False)
+        result.holdout.to_parquet(out / HOLDOUT_ARTIFACT, index=False)
+        result.holdout_predictions.to_parquet(out / PREDICTIONS_ARTIFACT, index=False)
         m.metrics_table(result.propensity).to_csv(out / "data/propensity_metrics.csv")
         if result.velocity:
             m.metrics_table(result.velocity).to_csv(out / "data/velocity_metrics.csv")
@@ -210,14 +215,15 @@ def log_training(
 
 
 def register_version(model_uri: str, run_id: str, result: TrainingResult, model_name: str) -> str:
-    client = MlflowClient()
+    """Register the logged model as a new version of ``model_name``, alias ``challenger``."""
+    registry = client()
     try:
-        client.get_registered_model(model_name)
+        registry.get_registered_model(model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(
+        registry.create_registered_model(
             model_name, description="abm-ml account scorer: propensity, days to close, reasons."
         )
-    mv = client.create_model_version(
+    mv = registry.create_model_version(
         model_name,
         source=model_uri,
         run_id=run_id,
@@ -230,5 +236,5 @@ def register_version(model_uri: str, run_id: str, result: TrainingResult, model_
             "trained_at": result.scorer.metadata["trained_at"],
         },
     )
-    client.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
+    registry.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
     return str(mv.version)

@@ -1505,8 +1505,9 @@ def bootstrap_deployment(
             bentoml.models.get(info["tag"])
             return info
     from abm_ml.registry.promotion import promote
-    from abm_ml.registry.tracking import log_training
+    from abm_ml.registry.tracking import configure, log_training
 
+    configure()
     logged = log_training(result)
     promote(version=logged["version"])
     tag = deploy(alias)
