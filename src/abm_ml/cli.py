@@ -401,6 +401,21 @@ def rank(
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
+    console.print(_ranking_table(result, version, show))
+    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
+    if result.meta["unscorable"]:
+        console.print(
+            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
+        )
+    if report:
+        from abm_ml.reporting.html import ranking_report
+
+        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
+        console.print(f"Report -> {html}")
+
+
+def _ranking_table(result, version, show: int) -> Table:
+    """The top ``show`` ranked accounts as a terminal table (the files hold every column)."""
     shown = Table(
         title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files"
     )
@@ -437,17 +452,7 @@ def rank(
             else:
                 cells.append(str(value))
         shown.add_row(*cells)
-    console.print(shown)
-    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
-    if result.meta["unscorable"]:
-        console.print(
-            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
-        )
-    if report:
-        from abm_ml.reporting.html import ranking_report
-
-        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
-        console.print(f"Report -> {html}")
+    return shown
 
 
 def _model_card(version) -> str | None:

@@ -32,7 +32,7 @@ from abm_ml.errors import AbmInputError
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
 from abm_ml.modeling.boosting import TrainConfig, fit_booster
-from abm_ml.modeling.evaluate import evaluate_scorer, known_amounts, won_labels
+from abm_ml.modeling.evaluate import Evaluation, evaluate_scorer, known_amounts, won_labels
 from abm_ml.modeling.reasons import contributions
 from abm_ml.modeling.scorer import (
     TIER_SHARES,
@@ -221,6 +221,32 @@ def _shap_importance(
     return matrix.iloc[sample].reset_index(drop=True), contrib, importance
 
 
+def _metadata(dataset: Dataset, calibrator: Calibrator, amount_known: bool) -> dict:
+    return {
+        "dataset": dataset.spec.name,
+        "dataset_sha256": dataset.sha256,
+        "amount_known": amount_known,
+        "calibration": calibrator.method,
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+
+
+def _holdout_predictions(
+    holdout: pd.DataFrame, evaluation: Evaluation, baselines: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Per holdout row: the label, the served propensity and days, the baselines' probabilities."""
+    scored = evaluation.scored
+    return pd.DataFrame(
+        {
+            ROW_ID: holdout[ROW_ID],
+            "won": evaluation.labels,
+            MODEL_NAME: scored["propensity"],
+            **baselines,
+            **{column: scored[column] for column in DAYS_COLUMNS},
+        }
+    )
+
+
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
     """Fit, calibrate and package the propensity and velocity models, then evaluate the package.
 
@@ -260,13 +286,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         tier_thresholds=thresholds,
         default_amount=default_amount,
         default_days=fallback_days,
-        metadata={
-            "dataset": dataset.spec.name,
-            "dataset_sha256": dataset.sha256,
-            "amount_known": amount_known,
-            "calibration": calibrator.method,
-            "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        },
+        metadata=_metadata(dataset, calibrator, amount_known),
     )
 
     # The packaged scorer and the baselines, on the same test rows with the same settings.
@@ -297,16 +317,6 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     timings["evaluate_s"] = time.perf_counter() - t0
 
     sample, contrib, importance = _shap_importance(booster, matrix, split.test, config.seed)
-    scored = evaluation.scored
-    holdout_predictions = pd.DataFrame(
-        {
-            "row_id": holdout["row_id"],
-            "won": evaluation.labels,
-            MODEL_NAME: scored["propensity"],
-            **baselines,
-            **{column: scored[column] for column in DAYS_COLUMNS},
-        }
-    )
     timings["total_s"] = time.perf_counter() - started
     return TrainingResult(
         dataset=dataset,
@@ -319,7 +329,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         velocity_extra=velocity_extra,
         no_better_than_chance=evaluation.no_better_than_chance,
         holdout=holdout,
-        holdout_predictions=holdout_predictions,
+        holdout_predictions=_holdout_predictions(holdout, evaluation, baselines),
         feature_importance=importance,
         calibration_choice=calibration_losses,
         best_iterations=best,
