@@ -159,9 +159,9 @@ def _fit_propensity(
     config: TrainConfig,
     categorical: list[str],
     monotone: list[int],
-) -> tuple[lgb.Booster, Calibrator, dict[str, float], list[float]]:
-    """The booster (early-stopped on validation), its calibrator and the tier thresholds."""
-    booster = fit_booster(
+) -> lgb.Booster:
+    """The propensity booster, early-stopped on the validation rows."""
+    return fit_booster(
         {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"},
         config,
         matrix.iloc[split.train],
@@ -171,11 +171,17 @@ def _fit_propensity(
         categorical,
         monotone,
     )
+
+
+def _calibrate(
+    booster: lgb.Booster, matrix: pd.DataFrame, y: np.ndarray, split: Split, seed: int
+) -> tuple[Calibrator, dict[str, float], list[float]]:
+    """The calibrator chosen on validation rows, its CV losses, and the A/B/C tier thresholds."""
     raw_valid = np.asarray(booster.predict(matrix.iloc[split.valid], raw_score=True))
-    calibrator, losses = choose_calibrator(raw_valid, y[split.valid], seed=config.seed)
+    calibrator, losses = choose_calibrator(raw_valid, y[split.valid], seed=seed)
     propensity_valid = calibrator(raw_valid)
     thresholds = [float(np.quantile(propensity_valid, 1 - share)) for share in TIER_SHARES]
-    return booster, calibrator, losses, thresholds
+    return calibrator, losses, thresholds
 
 
 def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, bool]:
@@ -263,11 +269,10 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     matrix = preprocessor.transform(frame)
     categorical = preprocessor.categorical_names
     y = won_labels(frame)
-    booster, calibrator, calibration_losses, thresholds = _fit_propensity(
-        matrix, y, split, config, categorical, [f.monotone for f in features]
-    )
+    booster = _fit_propensity(matrix, y, split, config, categorical, [f.monotone for f in features])
     best = {"propensity": int(booster.best_iteration or booster.current_iteration())}
     timings["propensity_fit_s"] = time.perf_counter() - started
+    calibrator, calibration_losses, thresholds = _calibrate(booster, matrix, y, split, config.seed)
 
     t0 = time.perf_counter()
     velocity, velocity_best, fallback_days = fit_velocity(
