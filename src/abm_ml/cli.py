@@ -224,9 +224,8 @@ def promote(
     metric: Annotated[
         str,
         typer.Option(
-            help="Holdout metric the challenger must beat the champion on: roc_auc, pr_auc, "
-            "lift_top_decile, precision_at_k, recall_at_k, won_amount_captured_top_k (higher wins) "
-            "or brier, log_loss, ece (lower wins)."
+            help="Holdout metric the challenger must beat the champion on, e.g. roc_auc or "
+            "pr_auc (higher wins), ece, brier or log_loss (lower wins); a wrong name lists them all."
         ),
     ] = "roc_auc",
 ) -> None:

@@ -200,6 +200,8 @@ def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pyte
         else:
             pytest.fail("mlflow server did not start")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        # An earlier configure() in this process leaves MLflow's own MLFLOW_REGISTRY_URI behind.
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         monkeypatch.setenv("ABM_ML_MODELS_DIR", str(tmp_path / "unused"))
         tracking.configure()
         info = tracking.log_training(trained)
@@ -214,6 +216,16 @@ def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pyte
             == info["version"]
         )
         assert not (tmp_path / "unused").exists()
+        # Reading back through the server: the registered scorer and the run's holdout.
+        server_client = store.client(url)
+        scorer, mv = store.load_scorer(
+            cfg.registered_model_name(), cfg.CHALLENGER, mlflow_client=server_client
+        )
+        holdout = store.download_run_table(mv.run_id, mlflow_client=server_client)
+        np.testing.assert_array_equal(
+            scorer.score(holdout, with_reasons=False)["propensity"],
+            trained.holdout_predictions["abm-ml"],
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

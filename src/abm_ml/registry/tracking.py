@@ -218,7 +218,9 @@ def log_training(
         info = _log_model(result, out)
         version = None
         if register:
-            version = register_version(info.model_uri, run.info.run_id, result, model_name)
+            version = register_version(
+                info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
+            )
         card = model_card(result, version=version, run_id=run.info.run_id)
         mlflow.log_text(card, "model_card.md")
     return {
@@ -231,8 +233,19 @@ def log_training(
     }
 
 
-def register_version(model_uri: str, run_id: str, result: TrainingResult, model_name: str) -> str:
-    """Register the logged model as a new version of ``model_name``, alias ``challenger``."""
+def register_version(
+    model_uri: str,
+    run_id: str,
+    result: TrainingResult,
+    model_name: str,
+    *,
+    model_id: str | None = None,
+) -> str:
+    """Register the logged model as a new version of ``model_name``, alias ``challenger``.
+
+    ``model_id`` names MLflow's logged model behind ``model_uri``; a tracking server refuses a
+    ``models:/m-...`` source without it.
+    """
     registry = client()
     try:
         registry.get_registered_model(model_name)
@@ -244,6 +257,7 @@ def register_version(model_uri: str, run_id: str, result: TrainingResult, model_
         model_name,
         source=model_uri,
         run_id=run_id,
+        model_id=model_id,
         tags={
             "dataset": result.dataset.spec.name,
             "dataset_sha256": result.dataset.sha256,
