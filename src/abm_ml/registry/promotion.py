@@ -2,12 +2,12 @@
 
 `promote` moves the ``champion`` alias to the challenger only if the challenger beats the
 champion on the challenger's own holdout (the most recent period), both evaluated there by
-:func:`abm_ml.modeling.evaluate.evaluate_scorer` on a metric of your choice (ROC AUC by default;
-``ece``, ``brier`` and ``log_loss`` count lower as better); `--force` skips the comparison but never promotes a model that is no better than
-chance. `rollback` returns ``champion`` to the version it pointed at before. Every move is
-recorded in tags: on the model version (when, why, by whom) and on the registered model
-(``abm_ml.champion_history``, the ordered list of champion versions).
-"""
+:func:`abm_ml.modeling.evaluate.evaluate_scorer` on a metric of your choice (ROC AUC by
+default; ``ece``, ``brier`` and ``log_loss`` count lower as better). `--force` skips the
+comparison but never promotes a model that is no better than chance. `rollback` returns
+``champion`` to the version it pointed at before. Every move is recorded in tags: on the
+model version (when, why, by whom) and on the registered model (``abm_ml.champion_history``,
+the ordered list of champion versions)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ from abm_ml.registry.store import (
 )
 
 __all__ = ["Decision", "promote", "resolve_version", "rollback", "versions_table"]
+"""``resolve_version`` lives in :mod:`abm_ml.registry.store`; it is re-exported for callers of
+the earlier ``abm_ml.registry.promotion.resolve_version``."""
 
 HISTORY_TAG = "abm_ml.champion_history"
 
