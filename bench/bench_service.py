@@ -119,14 +119,14 @@ def prepare_model(alias: str | None, tmp: Path | None):
         return result.scorer, result.holdout, info["tag"], source
     import bentoml
 
-    from abm_ml.registry.promotion import _holdout, resolve_version
+    from abm_ml.registry.store import download_run_table, resolve_version
     from abm_ml.registry.tracking import configure
 
     configure()
     tag = str(deploy(alias))
     model = bentoml.models.get(tag)
     mv = resolve_version(model.info.labels["mlflow_model"], model.info.labels["mlflow_version"])
-    return load_scorer(model), _holdout(mv.run_id), tag, f"registered alias {alias!r}"
+    return load_scorer(model), download_run_table(mv.run_id), tag, f"registered alias {alias!r}"
 
 
 # --------------------------------------------------------------------------------------------

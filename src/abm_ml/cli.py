@@ -181,6 +181,7 @@ def train(
     style = "bold red" if result.no_better_than_chance else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
     with console.status("Logging to MLflow..."):
+        tracking.configure()
         info = tracking.log_training(result, register=register)
     console.print(f"MLflow run {info['run_id']} at {cfg.tracking_uri()}")
     if info["version"]:
@@ -190,8 +191,7 @@ def train(
 
 def _training_report(result, info: dict) -> Path:
     """Write the HTML training report and attach it to the MLflow run."""
-    import mlflow
-
+    from abm_ml.registry.store import client
     from abm_ml.reporting.training_report import training_report
 
     name = (
@@ -206,8 +206,7 @@ def _training_report(result, info: dict) -> Path:
         version=info.get("version"),
         model_name=info.get("model_name"),
     )
-    with mlflow.start_run(run_id=info["run_id"]):
-        mlflow.log_artifact(str(path), artifact_path="report")
+    client().log_artifact(info["run_id"], str(path), artifact_path="report")
     return path
 
 
@@ -223,12 +222,20 @@ def promote(
         ),
     ] = False,
     metric: Annotated[
-        str, typer.Option(help="Holdout metric the challenger must beat the champion on.")
+        str,
+        typer.Option(
+            help="Holdout metric the challenger must beat the champion on, e.g. roc_auc or "
+            "pr_auc (higher wins), ece, brier or log_loss (lower wins); a wrong name lists them all."
+        ),
     ] = "roc_auc",
 ) -> None:
     """Make the challenger the champion if it beats the champion on the same recent holdout."""
+    from abm_ml.modeling.evaluate import check_metric
     from abm_ml.registry.promotion import promote as do_promote
+    from abm_ml.registry.store import configure
 
+    check_metric(metric)
+    configure()
     decision = do_promote(version=version, force=force, metric=metric)
     if decision.promoted:
         console.print(
@@ -242,7 +249,9 @@ def promote(
 def rollback() -> None:
     """Return 'champion' to the version it pointed at before the last promotion."""
     from abm_ml.registry.promotion import rollback as do_rollback
+    from abm_ml.registry.store import configure
 
+    configure()
     decision = do_rollback()
     console.print(f"[bold]Champion is version {decision.version} again[/] ({decision.reason}).")
 
@@ -251,7 +260,9 @@ def rollback() -> None:
 def models() -> None:
     """List registered model versions with their aliases and holdout ROC AUC."""
     from abm_ml.registry.promotion import versions_table
+    from abm_ml.registry.store import configure
 
+    configure()
     frame = versions_table()
     if frame.empty:
         console.print("No registered versions yet: run `abm-ml train SPEC`.")
@@ -273,10 +284,10 @@ ModelOpt = Annotated[
 
 
 def _load_model(ref: str):
-    from abm_ml.registry import tracking
-    from abm_ml.registry.promotion import load_scorer
+    """Entry point's loader: the configured store's scorer for an alias or version number."""
+    from abm_ml.registry.store import configure, load_scorer
 
-    tracking.configure()
+    configure()
     return load_scorer(cfg.registered_model_name(), ref)
 
 
@@ -389,6 +400,21 @@ def rank(
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
+    console.print(_ranking_table(result, version, show))
+    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
+    if result.meta["unscorable"]:
+        console.print(
+            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
+        )
+    if report:
+        from abm_ml.reporting.ranking_report import ranking_report
+
+        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
+        console.print(f"Report -> {html}")
+
+
+def _ranking_table(result, version, show: int) -> Table:
+    """The top ``show`` ranked accounts as a terminal table (the files hold every column)."""
     shown = Table(
         title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files"
     )
@@ -425,17 +451,7 @@ def rank(
             else:
                 cells.append(str(value))
         shown.add_row(*cells)
-    console.print(shown)
-    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
-    if result.meta["unscorable"]:
-        console.print(
-            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
-        )
-    if report:
-        from abm_ml.reporting.ranking_report import ranking_report
-
-        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
-        console.print(f"Report -> {html}")
+    return shown
 
 
 def _model_card(version) -> str | None:
@@ -545,50 +561,44 @@ def evaluate(
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
     from abm_ml.modeling import metrics as m
-    from abm_ml.schema import CREATED_AT, DAYS_TO_CLOSE, OUTCOME, WON
+    from abm_ml.modeling.evaluate import evaluate_scorer
+    from abm_ml.registry.store import download_run_table
+    from abm_ml.schema import CREATED_AT, ROW_ID
 
     dataset = load_dataset(load_spec(spec))
     scorer, version = _load_model(model)
-    frame = dataset.frame[dataset.frame[OUTCOME].isin(["won", "lost"])]
+    frame = dataset.frame
     where = "all closed deals"
     if since:
         frame = frame[frame[CREATED_AT] >= pd.Timestamp(since)]
         where = f"closed deals created since {since}"
     elif scorer.metadata.get("dataset_sha256") == dataset.sha256:
-        import mlflow
-
-        holdout = pd.read_parquet(
-            mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path="data/holdout.parquet"
-            )
-        )
-        frame = frame[frame["row_id"].isin(set(holdout["row_id"]))]
+        holdout = download_run_table(version.run_id)
+        frame = frame[frame[ROW_ID].isin(set(holdout[ROW_ID]))]
         where = "the training run's holdout (this is the data the model was trained on)"
-    if frame.empty or frame[OUTCOME].nunique() < 2:
-        raise AbmInputError(f"no won and lost deals to evaluate on ({where})", source=str(spec))
-    scored = scorer.score(frame, with_reasons=False)
-    y = (frame[OUTCOME].to_numpy() == WON).astype(int)
-    result = m.propensity_metrics(y, scored["propensity"].to_numpy(), n_boot=n_boot)
+    try:
+        evaluation = evaluate_scorer(scorer, frame, n_boot=n_boot, where=where)
+    except AbmInputError as error:
+        raise AbmInputError(str(error), source=str(spec)) from None
     console.print(
         _metrics_rich_table(
             f"Model v{version.version} on {dataset.spec.name}: {where}",
-            m.metrics_table({"abm-ml": result}),
+            m.metrics_table({"abm-ml": evaluation.propensity}),
         )
     )
-    won = (y == 1) & frame[DAYS_TO_CLOSE].notna().to_numpy()
-    if won.sum() >= 10:
-        v = m.velocity_metrics(
-            frame[DAYS_TO_CLOSE].to_numpy()[won],
-            scored["days_to_close_p50"].to_numpy()[won],
-            scored["days_to_close_p10"].to_numpy()[won],
-            scored["days_to_close_p90"].to_numpy()[won],
-            baseline_days=scorer.default_days,
-            n_boot=n_boot,
-        )
+    if evaluation.velocity:
         console.print(
-            _metrics_rich_table("Deal velocity (won deals)", m.metrics_table({"abm-ml": v}))
+            _metrics_rich_table(
+                "Deal velocity (won deals)",
+                m.metrics_table(
+                    {
+                        "abm-ml": evaluation.velocity,
+                        "median_days_baseline": evaluation.velocity_baseline,
+                    }
+                ),
+            )
         )
-    if m.is_no_better_than_chance(result):
+    if evaluation.no_better_than_chance:
         console.print("[bold red]No better than chance on this data.[/]")
 
 
@@ -657,6 +667,7 @@ def demo(
     console.print(verdict(result))
     console.rule("3. Register and promote")
     with console.status("Logging to MLflow..."):
+        tracking.configure()
         info = tracking.log_training(result)
     console.print(
         f"Registered {info['model_name']} v{info['version']} as 'challenger' (run {info['run_id']})."

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from abm_ml.cli import app
+from abm_ml.errors import AbmInputError
 from abm_ml.modeling.ranking import abm_tiers, parse_tiers, rank_accounts
 from abm_ml.registry import promotion as registry
 from abm_ml.registry import tracking
@@ -30,6 +31,7 @@ def champion(trained, tmp_path_factory: pytest.TempPathFactory):
         patch.setenv("ABM_ML_REPORTS_DIR", str(folder / "reports"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        tracking.configure()
         tracking.log_training(trained)
         registry.promote()
         yield trained
@@ -195,3 +197,20 @@ def test_cli_reports_bad_input_in_one_line(champion, accounts_csv: Path, tmp_pat
         check=False,
     )
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_cli_evaluate_reports_the_training_metrics_on_the_holdout(champion, crm_dir: Path):
+    result = runner.invoke(app, ["evaluate", str(crm_dir / "spec.yaml"), "--n-boot", "20"])
+    assert result.exit_code == 0, result.output
+    assert "training run's holdout" in result.output
+    roc_auc = champion.propensity["abm-ml"]["roc_auc"].value
+    row = next(line for line in result.output.splitlines() if "roc_auc" in line)
+    assert f"{roc_auc:.3f}" in row
+    assert "Deal velocity" in result.output
+    late = runner.invoke(
+        app, ["evaluate", str(crm_dir / "spec.yaml"), "--since", "2030-01-01", "--n-boot", "0"]
+    )
+    assert isinstance(late.exception, AbmInputError)
+    assert "no won and lost deals to evaluate on (closed deals created since 2030" in str(
+        late.exception
+    )

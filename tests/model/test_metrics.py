@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from abm_ml.modeling import metrics as M
+from abm_ml.modeling import bootstrap as B
 from abm_ml.modeling.metrics import (
     Metric,
     calibration_curve_points,
@@ -69,8 +69,8 @@ def test_weighted_kernels_match_sklearn_on_expanded_resample() -> None:
     rng = np.random.default_rng(5)
     idx = rng.integers(0, y.size, y.size)
     counts = np.bincount(idx, minlength=y.size).astype(float)[None, :]
-    auc = M._roc_auc_kernel(y.astype(float), p)(counts)[0]
-    ap = M._average_precision_kernel(y.astype(float), p)(counts)[0]
+    auc = B.roc_auc_kernel(y.astype(float), p)(counts)[0]
+    ap = B.average_precision_kernel(y.astype(float), p)(counts)[0]
     assert auc == pytest.approx(roc_auc_score(y[idx], p[idx]), abs=1e-12)
     assert ap == pytest.approx(average_precision_score(y[idx], p[idx]), abs=1e-12)
 
@@ -81,7 +81,7 @@ def test_weighted_median_matches_numpy() -> None:
         v = np.round(rng.gamma(2, 10, n))
         idx = rng.integers(0, n, n)
         counts = np.bincount(idx, minlength=n).astype(float)[None, :]
-        assert M._median_kernel(v)(counts)[0] == pytest.approx(np.median(v[idx]))
+        assert B.median_kernel(v)(counts)[0] == pytest.approx(np.median(v[idx]))
 
 
 # --- bootstrap intervals --------------------------------------------------------------------

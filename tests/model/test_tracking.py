@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -17,16 +18,21 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
-from abm_ml.errors import ModelNotPromotableError
-from abm_ml.modeling.train import TrainConfig, train_models
+from abm_ml.errors import AbmInputError, ModelNotPromotableError
+from abm_ml.modeling.evaluate import evaluate_scorer
+from abm_ml.modeling.scorer import Calibrator
+from abm_ml.modeling.train import DAYS_COLUMNS, MODEL_NAME, TrainConfig, train_models
 from abm_ml.registry import promotion as registry
-from abm_ml.registry import tracking
+from abm_ml.registry import store, tracking
+from abm_ml.registry.pyfunc import SCORER_FILE, save_scorer
 from abm_ml.schema import OUTCOME
 
 pytestmark = pytest.mark.slow
 
 
 def _log(result) -> dict:
+    """Log as the CLI does: the entry point configures MLflow, then the library logs."""
+    tracking.configure()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = tracking.log_training(result)
@@ -194,7 +200,10 @@ def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pyte
         else:
             pytest.fail("mlflow server did not start")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        # An earlier configure() in this process leaves MLflow's own MLFLOW_REGISTRY_URI behind.
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         monkeypatch.setenv("ABM_ML_MODELS_DIR", str(tmp_path / "unused"))
+        tracking.configure()
         info = tracking.log_training(trained)
         client = MlflowClient(tracking_uri=url)
         assert client.get_run(info["run_id"]).data.metrics["abm_ml_roc_auc"] > 0.5
@@ -207,6 +216,159 @@ def test_logging_to_a_tracking_server(trained, tmp_path: Path, monkeypatch: pyte
             == info["version"]
         )
         assert not (tmp_path / "unused").exists()
+        # Reading back through the server: the registered scorer and the run's holdout.
+        server_client = store.client(url)
+        scorer, mv = store.load_scorer(
+            cfg.registered_model_name(), cfg.CHALLENGER, mlflow_client=server_client
+        )
+        holdout = store.download_run_table(mv.run_id, mlflow_client=server_client)
+        np.testing.assert_array_equal(
+            scorer.score(holdout, with_reasons=False)["propensity"],
+            trained.holdout_predictions["abm-ml"],
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_logged_holdout_predictions_are_what_the_registered_scorer_serves(
+    trained, mlflow_store: Path
+):
+    info = _log(trained)
+    scorer, mv = store.load_scorer(cfg.registered_model_name(), info["version"])
+    holdout = store.download_run_table(mv.run_id)
+    logged = store.download_run_table(mv.run_id, store.PREDICTIONS_ARTIFACT)
+    served = scorer.score(holdout, with_reasons=False)
+    assert list(logged["row_id"]) == list(holdout["row_id"])
+    np.testing.assert_array_equal(logged[MODEL_NAME], served["propensity"])
+    for column in DAYS_COLUMNS:
+        np.testing.assert_array_equal(logged[column], served[column])
+    # The run's metrics are the evaluation of that registered scorer on that holdout.
+    config = trained.config
+    evaluation = evaluate_scorer(
+        scorer, holdout, k=config.capacity, n_boot=config.n_boot, seed=config.seed
+    )
+    metrics = MlflowClient().get_run(mv.run_id).data.metrics
+    for name in ("roc_auc", "ece", "brier"):
+        assert metrics[f"abm_ml_{name}"] == pytest.approx(evaluation.propensity[name].value)
+        assert metrics[f"abm_ml_{name}_low"] == pytest.approx(evaluation.propensity[name].low)
+    assert metrics["velocity_abm_ml_mae_days"] == pytest.approx(
+        evaluation.velocity["mae_days"].value
+    )
+
+
+def test_promote_metric_follows_its_direction(crm_dataset, trained, mlflow_store: Path):
+    """roc_auc: higher wins; ece: lower wins (a badly calibrated copy loses on ece)."""
+    weak = train_models(
+        crm_dataset,
+        TrainConfig(
+            n_boot=20, learning_rate=0.5, num_leaves=2, max_rounds=3, early_stopping_rounds=2
+        ),
+    )
+    # Same trees, probabilities pushed far too high: ranking kept, calibration ruined.
+    overconfident = dataclasses.replace(
+        trained,
+        scorer=dataclasses.replace(
+            trained.scorer, calibrator=Calibrator("sigmoid", coef=1.0, intercept=3.0)
+        ),
+    )
+    _log(weak)
+    assert registry.promote().reason.startswith("first champion")
+
+    strong = _log(trained)
+    decision = registry.promote(metric="roc_auc")
+    assert decision.version == strong["version"] and decision.metric == "roc_auc"
+    assert decision.challenger_score > decision.champion_score
+
+    worse_calibrated = _log(overconfident)
+    with pytest.raises(ModelNotPromotableError, match="ece on the challenger's holdout"):
+        registry.promote(metric="ece")
+    with pytest.raises(ModelNotPromotableError, match="brier"):
+        registry.promote(metric="brier")
+    assert registry.promote(force=True).version == worse_calibrated["version"]
+
+    calibrated = _log(trained)
+    decision = registry.promote(metric="ece")
+    assert decision.version == calibrated["version"]
+    assert decision.challenger_score < decision.champion_score
+
+    with pytest.raises(AbmInputError, match="unknown metric 'auc'.*roc_auc"):
+        registry.promote(metric="auc")
+
+
+def test_registry_calls_change_no_global_state(trained, mlflow_store: Path, tmp_path: Path):
+    first = _log(trained)
+    configured = mlflow.get_tracking_uri()
+    other = tmp_path / "elsewhere"
+    # A client of the store, while MLflow's global URI and the environment point elsewhere.
+    mlflow_client = store.client(configured)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ABM_ML_MODELS_DIR", str(other))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        table = registry.versions_table(mlflow_client=mlflow_client)
+        assert list(table["version"]) == [int(first["version"])]
+        registry.promote(mlflow_client=mlflow_client)
+        scorer, _ = store.load_scorer(
+            cfg.registered_model_name(), cfg.CHAMPION, mlflow_client=mlflow_client
+        )
+        assert scorer.feature_names == trained.scorer.feature_names
+        # Reading config creates nothing; logging refuses a store nobody configured.
+        assert cfg.tracking_uri().endswith(str(other / "mlflow.db"))
+        cfg.models_dir(), cfg.reports_dir(), cfg.data_dir(), cfg.history_url()
+        with pytest.raises(RuntimeError, match="configure"):
+            tracking.log_training(trained)
+        assert mlflow.get_tracking_uri() == configured
+        assert not other.exists()
+
+
+_DUMP_WITH_OLD_PATHS = """
+import sys, joblib
+from abm_ml.modeling import feature_info, scorer
+old = {
+    scorer.AccountScorer: "abm_ml.model",
+    scorer.Preprocessor: "abm_ml.model",
+    scorer.Calibrator: "abm_ml.model",
+    scorer.VelocityModel: "abm_ml.model",
+    feature_info.FeatureInfo: "abm_ml.validate",
+}
+loaded = joblib.load(sys.argv[1])
+new = {cls: cls.__module__ for cls in old}
+for cls, module in old.items():
+    cls.__module__ = module
+try:
+    joblib.dump(loaded, sys.argv[2])
+finally:
+    for cls, module in new.items():
+        cls.__module__ = module
+"""
+
+_SCORE_IN_FRESH_PROCESS = """
+import sys
+import pandas as pd
+from abm_ml.registry.pyfunc import read_scorer
+scorer = read_scorer(sys.argv[1])
+assert type(scorer).__module__ == "abm_ml.modeling.scorer"
+holdout = pd.read_parquet(sys.argv[2])
+scorer.score(holdout, with_reasons=False).to_parquet(sys.argv[3])
+"""
+
+
+def test_a_scorer_pickled_with_the_old_class_paths_loads_and_scores_the_same(
+    trained, tmp_path: Path
+):
+    save_scorer(trained.scorer, tmp_path / "new")
+    (tmp_path / "old").mkdir()
+    old_file = tmp_path / "old" / SCORER_FILE
+    holdout = tmp_path / "holdout.parquet"
+    trained.holdout.to_parquet(holdout, index=False)
+    for script, args in (
+        (_DUMP_WITH_OLD_PATHS, [tmp_path / "new" / SCORER_FILE, old_file]),
+        (_SCORE_IN_FRESH_PROCESS, [tmp_path / "old", holdout, tmp_path / "scored.parquet"]),
+    ):
+        subprocess.run([sys.executable, "-c", script, *map(str, args)], check=True, timeout=300)
+    pickled = old_file.read_bytes()
+    assert b"abm_ml.model\n" in pickled or b"abm_ml.model\x94" in pickled
+    assert b"abm_ml.validate" in pickled and b"abm_ml.modeling" not in pickled
+    expected = trained.scorer.score(trained.holdout, with_reasons=False)
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    pd.testing.assert_frame_equal(scored, expected)

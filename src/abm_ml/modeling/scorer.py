@@ -136,6 +136,14 @@ class Calibrator:
         return _sigmoid(raw)
 
 
+def _account_ids(records: pd.DataFrame) -> np.ndarray:
+    """``account_id`` as text, else ``row_id``, else the row position."""
+    for column in (ACCOUNT_ID, ROW_ID):
+        if column in records.columns:
+            return records[column].astype(str).to_numpy(dtype=object)
+    return np.array([str(i) for i in range(len(records))], dtype=object)
+
+
 @dataclass
 class AccountScorer:
     """Everything needed to score raw account records: preprocessing, models, calibration, tiers."""
@@ -195,32 +203,14 @@ class AccountScorer:
             )
         )
         propensity = self.propensity_from_raw(raw)
-
-        if self.velocity is not None:
-            log_days = self.velocity.predict_log(matrix)
-            days = {q: np.maximum(np.expm1(v), 0.0) for q, v in log_days.items()}
-        else:
-            days = {q: np.full(len(records), self.default_days) for q in ("p10", "p50", "p90")}
-
-        if AMOUNT in records.columns:
-            amount = pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
-            amount = np.where(np.isnan(amount), self.default_amount, amount)
-        else:
-            amount = np.full(len(records), self.default_amount)
+        days = self._days(matrix)
+        amount = self._amounts(records)
         expected_value = propensity * amount
         # Sales velocity: value won per day of selling time.
         priority = expected_value / np.maximum(days["p50"], 1.0)
-
-        if ACCOUNT_ID in records.columns:
-            account_id = records[ACCOUNT_ID].astype(str).to_numpy(dtype=object)
-        elif ROW_ID in records.columns:
-            account_id = records[ROW_ID].astype(str).to_numpy(dtype=object)
-        else:
-            account_id = np.array([str(i) for i in range(len(records))], dtype=object)
-
         out = pd.DataFrame(
             {
-                "account_id": account_id,
+                "account_id": _account_ids(records),
                 "propensity": propensity,
                 "score": np.clip(np.rint(propensity * 100), 1, 99).astype(int),
                 "tier": self.tiers(propensity),
@@ -233,36 +223,63 @@ class AccountScorer:
             }
         )
         if with_reasons and contrib is not None:
-            raw_values = self.preprocessor.raw_values(records)
+            self._add_reasons(out, contrib, records, matrix, k_up, k_down, with_velocity_reasons)
+        return out
 
-            def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
-                return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
+    def _days(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+        """P10/P50/P90 days to close (never negative), or the median days without a model."""
+        if self.velocity is None:
+            return {q: np.full(len(matrix), self.default_days) for q in ("p10", "p50", "p90")}
+        log_days = self.velocity.predict_log(matrix)
+        return {q: np.maximum(np.expm1(v), 0.0) for q, v in log_days.items()}
 
-            out["reasons"] = reasons.reasons(
-                contrib,
+    def _amounts(self, records: pd.DataFrame) -> np.ndarray:
+        """Deal amounts, the training median of won deals where unknown."""
+        if AMOUNT not in records.columns:
+            return np.full(len(records), self.default_amount)
+        amount = pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
+        return np.where(np.isnan(amount), self.default_amount, amount)
+
+    def _add_reasons(
+        self,
+        out: pd.DataFrame,
+        contrib: reasons.Contributions,
+        records: pd.DataFrame,
+        matrix: pd.DataFrame,
+        k_up: int,
+        k_down: int,
+        with_velocity_reasons: bool,
+    ) -> None:
+        """Add ``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
+        raw_values = self.preprocessor.raw_values(records)
+
+        def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
+            return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
+
+        out["reasons"] = reasons.reasons(
+            contrib,
+            raw_values,
+            self.features,
+            k_up=k_up,
+            k_down=k_down,
+            effect=probability_effect,
+            effect_unit="probability_points",
+        )
+        if self.velocity is not None and with_velocity_reasons:
+            vcontrib = reasons.contributions(self.velocity.boosters["p50"], matrix)
+
+            def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
+                return np.expm1(with_c) - np.expm1(without_c)
+
+            out["velocity_reasons"] = reasons.reasons(
+                vcontrib,
                 raw_values,
                 self.features,
                 k_up=k_up,
                 k_down=k_down,
-                effect=probability_effect,
-                effect_unit="probability_points",
+                effect=days_effect,
+                effect_unit="days",
             )
-            if self.velocity is not None and with_velocity_reasons:
-                vcontrib = reasons.contributions(self.velocity.boosters["p50"], matrix)
-
-                def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
-                    return np.expm1(with_c) - np.expm1(without_c)
-
-                out["velocity_reasons"] = reasons.reasons(
-                    vcontrib,
-                    raw_values,
-                    self.features,
-                    k_up=k_up,
-                    k_down=k_down,
-                    effect=days_effect,
-                    effect_unit="days",
-                )
-        return out
 
     def explain(self, records: pd.DataFrame) -> Explanation:
         """Every feature's push on each record: the one explanation behind ``explain`` and ``/explain``.

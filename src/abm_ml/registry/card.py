@@ -31,6 +31,29 @@ def verdict(result: TrainingResult) -> str:
     return f"ROC AUC {auc} on the holdout, {better} logistic regression ({logistic})."
 
 
+def _velocity_section(result: TrainingResult) -> list[str]:
+    if not result.velocity:
+        return [
+            "",
+            "## Deal velocity",
+            "Not trained: too few won deals with a known duration; the median days are used.",
+        ]
+    lines = [
+        "",
+        "## Deal velocity (won deals in the holdout)",
+        _table(m.metrics_table(result.velocity)),
+    ]
+    extra = {k: v for k, v in result.velocity_extra.items() if "c_index" in k or "aft_mae" in k}
+    if extra:
+        lines.append("")
+        lines.append(
+            "Censoring-aware comparison (won deals as events, open deals censored at the data's end): "
+            + ", ".join(f"{k} = {v:.3f}" for k, v in extra.items())
+            + "."
+        )
+    return lines
+
+
 def model_card(
     result: TrainingResult, *, version: str | None = None, run_id: str | None = None
 ) -> str:
@@ -82,26 +105,7 @@ def model_card(
         "## Propensity to buy (holdout, 95 % bootstrap intervals)",
         _table(m.metrics_table(result.propensity)),
     ]
-    if result.velocity:
-        lines += [
-            "",
-            "## Deal velocity (won deals in the holdout)",
-            _table(m.metrics_table(result.velocity)),
-        ]
-        extra = {k: v for k, v in result.velocity_extra.items() if "c_index" in k or "aft_mae" in k}
-        if extra:
-            lines.append("")
-            lines.append(
-                "Censoring-aware comparison (won deals as events, open deals censored at the data's end): "
-                + ", ".join(f"{k} = {v:.3f}" for k, v in extra.items())
-                + "."
-            )
-    else:
-        lines += [
-            "",
-            "## Deal velocity",
-            "Not trained: too few won deals with a known duration; the median days are used.",
-        ]
+    lines += _velocity_section(result)
     top = result.feature_importance.head(10)
     lines += ["", "## What drives the score (mean |SHAP| on the holdout, log-odds)", ""]
     lines += [

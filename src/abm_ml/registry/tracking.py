@@ -1,9 +1,11 @@
 """MLflow as the system of record: every run logged, every model a registered version.
 
 A training run logs params, metrics with their intervals, the dataset's hash and spec, the git
-revision, the validation summary and rejects, the split, plots, the model card and the holdout
-rows (so a later `promote` compares models on the same recent holdout), and registers the
-packaged pyfunc as a new version of one registered model with the alias ``challenger``.
+revision, the validation summary and rejects, the split, plots, the model card, the holdout
+rows (so a later `promote` compares models on the same recent holdout) with what the packaged
+scorer predicted for them, and registers the packaged pyfunc as a new version of one
+registered model with the alias ``challenger``. It logs to the store the entry point
+configured (:func:`abm_ml.registry.store.configure`).
 """
 
 from __future__ import annotations
@@ -17,26 +19,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import yaml
-from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 from abm_ml.registry.card import model_card
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
+from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
 from abm_ml.reporting import plots
 
+__all__ = ["configure", "git_revision", "log_training", "register_version"]
+
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
-
-
-def configure() -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the local SQLite store under models/."""
-    uri = cfg.tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(cfg.registry_uri())
-    return uri
 
 
 def _experiment(name: str) -> str:
@@ -76,15 +70,127 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
 
 
+def _run_params(result: TrainingResult) -> dict[str, str]:
+    params = {
+        **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
+        "seed": result.config.seed,
+        "n_boot": result.config.n_boot,
+        "capacity": result.config.capacity or "10% of test",
+        "features": ",".join(result.scorer.feature_names)[:6000],
+        **{f"best_iteration_{k}": v for k, v in result.best_iterations.items()},
+        **{f"split_{k}": v for k, v in result.split.describe().items()},
+    }
+    return {k: str(v)[:6000] for k, v in params.items()}
+
+
+def _run_metrics(result: TrainingResult) -> dict[str, float]:
+    """Every metric with its interval bounds, the checks, timings and row counts (finite only)."""
+    summary = result.dataset.summary
+    flat: dict[str, float] = {}
+    for name, values in result.propensity.items():
+        flat.update(m.flatten_for_mlflow(name.replace("-", "_"), values))
+    for name, values in result.velocity.items():
+        flat.update(m.flatten_for_mlflow(f"velocity_{name.replace('-', '_')}", values))
+    flat.update(result.velocity_extra)
+    flat.update(result.calibration_choice)
+    flat.update({f"time_{k}": v for k, v in result.timings.items()})
+    flat.update(
+        {
+            "rows_read": summary.rows_read,
+            "rows_accepted": summary.accepted,
+            "rows_rejected": summary.rejected,
+        }
+    )
+    return _finite(flat)
+
+
+def _write_data(result: TrainingResult, out: Path) -> None:
+    """Spec, validation summary, rejects, split, leakage findings, holdout and its predictions."""
+    ds = result.dataset
+    (out / "data").mkdir()
+    (out / "data/spec.yaml").write_text(
+        yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    )
+    (out / "data/validation_summary.json").write_text(
+        json.dumps(ds.summary.to_dict(), indent=2, default=str)
+    )
+    ds.rejects.astype(str).to_csv(out / "data/rejects.csv", index=False)
+    (out / "data/split.json").write_text(json.dumps(result.split.describe(), indent=2))
+    (out / "data/leakage.json").write_text(
+        json.dumps([f.to_dict() for f in result.leak_findings], indent=2)
+    )
+    result.holdout.to_parquet(out / HOLDOUT_ARTIFACT, index=False)
+    result.holdout_predictions.to_parquet(out / PREDICTIONS_ARTIFACT, index=False)
+    m.metrics_table(result.propensity).to_csv(out / "data/propensity_metrics.csv")
+    if result.velocity:
+        m.metrics_table(result.velocity).to_csv(out / "data/velocity_metrics.csv")
+    result.feature_importance.to_csv(out / "data/feature_importance.csv", index=False)
+
+
+def _write_plots(result: TrainingResult, out: Path) -> None:
+    """Calibration, gains, velocity residuals and SHAP plots of the holdout predictions."""
+    predicted = result.holdout_predictions
+    y = predicted["won"].to_numpy()
+    predictions = {
+        name: predicted[name].to_numpy()
+        for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")
+    }
+    amounts = result.holdout["amount"].to_numpy(dtype=float)
+    plots.calibration_plot(y, predictions, out / "plots/calibration.png")
+    plots.gains_plot(
+        y,
+        predictions,
+        out / "plots/cumulative_gains.png",
+        amounts if np.isfinite(amounts).all() else None,
+    )
+    won = (y == 1) & result.holdout["days_to_close"].notna().to_numpy()
+    if result.scorer.velocity is not None and won.any():
+        plots.velocity_residuals_plot(
+            result.holdout.loc[won, "days_to_close"].to_numpy(),
+            predicted.loc[won, "days_to_close_p50"].to_numpy(),
+            out / "plots/velocity_residuals.png",
+        )
+    matrix, contrib = result.shap_sample
+    plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
+
+
+def _log_model(result: TrainingResult, out: Path):
+    """Log the packaged scorer as an MLflow pyfunc (models from code) in the active run."""
+    scorer_path = save_scorer(result.scorer, out / "scorer")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*signature.*")
+        warnings.filterwarnings("error", message=".*input example.*")
+        return mlflow.pyfunc.log_model(
+            name="model",
+            # Models from code: MLflow loads this file instead of unpickling a Python object.
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={SCORER_ARTIFACT: str(scorer_path)},
+            signature=signature(result.scorer),
+            input_example=input_example(result.scorer, result.holdout),
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+
+
 def log_training(
     result: TrainingResult, *, register: bool = True, model_name: str | None = None
 ) -> dict:
     """Log a training result to MLflow; register the model with alias ``challenger``.
 
+    Logs to the store the entry point configured with :func:`configure` (MLflow's model
+    logging only works through its global tracking URI); this function configures nothing.
+
     Returns:
-        ``{"run_id", "experiment_id", "model_name", "version"}`` (version None when not registered).
+        ``{"run_id", "experiment_id", "model_name", "version", "model_uri", "card"}`` (version
+        None when not registered).
+
+    Raises:
+        RuntimeError: MLflow is not pointed at the configured store (call :func:`configure`).
     """
-    configure()
+    if mlflow.get_tracking_uri() != cfg.tracking_uri():
+        raise RuntimeError(
+            f"MLflow logs to {mlflow.get_tracking_uri()!r}, not the configured store "
+            f"{cfg.tracking_uri()!r}: call abm_ml.registry.store.configure() in the entry point"
+        )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
     experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
@@ -103,100 +209,18 @@ def log_training(
                 "abm_ml.calibration": result.scorer.calibrator.method,
             }
         )
-        params = {
-            **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
-            "seed": result.config.seed,
-            "n_boot": result.config.n_boot,
-            "capacity": result.config.capacity or "10% of test",
-            "features": ",".join(result.scorer.feature_names)[:6000],
-            **{f"best_iteration_{k}": v for k, v in result.best_iterations.items()},
-            **{f"split_{k}": v for k, v in result.split.describe().items()},
-        }
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-        metrics_flat: dict[str, float] = {}
-        for name, values in result.propensity.items():
-            metrics_flat.update(m.flatten_for_mlflow(name.replace("-", "_"), values))
-        for name, values in result.velocity.items():
-            metrics_flat.update(m.flatten_for_mlflow(f"velocity_{name.replace('-', '_')}", values))
-        metrics_flat.update(result.velocity_extra)
-        metrics_flat.update(result.calibration_choice)
-        metrics_flat.update({f"time_{k}": v for k, v in result.timings.items()})
-        metrics_flat.update(
-            {
-                "rows_read": ds.summary.rows_read,
-                "rows_accepted": ds.summary.accepted,
-                "rows_rejected": ds.summary.rejected,
-            }
-        )
-        mlflow.log_metrics(_finite(metrics_flat))
-
-        # Data: spec, validation summary, rejects, split, holdout.
-        (out / "data").mkdir()
-        (out / "data/spec.yaml").write_text(
-            yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
-        )
-        (out / "data/validation_summary.json").write_text(
-            json.dumps(ds.summary.to_dict(), indent=2, default=str)
-        )
-        ds.rejects.astype(str).to_csv(out / "data/rejects.csv", index=False)
-        (out / "data/split.json").write_text(json.dumps(result.split.describe(), indent=2))
-        (out / "data/leakage.json").write_text(
-            json.dumps([f.to_dict() for f in result.leak_findings], indent=2)
-        )
-        result.holdout.to_parquet(out / "data/holdout.parquet", index=False)
-        result.holdout_predictions.to_parquet(out / "data/holdout_predictions.parquet", index=False)
-        m.metrics_table(result.propensity).to_csv(out / "data/propensity_metrics.csv")
-        if result.velocity:
-            m.metrics_table(result.velocity).to_csv(out / "data/velocity_metrics.csv")
-        result.feature_importance.to_csv(out / "data/feature_importance.csv", index=False)
+        mlflow.log_params(_run_params(result))
+        mlflow.log_metrics(_run_metrics(result))
+        _write_data(result, out)
         mlflow.log_artifacts(str(out / "data"), artifact_path="data")
-
-        # Plots.
-        y = result.holdout_predictions["won"].to_numpy()
-        predictions = {
-            name: result.holdout_predictions[name].to_numpy()
-            for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")
-        }
-        amounts = result.holdout["amount"].to_numpy(dtype=float)
-        plots.calibration_plot(y, predictions, out / "plots/calibration.png")
-        plots.gains_plot(
-            y,
-            predictions,
-            out / "plots/cumulative_gains.png",
-            amounts if np.isfinite(amounts).all() else None,
-        )
-        won = (result.holdout["outcome"] == "won").to_numpy() & result.holdout[
-            "days_to_close"
-        ].notna().to_numpy()
-        if result.scorer.velocity is not None and won.any():
-            scored = result.scorer.score(result.holdout[won], with_reasons=False)
-            plots.velocity_residuals_plot(
-                result.holdout.loc[won, "days_to_close"].to_numpy(),
-                scored["days_to_close_p50"].to_numpy(),
-                out / "plots/velocity_residuals.png",
-            )
-        matrix, contrib = result.shap_sample
-        plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
+        _write_plots(result, out)
         mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
-
-        # The packaged model.
-        scorer_path = save_scorer(result.scorer, out / "scorer")
-        example = input_example(result.scorer, result.holdout)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", message=".*signature.*")
-            warnings.filterwarnings("error", message=".*input example.*")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                # Models from code: MLflow loads this file instead of unpickling a Python object.
-                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={SCORER_ARTIFACT: str(scorer_path)},
-                signature=signature(result.scorer),
-                input_example=example,
-                pip_requirements=PIP_REQUIREMENTS,
-            )
+        info = _log_model(result, out)
         version = None
         if register:
-            version = register_version(info.model_uri, run.info.run_id, result, model_name)
+            version = register_version(
+                info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
+            )
         card = model_card(result, version=version, run_id=run.info.run_id)
         mlflow.log_text(card, "model_card.md")
     return {
@@ -209,18 +233,31 @@ def log_training(
     }
 
 
-def register_version(model_uri: str, run_id: str, result: TrainingResult, model_name: str) -> str:
-    client = MlflowClient()
+def register_version(
+    model_uri: str,
+    run_id: str,
+    result: TrainingResult,
+    model_name: str,
+    *,
+    model_id: str | None = None,
+) -> str:
+    """Register the logged model as a new version of ``model_name``, alias ``challenger``.
+
+    ``model_id`` names MLflow's logged model behind ``model_uri``; a tracking server refuses a
+    ``models:/m-...`` source without it.
+    """
+    registry = client()
     try:
-        client.get_registered_model(model_name)
+        registry.get_registered_model(model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(
+        registry.create_registered_model(
             model_name, description="abm-ml account scorer: propensity, days to close, reasons."
         )
-    mv = client.create_model_version(
+    mv = registry.create_model_version(
         model_name,
         source=model_uri,
         run_id=run_id,
+        model_id=model_id,
         tags={
             "dataset": result.dataset.spec.name,
             "dataset_sha256": result.dataset.sha256,
@@ -230,5 +267,5 @@ def register_version(model_uri: str, run_id: str, result: TrainingResult, model_
             "trained_at": result.scorer.metadata["trained_at"],
         },
     )
-    client.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
+    registry.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
     return str(mv.version)

@@ -1,0 +1,114 @@
+"""Where the registry lives and how to read from it: versions, their scorers, their holdouts.
+
+Library functions here take an :class:`~mlflow.tracking.MlflowClient` (built from
+:mod:`abm_ml.config` when omitted) and change no global state. Only entry points (the CLI,
+the service start-up, the tests) call :func:`configure`, which creates the local store's
+folder and points MLflow's fluent API at it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from abm_ml import config as cfg
+from abm_ml.errors import AbmInputError
+from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.registry.pyfunc import read_scorer
+
+HOLDOUT_ARTIFACT = "data/holdout.parquet"
+"""The training run's test rows (features, outcome, days): promotion and evaluation reuse them."""
+PREDICTIONS_ARTIFACT = "data/holdout_predictions.parquet"
+"""What the packaged scorer and the baselines predicted for those rows at training."""
+
+
+def configure() -> str:
+    """Entry points only: create the local store's folder and point MLflow at the store.
+
+    Returns:
+        The tracking URI (``MLFLOW_TRACKING_URI`` or SQLite under :func:`cfg.models_dir`).
+    """
+    uri = cfg.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(cfg.registry_uri())
+    return uri
+
+
+def client(tracking_uri: str | None = None) -> MlflowClient:
+    """A client of ``tracking_uri`` (default: the configured store); sets nothing globally."""
+    if tracking_uri is None:
+        return MlflowClient(tracking_uri=cfg.tracking_uri(), registry_uri=cfg.registry_uri())
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def version_by_alias(mlflow_client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` points at, or None."""
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def resolve_version(
+    name: str, ref: str, *, mlflow_client: MlflowClient | None = None
+) -> ModelVersion:
+    """A model version from an alias ('champion') or a version number ('3').
+
+    Raises:
+        AbmInputError: no such version or alias.
+    """
+    mlflow_client = mlflow_client or client()
+    ref = str(ref)
+    if ref.isdigit():
+        try:
+            return mlflow_client.get_model_version(name, ref)
+        except MlflowException:
+            raise AbmInputError(f"model {name!r} has no version {ref}", field="version") from None
+    mv = version_by_alias(mlflow_client, name, ref)
+    if mv is None:
+        raise AbmInputError(
+            f"model {name!r} has no version with alias {ref!r}; train and promote first",
+            field="alias",
+        )
+    return mv
+
+
+def load_scorer(
+    name: str, ref: str, *, mlflow_client: MlflowClient | None = None
+) -> tuple[AccountScorer, ModelVersion]:
+    """The :class:`AccountScorer` of a registered version (alias or number), and the version."""
+    mlflow_client = mlflow_client or client()
+    mv = resolve_version(name, ref, mlflow_client=mlflow_client)
+    location = mlflow_client.get_model_version_download_uri(name, mv.version)
+    with tempfile.TemporaryDirectory(prefix="abm-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=tmp, tracking_uri=mlflow_client.tracking_uri
+        )
+        return read_scorer(local, what=f"version {mv.version} of {name!r}"), mv
+
+
+def download_run_table(
+    run_id: str, artifact: str = HOLDOUT_ARTIFACT, *, mlflow_client: MlflowClient | None = None
+) -> pd.DataFrame:
+    """A parquet artifact of a training run: the holdout rows by default.
+
+    Raises:
+        AbmInputError: the run did not log it (trained by a release that did not).
+    """
+    mlflow_client = mlflow_client or client()
+    with tempfile.TemporaryDirectory(prefix="abm-run-") as tmp:
+        try:
+            path = mlflow_client.download_artifacts(run_id, artifact, tmp)
+        except (MlflowException, OSError):
+            raise AbmInputError(
+                f"training run {run_id} has no {artifact} artifact", field="run"
+            ) from None
+        return pd.read_parquet(path)
