@@ -1,0 +1,258 @@
+"""Account commands for sales ops: rank accounts, explain one account's score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from abm_ml import config as cfg
+from abm_ml.cli.app import ModelOpt, app, console, load_model
+from abm_ml.errors import AbmInputError
+
+
+@app.command()
+def rank(
+    accounts: Annotated[
+        str,
+        typer.Argument(
+            help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query."
+        ),
+    ],
+    table: Annotated[
+        str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")
+    ] = None,
+    model: ModelOpt = "champion",
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date the ranking is as of (default today).")
+    ] = None,
+    tiers: Annotated[
+        str,
+        typer.Option(
+            help="Accounts in ABM tiers 1:1, 1:few, 1:many, in that order; the rest are nurture."
+        ),
+    ] = "10,50,500",
+    segment: Annotated[
+        list[str] | None, typer.Option(help="Only these segments (repeat the option for several).")
+    ] = None,
+    region: Annotated[list[str] | None, typer.Option(help="Only these regions.")] = None,
+    owner: Annotated[list[str] | None, typer.Option(help="Only accounts of these owners.")] = None,
+    sort_by: Annotated[
+        str,
+        typer.Option(
+            help="Order by priority (p_win x deal size / days), propensity or expected_value."
+        ),
+    ] = "priority",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ranked list (.csv or .parquet); default reports/rankings/ranking-AS_OF.csv."
+        ),
+    ] = None,
+    show: Annotated[int, typer.Option(help="Rows to show in the terminal.")] = 15,
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="Store the run in the score history and show movement since the last run."
+        ),
+    ] = True,
+    history_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/)."),
+    ] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
+) -> None:
+    """Rank accounts: who to work first, in which ABM tier, and why.
+
+    Writes the ranked list, a file of accounts that could not be scored (with the reason),
+    and an HTML report; prints the top of the list.
+    """
+    from abm_ml.modeling.ranking import load_accounts, parse_tiers, rank_accounts, write_ranked
+
+    sizes = parse_tiers(tiers)
+    scorer, version = load_model(model)
+    with console.status("Reading accounts..."):
+        frame = load_accounts(accounts, table=table, query=query)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "Scoring accounts",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("score", total=len(frame))
+        result = rank_accounts(
+            scorer,
+            frame,
+            tiers=sizes,
+            as_of=as_of,
+            filters={"segment": segment or [], "region": region or [], "owner": owner or []},
+            sort_by=sort_by,
+            model_name=cfg.registered_model_name(),
+            model_version=str(version.version),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if history:
+        from abm_ml.reporting.history import record_run
+
+        url = history_url or cfg.history_url()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        result.ranked = record_run(result.ranked, url)
+    folder = cfg.reports_dir() / "rankings"
+    out = out or folder / f"ranking-{result.meta['as_of']}.csv"
+    write_ranked(result.ranked, out)
+    unscorable_path = out.with_name(out.stem + "-unscorable.csv")
+    result.unscorable.to_csv(unscorable_path, index=False)
+    console.print(_ranking_table(result, version, show))
+    console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
+    if result.meta["unscorable"]:
+        console.print(
+            f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"
+        )
+    if report:
+        from abm_ml.reporting.ranking_report import ranking_report
+
+        html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
+        console.print(f"Report -> {html}")
+
+
+def _ranking_table(result, version, show: int) -> Table:
+    """The top ``show`` ranked accounts as a terminal table (the files hold every column)."""
+    shown = Table(
+        title=f"Top accounts as of {result.meta['as_of']} (model v{version.version}); full reasons in the files"
+    )
+    headers = {
+        "rank": "#",
+        "account_id": "account",
+        "abm_tier": "tier",
+        "score": "score",
+        "days_to_close_p50": "days",
+        "expected_value": "exp. value",
+        "top_reasons": "top reason",
+        "movement": "since last run",
+    }
+    columns = [c for c in headers if c in result.ranked.columns]
+    for column in columns:
+        shown.add_column(
+            headers[column],
+            no_wrap=column != "top_reasons",
+            overflow="ellipsis",
+            min_width=24 if column == "top_reasons" else None,
+            max_width=18 if column == "movement" else None,
+            justify="right"
+            if column in ("rank", "score", "days_to_close_p50", "expected_value")
+            else "left",
+        )
+    for _, row in result.ranked.head(show).iterrows():
+        cells = []
+        for column in columns:
+            value = row[column]
+            if column in ("days_to_close_p50", "expected_value"):
+                cells.append(f"{value:,.0f}")
+            elif column == "top_reasons":
+                cells.append(str(value).split("; ")[0].removeprefix("+ "))
+            else:
+                cells.append(str(value))
+        shown.add_row(*cells)
+    return shown
+
+
+def _model_card(version) -> str | None:
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{version.run_id}/model_card.md")
+    except Exception:  # noqa: BLE001 - a report without the card is still useful
+        return None
+
+
+@app.command()
+def explain(
+    account_id: Annotated[str, typer.Argument(help="The account (or opportunity) id to explain.")],
+    accounts: Annotated[
+        str | None, typer.Option(help="Accounts file (CSV/Parquet) holding the account.")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used)."),
+    ] = None,
+    model: ModelOpt = "champion",
+    top: Annotated[int, typer.Option(help="Factors to list; the rest are summed.")] = 10,
+    png: Annotated[
+        Path | None, typer.Option(help="Write a SHAP waterfall plot to this PNG file.")
+    ] = None,
+) -> None:
+    """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
+    from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
+
+    if (accounts is None) == (spec is None):
+        raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
+    if spec is not None:
+        from abm_ml.data.spec import load_spec
+        from abm_ml.data.validate import load_dataset
+
+        frame = load_dataset(load_spec(spec)).frame
+    else:
+        from abm_ml.modeling.ranking import load_accounts
+
+        frame = load_accounts(accounts)
+    ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
+    if not ids:
+        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
+    match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
+    if match.empty:
+        raise AbmInputError(
+            f"account {account_id!r} not found", source=str(accounts or spec), field="account_id"
+        )
+    if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
+        match = match.sort_values(CREATED_AT)
+    record = match.tail(1)
+    scorer, version = load_model(model)
+    explained = scorer.explain(record)
+    factors = explained.factors(0)
+    totals = {
+        "base_log_odds": float(explained.base_log_odds[0]),
+        "base_probability": float(explained.base_probability[0]),
+        "propensity": float(explained.propensity[0]),
+    }
+    console.print(
+        f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)"
+    )
+    console.print(f"Base rate: {totals['base_probability']:.1%} (an average account in training)")
+    table = Table()
+    table.add_column("factor")
+    table.add_column("push", justify="right")
+    table.add_column("log-odds", justify="right")
+    for row in factors.head(top).itertuples():
+        colour = "green" if row.log_odds > 0 else "red"
+        table.add_row(
+            row.text,
+            f"[{colour}]{row.probability_points * 100:+.1f} pts[/]",
+            f"{row.log_odds:+.3f}",
+        )
+    rest = factors.iloc[top:]
+    if len(rest):
+        table.add_row(f"{len(rest)} other factors", "", f"{rest['log_odds'].sum():+.3f}")
+    console.print(table)
+    console.print(
+        f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})"
+    )
+    if png:
+        from abm_ml.reporting.plots import waterfall_plot
+
+        waterfall_plot(
+            factors,
+            totals["base_log_odds"],
+            png,
+            title=f"Why account {account_id} scores {totals['propensity']:.0%}",
+        )
+        console.print(f"Waterfall -> {png}")
