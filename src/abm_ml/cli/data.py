@@ -25,6 +25,7 @@ def _print_summary(summary: dict, rejects_path: Path | None) -> None:
     )
     for reason, count in summary["rejected_by_reason"].items():
         table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("identical rows", f"{summary.get('identical_rows', 0):,}")
     o = summary["outcomes"]
     table.add_row("outcomes", f"{o['won']:,} won, {o['lost']:,} lost, {o['open']:,} open")
     table.add_row("features", ", ".join(f"{k} ({v})" for k, v in summary["features"].items()))

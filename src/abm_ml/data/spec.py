@@ -205,6 +205,10 @@ class DatasetSpec(_Strict):
     duration: DurationSpec | None = None
     amount: AmountSpec | None = None
     missing_values: list[str] = Field(default_factory=list)
+    duplicates: Literal["keep", "drop"] = Field(
+        default="keep",
+        description="Without a row id: keep identical rows as distinct records, or reject them",
+    )
     features: list[FeatureSpec] = Field(default_factory=list)
     infer_remaining_features: bool = False
     exclude: list[ExcludeSpec] = Field(default_factory=list)
