@@ -169,3 +169,39 @@ def test_leak_check_measures_each_columns_jump(export_path):
         assert impacts[column].auc_without == pytest.approx(tags.auc_with)
         assert impacts[column].jump > 0.02, impacts[column].message()
     assert "with it" in tags.message()
+
+
+def _main(monkeypatch, *args: str) -> int:
+    import sys
+
+    from abm_ml import cli
+
+    monkeypatch.setattr(sys, "argv", ["abm-ml", *args])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    return exited.value.code or 0
+
+
+@pytest.mark.slow
+def test_validate_leak_check_prints_the_jumps(export_path, tmp_path, monkeypatch, capsys):
+    import json
+
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(crm_spec(export_path)))
+    monkeypatch.setenv("ABM_ML_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("COLUMNS", "250")
+    assert _main(monkeypatch, "validate", str(spec), "--leak-check") == 0
+    out = capsys.readouterr().out
+    assert "'Deal Tags': alone it separates won from lost with ROC AUC 0.9" in out
+    assert "kept, suspicious" in out
+    assert "leak check: 'Deal Tags' (kept with a warning): ROC AUC 0.9" in out
+    assert _main(monkeypatch, "validate", str(spec), "--leak-check", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {row["column"] for row in summary["leak_check"]} == {
+        "Deal Tags",
+        "Discount",
+        "Billing Plan",
+    }
+    assert {row["level"] for row in summary["leakage"]} == {"warn", "refuse"}
