@@ -105,13 +105,18 @@ def test_draft_loads_and_validates(crm_like):
     assert dataset.frame["amount"].notna().all()
 
 
-def test_blank_unless_won_column_is_excluded_by_its_figure(tmp_path):
-    # A neutral name: only the data gives it away.
-    frame = _crm_like_export().rename(columns={"Discount": "Field 7"})
+def test_columns_filled_after_the_outcome_are_excluded_by_their_figures(tmp_path):
+    # Neutral names: only the data gives them away.
+    frame = _crm_like_export()
+    won = (frame["Stage"] == "Closed Won").to_numpy()
+    draw = np.random.default_rng(1).random(len(frame))
+    frame["Field 7"] = np.where(np.where(won, draw < 0.85, draw < 0.15), "12", "")
+    frame["Field 8"] = np.where(won & (draw < 0.2), "x", "")
     frame.to_csv(tmp_path / "export.csv", index=False)
     spec, _ = _write_draft(tmp_path / "export.csv", tmp_path / "spec.yaml")
     reasons = {e["column"]: e["reason"] for e in spec["exclude"]}
-    assert "blank-or-not alone separates won from lost (ROC AUC 0.9" in reasons["Field 7"]
+    assert "blank-or-not alone separates won from lost (ROC AUC 0.8" in reasons["Field 7"]
+    assert "and for no lost deal" in reasons["Field 8"]
 
 
 def test_planted_export_drafts_its_real_spec(crm_dir, tmp_path):

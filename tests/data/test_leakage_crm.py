@@ -205,3 +205,22 @@ def test_validate_leak_check_prints_the_jumps(export_path, tmp_path, monkeypatch
         "Billing Plan",
     }
     assert {row["level"] for row in summary["leakage"]} == {"warn", "refuse"}
+
+
+def test_column_filled_for_won_deals_only_is_refused(tmp_path):
+    # Filled for one won deal in ten and for no lost deal: rare, so its blank-or-not AUC is
+    # low, yet chance alone would have filled dozens of lost deals.
+    frame = crm_export()
+    won = frame["Stage"] == "Closed Won"
+    rng = np.random.default_rng(3)
+    frame["Field 12"] = np.where(won & (rng.random(len(frame)) < 0.1), "x", "")
+    frame.to_csv(tmp_path / "deals.csv", index=False)
+    spec = crm_spec(tmp_path / "deals.csv")
+    spec["features"] = [*HONEST, "Field 12"]
+    dataset = load_dataset(parse_spec(spec))
+    found = {f.column: f for f in check_leakage(dataset.frame, dataset.features, dataset.spec)}
+    assert set(found) == {"Field 12"}
+    assert found["Field 12"].rule == "missingness" and found["Field 12"].refuses
+    assert "and for no lost deal" in found["Field 12"].detail
+    won_rows = (dataset.frame["outcome"] == "won").to_numpy(dtype=int)
+    assert missingness_auc(dataset.frame["field_12"], won_rows)[0] < 0.6

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from abm_ml.data.leakage import (
+    filled_for_one_outcome,
     missingness_auc,
     name_sounds_suspicious,
     name_suggests_post_outcome,
@@ -247,11 +248,15 @@ def _assign_amount_and_duration(
 
 def _outcome_separation(
     values: pd.Series, kind: str, won: np.ndarray, closed: np.ndarray
-) -> tuple[float, float]:
-    """Single-feature and blank-or-not ROC AUC on closed rows."""
+) -> tuple[float, float, str | None]:
+    """Single-feature and blank-or-not ROC AUC on closed rows, and a one-sided fill."""
     typed = parse_numbers(values)[0] if kind == "numeric" else values
     part = typed[closed].reset_index(drop=True)
-    return single_feature_auc(part, won, kind), missingness_auc(part, won)[0]
+    return (
+        single_feature_auc(part, won, kind),
+        missingness_auc(part, won)[0],
+        filled_for_one_outcome(part, won),
+    )
 
 
 def _exclusion_reason(
@@ -274,8 +279,10 @@ def _exclusion_reason(
     if outcome is None:
         return None
     won, closed = outcome
-    auc, blank_auc = _outcome_separation(values, kind, won, closed)
+    auc, blank_auc, one_sided = _outcome_separation(values, kind, won, closed)
     guard = LeakageSpec()
+    if one_sided:
+        return one_sided
     if blank_auc >= guard.missingness_auc_threshold:
         return f"blank-or-not alone separates won from lost (ROC AUC {blank_auc:.2f}): filled in after the outcome?"
     if auc >= guard.suspicious_auc_threshold:

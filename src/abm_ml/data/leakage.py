@@ -8,8 +8,10 @@ Checks that refuse a column, each naming the column and why:
    as a value of their own, since "blank unless won" is the commonest leak in CRM joins);
 3. whether it is blank alone separates won from lost (ROC AUC of blank-or-not at or above
    ``leakage.missingness_auc_threshold``, 0.75): a field sales fills in once a deal is won
-   (a discount, a billing plan, a contract reference) is blank for most lost deals. Refused,
-   or only flagged with ``leakage.missingness: flag``;
+   (a discount, a billing plan, a contract reference) is blank for most lost deals; so is a
+   column filled for some deals of one outcome and for none of the other, when chance alone
+   would have filled at least 10 of those. Refused, or only flagged with
+   ``leakage.missingness: flag``;
 4. it tracks the deal's closing duration (|Spearman| at or above 0.9), which is only known
    once the deal has closed;
 5. its name says it describes the sales process up to the close ("stage", "elapsed",
@@ -201,6 +203,28 @@ def _refusal(
                 f"{leakage.missingness_auc_threshold}), as when a field is filled in at signature"
             )
             return "missingness", detail, level
+        one_sided = filled_for_one_outcome(values, won)
+        if one_sided:
+            level = "refuse" if leakage.missingness == "refuse" else "warn"
+            return "missingness", one_sided, level
+    return None
+
+
+def filled_for_one_outcome(values: pd.Series, won: np.ndarray) -> str | None:
+    """A column filled for some deals of one outcome and for none of the other, when chance
+    alone would have filled at least 10 of those: filled in once the outcome was known."""
+    present = values.notna().to_numpy()
+    won_mask = won.astype(bool)
+    counts = {"won": int(present[won_mask].sum()), "lost": int(present[~won_mask].sum())}
+    sizes = {"won": int(won_mask.sum()), "lost": int((~won_mask).sum())}
+    for filled, empty in (("won", "lost"), ("lost", "won")):
+        expected = counts[filled] * sizes[empty] / max(sizes[filled], 1)
+        if counts[empty] == 0 and counts[filled] > 0 and expected >= 10:
+            return (
+                f"filled for {counts[filled]:,} {filled} deals ({counts[filled] / sizes[filled]:.0%}) "
+                f"and for no {empty} deal (about {expected:.0f} expected by chance): filled in "
+                "once the outcome was known"
+            )
     return None
 
 
