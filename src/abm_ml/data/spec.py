@@ -281,7 +281,11 @@ class DatasetSpec(_Strict):
             raise ValueError(f"feature names {dupes} are used more than once")
         clash = sorted(set(keys) & set(CANONICAL_COLUMNS))
         if clash:
-            raise ValueError(f"feature names {clash} clash with reserved column names; set `name:`")
+            raise ValueError(
+                f"feature names {clash} clash with reserved column names "
+                f"({', '.join(CANONICAL_COLUMNS)}); give the feature another `name:` "
+                "(see docs/spec.md)"
+            )
         for f in self.features:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f.key):
                 raise ValueError(f"feature name {f.key!r} must be letters, digits and underscores")
