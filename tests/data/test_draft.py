@@ -257,3 +257,10 @@ def test_bank_draft_trains_like_the_shipped_spec(tmp_path):
     assert result.propensity[MODEL_NAME]["roc_auc"].value >= 0.78
     assert not result.no_better_than_chance
     assert "duration" not in {f.column for f in result.scorer.features}
+
+
+def test_a_yes_no_feature_is_not_taken_for_the_label(tmp_path):
+    (tmp_path / "deals.csv").write_text("has_champion,visits,is_won\n1,3,1\n0,2,0\n1,5,0\n0,1,1\n")
+    assert draft_spec(tmp_path / "deals.csv").label["column"] == "is_won"
+    (tmp_path / "features.csv").write_text("has_champion,visits\n1,3\n0,2\n")
+    assert draft_spec(tmp_path / "features.csv").label is None

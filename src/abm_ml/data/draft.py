@@ -52,6 +52,10 @@ WON_WORDS = frozenset({"won", "win", "yes", "y", "true", "success", "converted",
 LOST_WORDS = frozenset(
     {"lost", "loss", "no", "n", "false", "failure", "failed", "rejected", "declined", "0"}
 )
+OUTCOME_WORDS = frozenset(
+    {"won", "win", "lost", "loss", "success", "failure", "failed", "converted", "signed"}
+)
+"""Values that name an outcome by themselves, unlike yes/no or 0/1."""
 LABEL_NAMES = frozenset(
     {"y", "label", "target", "outcome", "result", "won", "win", "stage", "status", "converted"}
 )
@@ -132,7 +136,12 @@ def _guess_label(text: dict[str, pd.Series], forced: str | None) -> tuple[str, d
             values = ([str(counts.index[-1])], [str(counts.index[0])], [])
         candidates = {forced: values}
     else:
-        candidates = {c: v for c, v in ((c, _label_values(s)) for c, s in text.items()) if v}
+        # yes/no and 0/1 columns are often features: they need a label-like name.
+        candidates = {
+            c: v
+            for c, v in ((c, _label_values(s)) for c, s in text.items())
+            if v and (_words(c) & LABEL_NAMES or _words(" ".join(v[0] + v[1])) & OUTCOME_WORDS)
+        }
     if not candidates:
         return None
     column = min(
