@@ -383,3 +383,33 @@ def test_reports_render_in_headless_chromium(training_html, ranking_html, tmp_pa
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     for name in ("training.png", "ranking.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_training_report_shows_leakage_warnings_and_refusals(trained, tmp_path, monkeypatch):
+    from abm_ml.data.leakage import LeakFinding
+
+    monkeypatch.setattr(
+        training_page,
+        "_training_charts",
+        lambda *a, **k: {"propensity": [], "velocity": [], "shap": []},
+    )
+    feature = trained.scorer.features[0]
+    findings = [
+        LeakFinding(
+            feature.name,
+            "Deal Tags",
+            "suspicious",
+            "alone it separates won from lost with ROC AUC 0.925",
+            False,
+            "warn",
+            0.925,
+        ),
+        LeakFinding("discount", "Discount", "missingness", "blank for 86% of lost", False),
+    ]
+    warned = dataclasses.replace(trained, leak_findings=findings)
+    page = _text(training_page.training_report(warned, tmp_path / "leaks.html"))
+    assert "ROC AUC 0.925" in page and "kept, suspicious: check it" in page
+    assert "refused as a feature" in page
+    # A warned feature is still used by the model.
+    status = {f["name"]: f["status"] for f in training_page._data_summary(warned)["features"]}
+    assert status[feature.name] == "used"

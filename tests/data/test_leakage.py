@@ -229,3 +229,52 @@ def test_ibm_honest_columns_are_kept(ibm_unguarded):
     ):
         assert column in {f.column for f in dataset.features}
         assert column not in flagged
+
+
+OLIST_CLOSED_DEAL_COLUMNS = {
+    "sdr_id",
+    "sr_id",
+    "business_segment",
+    "lead_type",
+    "lead_behaviour_profile",
+    "has_company",
+    "has_gtin",
+    "average_stock",
+    "business_type",
+    "declared_product_catalog_size",
+    "declared_monthly_revenue",
+}
+
+
+@pytest.mark.shared
+def test_olist_closed_deal_columns_are_all_refused_unguarded():
+    # Filled only for won leads: some by their AUC, some by blank-or-not, the rare ones
+    # (has_company: about 8 % of won leads, no lost lead) because no lost lead has them.
+    shared_dataset("olist-marketing-funnel")
+    from abm_ml.data.spec import load_spec
+
+    shipped = load_spec(SPECS / "olist-marketing-funnel.yaml")
+    spec = shipped.model_copy(update={"exclude": [], "infer_remaining_features": True})
+    dataset = load_dataset(spec)
+    found = check_leakage(dataset.frame, dataset.features, dataset.spec)
+    assert {f.column for f in found if f.refuses} == OLIST_CLOSED_DEAL_COLUMNS
+    assert {"lead_origin", "landing_page"}.isdisjoint(f.feature for f in found)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ibm-sales-win-loss",
+        "olist-marketing-funnel",
+        "uci-bank-marketing",
+        "maven-crm-sales-opportunities",
+    ],
+)
+def test_shipped_specs_get_neither_refusal_nor_warning(name):
+    shared_dataset(name)
+    from abm_ml.data.spec import load_spec
+
+    dataset = load_dataset(load_spec(SPECS / f"{name}.yaml"))
+    found = check_leakage(dataset.frame, dataset.features, dataset.spec)
+    assert found == [], [f.message() for f in found]

@@ -289,3 +289,60 @@ def test_spec_consistency_rules(tmp_path, extra, message):
     path = _write_case(tmp_path, SPEC + extra)
     error = _error(path)
     assert str(path) in error and message in error
+
+
+def test_reserved_name_error_lists_every_reserved_name(tmp_path):
+    from abm_ml.schema import CANONICAL_COLUMNS
+
+    error = _error(_write_case(tmp_path, SPEC + "features: [{column: Outcome}]\n"))
+    assert "['outcome'] clash with reserved column names" in error
+    assert all(name in error for name in CANONICAL_COLUMNS)
+    assert "docs/spec.md" in error
+
+
+def test_duplicates_and_leakage_keys_are_checked(tmp_path):
+    assert "field `duplicates`" in _error(_write_case(tmp_path, SPEC + "duplicates: remove\n"))
+    assert "field `leakage.missingness`" in _error(
+        _write_case(tmp_path, SPEC + "leakage: {missingness: ignore}\n")
+    )
+    spec = load_spec(
+        _write_case(
+            tmp_path,
+            SPEC
+            + "duplicates: drop\nleakage: {missingness_auc_threshold: 0.8, missingness: flag}\n",
+        )
+    )
+    assert spec.duplicates == "drop"
+    assert (spec.leakage.missingness_auc_threshold, spec.leakage.missingness) == (0.8, "flag")
+
+
+def test_docs_spec_md_documents_every_key_and_the_guard_defaults():
+    from abm_ml.data import spec as spec_module
+    from abm_ml.schema import CANONICAL_COLUMNS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
+    models = [
+        spec_module.DatasetSpec,
+        spec_module.SourceSpec,
+        spec_module.JoinSpec,
+        spec_module.LabelSpec,
+        spec_module.DateSpec,
+        spec_module.DurationSpec,
+        spec_module.AmountSpec,
+        spec_module.FeatureSpec,
+        spec_module.ExcludeSpec,
+        spec_module.LeakageSpec,
+        spec_module.SplitSpec,
+    ]
+    undocumented = {
+        f"{model.__name__}.{key}"
+        for model in models
+        for key in model.model_fields
+        if key != "spec_path" and f"`{key}`" not in doc
+    }
+    assert not undocumented
+    for name in CANONICAL_COLUMNS:
+        assert f"`{name}`" in doc
+    defaults = spec_module.LeakageSpec()
+    for key in ("auc_threshold", "missingness_auc_threshold", "suspicious_auc_threshold"):
+        assert f"| `{key}` | 0.5–1 | `{getattr(defaults, key):.2f}` |" in doc, key

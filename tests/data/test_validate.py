@@ -71,17 +71,39 @@ def test_duplicate_id_with_different_content(tmp_path):
     assert dataset.summary.rejected_by_reason == {"duplicate 'id'": 1}
 
 
-def test_exact_duplicate_row(tmp_path):
+def test_identical_rows_without_id_are_kept_and_counted(tmp_path):
+    # Two deals of the same size in the same region are two deals: no id, no way to tell.
+    dataset = _load(
+        tmp_path,
+        "stage,region\nWon,East\nLost,East\nWon,East\nLost,West\nWon,East\n",
+        row_id=None,
+        features=["region"],
+    )
+    assert dataset.rejects.empty
+    # Without a row id, the row id is the line in the file.
+    assert list(dataset.frame[ROW_ID]) == ["2", "3", "4", "5", "6"]
+    assert dataset.summary.identical_rows == 2
+    assert any("2 rows are identical" in note for note in dataset.summary.notes)
+
+
+def test_identical_rows_dropped_when_the_spec_says_so(tmp_path):
     dataset = _load(
         tmp_path,
         "stage,region\nWon,East\nLost,East\nWon,East\nLost,West\n",
         row_id=None,
+        duplicates="drop",
         features=["region"],
     )
     assert _reasons(dataset) == {4: "exact duplicate of line 2"}
-    # Without a row id, the row id is the line in the file.
     assert list(dataset.frame[ROW_ID]) == ["2", "3", "5"]
     assert dataset.summary.rejected_by_reason == {"exact duplicate": 1}
+    assert dataset.summary.identical_rows == 1
+
+
+def test_identical_rows_with_an_id_are_rejected(tmp_path):
+    dataset = _load(tmp_path, "id,stage\nA,Won\nB,Lost\nA,Won\nC,Lost\n")
+    assert _reasons(dataset) == {4: "exact duplicate of line 2"}
+    assert dataset.summary.identical_rows == 1
 
 
 def test_missing_row_id(tmp_path):

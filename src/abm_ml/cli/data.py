@@ -25,6 +25,7 @@ def _print_summary(summary: dict, rejects_path: Path | None) -> None:
     )
     for reason, count in summary["rejected_by_reason"].items():
         table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("identical rows", f"{summary.get('identical_rows', 0):,}")
     o = summary["outcomes"]
     table.add_row("outcomes", f"{o['won']:,} won, {o['lost']:,} lost, {o['open']:,} open")
     table.add_row("features", ", ".join(f"{k} ({v})" for k, v in summary["features"].items()))
@@ -40,10 +41,19 @@ def validate(
         Path | None, typer.Option(help="Where to write rejected rows with their reasons (CSV).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    leak_check: Annotated[
+        bool,
+        typer.Option(
+            "--leak-check",
+            help="Train a quick model with and without each column the leakage guard flags "
+            "and print the ROC AUC jump each one causes (seconds to a minute).",
+        ),
+    ] = False,
 ) -> None:
     """Check a CRM export against its spec: every row accepted or rejected with a reason.
 
-    Also runs the leakage guard on the closed deals and names any column it would refuse.
+    Also runs the leakage guard on the closed deals: it names the columns it would refuse
+    and warns, with the figure, on suspicious ones (see docs/spec.md, `leakage:`).
     """
     from abm_ml.data.leakage import check_leakage
     from abm_ml.data.spec import load_spec
@@ -56,14 +66,33 @@ def validate(
     findings = check_leakage(dataset.frame, dataset.features, dataset.spec)
     summary = dataset.summary.to_dict() | {
         "rejects_file": str(rejects_path),
-        "leakage": [f.to_dict() for f in findings],
+        "leakage": [f.to_dict() | {"decision": f.decision} for f in findings],
     }
+    impacts = _leak_impacts(dataset, quiet=as_json) if leak_check else None
+    if impacts is not None:
+        summary["leak_check"] = [impact.to_dict() for impact in impacts]
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return
     _print_summary(summary, rejects_path)
     for finding in findings:
-        console.print(f"[yellow]leakage guard[/]: {finding.message()}")
+        colour = "red" if finding.refuses else "yellow"
+        console.print(f"[{colour}]leakage guard[/]: {finding.message()}")
+    if impacts is not None:
+        if not impacts:
+            console.print("leak check: no flagged column to measure.")
+        for impact in impacts:
+            console.print(f"[bold]leak check[/]: {impact.message()}")
+
+
+def _leak_impacts(dataset, *, quiet: bool) -> list:
+    """The quick-model ROC AUC jump of each flagged column, on the dataset's own split."""
+    from abm_ml.modeling.leak_check import leak_check
+
+    if quiet:  # --json: nothing but the JSON on stdout
+        return leak_check(dataset)
+    with console.status("Leak check: training quick models with and without flagged columns..."):
+        return leak_check(dataset)
 
 
 @app.command()

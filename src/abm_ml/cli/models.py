@@ -50,7 +50,8 @@ def train(
     with console.status("Training propensity and velocity models..."):
         result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
     for finding in result.leak_findings:
-        console.print(f"[yellow]leakage guard[/]: {finding.message()}")
+        colour = "red" if finding.refuses else "yellow"
+        console.print(f"[{colour}]leakage guard[/]: {finding.message()}")
     console.print(
         metrics_table(
             f"Propensity to buy on the holdout ({result.split.method} split)",

@@ -1,17 +1,30 @@
-"""Leakage guard: refuse features that are only known after the outcome.
+"""Leakage guard: refuse features that are only known after the outcome, warn on suspicious ones.
 
-Four checks, each naming the column and why:
+Checks that refuse a column, each naming the column and why:
 
 1. the spec marks the column ``known_after_outcome``;
 2. the column alone separates won from lost almost perfectly (single-feature ROC AUC at or
-   above the spec's threshold, 0.95 by default, on the training rows; missing values count as
-   a value of their own, since "blank unless won" is the commonest leak in CRM joins);
-3. it tracks the deal's closing duration (|Spearman| at or above 0.9), which is only known
+   above ``leakage.auc_threshold``, 0.95 by default, on the training rows; missing values count
+   as a value of their own, since "blank unless won" is the commonest leak in CRM joins);
+3. whether it is blank alone separates won from lost (ROC AUC of blank-or-not at or above
+   ``leakage.missingness_auc_threshold``, 0.75): a field sales fills in once a deal is won
+   (a discount, a billing plan, a contract reference) is blank for most lost deals; so is a
+   column filled for some deals of one outcome and for none of the other, when chance alone
+   would have filled at least 10 of those. Refused, or only flagged with
+   ``leakage.missingness: flag``;
+4. it tracks the deal's closing duration (|Spearman| at or above 0.9), which is only known
    once the deal has closed;
-4. its name says it describes the sales process up to the close ("stage", "elapsed",
+5. its name says it describes the sales process up to the close ("stage", "elapsed",
    "closing", "duration", "outcome", ...). On the IBM win-loss data no single stage column is a
    strong predictor alone (single-feature AUC 0.61 to 0.74), yet together they lift the model's
    AUC from 0.84 to 0.94; only their meaning gives them away, so the guard reads names too.
+
+A column that passes them but separates won from lost suspiciously well (single-feature ROC AUC
+at or above ``leakage.suspicious_auc_threshold``, 0.80), or whose name sounds filled in after
+the outcome (tags, status, reason, quality, last activity, discount, billing...), is kept with
+a *warning* giving its figure: a free-text tag column filled at close can score 0.92 alone and
+lift a model from an honest 0.89 to 0.98. ``abm-ml validate --leak-check`` measures what each
+warned column adds to a quick model (:mod:`abm_ml.modeling.leak_check`).
 
 A column listed in ``leakage.allow`` is kept despite a finding; the finding is still reported.
 """
@@ -44,6 +57,25 @@ POST_OUTCOME_WORDS = frozenset(
         "lost_date",
     }
 )
+SUSPICIOUS_WORDS = frozenset(
+    {
+        "tag",
+        "tags",
+        "status",
+        "reason",
+        "reasons",
+        "quality",
+        "discount",
+        "discounts",
+        "billing",
+        "signed",
+        "signature",
+        "invoice",
+        "contract",
+    }
+)
+"""Words of column names sales usually fill in after the outcome: a warning, never a refusal."""
+SUSPICIOUS_PHRASES = (("last", "activity"), ("last", "contact"), ("last", "modified"))
 POST_OUTCOME_PHRASES = (
     ("total", "days"),
     ("ratio", "days"),
@@ -62,10 +94,24 @@ class LeakFinding:
     rule: str
     detail: str
     allowed: bool
+    level: str = "refuse"
+    """'refuse' (dropped unless allowed) or 'warn' (kept, reported with its figure)."""
+    auc: float | None = None
+    """The column's single-feature ROC AUC on the closed training rows, when measured."""
+
+    @property
+    def refuses(self) -> bool:
+        """Whether the guard drops the column from the features."""
+        return self.level == "refuse" and not self.allowed
+
+    @property
+    def decision(self) -> str:
+        if self.level == "warn":
+            return "kept, suspicious: check it (abm-ml validate --leak-check)"
+        return "kept (allowed by the spec)" if self.allowed else "refused as a feature"
 
     def message(self) -> str:
-        verdict = "kept (allowed by the spec)" if self.allowed else "refused as a feature"
-        return f"{self.column!r}: {self.detail}; {verdict}"
+        return f"{self.column!r}: {self.detail}; {self.decision}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,17 +121,40 @@ def _words(name: str) -> list[str]:
     return re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
 
 
-def name_suggests_post_outcome(column: str) -> str | None:
-    """The word or phrase in a column name that marks it as known only after the outcome."""
+def _name_match(column: str, words_set: frozenset[str], phrases: tuple) -> str | None:
     words = _words(column)
     for word in words:
-        if word in POST_OUTCOME_WORDS:
+        if word in words_set:
             return word
-    for phrase in POST_OUTCOME_PHRASES:
+    for phrase in phrases:
         n = len(phrase)
         if any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1)):
             return " ".join(phrase)
     return None
+
+
+def name_suggests_post_outcome(column: str) -> str | None:
+    """The word or phrase in a column name that marks it as known only after the outcome."""
+    return _name_match(column, POST_OUTCOME_WORDS, POST_OUTCOME_PHRASES)
+
+
+def name_sounds_suspicious(column: str) -> str | None:
+    """The word or phrase in a column name that sounds filled in after the outcome (a warning)."""
+    return _name_match(column, SUSPICIOUS_WORDS, SUSPICIOUS_PHRASES)
+
+
+def missingness_auc(values: pd.Series, won: np.ndarray) -> tuple[float, float, float]:
+    """How well blank-or-not alone separates won from lost.
+
+    Returns:
+        (ROC AUC of the blank indicator as max(AUC, 1 - AUC), share blank among lost deals,
+        share blank among won deals). The AUC of a yes/no score is 0.5 + |difference| / 2.
+    """
+    blank = values.isna().to_numpy()
+    won_mask = won.astype(bool)
+    blank_won = float(blank[won_mask].mean()) if won_mask.any() else 0.0
+    blank_lost = float(blank[~won_mask].mean()) if (~won_mask).any() else 0.0
+    return 0.5 + abs(blank_won - blank_lost) / 2, blank_lost, blank_won
 
 
 def single_feature_auc(values: pd.Series, won: np.ndarray, kind: str, *, bins: int = 20) -> float:
@@ -113,10 +182,101 @@ def single_feature_auc(values: pd.Series, won: np.ndarray, kind: str, *, bins: i
     return float(max(auc, 1.0 - auc))
 
 
+def _refusal(
+    feature: FeatureInfo, values: pd.Series, won: np.ndarray, auc: float | None, spec: DatasetSpec
+) -> tuple[str, str, str] | None:
+    """The first refusing rule a column breaks, as (rule, detail, level), or None."""
+    leakage = spec.leakage
+    if auc is not None and auc >= leakage.auc_threshold:
+        return (
+            "single_feature_auc",
+            f"alone it separates won from lost with ROC AUC {auc:.3f} (threshold {leakage.auc_threshold})",
+            "refuse",
+        )
+    if auc is not None:
+        blank_auc, blank_lost, blank_won = missingness_auc(values, won)
+        if blank_auc >= leakage.missingness_auc_threshold:
+            level = "refuse" if leakage.missingness == "refuse" else "warn"
+            detail = (
+                f"blank for {blank_lost:.0%} of lost and {blank_won:.0%} of won deals: blank-or-not "
+                f"alone separates them with ROC AUC {blank_auc:.3f} (threshold "
+                f"{leakage.missingness_auc_threshold}), as when a field is filled in at signature"
+            )
+            return "missingness", detail, level
+        one_sided = filled_for_one_outcome(values, won)
+        if one_sided:
+            level = "refuse" if leakage.missingness == "refuse" else "warn"
+            return "missingness", one_sided, level
+    return None
+
+
+def filled_for_one_outcome(values: pd.Series, won: np.ndarray) -> str | None:
+    """A column filled for some deals of one outcome and for none of the other, when chance
+    alone would have filled at least 10 of those: filled in once the outcome was known."""
+    present = values.notna().to_numpy()
+    won_mask = won.astype(bool)
+    counts = {"won": int(present[won_mask].sum()), "lost": int(present[~won_mask].sum())}
+    sizes = {"won": int(won_mask.sum()), "lost": int((~won_mask).sum())}
+    for filled, empty in (("won", "lost"), ("lost", "won")):
+        expected = counts[filled] * sizes[empty] / max(sizes[filled], 1)
+        if counts[empty] == 0 and counts[filled] > 0 and expected >= 10:
+            return (
+                f"filled for {counts[filled]:,} {filled} deals ({counts[filled] / sizes[filled]:.0%}) "
+                f"and for no {empty} deal (about {expected:.0f} expected by chance): filled in "
+                "once the outcome was known"
+            )
+    return None
+
+
+def _proxy_or_name(
+    feature: FeatureInfo, closed: pd.DataFrame, spec: DatasetSpec
+) -> tuple[str, str, str] | None:
+    """The duration-proxy and post-outcome-name rules, as (rule, detail, level), or None."""
+    if (
+        DAYS_TO_CLOSE in closed
+        and feature.type != "categorical"
+        and closed[DAYS_TO_CLOSE].notna().sum() > 30
+    ):
+        rho = closed[feature.name].corr(closed[DAYS_TO_CLOSE], method="spearman")
+        if pd.notna(rho) and abs(rho) >= spec.leakage.duration_proxy_threshold:
+            return (
+                "duration_proxy",
+                f"it tracks the days to close (Spearman {rho:+.2f}), known only once the deal closes",
+                "refuse",
+            )
+    if spec.leakage.name_patterns:
+        word = name_suggests_post_outcome(feature.column)
+        if word:
+            return (
+                "name",
+                f"its name ({word!r}) says it describes the deal up to its close",
+                "refuse",
+            )
+    return None
+
+
+def _suspicion(feature: FeatureInfo, auc: float | None, spec: DatasetSpec) -> str | None:
+    """Why a column the refusing rules let through is still suspicious, or None."""
+    figure = f"alone it separates won from lost with ROC AUC {auc:.3f}" if auc is not None else ""
+    if auc is not None and auc >= spec.leakage.suspicious_auc_threshold:
+        return f"{figure} (suspicious from {spec.leakage.suspicious_auc_threshold})"
+    word = name_sounds_suspicious(feature.column) if spec.leakage.name_patterns else None
+    if word:
+        return f"its name ({word!r}) sounds filled in after the outcome" + (
+            f"; {figure}" if figure else ""
+        )
+    return None
+
+
 def check_leakage(
     frame: pd.DataFrame, features: list[FeatureInfo], spec: DatasetSpec
 ) -> list[LeakFinding]:
-    """Run the four checks on closed rows of ``frame`` (use the training rows only)."""
+    """Run the checks on closed rows of ``frame`` (use the training rows only).
+
+    Returns:
+        One finding per flagged column: level 'refuse' for the refusing rules, 'warn' for a
+        suspicious column that is kept.
+    """
     closed = frame[frame[OUTCOME].isin([WON, LOST])]
     won = (closed[OUTCOME] == WON).to_numpy(dtype=int)
     allowed = set(spec.leakage.allow)
@@ -125,42 +285,36 @@ def check_leakage(
     has_two_classes = won.size > 0 and 0 < won.sum() < won.size
     for feature in features:
         is_allowed = feature.column in allowed or feature.name in allowed
-
-        def add(
-            rule: str, detail: str, feature: FeatureInfo = feature, is_allowed: bool = is_allowed
-        ) -> None:
-            findings.append(LeakFinding(feature.name, feature.column, rule, detail, is_allowed))
-
         if feature.column in marked:
-            add("spec", "the spec marks it as known only after the outcome")
+            findings.append(
+                LeakFinding(
+                    feature.name,
+                    feature.column,
+                    "spec",
+                    "the spec marks it as known only after the outcome",
+                    is_allowed,
+                )
+            )
             continue
-        if has_two_classes:
-            auc = single_feature_auc(closed[feature.name], won, feature.type)
-            if auc >= spec.leakage.auc_threshold:
-                add(
-                    "single_feature_auc",
-                    f"alone it separates won from lost with ROC AUC {auc:.3f} (threshold {spec.leakage.auc_threshold})",
-                )
-                continue
-        if (
-            DAYS_TO_CLOSE in closed
-            and feature.type != "categorical"
-            and closed[DAYS_TO_CLOSE].notna().sum() > 30
-        ):
-            rho = closed[feature.name].corr(closed[DAYS_TO_CLOSE], method="spearman")
-            if pd.notna(rho) and abs(rho) >= spec.leakage.duration_proxy_threshold:
-                add(
-                    "duration_proxy",
-                    f"it tracks the days to close (Spearman {rho:+.2f}), known only once the deal closes",
-                )
-                continue
-        if spec.leakage.name_patterns:
-            word = name_suggests_post_outcome(feature.column)
-            if word:
-                add("name", f"its name ({word!r}) says it describes the deal up to its close")
+        values = closed[feature.name]
+        auc = single_feature_auc(values, won, feature.type) if has_two_classes else None
+        found = _refusal(feature, values, won, auc, spec) or _proxy_or_name(feature, closed, spec)
+        if found is None:
+            suspicion = _suspicion(feature, auc, spec)
+            found = ("suspicious", suspicion, "warn") if suspicion else None
+        if found is not None:
+            rule, detail, level = found
+            findings.append(
+                LeakFinding(feature.name, feature.column, rule, detail, is_allowed, level, auc)
+            )
     return findings
 
 
 def refused(findings: list[LeakFinding]) -> set[str]:
-    """Feature names to drop: every finding not allowed by the spec."""
-    return {f.feature for f in findings if not f.allowed}
+    """Feature names to drop: every refusing finding not allowed by the spec."""
+    return {f.feature for f in findings if f.refuses}
+
+
+def warnings(findings: list[LeakFinding]) -> list[LeakFinding]:
+    """The findings that keep their column but ask the user to check it."""
+    return [f for f in findings if f.level == "warn"]

@@ -173,14 +173,38 @@ class ExcludeSpec(_Strict):
 
 
 class LeakageSpec(_Strict):
-    auc_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.95
+    """Thresholds of the leakage guard (see docs/spec.md and :mod:`abm_ml.data.leakage`)."""
+
+    auc_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = Field(
+        default=0.95, description="Refuse a column whose single-feature ROC AUC reaches this"
+    )
+    missingness_auc_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = Field(
+        default=0.75,
+        description="Refuse (or flag) a column whose blank-or-not alone reaches this ROC AUC",
+    )
+    missingness: Literal["refuse", "flag"] = Field(
+        default="refuse", description="What a missingness leak does: refuse the column or warn"
+    )
+    suspicious_auc_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = Field(
+        default=0.80, description="Warn (keep the column) from this single-feature ROC AUC"
+    )
     duration_proxy_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     name_patterns: bool = Field(
-        default=True, description="Refuse columns whose names say they are known after the outcome"
+        default=True,
+        description="Refuse columns whose names say they describe the deal up to its close, "
+        "and warn on names that sound filled in after it (tags, status, reason, discount...)",
     )
     allow: list[str] = Field(
         default_factory=list, description="Columns allowed despite a leakage finding"
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeakageSpec:
+        if self.suspicious_auc_threshold > self.auc_threshold:
+            raise ValueError(
+                "`suspicious_auc_threshold` must not be above `auc_threshold` (it warns before refusing)"
+            )
+        return self
 
 
 class SplitSpec(_Strict):
@@ -205,6 +229,10 @@ class DatasetSpec(_Strict):
     duration: DurationSpec | None = None
     amount: AmountSpec | None = None
     missing_values: list[str] = Field(default_factory=list)
+    duplicates: Literal["keep", "drop"] = Field(
+        default="keep",
+        description="Without a row id: keep identical rows as distinct records, or reject them",
+    )
     features: list[FeatureSpec] = Field(default_factory=list)
     infer_remaining_features: bool = False
     exclude: list[ExcludeSpec] = Field(default_factory=list)
@@ -253,7 +281,11 @@ class DatasetSpec(_Strict):
             raise ValueError(f"feature names {dupes} are used more than once")
         clash = sorted(set(keys) & set(CANONICAL_COLUMNS))
         if clash:
-            raise ValueError(f"feature names {clash} clash with reserved column names; set `name:`")
+            raise ValueError(
+                f"feature names {clash} clash with reserved column names "
+                f"({', '.join(CANONICAL_COLUMNS)}); give the feature another `name:` "
+                "(see docs/spec.md)"
+            )
         for f in self.features:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f.key):
                 raise ValueError(f"feature name {f.key!r} must be letters, digits and underscores")

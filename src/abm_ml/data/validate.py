@@ -52,6 +52,9 @@ class ValidationSummary:
     features: dict[str, str]
     excluded: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    identical_rows: int = 0
+    """Rows identical to an earlier row (all columns); kept without a row id unless the spec
+    says ``duplicates: drop``, rejected with a row id (they repeat it)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,16 +145,22 @@ def _read_sources(spec: DatasetSpec) -> _Sources:
     )
 
 
-def _row_ids(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> pd.Series:
-    """Row ids; rejects exact copies first, then repeated ids with different content."""
+def _row_ids(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> tuple[pd.Series, int]:
+    """Row ids and the number of rows identical to an earlier one.
+
+    Without a row id, identical rows are distinct records (two deals can share every column
+    of an export) and are kept unless the spec says ``duplicates: drop``; the row id is then
+    the line in the file. With a row id, an identical row repeats its id and is rejected.
+    """
     value_columns = [c for c in frame.columns if c != SOURCE_ROW]
-    first_line = frame.groupby(value_columns, dropna=False, sort=False)[SOURCE_ROW].transform(
-        "first"
-    )
     exact = frame.duplicated(subset=value_columns, keep="first")
-    rejects.add(exact, "exact duplicate of line " + first_line.astype(str))
+    if spec.row_id or spec.duplicates == "drop":
+        first_line = frame.groupby(value_columns, dropna=False, sort=False)[SOURCE_ROW].transform(
+            "first"
+        )
+        rejects.add(exact, "exact duplicate of line " + first_line.astype(str))
     if not spec.row_id:
-        return frame[SOURCE_ROW].astype(str).astype(object)
+        return frame[SOURCE_ROW].astype(str).astype(object), int(exact.sum())
     ids = clean_text(frame[spec.row_id], frozenset({""})).astype("string")
     rejects.add(ids.isna(), f"missing row id {spec.row_id!r}")
     first_id_line = frame.groupby(ids, dropna=True, sort=False)[SOURCE_ROW].transform("first")
@@ -162,7 +171,7 @@ def _row_ids(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> pd.Se
         + first_id_line.astype("Int64").astype(str)
         + ")",
     )
-    return ids.astype(object)
+    return ids.astype(object), int(exact.sum())
 
 
 def _account_ids(
@@ -341,7 +350,12 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     # One role after the other; a row's first reason is the one reported.
     rejects = _Rejects(frame.index)
     out = pd.DataFrame(index=frame.index)
-    out[ROW_ID] = _row_ids(spec, frame, rejects)
+    out[ROW_ID], identical_rows = _row_ids(spec, frame, rejects)
+    if identical_rows and not spec.row_id and spec.duplicates == "keep":
+        notes.append(
+            f"{identical_rows} rows are identical to an earlier row; kept as distinct records "
+            "(no row id; set `duplicates: drop` to reject them)"
+        )
     out[ACCOUNT_ID] = _account_ids(spec, frame, out[ROW_ID], notes)
     out[OUTCOME] = _outcomes(spec, frame, rejects)
     for column, values in _dates_and_velocity(spec, frame, out[OUTCOME], rejects).items():
@@ -373,6 +387,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
         features={f.name: f.type for f in infos},
         excluded={e.column: e.reason for e in spec.exclude},
         notes=notes,
+        identical_rows=identical_rows,
     )
     digest_input = "".join(s["sha256"] for s in read.sources) + spec.model_dump_json(
         exclude={"spec_path"}

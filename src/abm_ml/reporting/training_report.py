@@ -313,7 +313,7 @@ def _data_summary(result: TrainingResult) -> dict[str, Any]:
     ds = result.dataset
     summary = ds.summary
     used = {f.name for f in result.scorer.features}
-    refused = {f.feature for f in result.leak_findings if not f.allowed}
+    refused = {f.feature for f in result.leak_findings if f.refuses}
     features = [
         {
             "name": f.name,
@@ -344,7 +344,14 @@ def _data_summary(result: TrainingResult) -> dict[str, Any]:
         "notes": list(summary.notes),
         "sources": summary.sources,
         "leaks": [
-            {"column": f.column, "rule": f.rule, "detail": f.detail, "allowed": f.allowed}
+            {
+                "column": f.column,
+                "rule": f.rule,
+                "detail": f.detail,
+                "allowed": f.allowed,
+                "level": f.level,
+                "decision": f.decision,
+            }
             for f in result.leak_findings
         ],
     }
