@@ -41,6 +41,7 @@ class JoinSpec(_Strict):
     format: Literal["csv", "parquet", "sql"] | None = None
     sep: str | None = None
     encoding: str | None = None
+    allow_short_rows: bool = False
     on: str | None = None
     left_on: str | None = None
     right_on: str | None = None
@@ -76,7 +77,12 @@ class SourceSpec(_Strict):
     sep: str | None = Field(default=None, description="CSV separator; sniffed when absent")
     encoding: str | None = Field(
         default=None,
-        description="Text encoding; UTF-8 (with or without BOM) then cp1252 when absent",
+        description="Text encoding; UTF-8 (with or without BOM), UTF-16 (with BOM), then cp1252 when absent",
+    )
+    allow_short_rows: bool = Field(
+        default=False,
+        description="Accept CSV rows with fewer fields than the header (missing trailing fields "
+        "read as blanks); by default such a row is rejected as cut short",
     )
     join: list[JoinSpec] = Field(default_factory=list)
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm_ml.data.readers import SOURCE_ROW, read_table
+from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
 from abm_ml.data.spec import SourceSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, ROW_ID
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
@@ -41,14 +42,31 @@ class RankResult:
 
 
 def load_accounts(
-    source: str | Path, *, table: str | None = None, query: str | None = None
+    source: str | Path,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    allow_short_rows: bool = False,
 ) -> pd.DataFrame:
-    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query."""
+    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query.
+
+    CSV records cut short or too wide come back with their reason in
+    :data:`~abm_ml.data.readers.ROW_PROBLEM`; :func:`rank_accounts` lists them as unscorable.
+
+    Raises:
+        AbmInputError: a URL without exactly one of ``table`` or ``query``, or an unreadable source.
+    """
     text = str(source)
     if "://" in text:
-        spec = SourceSpec(url=text, table=table, query=query if not table else None)
+        if bool(table) == bool(query):
+            raise AbmInputError(
+                "a database URL needs exactly one of --table or --query",
+                source=mask_credentials(text),
+                field="--table/--query",
+            )
+        spec = SourceSpec(url=text, table=table, query=query)
     else:
-        spec = SourceSpec(path=str(Path(text).resolve()))
+        spec = SourceSpec(path=str(Path(text).resolve()), allow_short_rows=allow_short_rows)
     return read_table(spec).frame
 
 
@@ -140,6 +158,9 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
     )
     if id_column is None:
         raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
+    if ROW_PROBLEM in accounts.columns:
+        # A record the reader found cut short or too wide: its values cannot be trusted.
+        add(accounts[ROW_PROBLEM].notna(), accounts[ROW_PROBLEM])
     ids = accounts[id_column].astype("string").str.strip()
     add(ids.isna() | (ids == ""), "missing account_id")
     add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
@@ -208,7 +229,8 @@ def rank_accounts(
     unscorable.insert(0, "reason", reasons[bad].astype(str))
     if SOURCE_ROW in unscorable.columns:
         unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
-    good = accounts[~bad].reset_index(drop=True)
+    unscorable = unscorable.drop(columns=[ROW_PROBLEM], errors="ignore")
+    good = accounts[~bad].drop(columns=[ROW_PROBLEM], errors="ignore").reset_index(drop=True)
 
     parts = []
     for start in range(0, len(good), CHUNK_ROWS):

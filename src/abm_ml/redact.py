@@ -1,0 +1,22 @@
+"""Keeping URL credentials out of messages, logs and artifacts.
+
+A SQLAlchemy or tracking URL may carry a password (``postgresql://ann:s3cret@db/crm``). Any
+text that leaves the process (an error message, an MLflow param, tag or artifact, a report)
+goes through :func:`mask_credentials` first.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):[^@\s'\"]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """``scheme://user:password@host`` becomes ``scheme://user:***@host`` anywhere in ``text``.
+
+    Example:
+        >>> mask_credentials("cannot connect to postgresql://ann:s3cret@db:5432/crm")
+        'cannot connect to postgresql://ann:***@db:5432/crm'
+    """
+    return _CREDENTIALS.sub(r"\g<head>:***@", str(text))
