@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):[^@\s'\"]*@")
+_CREDENTIALS = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):(?P<password>[^@\s'\"]*)@"
+)
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # no :-default: it may be a literal
 
 
 def mask_credentials(text: str) -> str:
@@ -18,5 +21,14 @@ def mask_credentials(text: str) -> str:
     Example:
         >>> mask_credentials("cannot connect to postgresql://ann:s3cret@db:5432/crm")
         'cannot connect to postgresql://ann:***@db:5432/crm'
+        >>> mask_credentials("postgresql://ann:${DB_PASSWORD}@db/crm")
+        'postgresql://ann:${DB_PASSWORD}@db/crm'
     """
-    return _CREDENTIALS.sub(r"\g<head>:***@", str(text))
+
+    def _mask(match: re.Match[str]) -> str:
+        # A ${VAR} reference (a spec as written) names the secret without holding it.
+        if _REFERENCE.fullmatch(match.group("password")):
+            return match.group(0)
+        return f"{match.group('head')}:***@"
+
+    return _CREDENTIALS.sub(_mask, str(text))

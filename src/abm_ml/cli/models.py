@@ -11,6 +11,7 @@ from rich.table import Table
 from abm_ml import config as cfg
 from abm_ml.cli.app import ModelOpt, SpecArg, app, console, load_model, metrics_table
 from abm_ml.errors import AbmInputError
+from abm_ml.redact import mask_credentials
 
 
 @app.command()
@@ -68,7 +69,7 @@ def train(
     with console.status("Logging to MLflow..."):
         tracking.configure()
         info = tracking.log_training(result, register=register)
-    console.print(f"MLflow run {info['run_id']} at {cfg.tracking_uri()}")
+    console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
     if info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
     console.print(f"Training report -> {write_training_report(result, info)}")

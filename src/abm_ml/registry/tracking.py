@@ -23,6 +23,7 @@ import yaml
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
+from abm_ml.redact import mask_credentials
 from abm_ml.registry.card import model_card
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
 from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
@@ -108,9 +109,11 @@ def _write_data(result: TrainingResult, out: Path) -> None:
     """Spec, validation summary, rejects, split, leakage findings, holdout and its predictions."""
     ds = result.dataset
     (out / "data").mkdir()
-    (out / "data/spec.yaml").write_text(
-        yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    # As written (with its ${VAR}s): the resolved spec may hold a password from the environment.
+    written = ds.spec.as_written or yaml.safe_dump(
+        ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False
     )
+    (out / "data/spec.yaml").write_text(mask_credentials(written))
     (out / "data/validation_summary.json").write_text(
         json.dumps(ds.summary.to_dict(), indent=2, default=str)
     )
@@ -188,8 +191,8 @@ def log_training(
     """
     if mlflow.get_tracking_uri() != cfg.tracking_uri():
         raise RuntimeError(
-            f"MLflow logs to {mlflow.get_tracking_uri()!r}, not the configured store "
-            f"{cfg.tracking_uri()!r}: call abm_ml.registry.store.configure() in the entry point"
+            f"MLflow logs to {mask_credentials(mlflow.get_tracking_uri())!r}, not the configured "
+            f"store {mask_credentials(cfg.tracking_uri())!r}: call abm_ml.registry.store.configure() in the entry point"
         )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
