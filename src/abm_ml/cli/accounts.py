@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, app, console, load_model
+from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model
 from abm_ml.errors import AbmInputError
 
 
@@ -100,18 +101,14 @@ def rank(
             model_version=str(version.version),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    if history:
-        from abm_ml.reporting.history import record_run
-
-        url = history_url or cfg.history_url()
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        result.ranked = record_run(result.ranked, url)
     folder = cfg.reports_dir() / "rankings"
     out = out or folder / f"ranking-{result.meta['as_of']}.csv"
+    # The ranking is written before the history is touched: a history failure never loses it.
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
+    if history:
+        _record_history(result, history_url or cfg.history_url(), out)
     console.print(_ranking_table(result, version, show))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
     if result.meta["unscorable"]:
@@ -123,6 +120,29 @@ def rank(
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
+
+
+def _record_history(result, url: str, out: Path) -> None:
+    """Store the run in the score history and rewrite ``out`` with each account's movement.
+
+    A history that cannot be written (unreachable, locked, not a history table) costs the
+    movement column only: one warning line, the ranking already written stays, exit 0.
+    """
+    from abm_ml.modeling.ranking import write_ranked
+    from abm_ml.reporting.history import record_run
+
+    try:
+        ranked = record_run(result.ranked, url, create_sqlite_folder=True)
+    except AbmInputError as error:
+        err_console.print(
+            f"[bold yellow]warning:[/] score history not updated, no movement shown ({escape(str(error))}); "
+            f"the ranking is written to {escape(str(out))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    result.ranked = ranked
+    write_ranked(result.ranked, out)
 
 
 def _ranking_table(result, version, show: int) -> Table:

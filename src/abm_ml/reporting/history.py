@@ -263,8 +263,8 @@ def record_run(
     # The bulk paths talk to the DBAPI cursor directly, so its errors arrive unwrapped.
     database_errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
     try:
+        _create_table(engine, metadata)
         with engine.begin() as connection:
-            metadata.create_all(connection, checkfirst=True)
             _check_schema(connection, shown)
             # Delete + insert rather than an upsert: portable, and a re-run that dropped an
             # account must not keep that account's stale row.
@@ -283,6 +283,23 @@ def record_run(
     finally:
         engine.dispose()
     return _with_movement(ranked, previous)
+
+
+def _create_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the history table unless it exists, safely when two first runs race.
+
+    ``checkfirst`` alone is a check-then-act: two writers can both see no table and both
+    issue CREATE TABLE, and the loser gets "table already exists" (SQLite) or a duplicate
+    table/type error (PostgreSQL). The loser re-checks, in a fresh transaction, and carries on
+    when the table is there; any other error is raised.
+    """
+    try:
+        with engine.begin() as connection:
+            metadata.create_all(connection, checkfirst=True)
+    except sa.exc.SQLAlchemyError:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(TABLE_NAME):
+                raise
 
 
 def _check_schema(connection: sa.Connection, shown: str) -> None:
