@@ -73,7 +73,13 @@ def rank(
     Writes the ranked list, a file of accounts that could not be scored (with the reason),
     and an HTML report; prints the top of the list.
     """
-    from abm_ml.modeling.ranking import load_accounts, parse_tiers, rank_accounts, write_ranked
+    from abm_ml.modeling.ranking import (
+        load_accounts,
+        parse_tiers,
+        rank_accounts,
+        write_ranked,
+        write_unscorable,
+    )
 
     sizes = parse_tiers(tiers)
     scorer, version = load_model(model)
@@ -106,7 +112,7 @@ def rank(
     # The ranking is written before the history is touched: a history failure never loses it.
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
-    result.unscorable.to_csv(unscorable_path, index=False)
+    write_unscorable(result.unscorable, unscorable_path)
     if history:
         _record_history(result, history_url or cfg.history_url(), out)
     console.print(_ranking_table(result, version, show))

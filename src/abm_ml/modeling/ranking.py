@@ -295,13 +295,50 @@ OUTPUT_COLUMNS = (
 )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make Excel or LibreOffice read a cell as a formula (OWASP CSV injection)."""
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells that a spreadsheet would run as a formula start with ``'``.
+
+    An account name such as ``=HYPERLINK(...)`` or ``@SUM(...)`` from a CRM export must not
+    execute when sales ops open the CSV. Numeric columns are untouched, and so is text that is
+    a plain number (``-5``), which a spreadsheet reads as that number and nothing else.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False) & ~text.str.match(
+            _PLAIN_NUMBER
+        ).fillna(False)
+        if risky.any():
+            out[column] = values.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
 def write_ranked(ranked: pd.DataFrame, path: Path) -> Path:
-    """CSV or Parquet (by suffix) with the columns sales ops read; structured reasons stay out."""
+    """CSV or Parquet (by suffix) with the columns sales ops read; structured reasons stay out.
+
+    CSV cells that would run as spreadsheet formulas are neutralised
+    (:func:`neutralise_formulas`); Parquet keeps the values as they are.
+    """
     columns = [c for c in OUTPUT_COLUMNS if c in ranked.columns]
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = ranked[columns]
     if path.suffix.lower() in {".parquet", ".pq"}:
         frame.to_parquet(path, index=False)
     else:
-        frame.to_csv(path, index=False, float_format="%.4f")
+        neutralise_formulas(frame).to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def write_unscorable(unscorable: pd.DataFrame, path: Path) -> Path:
+    """The accounts that could not be scored, with the reason, as CSV safe to open in Excel."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    neutralise_formulas(unscorable).to_csv(path, index=False)
     return path
