@@ -43,6 +43,8 @@ def train(
     from abm_ml.registry import tracking
     from abm_ml.registry.card import verdict
 
+    # The store first: a mistyped or unreachable one fails now, not after the training.
+    tracking.configure()
     with console.status("Validating data..."):
         dataset = load_dataset(load_spec(spec))
     console.print(
@@ -67,7 +69,6 @@ def train(
     style = "bold red" if result.no_better_than_chance else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
     with console.status("Logging to MLflow..."):
-        tracking.configure()
         info = tracking.log_training(result, register=register)
     console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
     if info["version"]:
