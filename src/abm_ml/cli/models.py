@@ -71,8 +71,13 @@ def train(
     with console.status("Logging to MLflow..."):
         info = tracking.log_training(result, register=register)
     console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
-    if info["version"]:
+    if info["version"] and info["challenger"] == info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
+    elif info["version"]:
+        console.print(
+            f"Registered {info['model_name']} version {info['version']}; 'challenger' points at "
+            f"version {info['challenger']}, registered by a training that finished at the same time."
+        )
     console.print(f"Training report -> {write_training_report(result, info)}")
 
 
