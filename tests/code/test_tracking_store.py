@@ -60,3 +60,20 @@ def test_http_retries_are_bounded_unless_the_user_chose(monkeypatch: pytest.Monk
     store.configure()
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+
+
+def test_rank_database_url_without_table_or_query_is_one_line(tmp_path: Path):
+    env = {**os.environ, "ABM_ML_MODELS_DIR": str(tmp_path / "models")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for extra in ([], ["--table", "accounts", "--query", "select 1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "abm_ml.cli", "rank", "postgresql://ann:s3cret@db/crm", *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "exactly one of --table or --query" in done.stderr
+        assert done.stderr.strip().count("\n") == 0 and "s3cret" not in done.stderr

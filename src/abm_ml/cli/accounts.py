@@ -74,6 +74,7 @@ def rank(
     and an HTML report; prints the top of the list.
     """
     from abm_ml.modeling.ranking import (
+        check_accounts_source,
         load_accounts,
         parse_tiers,
         rank_accounts,
@@ -82,6 +83,7 @@ def rank(
     )
 
     sizes = parse_tiers(tiers)
+    check_accounts_source(accounts, table=table, query=query)
     scorer, version = load_model(model)
     with console.status("Reading accounts..."):
         frame = load_accounts(accounts, table=table, query=query)

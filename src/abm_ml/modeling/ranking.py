@@ -57,17 +57,22 @@ def load_accounts(
         AbmInputError: a URL without exactly one of ``table`` or ``query``, or an unreadable source.
     """
     text = str(source)
+    check_accounts_source(text, table=table, query=query)
     if "://" in text:
-        if bool(table) == bool(query):
-            raise AbmInputError(
-                "a database URL needs exactly one of --table or --query",
-                source=mask_credentials(text),
-                field="--table/--query",
-            )
         spec = SourceSpec(url=text, table=table, query=query)
     else:
         spec = SourceSpec(path=str(Path(text).resolve()), allow_short_rows=allow_short_rows)
     return read_table(spec).frame
+
+
+def check_accounts_source(source: str, *, table: str | None, query: str | None) -> None:
+    """Refuse a database URL without exactly one of ``table`` or ``query`` (before any work)."""
+    if "://" in source and bool(table) == bool(query):
+        raise AbmInputError(
+            "a database URL needs exactly one of --table or --query",
+            source=mask_credentials(source),
+            field="--table/--query",
+        )
 
 
 def parse_tiers(text: str) -> tuple[int, ...]:
