@@ -235,3 +235,16 @@ def test_cli_rank_keeps_the_ranking_when_the_history_fails(
     ranked = pd.read_csv(out)
     assert len(ranked) > 100 and "movement" not in ranked.columns
     assert out.with_name("ranked-unscorable.csv").is_file()
+
+
+def test_cli_explain_refuses_an_account_whose_row_is_cut(
+    champion, accounts_csv: Path, tmp_path: Path
+):
+    lines = accounts_csv.read_text().splitlines()
+    account = lines[1].split(",")[0]
+    cut = tmp_path / "cut.csv"
+    cut.write_text("\n".join([lines[0], ",".join(lines[1].split(",")[:2]), *lines[2:]]) + "\n")
+    result = runner.invoke(app, ["explain", account, "--accounts", str(cut)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, AbmInputError)
+    assert "line 2" in str(result.exception) and "fewer fields" in str(result.exception)

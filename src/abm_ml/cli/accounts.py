@@ -220,6 +220,7 @@ def explain(
     ] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
+    from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
     from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
 
     if (accounts is None) == (spec is None):
@@ -240,6 +241,12 @@ def explain(
     if match.empty:
         raise AbmInputError(
             f"account {account_id!r} not found", source=str(accounts or spec), field="account_id"
+        )
+    if ROW_PROBLEM in match.columns and match[ROW_PROBLEM].notna().any():
+        bad = match[match[ROW_PROBLEM].notna()].iloc[0]
+        raise AbmInputError(
+            f"account {account_id!r} is on line {bad[SOURCE_ROW]}: {bad[ROW_PROBLEM]}",
+            source=str(accounts),
         )
     if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
         match = match.sort_values(CREATED_AT)
