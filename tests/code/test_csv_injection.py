@@ -59,3 +59,23 @@ def test_carriage_return_and_numeric_columns():
     out = neutralise_formulas(frame)
     assert list(out["name"])[:2] == ["'\rCR", "ok"] and out["name"].iloc[2] is None
     assert list(out["score"]) == [-5, 3, 1] and out["score"].dtype == frame["score"].dtype
+
+
+def test_validate_rejects_file_neutralises_formulas(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from abm_ml.cli import app
+
+    (tmp_path / "deals.csv").write_text(
+        'id,stage,owner\nA,Won,ann\nB,Lost,bob\nC,Maybe,"=HYPERLINK(""http://evil"")"\n'
+    )
+    (tmp_path / "spec.yaml").write_text(
+        "name: inj\nsource: {path: deals.csv}\nrow_id: id\n"
+        "label: {column: stage, won: [Won], lost: [Lost], open: [Open]}\nfeatures: [owner]\n"
+    )
+    rejects = tmp_path / "rejects.csv"
+    result = CliRunner().invoke(
+        app, ["validate", str(tmp_path / "spec.yaml"), "--rejects", str(rejects)]
+    )
+    assert result.exit_code == 0, result.output
+    assert _cells(rejects, "owner") == ['\'=HYPERLINK("http://evil")']
