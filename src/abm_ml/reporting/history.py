@@ -14,7 +14,6 @@ every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.modeling.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from abm_ml.errors import AbmInputError
+from abm_ml.redact import mask_credentials
 from abm_ml.reporting.movement import movement_text
 
 TABLE_NAME = "abm_score_history"
@@ -85,7 +85,7 @@ def safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparseable URL still must not leak what looks like a password
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+        return mask_credentials(url)
 
 
 def _scrub(text: str, url: str) -> str:
