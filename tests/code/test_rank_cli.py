@@ -214,3 +214,37 @@ def test_cli_evaluate_reports_the_training_metrics_on_the_holdout(champion, crm_
     assert "no won and lost deals to evaluate on (closed deals created since 2030" in str(
         late.exception
     )
+
+
+def test_cli_rank_keeps_the_ranking_when_the_history_fails(
+    champion, accounts_csv: Path, tmp_path: Path
+):
+    """A history that cannot be written costs the movement column, not the ranked file."""
+    import sqlite3
+
+    broken = tmp_path / "history.db"
+    with sqlite3.connect(broken) as connection:  # a table of that name that is no score history
+        connection.execute("CREATE TABLE abm_score_history (note TEXT)")
+    out = tmp_path / "ranked.csv"
+    result = runner.invoke(
+        app,
+        ["rank", str(accounts_csv), "--out", str(out), "--history-url", f"sqlite:///{broken}"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "score history not updated" in result.output and str(out) in result.output
+    ranked = pd.read_csv(out)
+    assert len(ranked) > 100 and "movement" not in ranked.columns
+    assert out.with_name("ranked-unscorable.csv").is_file()
+
+
+def test_cli_explain_refuses_an_account_whose_row_is_cut(
+    champion, accounts_csv: Path, tmp_path: Path
+):
+    lines = accounts_csv.read_text().splitlines()
+    account = lines[1].split(",")[0]
+    cut = tmp_path / "cut.csv"
+    cut.write_text("\n".join([lines[0], ",".join(lines[1].split(",")[:2]), *lines[2:]]) + "\n")
+    result = runner.invoke(app, ["explain", account, "--accounts", str(cut)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, AbmInputError)
+    assert "line 2" in str(result.exception) and "fewer fields" in str(result.exception)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from abm_ml.data.parsing import parse_numbers
-from abm_ml.data.readers import SOURCE_ROW, read_table
+from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
 from abm_ml.data.spec import SourceSpec, parse_spec
 from abm_ml.data.validate import load_dataset
 from abm_ml.errors import AbmInputError
@@ -146,10 +146,10 @@ def test_trailing_separator_does_not_shift_columns(tmp_path):
     assert _rows(frame) == [{"id": "1", "stage": "Won"}, {"id": "2", "stage": "Lost"}]
 
 
-def test_extra_fields_are_an_error_not_lost(tmp_path):
-    path = _write(tmp_path, "a.csv", "id,stage\n1,Won,oops\n2,Lost\n")
-    with pytest.raises(AbmInputError, match=r"a\.csv.*line 2 has 3 fields but the header has 2"):
-        _read(path)
+def test_extra_fields_mark_their_row_not_lost(tmp_path):
+    frame = _read(_write(tmp_path, "a.csv", "id,stage\n1,Won,oops\n2,Lost\n"))
+    assert list(frame[ROW_PROBLEM]) == ["more fields than the header: 3 of 2", None]
+    assert list(frame[SOURCE_ROW]) == [2, 3]
 
 
 def test_repeated_header_column_is_an_error(tmp_path):

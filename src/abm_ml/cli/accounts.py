@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, app, console, load_model
+from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model
 from abm_ml.errors import AbmInputError
 
 
@@ -72,9 +73,17 @@ def rank(
     Writes the ranked list, a file of accounts that could not be scored (with the reason),
     and an HTML report; prints the top of the list.
     """
-    from abm_ml.modeling.ranking import load_accounts, parse_tiers, rank_accounts, write_ranked
+    from abm_ml.modeling.ranking import (
+        check_accounts_source,
+        load_accounts,
+        parse_tiers,
+        rank_accounts,
+        write_ranked,
+        write_unscorable,
+    )
 
     sizes = parse_tiers(tiers)
+    check_accounts_source(accounts, table=table, query=query)
     scorer, version = load_model(model)
     with console.status("Reading accounts..."):
         frame = load_accounts(accounts, table=table, query=query)
@@ -100,18 +109,14 @@ def rank(
             model_version=str(version.version),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    if history:
-        from abm_ml.reporting.history import record_run
-
-        url = history_url or cfg.history_url()
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        result.ranked = record_run(result.ranked, url)
     folder = cfg.reports_dir() / "rankings"
     out = out or folder / f"ranking-{result.meta['as_of']}.csv"
+    # The ranking is written before the history is touched: a history failure never loses it.
     write_ranked(result.ranked, out)
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
-    result.unscorable.to_csv(unscorable_path, index=False)
+    write_unscorable(result.unscorable, unscorable_path)
+    if history:
+        _record_history(result, history_url or cfg.history_url(), out)
     console.print(_ranking_table(result, version, show))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
     if result.meta["unscorable"]:
@@ -123,6 +128,29 @@ def rank(
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
+
+
+def _record_history(result, url: str, out: Path) -> None:
+    """Store the run in the score history and rewrite ``out`` with each account's movement.
+
+    A history that cannot be written (unreachable, locked, not a history table) costs the
+    movement column only: one warning line, the ranking already written stays, exit 0.
+    """
+    from abm_ml.modeling.ranking import write_ranked
+    from abm_ml.reporting.history import record_run
+
+    try:
+        ranked = record_run(result.ranked, url, create_sqlite_folder=True)
+    except AbmInputError as error:
+        err_console.print(
+            f"[bold yellow]warning:[/] score history not updated, no movement shown ({escape(str(error))}); "
+            f"the ranking is written to {escape(str(out))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    result.ranked = ranked
+    write_ranked(result.ranked, out)
 
 
 def _ranking_table(result, version, show: int) -> Table:
@@ -192,6 +220,7 @@ def explain(
     ] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
+    from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
     from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
 
     if (accounts is None) == (spec is None):
@@ -212,6 +241,12 @@ def explain(
     if match.empty:
         raise AbmInputError(
             f"account {account_id!r} not found", source=str(accounts or spec), field="account_id"
+        )
+    if ROW_PROBLEM in match.columns and match[ROW_PROBLEM].notna().any():
+        bad = match[match[ROW_PROBLEM].notna()].iloc[0]
+        raise AbmInputError(
+            f"account {account_id!r} is on line {bad[SOURCE_ROW]}: {bad[ROW_PROBLEM]}",
+            source=str(accounts),
         )
     if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
         match = match.sort_values(CREATED_AT)

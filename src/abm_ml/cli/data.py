@@ -58,11 +58,13 @@ def validate(
     from abm_ml.data.leakage import check_leakage
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
+    from abm_ml.modeling.ranking import neutralise_formulas
 
     dataset = load_dataset(load_spec(spec))
     rejects_path = rejects or cfg.reports_dir() / dataset.spec.name / "rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.rejects.to_csv(rejects_path, index=False)
+    # Opened in Excel like the rankings: CRM values must not run there as formulas.
+    neutralise_formulas(dataset.rejects).to_csv(rejects_path, index=False)
     findings = check_leakage(dataset.frame, dataset.features, dataset.spec)
     summary = dataset.summary.to_dict() | {
         "rejects_file": str(rejects_path),

@@ -13,6 +13,7 @@ from abm_ml.cli.accounts import rank
 from abm_ml.cli.app import app, console, metrics_table
 from abm_ml.cli.data import synth
 from abm_ml.cli.models import write_training_report
+from abm_ml.redact import mask_credentials
 
 
 @app.command()
@@ -82,7 +83,7 @@ def demo(
     console.rule("Done")
     console.print(f"Training report -> {report_path}")
     console.print(
-        f"MLflow store    -> {cfg.tracking_uri()}  (browse: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri()})"
+        f"MLflow store    -> {mask_credentials(cfg.tracking_uri())}  (browse: .venv/bin/mlflow ui --backend-store-uri {mask_credentials(cfg.tracking_uri())})"
     )
     console.print(f"Rankings        -> {cfg.reports_dir() / 'rankings'}")
     console.print(

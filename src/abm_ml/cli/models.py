@@ -11,6 +11,7 @@ from rich.table import Table
 from abm_ml import config as cfg
 from abm_ml.cli.app import ModelOpt, SpecArg, app, console, load_model, metrics_table
 from abm_ml.errors import AbmInputError
+from abm_ml.redact import mask_credentials
 
 
 @app.command()
@@ -42,6 +43,8 @@ def train(
     from abm_ml.registry import tracking
     from abm_ml.registry.card import verdict
 
+    # The store first: a mistyped or unreachable one fails now, not after the training.
+    tracking.configure()
     with console.status("Validating data..."):
         dataset = load_dataset(load_spec(spec))
     console.print(
@@ -67,11 +70,15 @@ def train(
     style = "bold red" if result.no_better_than_chance else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
     with console.status("Logging to MLflow..."):
-        tracking.configure()
         info = tracking.log_training(result, register=register)
-    console.print(f"MLflow run {info['run_id']} at {cfg.tracking_uri()}")
-    if info["version"]:
+    console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
+    if info["version"] and info["challenger"] == info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
+    elif info["version"]:
+        console.print(
+            f"Registered {info['model_name']} version {info['version']}; 'challenger' points at "
+            f"version {info['challenger']}, registered by a training that finished at the same time."
+        )
     console.print(f"Training report -> {write_training_report(result, info)}")
 
 

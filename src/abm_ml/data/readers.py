@@ -8,6 +8,7 @@ already carry a numeric or date type.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import hashlib
@@ -21,11 +22,16 @@ import pandas as pd
 
 from abm_ml.data.spec import JoinSpec, SourceSpec
 from abm_ml.errors import AbmInputError
+from abm_ml.redact import mask_credentials
 
 SOURCE_ROW = "_source_row"
 """Column holding each row's line in its file (header = line 1), or its position in a SQL result."""
 
+ROW_PROBLEM = "_row_problem"
+"""Column present only when some CSV records are malformed: why each one is (None when fine)."""
+
 _SEPARATORS = [",", ";", "\t", "|"]
+_SPARE = "_abm_spare_field_"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ def _decode(data: bytes, encoding: str | None, name: str) -> str:
             return data.decode(encoding)
         except (UnicodeDecodeError, LookupError) as error:
             raise AbmInputError(f"cannot decode as {encoding}: {error}", source=name) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode Text" export: UTF-16 with a byte-order mark (and tab-separated).
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise AbmInputError(f"cannot decode as UTF-16: {error}", source=name) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -69,51 +81,96 @@ def _sniff_separator(text: str) -> str:
         return best if counts[best] else ","
 
 
-def _line_numbers(text: str, n_records: int, sep: str, name: str) -> list[int]:
-    """The file line on which each record starts (a quoted field may span lines).
+@dataclass(frozen=True)
+class _Layout:
+    """What the csv module saw: the header's width and, per record, its first line and width."""
+
+    header: list[str]
+    lines: list[int]
+    widths: list[int]
+    overflow: list[bool]
+    """The record has more fields than the header and at least one of the extra ones is not blank."""
+
+
+def _scan(text: str, sep: str, name: str) -> _Layout:
+    """The file line on which each record starts (a quoted field may span lines) and its width.
 
     Raises:
-        AbmInputError: the header repeats a column, or a record has more non-blank fields than
-            the header (pandas would silently rename, shift or drop them).
+        AbmInputError: the header repeats a column.
     """
     reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header: list[str] | None = None
     lines: list[int] = []
-    width: int | None = None
+    widths: list[int] = []
+    overflow: list[bool] = []
     start = 1
     for row in reader:
         if not row or (len(row) == 1 and not row[0].strip()):
             # pandas skips blank and whitespace-only lines; the csv module returns them as records.
             start = reader.line_num + 1
             continue
-        if width is None:
+        if header is None:
             header = [c.strip() for c in row]
-            dupes = sorted({c for c in header if header.count(c) > 1})
+            dupes = sorted({c for c in header if c and header.count(c) > 1})
             if dupes:
                 raise AbmInputError(f"the header repeats columns {dupes}", source=name)
-            width = len(row)
         else:
-            if len(row) > width and any(v.strip() for v in row[width:]):
-                raise AbmInputError(
-                    f"line {start} has {len(row)} fields but the header has {width}", source=name
-                )
             lines.append(start)
+            widths.append(len(row))
+            overflow.append(any(v.strip() for v in row[len(header) :]))
         start = reader.line_num + 1
-    if len(lines) != n_records:  # the csv module and pandas disagree on this file's records
-        return list(range(2, n_records + 2))
-    return lines
+    return _Layout(header=header or [], lines=lines, widths=widths, overflow=overflow)
+
+
+def _row_problems(layout: _Layout, allow_short_rows: bool) -> list[str | None]:
+    """Why each record cannot be trusted: fewer fields than the header (a row cut short, e.g.
+    the last line of a truncated export), or more non-blank fields (values shifted)."""
+    width = len(layout.header)
+    problems: list[str | None] = []
+    for fields, extra in zip(layout.widths, layout.overflow):
+        if fields < width and not allow_short_rows:
+            problems.append(
+                f"row cut short, fewer fields than the header: {fields} of {width} (if the export "
+                "drops trailing blanks, set `allow_short_rows: true` in the spec source)"
+            )
+        elif extra:
+            problems.append(f"more fields than the header: {fields} of {width}")
+        else:
+            problems.append(None)
+    return problems
 
 
 def read_csv_text(
-    data: bytes, *, name: str, sep: str | None = None, encoding: str | None = None
+    data: bytes,
+    *,
+    name: str,
+    sep: str | None = None,
+    encoding: str | None = None,
+    allow_short_rows: bool = False,
 ) -> pd.DataFrame:
-    """Parse CSV bytes into a frame of stripped text columns plus :data:`SOURCE_ROW`."""
+    """Parse CSV bytes into a frame of stripped text columns plus :data:`SOURCE_ROW`.
+
+    A record with fewer fields than the header (unless ``allow_short_rows``) or with more
+    non-blank fields is kept, with its reason in :data:`ROW_PROBLEM`, so that validation
+    rejects it and ranking lists it as unscorable instead of reading blanks or shifted values.
+    A last line cut inside its last field cannot be told from a complete one.
+    """
     text = _normalise_text(_decode(data, encoding, name))
     if not text.strip():
         raise AbmInputError("the file is empty", source=name)
     sep = sep or _sniff_separator(text)
+    layout = _scan(text, sep, name)
+    extra = max(layout.widths, default=0) - len(layout.header)
+    # Rows wider than the header get named spare columns (checked, then dropped) so that pandas
+    # neither refuses the file nor silently drops or shifts their values.
+    names = (
+        [c or f"Unnamed: {i}" for i, c in enumerate(layout.header)]
+        + [f"{_SPARE}{i}" for i in range(extra)]
+        if extra > 0
+        else None
+    )
     try:
         with warnings.catch_warnings():
-            # Extra trailing fields are checked by _line_numbers: only blank ones may be dropped.
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 io.StringIO(text),
@@ -123,11 +180,18 @@ def read_csv_text(
                 skip_blank_lines=True,
                 quotechar='"',
                 engine="c",
+                # With spare columns the header is read as a record (then dropped): the C
+                # engine would otherwise expect the header's width on every row.
+                header=None if names else 0,
+                names=names,
                 # A trailing separator on every row must not turn the first column into the index.
                 index_col=False,
             )
     except (pd.errors.ParserError, ValueError) as error:
         raise AbmInputError(f"not a readable CSV ({str(error).strip()})", source=name) from None
+    if names:
+        frame = frame.iloc[1:].reset_index(drop=True)
+        frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith(_SPARE)])
     frame.columns = [str(c).strip() for c in frame.columns]
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:
@@ -137,12 +201,26 @@ def read_csv_text(
         codes, uniques = pd.factorize(frame[column])
         stripped = np.array([u.strip() for u in uniques] + [""], dtype=object)
         frame[column] = stripped[codes]
-    frame[SOURCE_ROW] = _line_numbers(text, len(frame), sep, name)
+    if len(layout.lines) == len(frame):
+        frame[SOURCE_ROW] = layout.lines
+        problems = _row_problems(layout, allow_short_rows)
+        if any(problems):
+            frame[ROW_PROBLEM] = pd.Series(problems, index=frame.index, dtype=object)
+    else:  # the csv module and pandas disagree on this file's records
+        frame[SOURCE_ROW] = list(range(2, len(frame) + 2))
     return frame
 
 
-def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None) -> RawTable:
+def _read_file(
+    path: str,
+    fmt: str | None,
+    sep: str | None,
+    encoding: str | None,
+    allow_short_rows: bool = False,
+) -> RawTable:
     file = Path(path)
+    if file.is_dir():
+        raise AbmInputError("is a folder, not a file: give the export file inside it", source=path)
     if not file.is_file():
         raise AbmInputError("file not found", source=path)
     data = file.read_bytes()
@@ -159,7 +237,9 @@ def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None
         frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
         frame[SOURCE_ROW] = range(1, len(frame) + 1)
     else:
-        frame = read_csv_text(data, name=path, sep=sep, encoding=encoding)
+        frame = read_csv_text(
+            data, name=path, sep=sep, encoding=encoding, allow_short_rows=allow_short_rows
+        )
         if frame.empty:
             raise AbmInputError("the file has a header but no rows", source=path)
     return RawTable(frame=frame, name=path, sha256=digest)
@@ -168,19 +248,22 @@ def _read_file(path: str, fmt: str | None, sep: str | None, encoding: str | None
 def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
     import sqlalchemy as sa
 
-    safe_url = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    safe_url = mask_credentials(url)
     name = f"{safe_url} ({'table ' + table if table else 'query'})"
     try:
         engine = sa.create_engine(url)
     except Exception as error:  # noqa: BLE001 - any driver/URL problem is the user's input
-        raise AbmInputError(f"cannot open database ({error})", source=safe_url) from None
+        raise AbmInputError(
+            f"cannot open database ({mask_credentials(error)})", source=safe_url
+        ) from None
     # select_from: a bare sa.table() has no columns, so select(table) alone would have no FROM clause.
     statement = sa.text(query) if query else sa.select(sa.text("*")).select_from(sa.table(table))
     try:
         with engine.connect() as connection:
             frame = pd.read_sql(statement, connection)
     except Exception as error:  # noqa: BLE001
-        raise AbmInputError(f"cannot read ({str(error).splitlines()[0]})", source=name) from None
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise AbmInputError(f"cannot read ({mask_credentials(first_line)})", source=name) from None
     finally:
         engine.dispose()
     if frame.empty:
@@ -197,7 +280,7 @@ def read_table(part: SourceSpec | JoinSpec) -> RawTable:
     if part.url:
         return _read_sql(part.url, part.table, part.query)
     assert part.path is not None
-    return _read_file(part.path, part.format, part.sep, part.encoding)
+    return _read_file(part.path, part.format, part.sep, part.encoding, part.allow_short_rows)
 
 
 def _suggest(column: str, available: list[str]) -> str:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import CANONICAL_COLUMNS
@@ -41,6 +49,7 @@ class JoinSpec(_Strict):
     format: Literal["csv", "parquet", "sql"] | None = None
     sep: str | None = None
     encoding: str | None = None
+    allow_short_rows: bool = False
     on: str | None = None
     left_on: str | None = None
     right_on: str | None = None
@@ -76,7 +85,12 @@ class SourceSpec(_Strict):
     sep: str | None = Field(default=None, description="CSV separator; sniffed when absent")
     encoding: str | None = Field(
         default=None,
-        description="Text encoding; UTF-8 (with or without BOM) then cp1252 when absent",
+        description="Text encoding; UTF-8 (with or without BOM), UTF-16 (with BOM), then cp1252 when absent",
+    )
+    allow_short_rows: bool = Field(
+        default=False,
+        description="Accept CSV rows with fewer fields than the header (missing trailing fields "
+        "read as blanks); by default such a row is rejected as cut short",
     )
     join: list[JoinSpec] = Field(default_factory=list)
 
@@ -243,6 +257,15 @@ class DatasetSpec(_Strict):
         description="Ideal-customer-profile values per feature for the rule-based baseline score",
     )
     spec_path: str | None = Field(default=None, description="Set by load_spec; not written in YAML")
+    _written: str = PrivateAttr(default="")
+
+    @property
+    def as_written(self) -> str:
+        """The spec's YAML before ``${VAR}`` expansion and path resolution (what is logged).
+
+        The resolved spec may hold a password expanded from the environment; this text does not.
+        """
+        return self._written
 
     @field_validator("created_at", "closed_at", mode="before")
     @classmethod
@@ -376,8 +399,17 @@ def _format_error(error: ValidationError) -> str:
     return f"field `{where}`: {message}{more}"
 
 
-def parse_spec(data: dict, *, spec_path: Path | None = None) -> DatasetSpec:
-    """Validate a spec given as a dict; resolve file paths against ``spec_path``'s folder."""
+def parse_spec(
+    data: dict, *, spec_path: Path | None = None, text: str | None = None
+) -> DatasetSpec:
+    """Validate a spec given as a dict; resolve file paths against ``spec_path``'s folder.
+
+    Args:
+        data: the spec as written, before ``${VAR}`` expansion.
+        spec_path: the spec file, whose folder relative paths are resolved against.
+        text: the YAML text ``data`` was read from; kept as :attr:`DatasetSpec.as_written`
+            (a YAML dump of ``data`` when absent).
+    """
     source_name = str(spec_path) if spec_path else "spec"
     if not isinstance(data, dict):
         raise AbmInputError("a spec must be a YAML mapping", source=source_name)
@@ -397,9 +429,11 @@ def parse_spec(data: dict, *, spec_path: Path | None = None) -> DatasetSpec:
 
     joins = [j.model_copy(update=_resolve(j)) for j in spec.source.join]
     source = spec.source.model_copy(update={**_resolve(spec.source), "join": joins})
-    return spec.model_copy(
+    resolved = spec.model_copy(
         update={"source": source, "spec_path": str(spec_path) if spec_path else None}
     )
+    resolved._written = text if text is not None else yaml.safe_dump(data, sort_keys=False)
+    return resolved
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -425,8 +459,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
     spec_path = Path(path)
     if not spec_path.is_file():
         raise AbmInputError("spec file not found", source=str(spec_path))
+    text = spec_path.read_text(encoding="utf-8")
     try:
-        data = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_SpecLoader)
+        data = yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "spec"
@@ -435,4 +470,4 @@ def load_spec(path: str | Path) -> DatasetSpec:
             source=str(spec_path),
             field=where,
         ) from None
-    return parse_spec(data, spec_path=spec_path.resolve())
+    return parse_spec(data, spec_path=spec_path.resolve(), text=text)

@@ -20,7 +20,13 @@ import pandas as pd
 
 from abm_ml.data.joins import as_rejects, join_source
 from abm_ml.data.parsing import category_text, clean_text, infer_type, parse_dates, parse_numbers
-from abm_ml.data.readers import SOURCE_ROW, RawTable, read_table, require_columns
+from abm_ml.data.readers import (
+    ROW_PROBLEM,
+    SOURCE_ROW,
+    RawTable,
+    read_table,
+    require_columns,
+)
 from abm_ml.data.spec import DatasetSpec, FeatureSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
@@ -116,7 +122,10 @@ def _describe(feature: FeatureSpec) -> str:
 
 @dataclass
 class _Sources:
-    """The main source with its joins applied, and what the joins did."""
+    """The main source with its joins applied, and what the joins did.
+
+    ``join_rejects`` also holds the malformed records of every source (set aside unread).
+    """
 
     frame: pd.DataFrame
     name: str
@@ -125,16 +134,32 @@ class _Sources:
     notes: list[str]
 
 
+def _set_aside_malformed(table: RawTable, rejects_out: list[pd.DataFrame]) -> RawTable:
+    """The table without the records the reader found malformed (cut short, too wide); those
+    go to ``rejects_out`` with their line and reason before any join or parsing sees them."""
+    if ROW_PROBLEM not in table.frame.columns:
+        return table
+    frame = table.frame
+    bad = frame[ROW_PROBLEM].notna()
+    if bad.any():
+        rows = frame[bad].drop(columns=[ROW_PROBLEM])
+        rejects_out.append(as_rejects(rows, frame.loc[bad, ROW_PROBLEM].to_numpy(), table.name))
+    kept = frame[~bad].drop(columns=[ROW_PROBLEM]).reset_index(drop=True)
+    return RawTable(frame=kept, name=table.name, sha256=table.sha256)
+
+
 def _read_sources(spec: DatasetSpec) -> _Sources:
     """Read the main source and left/inner-join each declared source onto it."""
     main = read_table(spec.source)
     notes: list[str] = []
     join_rejects: list[pd.DataFrame] = []
-    frame = main.frame
     sources = [{"name": main.name, "sha256": main.sha256, "rows": len(main.frame)}]
+    main = _set_aside_malformed(main, join_rejects)
+    frame = main.frame
     for join in spec.source.join:
         right = read_table(join)
         sources.append({"name": right.name, "sha256": right.sha256, "rows": len(right.frame)})
+        right = _set_aside_malformed(right, join_rejects)
         frame = join_source(frame, right, join, join_rejects, notes, left_name=main.name)
     return _Sources(
         frame=frame.reset_index(drop=True),

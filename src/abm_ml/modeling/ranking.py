@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm_ml.data.readers import SOURCE_ROW, read_table
+from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
 from abm_ml.data.spec import SourceSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, ROW_ID
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
@@ -41,15 +42,37 @@ class RankResult:
 
 
 def load_accounts(
-    source: str | Path, *, table: str | None = None, query: str | None = None
+    source: str | Path,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    allow_short_rows: bool = False,
 ) -> pd.DataFrame:
-    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query."""
+    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query.
+
+    CSV records cut short or too wide come back with their reason in
+    :data:`~abm_ml.data.readers.ROW_PROBLEM`; :func:`rank_accounts` lists them as unscorable.
+
+    Raises:
+        AbmInputError: a URL without exactly one of ``table`` or ``query``, or an unreadable source.
+    """
     text = str(source)
+    check_accounts_source(text, table=table, query=query)
     if "://" in text:
-        spec = SourceSpec(url=text, table=table, query=query if not table else None)
+        spec = SourceSpec(url=text, table=table, query=query)
     else:
-        spec = SourceSpec(path=str(Path(text).resolve()))
+        spec = SourceSpec(path=str(Path(text).resolve()), allow_short_rows=allow_short_rows)
     return read_table(spec).frame
+
+
+def check_accounts_source(source: str, *, table: str | None, query: str | None) -> None:
+    """Refuse a database URL without exactly one of ``table`` or ``query`` (before any work)."""
+    if "://" in source and bool(table) == bool(query):
+        raise AbmInputError(
+            "a database URL needs exactly one of --table or --query",
+            source=mask_credentials(source),
+            field="--table/--query",
+        )
 
 
 def parse_tiers(text: str) -> tuple[int, ...]:
@@ -140,6 +163,9 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
     )
     if id_column is None:
         raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
+    if ROW_PROBLEM in accounts.columns:
+        # A record the reader found cut short or too wide: its values cannot be trusted.
+        add(accounts[ROW_PROBLEM].notna(), accounts[ROW_PROBLEM])
     ids = accounts[id_column].astype("string").str.strip()
     add(ids.isna() | (ids == ""), "missing account_id")
     add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
@@ -208,7 +234,8 @@ def rank_accounts(
     unscorable.insert(0, "reason", reasons[bad].astype(str))
     if SOURCE_ROW in unscorable.columns:
         unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
-    good = accounts[~bad].reset_index(drop=True)
+    unscorable = unscorable.drop(columns=[ROW_PROBLEM], errors="ignore")
+    good = accounts[~bad].drop(columns=[ROW_PROBLEM], errors="ignore").reset_index(drop=True)
 
     parts = []
     for start in range(0, len(good), CHUNK_ROWS):
@@ -273,13 +300,50 @@ OUTPUT_COLUMNS = (
 )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make Excel or LibreOffice read a cell as a formula (OWASP CSV injection)."""
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells that a spreadsheet would run as a formula start with ``'``.
+
+    An account name such as ``=HYPERLINK(...)`` or ``@SUM(...)`` from a CRM export must not
+    execute when sales ops open the CSV. Numeric columns are untouched, and so is text that is
+    a plain number (``-5``), which a spreadsheet reads as that number and nothing else.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False) & ~text.str.match(
+            _PLAIN_NUMBER
+        ).fillna(False)
+        if risky.any():
+            out[column] = values.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
 def write_ranked(ranked: pd.DataFrame, path: Path) -> Path:
-    """CSV or Parquet (by suffix) with the columns sales ops read; structured reasons stay out."""
+    """CSV or Parquet (by suffix) with the columns sales ops read; structured reasons stay out.
+
+    CSV cells that would run as spreadsheet formulas are neutralised
+    (:func:`neutralise_formulas`); Parquet keeps the values as they are.
+    """
     columns = [c for c in OUTPUT_COLUMNS if c in ranked.columns]
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = ranked[columns]
     if path.suffix.lower() in {".parquet", ".pq"}:
         frame.to_parquet(path, index=False)
     else:
-        frame.to_csv(path, index=False, float_format="%.4f")
+        neutralise_formulas(frame).to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def write_unscorable(unscorable: pd.DataFrame, path: Path) -> Path:
+    """The accounts that could not be scored, with the reason, as CSV safe to open in Excel."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    neutralise_formulas(unscorable).to_csv(path, index=False)
     return path

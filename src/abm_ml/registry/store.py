@@ -8,6 +8,7 @@ folder and points MLflow's fluent API at it.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.redact import mask_credentials
 from abm_ml.registry.pyfunc import read_scorer
 
 HOLDOUT_ARTIFACT = "data/holdout.parquet"
@@ -28,18 +30,70 @@ PREDICTIONS_ARTIFACT = "data/holdout_predictions.parquet"
 """What the packaged scorer and the baselines predicted for those rows at training."""
 
 
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+"""Bounds on MLflow's HTTP retries, set unless the user set them: MLflow's own defaults (7
+retries, backoff factor 2, 120 s timeout) keep a command silent for minutes on a server that
+does not answer; these give up after about 10 s on a refused connection."""
+
+
 def configure() -> str:
-    """Entry points only: create the local store's folder and point MLflow at the store.
+    """Entry points only: check the store, then point MLflow at it.
+
+    The default local store's folder is created; a store the user named must exist (a SQLite
+    file's folder, a tracking server that answers), so that a mistyped URI is one clear error
+    and not an empty database or a silent wait.
 
     Returns:
         The tracking URI (``MLFLOW_TRACKING_URI`` or SQLite under :func:`cfg.models_dir`).
+
+    Raises:
+        AbmInputError: the named SQLite store's folder does not exist, or the tracking server
+            does not answer (the message names the URI, credentials masked).
     """
     uri = cfg.tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    _check_local_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(cfg.registry_uri())
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     return uri
+
+
+def _check_local_store(uri: str) -> None:
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        folder.mkdir(parents=True, exist_ok=True)  # the default store under models/
+    elif not folder.is_dir():
+        raise AbmInputError(
+            f"the folder of the MLflow store does not exist: {folder} (check MLFLOW_TRACKING_URI)",
+            source=mask_credentials(uri),
+        )
+
+
+def _check_server(uri: str) -> None:
+    """One cheap request, retried within :data:`HTTP_RETRY_DEFAULTS`'s bounds."""
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as error:  # noqa: BLE001 - refused, timed out, DNS, TLS, auth: all the URI's fault
+        text = str(error)
+        known = ("Connection refused", "timed out", "Name or service not known", "SSL")
+        reason = (
+            next((k for k in known if k in text), None)
+            or mask_credentials((text.strip().splitlines() or [type(error).__name__])[0])[:160]
+        )
+        raise AbmInputError(
+            f"the MLflow tracking server does not answer ({reason}, "
+            f"{os.environ['MLFLOW_HTTP_REQUEST_MAX_RETRIES']} retries); check MLFLOW_TRACKING_URI",
+            source=mask_credentials(uri),
+        ) from None
 
 
 def client(tracking_uri: str | None = None) -> MlflowClient:

@@ -11,24 +11,46 @@ configured (:func:`abm_ml.registry.store.configure`).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import yaml
+from mlflow.tracking import MlflowClient
 
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
+from abm_ml.redact import mask_credentials
 from abm_ml.registry.card import model_card
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
-from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
+from abm_ml.registry.store import (
+    HOLDOUT_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
+    client,
+    configure,
+    version_by_alias,
+)
 from abm_ml.reporting import plots
 
-__all__ = ["configure", "git_revision", "log_training", "register_version"]
+__all__ = [
+    "claim_challenger",
+    "configure",
+    "fail_abandoned_runs",
+    "git_revision",
+    "log_training",
+    "register_version",
+]
+
+HOST_TAG, PID_TAG = "abm_ml.host", "abm_ml.pid"
+"""Where the training that logs a run runs: a later train marks the run FAILED if it is gone."""
+ABANDONED_AFTER_HOURS = 48
 
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
@@ -108,9 +130,11 @@ def _write_data(result: TrainingResult, out: Path) -> None:
     """Spec, validation summary, rejects, split, leakage findings, holdout and its predictions."""
     ds = result.dataset
     (out / "data").mkdir()
-    (out / "data/spec.yaml").write_text(
-        yaml.safe_dump(ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    # As written (with its ${VAR}s): the resolved spec may hold a password from the environment.
+    written = ds.spec.as_written or yaml.safe_dump(
+        ds.spec.model_dump(mode="json", exclude_none=True), sort_keys=False
     )
+    (out / "data/spec.yaml").write_text(mask_credentials(written))
     (out / "data/validation_summary.json").write_text(
         json.dumps(ds.summary.to_dict(), indent=2, default=str)
     )
@@ -180,20 +204,22 @@ def log_training(
     logging only works through its global tracking URI); this function configures nothing.
 
     Returns:
-        ``{"run_id", "experiment_id", "model_name", "version", "model_uri", "card"}`` (version
-        None when not registered).
+        ``{"run_id", "experiment_id", "model_name", "version", "challenger", "model_uri",
+        "card"}`` (version None when not registered; ``challenger`` is the version the alias
+        points at afterwards, another one when a concurrent training registered later).
 
     Raises:
         RuntimeError: MLflow is not pointed at the configured store (call :func:`configure`).
     """
     if mlflow.get_tracking_uri() != cfg.tracking_uri():
         raise RuntimeError(
-            f"MLflow logs to {mlflow.get_tracking_uri()!r}, not the configured store "
-            f"{cfg.tracking_uri()!r}: call abm_ml.registry.store.configure() in the entry point"
+            f"MLflow logs to {mask_credentials(mlflow.get_tracking_uri())!r}, not the configured "
+            f"store {mask_credentials(cfg.tracking_uri())!r}: call abm_ml.registry.store.configure() in the entry point"
         )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
     experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
+    fail_abandoned_runs(experiment_id)
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
         tempfile.TemporaryDirectory() as tmp,
@@ -207,6 +233,8 @@ def log_training(
                 "abm_ml.split_method": result.split.method,
                 "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
                 "abm_ml.calibration": result.scorer.calibrator.method,
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()),
             }
         )
         mlflow.log_params(_run_params(result))
@@ -223,11 +251,14 @@ def log_training(
             )
         card = model_card(result, version=version, run_id=run.info.run_id)
         mlflow.log_text(card, "model_card.md")
+    holder = version_by_alias(client(), model_name, cfg.CHALLENGER) if version else None
     return {
         "run_id": run.info.run_id,
         "experiment_id": experiment_id,
         "model_name": model_name,
         "version": version,
+        # What the alias points at once this run is done: a concurrent training may hold it.
+        "challenger": str(holder.version) if holder is not None else None,
         "model_uri": info.model_uri,
         "card": card,
     }
@@ -267,5 +298,65 @@ def register_version(
             "trained_at": result.scorer.metadata["trained_at"],
         },
     )
-    registry.set_registered_model_alias(model_name, cfg.CHALLENGER, mv.version)
+    claim_challenger(registry, model_name, str(mv.version))
     return str(mv.version)
+
+
+def claim_challenger(registry: MlflowClient, model_name: str, version: str) -> bool:
+    """Point ``challenger`` at ``version`` unless it already points at a newer version.
+
+    Two trainings finishing together must not leave the alias on the older one (the later
+    registration wins, as if they had run one after the other). Returns whether it moved.
+    """
+    current = version_by_alias(registry, model_name, cfg.CHALLENGER)
+    if current is not None and int(current.version) > int(version):
+        return False
+    registry.set_registered_model_alias(model_name, cfg.CHALLENGER, version)
+    return True
+
+
+def fail_abandoned_runs(
+    experiment_id: str, *, mlflow_client: MlflowClient | None = None
+) -> list[str]:
+    """Mark FAILED the runs of an experiment left RUNNING by a training that was killed.
+
+    The rule, chosen to never end a live run: a RUNNING run is abandoned when it was started
+    on this host (tag ``abm_ml.host``) by a process (tag ``abm_ml.pid``) that no longer
+    exists, or when it started more than :data:`ABANDONED_AFTER_HOURS` hours ago on any host
+    (no training of this project logs for that long). Runs without these tags (older
+    releases) are judged by age only. Each marked run gets a tag saying why.
+
+    Returns:
+        The ids of the runs marked FAILED.
+    """
+    registry = mlflow_client or client()
+    now_ms = time.time() * 1000
+    marked = []
+    for run in registry.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        age_hours = (now_ms - run.info.start_time) / 3_600_000
+        why = None
+        if tags.get(HOST_TAG) == socket.gethostname() and not _alive(tags.get(PID_TAG)):
+            why = f"process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} is gone"
+        elif age_hours > ABANDONED_AFTER_HOURS:
+            why = f"still RUNNING {age_hours:.0f} h after it started"
+        if why:
+            registry.set_tag(
+                run.info.run_id, "abm_ml.marked_failed", f"{why}; marked by a later train"
+            )
+            registry.set_terminated(run.info.run_id, status="FAILED")
+            marked.append(run.info.run_id)
+    return marked
+
+
+def _alive(pid: str | None) -> bool:
+    """Whether a process with this id exists on this host (unknown ids count as alive)."""
+    try:
+        os.kill(int(pid), 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True

@@ -14,7 +14,6 @@ every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.modeling.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from abm_ml.errors import AbmInputError
+from abm_ml.redact import mask_credentials
 from abm_ml.reporting.movement import movement_text
 
 TABLE_NAME = "abm_score_history"
@@ -85,7 +85,7 @@ def safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparseable URL still must not leak what looks like a password
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+        return mask_credentials(url)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -263,8 +263,8 @@ def record_run(
     # The bulk paths talk to the DBAPI cursor directly, so its errors arrive unwrapped.
     database_errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
     try:
+        _create_table(engine, metadata)
         with engine.begin() as connection:
-            metadata.create_all(connection, checkfirst=True)
             _check_schema(connection, shown)
             # Delete + insert rather than an upsert: portable, and a re-run that dropped an
             # account must not keep that account's stale row.
@@ -283,6 +283,23 @@ def record_run(
     finally:
         engine.dispose()
     return _with_movement(ranked, previous)
+
+
+def _create_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the history table unless it exists, safely when two first runs race.
+
+    ``checkfirst`` alone is a check-then-act: two writers can both see no table and both
+    issue CREATE TABLE, and the loser gets "table already exists" (SQLite) or a duplicate
+    table/type error (PostgreSQL). The loser re-checks, in a fresh transaction, and carries on
+    when the table is there; any other error is raised.
+    """
+    try:
+        with engine.begin() as connection:
+            metadata.create_all(connection, checkfirst=True)
+    except sa.exc.SQLAlchemyError:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(TABLE_NAME):
+                raise
 
 
 def _check_schema(connection: sa.Connection, shown: str) -> None:

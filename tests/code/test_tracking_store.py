@@ -1,0 +1,79 @@
+"""A mistyped or unreachable MLflow store: one clear line and exit 2, in seconds, nothing created."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from abm_ml.errors import AbmInputError
+from abm_ml.registry import store
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the socket is
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["models"], ["train", "no-such-spec.yaml"]])
+def test_unreachable_tracking_server_exits_2_naming_it(command: list[str], tmp_path: Path):
+    uri = f"http://ann:s3cret@127.0.0.1:{_closed_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    env |= {"MLFLOW_TRACKING_URI": uri, "ABM_ML_MODELS_DIR": str(tmp_path / "models")}
+    done = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=150,  # MLflow's own retries alone would take minutes
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "does not answer" in done.stderr and "127.0.0.1" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout and "ann:***@" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+
+
+def test_mistyped_sqlite_store_is_an_error_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    missing = tmp_path / "no" / "such" / "dir" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
+    with pytest.raises(AbmInputError, match=r"folder of the MLflow store does not exist"):
+        store.configure()
+    assert not (tmp_path / "no").exists()
+
+
+def test_http_retries_are_bounded_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.setenv("ABM_ML_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    store.configure()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+
+
+def test_rank_database_url_without_table_or_query_is_one_line(tmp_path: Path):
+    env = {**os.environ, "ABM_ML_MODELS_DIR": str(tmp_path / "models")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for extra in ([], ["--table", "accounts", "--query", "select 1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "abm_ml.cli", "rank", "postgresql://ann:s3cret@db/crm", *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "exactly one of --table or --query" in done.stderr
+        assert done.stderr.strip().count("\n") == 0 and "s3cret" not in done.stderr
