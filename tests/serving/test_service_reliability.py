@@ -281,3 +281,16 @@ def test_a_real_server_on_a_corrupt_model_answers_503_quickly(corrupt_tag, tmp_p
     # loaded once, refused once: no crash loop of the runner
     assert log.count("the model cannot be loaded") == 1, log[-3000:]
     assert "Initializing service error" not in log
+
+
+def test_an_unexpected_failure_is_a_500_in_the_documented_shape(svc, monkeypatch, caplog):
+    from abm_ml.service import handlers
+
+    def broken(self, request, rows):
+        raise RuntimeError("a bug in building the answer")
+
+    monkeypatch.setattr(handlers.Frontend, "score_body", broken)
+    with asgi_client(svc.AbmScoringService) as c:
+        body = assert_error_shape(c.post("/score", json={"records": [{"account_id": "a"}]}), 500)
+    assert "internal error" in body["error"] and "a bug" not in body["error"]
+    assert "a bug in building the answer" in caplog.text
