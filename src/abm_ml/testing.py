@@ -3,8 +3,9 @@
 * A small CRM opportunity export with planted signal (:func:`make_crm_export`, :data:`CRM_SPEC`):
   winning rises with web visits and an engaged economic buyer, falls with a competitor in
   place; days to close rise with the amount. Made with numpy alone, so the truth is known.
-* A private deployment (:func:`bootstrap_deployment`) and a real server in the background
-  (:func:`start_server`, :func:`wait_ready`, :func:`stop_server`, :func:`free_port`).
+* A private deployment (:func:`bootstrap_deployment`), the service in process
+  (:func:`asgi_client`) and a real server in the background (:func:`start_server`,
+  :func:`wait_ready`, :func:`stop_server`, :func:`free_port`).
 * Request records as a CRM integration sends them (:func:`json_records`).
 """
 
@@ -17,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -243,6 +244,43 @@ def bootstrap_deployment(
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(info))
     return info
+
+
+def asgi_app(service: Any, *, metrics: bool = False) -> Any:
+    """``service.to_asgi()``; or, without ``metrics``, the same app without Prometheus metrics,
+    whose process-wide collectors can be registered only once (a second app would collide)."""
+    if metrics:
+        return service.to_asgi()
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    service.inject_config()
+    return ServiceAppFactory(service, is_main=True, enable_metrics=False)()
+
+
+@contextlib.contextmanager
+def asgi_client(service: Any, *, metrics: bool = False, **env: str | None) -> Iterator[Any]:
+    """A Starlette ``TestClient`` on a fresh :func:`asgi_app`, with ``env`` set meanwhile.
+
+    The lifespan runs inside the block, so the service instance (and an in-process runner)
+    reads its settings from ``env``; ``None`` unsets a variable. The environment is restored.
+    """
+    from starlette.testclient import TestClient
+
+    saved = {name: os.environ.get(name) for name in env}
+    try:
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        with TestClient(asgi_app(service, metrics=metrics)) as client:
+            yield client
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -7,7 +7,6 @@ MLflow store and BentoML home (tests/serving/conftest.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ import pytest
 from abm_ml.modeling.ranking import SORT_KEYS, rank_accounts
 from abm_ml.service import responses
 from abm_ml.service.settings import DEFAULT_MAX_RECORDS
+from abm_ml.testing import asgi_client
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -28,30 +28,9 @@ pytestmark = [
 TOKEN = "tok-3f9a-secret"
 
 
-def make_app(svc, *, metrics: bool):
-    """``AbmScoringService.to_asgi()``; or the same factory without Prometheus metrics, which
-    register process-wide collectors once (a second app with metrics would collide)."""
-    if metrics:
-        return svc.AbmScoringService.to_asgi()
-    from _bentoml_impl.server.app import ServiceAppFactory
-
-    svc.AbmScoringService.inject_config()
-    return ServiceAppFactory(svc.AbmScoringService, is_main=True, enable_metrics=False)()
-
-
-@contextlib.contextmanager
 def client_for(svc, *, metrics: bool = False, **env: str | None):
-    """A TestClient on a fresh app (lifespan runs: the service instance reads its settings)."""
-    from starlette.testclient import TestClient
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            if value is None:
-                mp.delenv(name, raising=False)
-            else:
-                mp.setenv(name, value)
-        with TestClient(make_app(svc, metrics=metrics)) as client:
-            yield client
+    """A TestClient on a fresh app of the service (lifespan runs: the instance reads ``env``)."""
+    return asgi_client(svc.AbmScoringService, metrics=metrics, **env)
 
 
 @pytest.fixture(scope="module")

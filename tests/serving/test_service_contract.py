@@ -29,7 +29,10 @@ def test_schema_follows_the_features(scorer, schema):
         if f.type == "categorical":
             assert p["type"] == "string"
         elif f.type == "boolean":
-            assert {v["type"] for v in p["anyOf"]} == {"boolean", "number"}
+            assert {v["type"] for v in p["anyOf"]} == {"boolean", "integer", "string"}
+            assert {"yes", "no"} <= set(
+                next(v for v in p["anyOf"] if v["type"] == "string")["enum"]
+            )
         else:
             assert p["type"] == "number"
     text = json.dumps(js)
@@ -73,7 +76,11 @@ def test_wrong_type_names_the_record_and_field(trained, scorer, make_records):
     [
         ({"account_id": "a", "industry": 5}, "industry", "string_type"),
         ({"account_id": "a", "web_visits_30d": True}, "web_visits_30d", "float_type"),
-        ({"account_id": "a", "has_economic_buyer": "yes"}, "has_economic_buyer", None),
+        ({"account_id": "a", "has_economic_buyer": 0.5}, "has_economic_buyer", "bool_type"),
+        ({"account_id": "a", "has_economic_buyer": 7}, "has_economic_buyer", "bool_type"),
+        ({"account_id": "a", "has_economic_buyer": "maybe"}, "has_economic_buyer", "bool_type"),
+        ({"account_id": "a", "employees": 1e400}, "employees", "finite_number"),
+        ({"account_id": "a", "amount": -1e400}, "amount", "finite_number"),
         ({"industry": "software"}, "account_id", "missing"),
         ({"account_id": 17}, "account_id", "string_type"),
         ({"account_id": ""}, "account_id", "string_too_short"),
@@ -87,6 +94,25 @@ def test_each_kind_of_bad_record_is_refused(schema, record, field, kind):
     assert (err.status, err.index, err.field) == (422, 1, field)
     if kind:
         assert err.errors[0]["type"] == kind
+
+
+def test_booleans_take_true_false_one_zero_and_yes_no_words(schema):
+    values = [True, False, 1, 0, 1.0, "Yes", " no ", "TRUE", "n", None]
+    rows = schema.validate_batch(
+        [{"account_id": str(i), "has_economic_buyer": v} for i, v in enumerate(values)]
+    )
+    assert [r["has_economic_buyer"] for r in rows] == [
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        None,
+    ]
 
 
 def test_every_bad_record_is_listed(schema):
@@ -133,6 +159,14 @@ def test_batch_shape_and_size(schema):
         (b'{"rows": []}', 422, "rows"),
         (b'{"records": [{"account_id": "a"}], "extra": 1}', 422, "extra"),
         (b"{}", 422, "records"),
+        # a number too big for a float is infinity, refused like NaN: never a null in the answer
+        (b'{"records": [{"account_id": "a", "employees": 1e400}]}', 422, "employees"),
+        # nested deeper than Python's recursion limit: RecursionError, once a 500
+        (b'{"records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, None),
+        # a lone UTF-16 surrogate no answer can echo in UTF-8, once a 500 on /explain
+        (b'{"records": [{"account_id": "a", "industry": "\\ud800"}]}', 400, None),
+        (b'{"records": [{"account_id": "a\\udfff"}]}', 400, None),
+        (b'{"records": [{"account_id": "a", "\\ud800": 1}]}', 400, None),
     ],
 )
 def test_parse_request_statuses(schema, body, status, field):
@@ -140,6 +174,18 @@ def test_parse_request_statuses(schema, body, status, field):
         schema.parse_request(body, Settings())
     assert info.value.status == status
     assert info.value.field == field
+
+
+def test_json_text_that_is_unicode_is_kept(schema):
+    body = '{"records": [{"account_id": "a\\\\ud800", "industry": "\\ud83d\\ude80 \u00e9"}]}'
+    ok = schema.parse_request(body.encode(), Settings())
+    assert ok.records[0]["account_id"] == "a\\ud800"  # an escaped backslash, not a surrogate
+    assert ok.records[0]["industry"] == "\U0001f680 \u00e9"  # a valid pair is one character
+    with pytest.raises(ServingError) as info:
+        schema.parse_request(
+            b'{"records": [{"account_id": "x", "industry": "\\ud800"}]}', Settings()
+        )
+    assert "records[0].industry" in str(info.value)
 
 
 def test_parse_request_limits_and_rank_options(schema):

@@ -134,6 +134,43 @@ def test_errors_and_access(server):
     assert c.post("/score", json=ok, headers=AUTH).status_code == 200
 
 
+def big_body_answer(url: str, headers: str, sent_mb: int = 8) -> tuple[str, float]:
+    """Declare a 400 MB body, send ``sent_mb`` of it; the status line and the seconds it took."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=20) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            f"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {400 * 2**20}\r\n{headers}\r\n".encode()
+        )
+        try:
+            for _ in range(sent_mb):
+                sock.sendall(b" " * 2**20)
+        except OSError:  # the server answered and closed: it stopped reading
+            pass
+        answer = b""
+        while b"\r\n" not in answer:
+            more = sock.recv(4096)
+            if not more:
+                break
+            answer += more
+        return answer.split(b"\r\n", 1)[0].decode(), time.monotonic() - started
+
+
+def test_big_bodies_are_refused_before_they_are_read(server):
+    """Once read whole before its 413 (10-13 s and ~1 GB per 400 MB body)."""
+    authorized = f"Authorization: Bearer {TOKEN}\r\n"
+    for headers, status in ((authorized, " 413 "), ("", " 401 ")):
+        line, seconds = big_body_answer(server["url"], headers)
+        assert status in line, line
+        assert seconds < 10
+    assert server["client"].get("/readyz", headers=AUTH).status_code == 200
+
+
 def test_concurrent_requests_are_batched_correctly(server, trained, make_records):
     """32 concurrent one-record requests: each gets its own account's score back."""
     recs = make_records(32, start=0)

@@ -6,7 +6,8 @@ Two services run under ``bentoml serve``:
   ``/explain`` and ``/metadata`` (BentoML adds ``/healthz``, ``/readyz``, ``/metrics`` and the
   OpenAPI document ``/docs.json``). It validates each request against the model's features and
   answers 400/413/422 itself; with ``ABM_ML_API_TOKEN`` set, every path but ``/healthz`` needs
-  ``Authorization: Bearer <token>``.
+  ``Authorization: Bearer <token>``; a body over ``ABM_ML_MAX_BODY_BYTES`` is refused (413)
+  before it is read (:mod:`abm_ml.service.limits`).
 * ``AccountScorerRunner`` (internal, on a Unix socket): loads the ``AccountScorer`` from the Bento
   model and exposes batchable methods, so BentoML's adaptive batching merges concurrent requests
   into one ``AccountScorer.score`` call.
@@ -18,8 +19,9 @@ see serving/README.md for settings.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from fastapi import FastAPI, Request
@@ -31,9 +33,16 @@ from abm_ml.service import handlers, responses
 from abm_ml.service.auth import BearerAuthMiddleware
 from abm_ml.service.contract import Kind, RecordSchema, ServingError, field_error
 from abm_ml.service.deploy import DeployedModel, load_scorer
+from abm_ml.service.limits import BodyLimitMiddleware
 from abm_ml.service.settings import ENV_BENTO_MODEL, ServiceConfig, Settings, bento_model_tag
 
+if TYPE_CHECKING:
+    from abm_ml.modeling.scorer import AccountScorer
+
 logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 2
+"""Longest wait for the runner's answer to a readiness probe."""
 
 CONFIG = ServiceConfig.from_env()
 BENTO_MODEL = bentoml.models.BentoModel(bento_model_tag())
@@ -67,18 +76,29 @@ class AccountScorerRunner:
     bento_model = BENTO_MODEL
 
     def __init__(self) -> None:
-        self.scorer = load_scorer(self.bento_model)
+        # A model that cannot be read leaves the runner up and not ready (/readyz 503, calls
+        # 503) rather than crash-looping behind a live /healthz; `abm-ml serve` refuses it first.
+        self.scorer: AccountScorer | None = None
+        try:
+            self.scorer = load_scorer(self.bento_model)
+        except AbmInputError as exc:
+            logger.error("the model cannot be loaded; the service stays not ready: %s", exc)
 
     def __is_ready__(self) -> bool:
         return self.scorer is not None
 
+    def _loaded(self) -> AccountScorer:
+        if self.scorer is None:
+            raise bentoml.exceptions.ServiceUnavailable("the model is not loaded")
+        return self.scorer
+
     @bentoml.api(**BATCHING)
     def score_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return handlers.score_rows(self.scorer, records)
+        return handlers.score_rows(self._loaded(), records)
 
     @bentoml.api(**BATCHING)
     def explain_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return handlers.explain_rows(self.scorer, records)
+        return handlers.explain_rows(self._loaded(), records)
 
 
 app = FastAPI(
@@ -110,11 +130,21 @@ class AbmScoringService:
         self.frontend = handlers.Frontend(MODEL, Settings.from_env(), SCHEMA)
         handlers.keep_runner_session(self.runner)
 
-    def __is_ready__(self) -> bool:
+    async def __is_ready__(self) -> bool:
+        """Whether the runner holds the model, asked with a deadline: never a hanging /readyz.
+
+        A runner that is starting, crash-looping or stuck leaves the call to its socket
+        unanswered; BentoML's own probe would wait for it, so this one gives up after
+        :data:`READY_TIMEOUT_S` and answers not ready (503).
+        """
         runner = self.runner
         if isinstance(runner, AccountScorerRunner.inner):  # in-process (to_asgi, tests)
             return runner.scorer is not None
-        return True  # a separate runner process: BentoML's readiness probe (runner_probe) checks it
+        try:
+            return bool(await asyncio.wait_for(runner.is_ready(READY_TIMEOUT_S), READY_TIMEOUT_S))
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is "not ready"
+            logger.warning("runner not ready: %s", type(exc).__name__)
+            return False
 
     async def _call(self, request: Request, kind: Kind) -> Response:
         try:
@@ -133,10 +163,13 @@ class AbmScoringService:
         except AbmInputError as exc:  # any other refusal of the input: a 422 naming the field
             return _error(422, str(exc), [field_error(None, exc.field, str(exc), "value_error")])
         except bentoml.exceptions.ServiceUnavailable:
-            return _error(503, "the model is overloaded; retry later")
+            return _error(503, "the model is not available (overloaded or not loaded); retry later")
         except bentoml.exceptions.BentoMLException as exc:  # the runner answered with an error
             logger.error("runner call failed: %s", exc)
             return _error(500, "the model failed on this request; see the server log")
+        except Exception:  # a bug, still answered in the documented shape (and logged)
+            logger.exception("%s request failed", kind)
+            return _error(500, "internal error; see the server log")
 
     @app.post(
         "/score",
@@ -177,4 +210,7 @@ class AbmScoringService:
         return _json(self.frontend.metadata())
 
 
+# Starlette runs the first middleware added outermost: the token is checked before a byte of
+# the body is read, then the body is read only up to ABM_ML_MAX_BODY_BYTES.
 AbmScoringService.add_asgi_middleware(BearerAuthMiddleware)
+AbmScoringService.add_asgi_middleware(BodyLimitMiddleware)

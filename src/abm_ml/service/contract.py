@@ -1,8 +1,8 @@
 """The input contract: one account record, built from the model's features, and the request.
 
 :class:`RecordSchema` builds a strict pydantic model of one account record from the scorer's
-features (categorical -> ``str``, numeric -> ``float | None``, boolean -> ``bool | float | None``;
-``account_id: str`` required; ``amount: float | None``). :meth:`RecordSchema.parse_request`
+features (categorical -> ``str``, numeric -> a finite ``float | None``, boolean -> ``bool | None``
+from true/false, 1/0 or a yes/no word; ``account_id: str`` required; ``amount: float | None``). :meth:`RecordSchema.parse_request`
 turns a raw HTTP body into validated records, or raises :class:`ServingError` with the HTTP
 status (400 invalid JSON, 413 too large, 422 invalid) and, for a bad record, its index and
 field. :func:`records_frame` turns validated records into the frame
@@ -12,15 +12,27 @@ field. :func:`records_frame` turns validated records into the frame
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.feature_info import FeatureInfo
+from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, FeatureInfo
 from abm_ml.modeling.ranking import SORT_KEYS
 from abm_ml.schema import ACCOUNT_ID, AMOUNT
 from abm_ml.service.responses import openapi_schema
@@ -58,20 +70,49 @@ def field_error(index: int | None, field: str | None, message: str, kind: str) -
     return {"index": index, "field": field, "message": message, "type": kind}
 
 
+def _yes_no(value: Any) -> Any:
+    """A boolean feature's value: true/false, 1/0 or a yes/no word of
+    :mod:`abm_ml.modeling.feature_info`; any other number (0.5, 7) or word is refused."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in YES_WORDS | NO_WORDS:
+        return value.strip().lower() in YES_WORDS
+    raise PydanticCustomError("bool_type", "Input should be true/false, 1/0 or yes/no")
+
+
+YesNo = Annotated[
+    bool | None,
+    BeforeValidator(_yes_no),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "integer", "enum": [0, 1]},
+                {"type": "string", "enum": sorted(YES_WORDS | NO_WORDS)},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+"""A boolean feature: strict bool after :func:`_yes_no` has read the accepted spellings."""
+
+
 def _field_type(feature: FeatureInfo) -> Any:
     if feature.type == "categorical":
         return str | None
     if feature.type == "boolean":
-        # JSON true/false or 1/0; strict mode still refuses "yes" and other strings.
-        return bool | float | None
-    return float | None
+        return YesNo
+    # FiniteFloat: 1e400 parses as inf, which no number in the answer could stand for.
+    return FiniteFloat | None
 
 
 def _description(feature: FeatureInfo) -> str:
     kind = {
         "categorical": "category (text; unseen categories are accepted and treated as unknown)",
-        "boolean": "boolean (true/false or 1/0)",
-    }.get(feature.type, "number")
+        "boolean": "boolean (true/false, 1/0 or yes/no)",
+    }.get(feature.type, "finite number")
     return f"{feature.description} - {kind}; null or absent = missing"
 
 
@@ -147,7 +188,7 @@ class RecordSchema:
                 ),
             ),
             "amount_": (
-                float | None,
+                FiniteFloat | None,
                 Field(
                     None,
                     alias=AMOUNT,
@@ -308,8 +349,40 @@ def _rank_options(payload: Mapping[str, Any]) -> tuple[int | None, str]:
     return top, sort_by
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A ``\\ud800``-style escape: the only way a JSON text carries a UTF-16 surrogate."""
+
+
+def _lone_surrogate(payload: Any) -> str | None:
+    """Where a text (key or value) holds a lone surrogate, as ``records[3].industry``; or None.
+
+    Iterative, so a deeply nested payload cannot exhaust the stack here.
+    """
+    stack: list[tuple[Any, str]] = [(payload, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return where or "the body"
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                stack.append((key, where or "the body"))
+                stack.append((value, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(node))
+    return None
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity). Raises :class:`ServingError` 400 when it is not JSON."""
+    """Strict JSON: no NaN/Infinity, no text that is not Unicode, no stack-deep nesting.
+
+    Raises:
+        ServingError: 400 when the body is not such JSON (also for a lone UTF-16 surrogate like
+            ``"\\ud800"``, which no UTF-8 answer could echo, and for nesting deeper than the
+            interpreter's recursion limit).
+    """
 
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
@@ -317,9 +390,19 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ServingError(400, "invalid JSON: the request body is empty")
     try:
-        return json.loads(body, parse_constant=refuse)
+        payload = json.loads(body, parse_constant=refuse)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServingError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ServingError(400, "invalid JSON: nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(body):
+        where = _lone_surrogate(payload)
+        if where is not None:
+            where = where.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            raise ServingError(
+                400, f"invalid JSON: {where} holds a lone UTF-16 surrogate (not Unicode text)"
+            )
+    return payload
 
 
 def records_frame(

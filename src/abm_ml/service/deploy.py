@@ -3,8 +3,9 @@
 :func:`deploy` imports the version behind an alias (or a version number) into the BentoML model
 store and records where it came from (MLflow model, version, alias, run, training date,
 headline metrics, the scorer's features) as the Bento model's labels and metadata.
-:class:`DeployedModel` reads them back for ``/metadata``, and :func:`load_scorer` loads the
-:class:`~abm_ml.modeling.scorer.AccountScorer` the Bento model holds.
+:class:`DeployedModel` reads them back for ``/metadata``, :func:`load_scorer` loads the
+:class:`~abm_ml.modeling.scorer.AccountScorer` the Bento model holds, and :func:`check_deployed`
+does both before ``abm-ml serve`` starts a server on it.
 
 BentoML and MLflow are imported when a function is called, never at import, and nothing here
 configures MLflow: the entry points do (``abm-ml deploy``, ``abm-ml serve``).
@@ -156,7 +157,6 @@ def deploy(
     import mlflow
 
     from abm_ml.registry.promotion import resolve_version
-    from abm_ml.registry.pyfunc import read_scorer
 
     uri = mlflow.get_tracking_uri()
     if uri != cfg.tracking_uri():
@@ -183,7 +183,7 @@ def deploy(
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp
         )
-        scorer = read_scorer(local, what=f"version {mv.version} of {name!r}")
+        scorer = _read_scorer_in(local, f"MLflow {name!r} version {mv.version}")
         labels, metadata = _lineage(mv, name, alias_label, scorer, uri)
         bento_model = bentoml.mlflow.import_model(
             bento_model_name(name),
@@ -198,11 +198,63 @@ def deploy(
     return bento_model.tag
 
 
-def load_scorer(bento_model: Any) -> AccountScorer:
-    """The :class:`AccountScorer` inside a Bento model imported by :func:`deploy`."""
-    from abm_ml.registry.pyfunc import read_scorer
+def _read_scorer_in(folder: str | Path, what: str) -> AccountScorer:
+    """:func:`~abm_ml.registry.pyfunc.read_scorer` on a package folder, naming its scorer file.
 
-    return read_scorer(bento_model.path, what=f"Bento model {bento_model.tag}")
+    Raises:
+        AbmInputError: no scorer file, or one that cannot be read; the message names ``what``
+            and the file.
+    """
+    from abm_ml.registry.pyfunc import SCORER_FILE, read_scorer
+
+    files = sorted(Path(folder).rglob(SCORER_FILE))
+    if not files:
+        return read_scorer(folder, what=what)  # raises: names what carries no scorer file
+    return read_scorer(files[0], what=f"{what}, file {files[0]}")
+
+
+def _describe(bento_model: Any) -> str:
+    labels = dict(bento_model.info.labels)
+    source = (
+        f" (MLflow {labels['mlflow_model']!r} version {labels['mlflow_version']})"
+        if labels.get("mlflow_model") and labels.get("mlflow_version")
+        else ""
+    )
+    return f"Bento model {bento_model.tag}{source}"
+
+
+def load_scorer(bento_model: Any) -> AccountScorer:
+    """The :class:`AccountScorer` inside a Bento model imported by :func:`deploy`.
+
+    Raises:
+        AbmInputError: the scorer file is missing or unreadable, naming the Bento model, its
+            MLflow version and the file.
+    """
+    return _read_scorer_in(bento_model.path, _describe(bento_model))
+
+
+def check_deployed(tag: str) -> AccountScorer:
+    """Load and check the Bento model ``tag`` the way the service will, before serving it.
+
+    ``abm-ml serve`` calls this before it becomes ``bentoml serve``: a model that cannot be
+    read fails here with one sentence, instead of a runner that crash-loops behind a live
+    ``/healthz``.
+
+    Raises:
+        AbmInputError: no such Bento model, no feature list, or an unreadable scorer file.
+    """
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    try:
+        bento_model = bentoml.models.get(tag)
+    except BentoMLException as exc:  # NotFound, or a tag that does not parse
+        raise AbmInputError(
+            f"Bento model {tag} is not in the BentoML store {bentoml_home()} ({exc})",
+            field="model",
+        ) from None
+    DeployedModel.from_bento(bento_model)
+    return load_scorer(bento_model)
 
 
 @dataclass

@@ -92,11 +92,13 @@ def serve(
         env: extra environment for the server (e.g. ``ABM_ML_API_TOKEN``, ``ABM_ML_MAX_RECORDS``).
 
     Raises:
-        AbmInputError: no such alias or version in the registry.
+        AbmInputError: no such alias or version in the registry, or a model that cannot be
+            read (naming the version and the file): checked before the server starts.
     """
-    from abm_ml.service.deploy import deploy
+    from abm_ml.service.deploy import check_deployed, deploy
 
     tag = bento_model or str(deploy(alias, model_name=model_name))
+    check_deployed(tag)  # fail here, not in a runner that crash-loops behind a live /healthz
     argv, child_env = serve_command(
         tag, host=host, port=port, workers=workers, runner_workers=runner_workers, env=env
     )
