@@ -48,7 +48,13 @@ def train(
         f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected."
     )
     with console.status("Training propensity and velocity models..."):
-        result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
+        try:
+            result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
+        except Exception as error:
+            # The store keeps a record of the attempt: a FAILED run with the one-line reason.
+            tracking.configure()
+            tracking.log_failed_training(dataset.spec.name, error)
+            raise
     for finding in result.leak_findings:
         console.print(f"[yellow]leakage guard[/]: {finding.message()}")
     console.print(

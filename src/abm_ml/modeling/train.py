@@ -194,13 +194,20 @@ def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, 
 def _baseline_predictions(
     dataset: Dataset, split: Split, features: list, y: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
-    """Test-row probabilities of the baselines, fitted on train + validation rows."""
+    """Test-row probabilities of the baselines, fitted on train + validation rows.
+
+    Both see only ``features``, the ones the leakage guard kept: an ICP rule on a refused
+    column is dropped, or the rule-based baseline would score with the leak the model may not use.
+    """
     frame = dataset.frame
     fit_rows = np.concatenate([split.train, split.valid])
     logistic = logistic_baseline(features, seed=seed).fit(
         as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows]
     )
-    rules = RuleBasedFitScore(dict(dataset.spec.icp)).fit(frame.iloc[fit_rows], y[fit_rows])
+    kept = {f.name for f in features}
+    refused_names = {n for f in dataset.features if f.name not in kept for n in (f.name, f.column)}
+    icp = {rule: value for rule, value in dataset.spec.icp.items() if rule not in refused_names}
+    rules = RuleBasedFitScore(icp).fit(frame.iloc[fit_rows], y[fit_rows])
     test = frame.iloc[split.test]
     return {
         "logistic_regression": logistic.predict_proba(as_logistic_input(test, features))[:, 1],

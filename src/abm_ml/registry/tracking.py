@@ -28,8 +28,17 @@ from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, 
 from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
 from abm_ml.reporting import plots
 
-__all__ = ["configure", "git_revision", "log_training", "register_version"]
+__all__ = [
+    "configure",
+    "failure_message",
+    "git_revision",
+    "log_failed_training",
+    "log_training",
+    "register_version",
+]
 
+ERROR_TAG = "abm_ml.error"
+"""Tag of a FAILED run: the exception in one line."""
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
 
@@ -198,31 +207,12 @@ def log_training(
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        out = Path(tmp)
-        mlflow.set_tags(
-            {
-                "abm_ml.dataset": ds.spec.name,
-                "abm_ml.dataset_sha256": ds.sha256,
-                "abm_ml.git_revision": git_revision(),
-                "abm_ml.split_method": result.split.method,
-                "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
-                "abm_ml.calibration": result.scorer.calibrator.method,
-            }
-        )
-        mlflow.log_params(_run_params(result))
-        mlflow.log_metrics(_run_metrics(result))
-        _write_data(result, out)
-        mlflow.log_artifacts(str(out / "data"), artifact_path="data")
-        _write_plots(result, out)
-        mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
-        info = _log_model(result, out)
-        version = None
-        if register:
-            version = register_version(
-                info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
-            )
-        card = model_card(result, version=version, run_id=run.info.run_id)
-        mlflow.log_text(card, "model_card.md")
+        try:
+            version, info, card = _log_run(result, run, Path(tmp), model_name, register=register)
+        except Exception as error:
+            # MLflow ends the run FAILED on the way out; the tag says why, in one line.
+            mlflow.set_tag(ERROR_TAG, failure_message(error))
+            raise
     return {
         "run_id": run.info.run_id,
         "experiment_id": experiment_id,
@@ -231,6 +221,51 @@ def log_training(
         "model_uri": info.model_uri,
         "card": card,
     }
+
+
+def log_failed_training(dataset_name: str, error: BaseException) -> str:
+    """Record a training that failed before it had a result: a FAILED run saying why; its id."""
+    experiment_id = _experiment(f"abm-ml/{dataset_name}")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{dataset_name}") as run:
+        mlflow.set_tags({"abm_ml.dataset": dataset_name, ERROR_TAG: failure_message(error)})
+    client().set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
+
+
+def failure_message(error: BaseException) -> str:
+    """``ValueError: what went wrong``, on one line and short enough for an MLflow tag."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}"[:4000]
+
+
+def _log_run(result: TrainingResult, run, out: Path, model_name: str, *, register: bool):
+    """Everything logged inside the active run: (version or None, model info, model card)."""
+    ds = result.dataset
+    mlflow.set_tags(
+        {
+            "abm_ml.dataset": ds.spec.name,
+            "abm_ml.dataset_sha256": ds.sha256,
+            "abm_ml.git_revision": git_revision(),
+            "abm_ml.split_method": result.split.method,
+            "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
+            "abm_ml.calibration": result.scorer.calibrator.method,
+        }
+    )
+    mlflow.log_params(_run_params(result))
+    mlflow.log_metrics(_run_metrics(result))
+    _write_data(result, out)
+    mlflow.log_artifacts(str(out / "data"), artifact_path="data")
+    _write_plots(result, out)
+    mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
+    info = _log_model(result, out)
+    version = None
+    if register:
+        version = register_version(
+            info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
+        )
+    card = model_card(result, version=version, run_id=run.info.run_id)
+    mlflow.log_text(card, "model_card.md")
+    return version, info, card
 
 
 def register_version(
