@@ -184,6 +184,11 @@ def _calibrate(
     return calibrator, losses, thresholds
 
 
+def _mean_propensity(booster: lgb.Booster, calibrator: Calibrator, rows: pd.DataFrame) -> float:
+    """The average training account's calibrated propensity: the base of every explanation."""
+    return float(np.mean(calibrator(np.asarray(booster.predict(rows, raw_score=True)))))
+
+
 def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, bool]:
     """Median amount of won training deals (1.0 when none is known), and whether any was."""
     amounts = frame[AMOUNT].to_numpy(dtype=float)[won_train]
@@ -299,6 +304,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         default_amount=default_amount,
         default_days=fallback_days,
         metadata=_metadata(dataset, calibrator, amount_known),
+        base_propensity=_mean_propensity(booster, calibrator, matrix.iloc[split.train]),
     )
 
     # The packaged scorer and the baselines, on the same test rows with the same settings.
