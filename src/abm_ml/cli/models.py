@@ -29,6 +29,12 @@ def train(
     register: Annotated[
         bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Register even a model worse than logistic regression or no better than chance."
+        ),
+    ] = False,
 ) -> None:
     """Train the propensity-to-buy and deal-velocity models, log them to MLflow, register a challenger.
 
@@ -40,7 +46,7 @@ def train(
     from abm_ml.modeling import metrics as m
     from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.registry import tracking
-    from abm_ml.registry.card import verdict
+    from abm_ml.registry.card import registration_refusal, verdict
 
     with console.status("Validating data..."):
         dataset = load_dataset(load_spec(spec))
@@ -69,15 +75,23 @@ def train(
                 "Deal velocity (won deals in the holdout)", m.metrics_table(result.velocity)
             )
         )
-    style = "bold red" if result.no_better_than_chance else "bold green"
+    refusal = registration_refusal(result)
+    style = "bold red" if refusal else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
+    refused = register and refusal is not None and not force
     with console.status("Logging to MLflow..."):
         tracking.configure()
-        info = tracking.log_training(result, register=register)
+        info = tracking.log_training(result, register=register and not refused)
     console.print(f"MLflow run {info['run_id']} at {cfg.tracking_uri()}")
     if info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
     console.print(f"Training report -> {write_training_report(result, info)}")
+    if refused:
+        raise AbmInputError(
+            f"not registered as challenger because {refusal}; the run {info['run_id']} is "
+            "logged with its verdict; pass --force to register it anyway",
+            field="train",
+        )
 
 
 def write_training_report(result, info: dict) -> Path:

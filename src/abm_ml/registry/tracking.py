@@ -23,7 +23,7 @@ import yaml
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
-from abm_ml.registry.card import model_card
+from abm_ml.registry.card import model_card, verdict
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
 from abm_ml.registry.store import HOLDOUT_ARTIFACT, PREDICTIONS_ARTIFACT, client, configure
 from abm_ml.reporting import plots
@@ -249,6 +249,7 @@ def _log_run(result: TrainingResult, run, out: Path, model_name: str, *, registe
             "abm_ml.split_method": result.split.method,
             "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
             "abm_ml.calibration": result.scorer.calibrator.method,
+            "abm_ml.verdict": verdict(result)[:4000],
         }
     )
     mlflow.log_params(_run_params(result))
