@@ -119,7 +119,13 @@ def model_card(
             if s["n_held_out"]
             else "."
         ),
-        f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on validation rows: "
+        (
+            f"- Refit on train + validation with {result.best_iterations['propensity_refit']} rounds "
+            "(the early-stopped count); calibrated on cross-fitted scores of those rows."
+            if "propensity_refit" in result.best_iterations
+            else "- Early-stopped on validation rows, calibrated on them (refit off, or too few rows to cross-fit)."
+        ),
+        f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on held-out scores: "
         + ", ".join(f"{k.rsplit('_', 1)[-1]} {v:.4f}" for k, v in result.calibration_choice.items())
         + ").",
         "",
@@ -136,7 +142,7 @@ def model_card(
         "",
         "## How to read the numbers",
         "- Reasons explain the uncalibrated model's log-odds; each reason also gives its approximate effect in probability points.",
-        "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of validation accounts.",
+        "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of the held-out scores the calibrator was fitted on.",
         "- `priority` = propensity x deal size / predicted days (sales velocity).",
         f"- Capacity for precision@k / recall@k: k = {int(result.propensity[MODEL_NAME]['k'].value)} accounts.",
     ]

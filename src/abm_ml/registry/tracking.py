@@ -83,6 +83,7 @@ def _run_params(result: TrainingResult) -> dict[str, str]:
     params = {
         **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
         "seed": result.config.seed,
+        "refit": result.config.refit,
         "n_boot": result.config.n_boot,
         "capacity": result.config.capacity or "10% of test",
         "features": ",".join(result.scorer.feature_names)[:6000],
