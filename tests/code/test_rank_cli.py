@@ -171,6 +171,8 @@ def test_cli_explain_prints_a_breakdown_and_a_waterfall(
     )
     assert result.exit_code == 0, result.output
     assert "Base rate" in result.output and "Propensity" in result.output and "pts" in result.output
+    # The base is the average training account, as stored in the registered scorer.
+    assert f"Base rate: {champion.scorer.base_propensity:.1%}" in result.output
     assert png.stat().st_size > 1000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import shap
 
 from abm_ml.modeling.feature_info import FeatureInfo
@@ -107,3 +108,52 @@ def test_top_indices_orders_by_strength():
     assert top_indices(values, 2, largest=True).tolist() == [[2, 3], [1, 3]]
     assert top_indices(values, 1, largest=False).tolist() == [[1], [0]]
     assert pd.isna(np.nan)
+
+
+def _isotonic_twin(scorer, holdout):
+    """The same booster with an isotonic calibrator fitted on its holdout scores (flat steps)."""
+    import dataclasses
+
+    from sklearn.isotonic import IsotonicRegression
+
+    from abm_ml.modeling.scorer import Calibrator
+
+    raw = scorer.propensity_booster.predict(scorer.preprocessor.transform(holdout), raw_score=True)
+    won = (holdout["outcome"] == "won").to_numpy(dtype=float)
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4)
+    calibrator = Calibrator("isotonic", isotonic=isotonic.fit(raw, won))
+    return dataclasses.replace(
+        scorer, calibrator=calibrator, base_propensity=float(calibrator(raw).mean())
+    )
+
+
+def test_the_base_is_the_mean_training_propensity(trained, crm_dataset):
+    scorer = trained.scorer
+    # The packaged booster was refitted on train + validation: those are its training rows.
+    rows = np.concatenate([trained.split.train, trained.split.valid])
+    matrix = scorer.preprocessor.transform(crm_dataset.frame.iloc[rows])
+    raw = scorer.propensity_booster.predict(matrix, raw_score=True)
+    assert scorer.base_propensity == pytest.approx(float(scorer.calibrator(raw).mean()), abs=1e-12)
+    explained = scorer.explain(trained.holdout.head(5))
+    assert np.all(explained.base_probability == scorer.base_propensity)
+    # Near the training win rate, not the calibrated SHAP base (3 % vs 36 % on one export).
+    train_rate = (crm_dataset.frame["outcome"].iloc[rows] == "won").mean()
+    assert abs(scorer.base_propensity - train_rate) < 0.05
+
+
+@pytest.mark.parametrize("calibration", ["chosen", "isotonic"])
+def test_waterfall_steps_add_up_to_the_propensity(trained, calibration):
+    scorer = trained.scorer
+    if calibration == "isotonic":
+        scorer = _isotonic_twin(scorer, trained.holdout)
+    explained = scorer.explain(trained.holdout)
+    total = explained.base_probability + explained.probability_points.sum(axis=1)
+    assert np.max(np.abs(total - explained.propensity)) < 1e-9
+    # Each step has its contribution's sign on almost every record (flips only in fallbacks).
+    signs = np.sign(explained.probability_points) * np.sign(explained.contributions)
+    strong = np.abs(explained.contributions) > 0.05
+    assert np.mean(signs[strong] >= 0) > 0.99
+    factors = explained.factors(0)
+    assert factors["probability_points"].sum() == pytest.approx(
+        explained.propensity[0] - explained.base_probability[0], abs=1e-9
+    )

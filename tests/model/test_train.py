@@ -147,3 +147,52 @@ def test_recurring_accounts_fall_back_to_sampled_accounts(crm_dataset):
     )
     closed = frame[OUTCOME].isin(["won", "lost"]).sum()
     assert len(split.train) + len(split.valid) + len(split.test) + len(split.held_out) == closed
+
+
+def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_dataset, monkeypatch):
+    from abm_ml.modeling import refit as refit_module
+    from abm_ml.modeling import train as train_module
+
+    seen = {}
+
+    def spy(params, matrix, y, rows, groups, rounds, categorical, *, seed):
+        seen["rows"], seen["groups"] = rows, groups
+        seen["refit"] = refit_module.refit_propensity(
+            params, matrix, y, rows, groups, rounds, categorical, seed=seed
+        )
+        return seen["refit"]
+
+    monkeypatch.setattr(train_module, "refit_propensity", spy)
+    result = train_models(crm_dataset, TrainConfig(seed=5, **FAST))
+    split = result.split
+    assert sorted(seen["rows"]) == sorted(np.concatenate([split.train, split.valid]))
+    assert not set(seen["rows"]) & set(np.concatenate([split.test, split.held_out]))
+    assert result.scorer.propensity_booster is seen["refit"].booster
+    rounds = result.best_iterations["propensity"]
+    assert result.best_iterations["propensity_refit"] == rounds
+    assert result.scorer.propensity_booster.current_iteration() == rounds
+    # Cross-fitted scores: none is the refitted booster's own (in-sample) score of the row.
+    x = result.scorer.preprocessor.transform(crm_dataset.frame.iloc[seen["rows"]])
+    in_sample = result.scorer.propensity_booster.predict(x, raw_score=True)
+    assert not np.allclose(seen["refit"].cross_fitted_raw, in_sample)
+
+
+def test_cross_fit_folds_never_split_an_account():
+    from abm_ml.modeling.refit import _folds
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 60, 400).astype(str)
+    y = (rng.random(400) < 0.3).astype(int)
+    folds = _folds(y, groups, seed=1)
+    assert len(folds) == 3
+    for fit_part, score_part in folds:
+        assert not set(groups[fit_part]) & set(groups[score_part])
+    assert sorted(np.concatenate([s for _, s in folds])) == list(range(400))
+    # Too few wins to fold: no refit (the caller keeps the early-stopped booster).
+    assert _folds(np.r_[np.ones(4, int), np.zeros(100, int)], np.arange(104).astype(str), 1) == []
+
+
+def test_without_refit_the_early_stopped_booster_is_packaged(crm_dataset):
+    result = train_models(crm_dataset, TrainConfig(seed=5, refit=False, **FAST))
+    assert "propensity_refit" not in result.best_iterations
+    assert result.propensity[MODEL_NAME]["roc_auc"].low > 0.6

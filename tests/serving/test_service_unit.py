@@ -91,6 +91,10 @@ def test_explain_rows_are_full_contributions(trained, scorer, schema, make_recor
             e["base_value"] + sum(e["contributions"].values())
         )
         assert e["propensity"] == pytest.approx(s["propensity"])
+        assert e["base_probability"] + sum(e["probability_points"].values()) == pytest.approx(
+            e["propensity"], abs=1e-9
+        )
+        assert e["base_probability"] == pytest.approx(scorer.base_propensity)
         assert e["account_id"] == s["account_id"]
     assert "uncalibrated" in responses.EXPLAINS and "log-odds" in responses.EXPLAINS
 

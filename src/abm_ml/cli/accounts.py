@@ -262,7 +262,10 @@ def explain(
     console.print(
         f"[bold]Account {account_id}[/] (model v{version.version}, contributions in log-odds of the uncalibrated model)"
     )
-    console.print(f"Base rate: {totals['base_probability']:.1%} (an average account in training)")
+    console.print(
+        f"Base rate: {totals['base_probability']:.1%} (the average training account's "
+        "propensity; base + pushes = propensity)"
+    )
     table = Table()
     table.add_column("factor")
     table.add_column("push", justify="right")
@@ -276,7 +279,11 @@ def explain(
         )
     rest = factors.iloc[top:]
     if len(rest):
-        table.add_row(f"{len(rest)} other factors", "", f"{rest['log_odds'].sum():+.3f}")
+        table.add_row(
+            f"{len(rest)} other factors",
+            f"{rest['probability_points'].sum() * 100:+.1f} pts",
+            f"{rest['log_odds'].sum():+.3f}",
+        )
     console.print(table)
     console.print(
         f"[bold]Propensity: {totals['propensity']:.1%}[/] (score {max(1, min(99, round(totals['propensity'] * 100)))})"

@@ -30,6 +30,12 @@ def train(
     register: Annotated[
         bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Register even a model worse than logistic regression or no better than chance."
+        ),
+    ] = False,
 ) -> None:
     """Train the propensity-to-buy and deal-velocity models, log them to MLflow, register a challenger.
 
@@ -41,7 +47,7 @@ def train(
     from abm_ml.modeling import metrics as m
     from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.registry import tracking
-    from abm_ml.registry.card import verdict
+    from abm_ml.registry.card import registration_refusal, verdict
 
     # The store first: a mistyped or unreachable one fails now, not after the training.
     tracking.configure()
@@ -51,7 +57,12 @@ def train(
         f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected."
     )
     with console.status("Training propensity and velocity models..."):
-        result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
+        try:
+            result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
+        except Exception as error:
+            # The store keeps a record of the attempt: a FAILED run with the one-line reason.
+            tracking.log_failed_training(dataset.spec.name, error)
+            raise
     for finding in result.leak_findings:
         colour = "red" if finding.refuses else "yellow"
         console.print(f"[{colour}]leakage guard[/]: {finding.message()}")
@@ -67,10 +78,12 @@ def train(
                 "Deal velocity (won deals in the holdout)", m.metrics_table(result.velocity)
             )
         )
-    style = "bold red" if result.no_better_than_chance else "bold green"
+    refusal = registration_refusal(result)
+    style = "bold red" if refusal else "bold green"
     console.print(f"[{style}]{verdict(result)}[/]")
+    refused = register and refusal is not None and not force
     with console.status("Logging to MLflow..."):
-        info = tracking.log_training(result, register=register)
+        info = tracking.log_training(result, register=register and not refused)
     console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
     if info["version"] and info["challenger"] == info["version"]:
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
@@ -80,6 +93,12 @@ def train(
             f"version {info['challenger']}, registered by a training that finished at the same time."
         )
     console.print(f"Training report -> {write_training_report(result, info)}")
+    if refused:
+        raise AbmInputError(
+            f"not registered as challenger because {refusal}; the run {info['run_id']} is "
+            "logged with its verdict; pass --force to register it anyway",
+            field="train",
+        )
 
 
 def write_training_report(result, info: dict) -> Path:

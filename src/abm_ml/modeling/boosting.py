@@ -34,6 +34,9 @@ class TrainConfig:
     num_threads: int = field(default_factory=num_threads)
     """LightGBM threads; see :func:`abm_ml.config.num_threads` for why one is the default."""
     velocity_aft: bool = True
+    refit: bool = True
+    """Refit the propensity booster on train + validation with the early-stopped round count,
+    calibrated on cross-fitted scores (:mod:`abm_ml.modeling.refit`)."""
 
     def lgb_params(self) -> dict:
         return {
@@ -56,6 +59,15 @@ class TrainConfig:
         }
 
 
+def with_monotone(params: dict, monotone: list[int] | None) -> dict:
+    """``params`` with the monotone constraints, when any feature has one."""
+    full = dict(params)
+    if monotone and any(monotone):
+        full["monotone_constraints"] = monotone
+        full["monotone_constraints_method"] = "advanced"
+    return full
+
+
 def fit_booster(
     params: dict,
     config: TrainConfig,
@@ -66,10 +78,7 @@ def fit_booster(
     categorical: list[str],
     monotone: list[int] | None,
 ):
-    full = dict(params)
-    if monotone and any(monotone):
-        full["monotone_constraints"] = monotone
-        full["monotone_constraints_method"] = "advanced"
+    full = with_monotone(params, monotone)
     train_set = lgb.Dataset(
         train_x, train_y, categorical_feature=categorical or "auto", free_raw_data=False
     )

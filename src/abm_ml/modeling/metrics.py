@@ -246,8 +246,10 @@ def calibration_curve_points(
         {
             "mean_predicted": np.bincount(ids, weights=p, minlength=n_used) / count,
             "observed_rate": rate,
-            "observed_low": np.clip(centre - half, 0.0, 1.0),
-            "observed_high": np.clip(centre + half, 0.0, 1.0),
+            # Bounds around the observed rate even when a bin is all won or all lost, where
+            # rounding puts the Wilson bound a hair past the rate (error bars must not be negative).
+            "observed_low": np.minimum(np.clip(centre - half, 0.0, 1.0), rate),
+            "observed_high": np.maximum(np.clip(centre + half, 0.0, 1.0), rate),
             "n": count.astype(np.int64),
         }
     )

@@ -157,6 +157,9 @@ class AccountScorer:
     default_amount: float
     default_days: float
     metadata: dict = field(default_factory=dict)
+    base_propensity: float | None = None
+    """Mean calibrated propensity over the training rows: the base of every explanation.
+    None in scorers packaged before it existed (their base is the calibrated SHAP base)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -284,29 +287,95 @@ class AccountScorer:
     def explain(self, records: pd.DataFrame) -> Explanation:
         """Every feature's push on each record: the one explanation behind ``explain`` and ``/explain``.
 
-        Contributions are TreeSHAP values in log-odds of the uncalibrated model; each one's
-        effect in probability points is the change in the calibrated propensity were that
-        contribution removed, all else equal.
+        Contributions are TreeSHAP values in log-odds of the uncalibrated model. The waterfall
+        in probability starts at :attr:`base_propensity` (the average training account) and
+        its steps, one per feature, add up exactly to the record's propensity; see
+        :func:`probability_steps` for how the steps are allocated.
         """
         records = records.reset_index(drop=True)
         matrix = self.preprocessor.transform(records)
         contrib = reasons.contributions(self.propensity_booster, matrix)
         raw = contrib.raw
         propensity = self.propensity_from_raw(raw)
-        without = raw[:, None] - contrib.values
-        points = propensity[:, None] - self.propensity_from_raw(without.ravel()).reshape(
-            without.shape
+        base = (
+            self.base_propensity
+            if self.base_propensity is not None
+            else float(self.propensity_from_raw(np.mean(contrib.base, keepdims=True))[0])
         )
+        base_probability = np.full(len(records), base)
         return Explanation(
             features=self.features,
             contributions=contrib.values,
-            probability_points=points,
+            probability_points=probability_steps(
+                contrib.values, contrib.base, base_probability, propensity, self.calibrator
+            ),
             base_log_odds=contrib.base,
-            base_probability=self.propensity_from_raw(contrib.base),
+            base_probability=base_probability,
             raw_log_odds=raw,
             propensity=propensity,
             values=self.preprocessor.raw_values(records),
         )
+
+
+def probability_steps(
+    contributions: np.ndarray,
+    base_log_odds: np.ndarray,
+    base_probability: np.ndarray,
+    propensity: np.ndarray,
+    calibrator: Calibrator,
+) -> np.ndarray:
+    """Each feature's step in probability, so that ``base + sum(steps) == propensity`` exactly.
+
+    1. A path: start at the SHAP base log-odds and add the contributions one by one, strongest
+       (largest |log-odds|) first; a feature's path step is the change of the calibrated
+       probability as its contribution is added. Path steps have their contribution's sign
+       (calibrators are non-decreasing) and sum to ``calibrated(raw) - calibrated(SHAP base)``.
+    2. The base is the average training account's propensity, not the calibrated SHAP base
+       (the average of probabilities is not the probability of the average log-odds), so the
+       path steps miss the distance from base to propensity by a gap. The steps of the side
+       that closes the gap are stretched: the raising ones when the propensity lies further up
+       than the path reaches, else the lowering ones. Every step keeps its contribution's sign.
+    3. When that side has no path step (e.g. a flat stretch of an isotonic calibrator), the
+       gap is shared in proportion to |log-odds| among the features pushing that way; only a
+       record without any such feature shares it among all features (a step may then flip).
+
+    Args:
+        contributions: (records, features) log-odds contributions.
+        base_log_odds: (records,) SHAP base value.
+        base_probability: (records,) the base of the waterfall.
+        propensity: (records,) the calibrated propensity.
+        calibrator: maps log-odds to calibrated probability.
+
+    Returns:
+        (records, features) steps in probability (0-1, not percent).
+    """
+    n, k = contributions.shape
+    if k == 0:
+        return np.zeros((n, 0))
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
+    ordered = np.take_along_axis(contributions, order, axis=1)
+    after = base_log_odds[:, None] + np.cumsum(ordered, axis=1)
+    before = np.column_stack([base_log_odds, after[:, :-1]])
+    path_ordered = (calibrator(after.ravel()) - calibrator(before.ravel())).reshape(n, k)
+    path = np.empty_like(path_ordered)
+    np.put_along_axis(path, order, path_ordered, axis=1)
+    up = np.where(path > 0, path, 0.0).sum(axis=1)
+    down = np.where(path < 0, path, 0.0).sum(axis=1)
+    target = propensity - base_probability
+    raise_up = (target >= up + down) & (up > 0)
+    lower_down = (target < up + down) & (down < 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up_scale = np.where(raise_up, (target - down) / up, 1.0)
+        down_scale = np.where(lower_down & ~raise_up, (target - up) / down, 1.0)
+    steps = np.where(path > 0, path * up_scale[:, None], path * down_scale[:, None])
+    # What is left (rounding, or rows whose side has no path step): shared in proportion to
+    # |log-odds| among the features pushing the same way, else among all features.
+    left = target - steps.sum(axis=1)
+    same_way = np.where(contributions * left[:, None] > 0, np.abs(contributions), 0.0)
+    weight = np.where(same_way.sum(axis=1, keepdims=True) > 0, same_way, np.abs(contributions))
+    total = weight.sum(axis=1, keepdims=True)
+    weight = np.where(total > 0, weight / np.where(total > 0, total, 1.0), 1.0 / k)
+    return steps + left[:, None] * weight
 
 
 @dataclass(frozen=True)
@@ -317,9 +386,10 @@ class Explanation:
     contributions: np.ndarray
     """(records, features) log-odds of the uncalibrated propensity model."""
     probability_points: np.ndarray
-    """(records, features) effect of each contribution on the calibrated propensity."""
+    """(records, features) steps in probability: ``base_probability + sum = propensity``."""
     base_log_odds: np.ndarray
     base_probability: np.ndarray
+    """(records,) the average training account's propensity, where the waterfall starts."""
     raw_log_odds: np.ndarray
     propensity: np.ndarray
     values: pd.DataFrame

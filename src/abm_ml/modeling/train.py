@@ -3,8 +3,10 @@
 `train_models(dataset, config)` splits the data (time-based where dates exist, grouped by
 account), refuses leaking features, fits
 
-- a LightGBM classifier with early stopping on the validation part, calibrated with isotonic
-  or sigmoid regression (whichever has the lower cross-validated log loss on validation rows),
+- a LightGBM classifier with early stopping on the validation part, then refitted with that
+  many rounds on train + validation (:mod:`abm_ml.modeling.refit`), calibrated with isotonic
+  or sigmoid regression (whichever has the lower cross-validated log loss) on cross-fitted
+  scores of those rows; the holdout stays untouched,
 - the deal-velocity quantile models (:mod:`abm_ml.modeling.velocity`),
 - the baselines (logistic regression, a rule-based fit score, the median-days velocity),
 
@@ -31,9 +33,10 @@ from abm_ml.data.validate import Dataset
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
-from abm_ml.modeling.boosting import TrainConfig, fit_booster
+from abm_ml.modeling.boosting import TrainConfig, fit_booster, with_monotone
 from abm_ml.modeling.evaluate import Evaluation, evaluate_scorer, known_amounts, won_labels
 from abm_ml.modeling.reasons import contributions
+from abm_ml.modeling.refit import refit_propensity
 from abm_ml.modeling.scorer import (
     TIER_SHARES,
     AccountScorer,
@@ -173,15 +176,65 @@ def _fit_propensity(
     )
 
 
-def _calibrate(
-    booster: lgb.Booster, matrix: pd.DataFrame, y: np.ndarray, split: Split, seed: int
-) -> tuple[Calibrator, dict[str, float], list[float]]:
-    """The calibrator chosen on validation rows, its CV losses, and the A/B/C tier thresholds."""
-    raw_valid = np.asarray(booster.predict(matrix.iloc[split.valid], raw_score=True))
-    calibrator, losses = choose_calibrator(raw_valid, y[split.valid], seed=seed)
-    propensity_valid = calibrator(raw_valid)
-    thresholds = [float(np.quantile(propensity_valid, 1 - share)) for share in TIER_SHARES]
+@dataclass(frozen=True)
+class FinalPropensity:
+    """The packaged propensity booster, its calibrator and what they were fitted on."""
+
+    booster: lgb.Booster
+    calibrator: Calibrator
+    calibration_losses: dict[str, float]
+    tier_thresholds: list[float]
+    training_rows: np.ndarray
+    """Rows the packaged booster was fitted on (the base of explanations averages over them)."""
+    refit_rounds: int | None
+    """Rounds of the refit on train + validation, None when the early-stopped booster is kept."""
+
+
+def _calibrate(raw: np.ndarray, y: np.ndarray, seed: int):
+    """The calibrator chosen on held-out raw scores, its CV losses, and the A/B/C thresholds."""
+    calibrator, losses = choose_calibrator(raw, y, seed=seed)
+    propensity = calibrator(raw)
+    thresholds = [float(np.quantile(propensity, 1 - share)) for share in TIER_SHARES]
     return calibrator, losses, thresholds
+
+
+def _final_propensity(
+    booster: lgb.Booster,
+    frame: pd.DataFrame,
+    matrix: pd.DataFrame,
+    y: np.ndarray,
+    split: Split,
+    config: TrainConfig,
+    categorical: list[str],
+    monotone: list[int],
+) -> FinalPropensity:
+    """Refit on train + validation, calibrated on cross-fitted scores, when configured and
+    the data allow; else the early-stopped booster calibrated on the validation rows."""
+    rounds = int(booster.best_iteration or booster.current_iteration())
+    refit = None
+    if config.refit:
+        params = {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"}
+        refit = refit_propensity(
+            with_monotone(params, monotone),
+            matrix,
+            y,
+            np.concatenate([split.train, split.valid]),
+            frame[ACCOUNT_ID].to_numpy(),
+            rounds,
+            categorical,
+            seed=config.seed,
+        )
+    if refit is None:
+        raw_valid = np.asarray(booster.predict(matrix.iloc[split.valid], raw_score=True))
+        calibrator, losses, thresholds = _calibrate(raw_valid, y[split.valid], config.seed)
+        return FinalPropensity(booster, calibrator, losses, thresholds, split.train, None)
+    calibrator, losses, thresholds = _calibrate(refit.cross_fitted_raw, y[refit.rows], config.seed)
+    return FinalPropensity(refit.booster, calibrator, losses, thresholds, refit.rows, refit.rounds)
+
+
+def _mean_propensity(booster: lgb.Booster, calibrator: Calibrator, rows: pd.DataFrame) -> float:
+    """The average training account's calibrated propensity: the base of every explanation."""
+    return float(np.mean(calibrator(np.asarray(booster.predict(rows, raw_score=True)))))
 
 
 def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, bool]:
@@ -194,13 +247,20 @@ def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, 
 def _baseline_predictions(
     dataset: Dataset, split: Split, features: list, y: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
-    """Test-row probabilities of the baselines, fitted on train + validation rows."""
+    """Test-row probabilities of the baselines, fitted on train + validation rows.
+
+    Both see only ``features``, the ones the leakage guard kept: an ICP rule on a refused
+    column is dropped, or the rule-based baseline would score with the leak the model may not use.
+    """
     frame = dataset.frame
     fit_rows = np.concatenate([split.train, split.valid])
     logistic = logistic_baseline(features, seed=seed).fit(
         as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows]
     )
-    rules = RuleBasedFitScore(dict(dataset.spec.icp)).fit(frame.iloc[fit_rows], y[fit_rows])
+    kept = {f.name for f in features}
+    refused_names = {n for f in dataset.features if f.name not in kept for n in (f.name, f.column)}
+    icp = {rule: value for rule, value in dataset.spec.icp.items() if rule not in refused_names}
+    rules = RuleBasedFitScore(icp).fit(frame.iloc[fit_rows], y[fit_rows])
     test = frame.iloc[split.test]
     return {
         "logistic_regression": logistic.predict_proba(as_logistic_input(test, features))[:, 1],
@@ -253,6 +313,34 @@ def _holdout_predictions(
     )
 
 
+def _compare_on_holdout(
+    scorer: AccountScorer,
+    holdout: pd.DataFrame,
+    dataset: Dataset,
+    split: Split,
+    features: list,
+    y: np.ndarray,
+    config: TrainConfig,
+) -> tuple[Evaluation, dict[str, np.ndarray], dict[str, dict[str, m.Metric]]]:
+    """The packaged scorer and the baselines on the same holdout rows, with the same settings."""
+    evaluation = evaluate_scorer(
+        scorer, holdout, k=config.capacity, n_boot=config.n_boot, seed=config.seed
+    )
+    baselines = _baseline_predictions(dataset, split, features, y, config.seed)
+    propensity_results = {MODEL_NAME: evaluation.propensity} | {
+        name: m.propensity_metrics(
+            evaluation.labels,
+            p,
+            k=config.capacity,
+            n_boot=config.n_boot,
+            seed=config.seed,
+            amounts=known_amounts(holdout),
+        )
+        for name, p in baselines.items()
+    }
+    return evaluation, baselines, propensity_results
+
+
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
     """Fit, calibrate and package the propensity and velocity models, then evaluate the package.
 
@@ -269,10 +357,14 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     matrix = preprocessor.transform(frame)
     categorical = preprocessor.categorical_names
     y = won_labels(frame)
-    booster = _fit_propensity(matrix, y, split, config, categorical, [f.monotone for f in features])
-    best = {"propensity": int(booster.best_iteration or booster.current_iteration())}
+    monotone = [f.monotone for f in features]
+    early_stopped = _fit_propensity(matrix, y, split, config, categorical, monotone)
+    best = {"propensity": int(early_stopped.best_iteration or early_stopped.current_iteration())}
+    final = _final_propensity(early_stopped, frame, matrix, y, split, config, categorical, monotone)
+    if final.refit_rounds is not None:
+        best["propensity_refit"] = final.refit_rounds
+    booster, calibrator, thresholds = final.booster, final.calibrator, final.tier_thresholds
     timings["propensity_fit_s"] = time.perf_counter() - started
-    calibrator, calibration_losses, thresholds = _calibrate(booster, matrix, y, split, config.seed)
 
     t0 = time.perf_counter()
     velocity, velocity_best, fallback_days = fit_velocity(
@@ -292,27 +384,16 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         default_amount=default_amount,
         default_days=fallback_days,
         metadata=_metadata(dataset, calibrator, amount_known),
+        base_propensity=_mean_propensity(booster, calibrator, matrix.iloc[final.training_rows]),
     )
 
     # The packaged scorer and the baselines, on the same test rows with the same settings.
     t0 = time.perf_counter()
     holdout = frame.iloc[split.test][[*HOLDOUT_COLUMNS, *scorer.feature_names]]
     holdout = holdout.reset_index(drop=True)
-    evaluation = evaluate_scorer(
-        scorer, holdout, k=config.capacity, n_boot=config.n_boot, seed=config.seed
+    evaluation, baselines, propensity_results = _compare_on_holdout(
+        scorer, holdout, dataset, split, features, y, config
     )
-    baselines = _baseline_predictions(dataset, split, features, y, config.seed)
-    propensity_results = {MODEL_NAME: evaluation.propensity} | {
-        name: m.propensity_metrics(
-            evaluation.labels,
-            p,
-            k=config.capacity,
-            n_boot=config.n_boot,
-            seed=config.seed,
-            amounts=known_amounts(holdout),
-        )
-        for name, p in baselines.items()
-    }
     velocity_results = (
         {MODEL_NAME: evaluation.velocity, "median_days_baseline": evaluation.velocity_baseline}
         if velocity is not None and evaluation.velocity
@@ -336,7 +417,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         holdout=holdout,
         holdout_predictions=_holdout_predictions(holdout, evaluation, baselines),
         feature_importance=importance,
-        calibration_choice=calibration_losses,
+        calibration_choice=final.calibration_losses,
         best_iterations=best,
         shap_sample=(sample, contrib),
         timings=timings,

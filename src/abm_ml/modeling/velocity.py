@@ -144,8 +144,9 @@ def _aft_comparison(
     """Log-normal AFT (lifelines) on won + censored open deals, as the censoring-aware comparison."""
     from lifelines import LogNormalAFTFitter
 
-    numeric = [f.name for f in dataset.features if f.type != "categorical"]
-    categorical = [f.name for f in dataset.features if f.type == "categorical"]
+    # The model's own columns: features the leakage guard refused are not in the matrix.
+    categorical = [c for c in matrix.columns if isinstance(matrix[c].dtype, pd.CategoricalDtype)]
+    numeric = [c for c in matrix.columns if c not in categorical]
 
     def design(rows: np.ndarray, reference: pd.DataFrame | None = None) -> pd.DataFrame:
         part = matrix.iloc[rows]

@@ -18,6 +18,22 @@ def _table(frame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def worse_than_logistic_regression(result: TrainingResult) -> bool:
+    """The model's ROC AUC interval lies wholly below the logistic regression's."""
+    auc = result.propensity[MODEL_NAME]["roc_auc"]
+    logistic = result.propensity.get("logistic_regression", {}).get("roc_auc")
+    return bool(logistic is not None and auc.high < logistic.low)
+
+
+def registration_refusal(result: TrainingResult) -> str | None:
+    """Why this model must not become the challenger without ``--force``; None when it may."""
+    if result.no_better_than_chance:
+        return "it is no better than chance (its ROC AUC interval reaches 0.5)"
+    if worse_than_logistic_regression(result):
+        return "it is worse than logistic regression (its ROC AUC interval lies wholly below)"
+    return None
+
+
 def verdict(result: TrainingResult) -> str:
     """One plain sentence on whether the ranking means anything."""
     auc = result.propensity[MODEL_NAME]["roc_auc"]
@@ -26,6 +42,11 @@ def verdict(result: TrainingResult) -> str:
         return (
             f"NO BETTER THAN CHANCE: ROC AUC {auc} includes 0.5. The data carries no learnable signal about "
             "winning; do not use this ranking. This version cannot be promoted."
+        )
+    if worse_than_logistic_regression(result):
+        return (
+            f"WORSE THAN LOGISTIC REGRESSION: ROC AUC {auc} on the holdout lies wholly below "
+            f"logistic regression's ({logistic}); use the simpler model or more data."
         )
     better = "better than" if auc.low > logistic.high else "not clearly better than"
     return f"ROC AUC {auc} on the holdout, {better} logistic regression ({logistic})."
@@ -98,7 +119,13 @@ def model_card(
             if s["n_held_out"]
             else "."
         ),
-        f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on validation rows: "
+        (
+            f"- Refit on train + validation with {result.best_iterations['propensity_refit']} rounds "
+            "(the early-stopped count); calibrated on cross-fitted scores of those rows."
+            if "propensity_refit" in result.best_iterations
+            else "- Early-stopped on validation rows, calibrated on them (refit off, or too few rows to cross-fit)."
+        ),
+        f"- Calibration: {result.scorer.calibrator.method} (chosen by cross-validated log loss on held-out scores: "
         + ", ".join(f"{k.rsplit('_', 1)[-1]} {v:.4f}" for k, v in result.calibration_choice.items())
         + ").",
         "",
@@ -115,7 +142,7 @@ def model_card(
         "",
         "## How to read the numbers",
         "- Reasons explain the uncalibrated model's log-odds; each reason also gives its approximate effect in probability points.",
-        "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of validation accounts.",
+        "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of the held-out scores the calibrator was fitted on.",
         "- `priority` = propensity x deal size / predicted days (sales velocity).",
         f"- Capacity for precision@k / recall@k: k = {int(result.propensity[MODEL_NAME]['k'].value)} accounts.",
     ]

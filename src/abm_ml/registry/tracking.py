@@ -28,7 +28,7 @@ from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
 from abm_ml.redact import mask_credentials
-from abm_ml.registry.card import model_card
+from abm_ml.registry.card import model_card, verdict
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
 from abm_ml.registry.store import (
     HOLDOUT_ARTIFACT,
@@ -43,7 +43,9 @@ __all__ = [
     "claim_challenger",
     "configure",
     "fail_abandoned_runs",
+    "failure_message",
     "git_revision",
+    "log_failed_training",
     "log_training",
     "register_version",
 ]
@@ -52,6 +54,8 @@ HOST_TAG, PID_TAG = "abm_ml.host", "abm_ml.pid"
 """Where the training that logs a run runs: a later train marks the run FAILED if it is gone."""
 ABANDONED_AFTER_HOURS = 48
 
+ERROR_TAG = "abm_ml.error"
+"""Tag of a FAILED run: the exception in one line."""
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
 
@@ -96,6 +100,7 @@ def _run_params(result: TrainingResult) -> dict[str, str]:
     params = {
         **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
         "seed": result.config.seed,
+        "refit": result.config.refit,
         "n_boot": result.config.n_boot,
         "capacity": result.config.capacity or "10% of test",
         "features": ",".join(result.scorer.feature_names)[:6000],
@@ -224,33 +229,12 @@ def log_training(
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        out = Path(tmp)
-        mlflow.set_tags(
-            {
-                "abm_ml.dataset": ds.spec.name,
-                "abm_ml.dataset_sha256": ds.sha256,
-                "abm_ml.git_revision": git_revision(),
-                "abm_ml.split_method": result.split.method,
-                "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
-                "abm_ml.calibration": result.scorer.calibrator.method,
-                HOST_TAG: socket.gethostname(),
-                PID_TAG: str(os.getpid()),
-            }
-        )
-        mlflow.log_params(_run_params(result))
-        mlflow.log_metrics(_run_metrics(result))
-        _write_data(result, out)
-        mlflow.log_artifacts(str(out / "data"), artifact_path="data")
-        _write_plots(result, out)
-        mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
-        info = _log_model(result, out)
-        version = None
-        if register:
-            version = register_version(
-                info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
-            )
-        card = model_card(result, version=version, run_id=run.info.run_id)
-        mlflow.log_text(card, "model_card.md")
+        try:
+            version, info, card = _log_run(result, run, Path(tmp), model_name, register=register)
+        except Exception as error:
+            # MLflow ends the run FAILED on the way out; the tag says why, in one line.
+            mlflow.set_tag(ERROR_TAG, failure_message(error))
+            raise
     holder = version_by_alias(client(), model_name, cfg.CHALLENGER) if version else None
     return {
         "run_id": run.info.run_id,
@@ -262,6 +246,54 @@ def log_training(
         "model_uri": info.model_uri,
         "card": card,
     }
+
+
+def log_failed_training(dataset_name: str, error: BaseException) -> str:
+    """Record a training that failed before it had a result: a FAILED run saying why; its id."""
+    experiment_id = _experiment(f"abm-ml/{dataset_name}")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{dataset_name}") as run:
+        mlflow.set_tags({"abm_ml.dataset": dataset_name, ERROR_TAG: failure_message(error)})
+    client().set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
+
+
+def failure_message(error: BaseException) -> str:
+    """``ValueError: what went wrong``, on one line and short enough for an MLflow tag."""
+    text = " ".join(mask_credentials(str(error)).split())
+    return f"{type(error).__name__}: {text}"[:4000]
+
+
+def _log_run(result: TrainingResult, run, out: Path, model_name: str, *, register: bool):
+    """Everything logged inside the active run: (version or None, model info, model card)."""
+    ds = result.dataset
+    mlflow.set_tags(
+        {
+            "abm_ml.dataset": ds.spec.name,
+            "abm_ml.dataset_sha256": ds.sha256,
+            "abm_ml.git_revision": git_revision(),
+            "abm_ml.split_method": result.split.method,
+            "abm_ml.no_better_than_chance": str(result.no_better_than_chance).lower(),
+            "abm_ml.calibration": result.scorer.calibrator.method,
+            "abm_ml.verdict": verdict(result)[:4000],
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
+        }
+    )
+    mlflow.log_params(_run_params(result))
+    mlflow.log_metrics(_run_metrics(result))
+    _write_data(result, out)
+    mlflow.log_artifacts(str(out / "data"), artifact_path="data")
+    _write_plots(result, out)
+    mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
+    info = _log_model(result, out)
+    version = None
+    if register:
+        version = register_version(
+            info.model_uri, run.info.run_id, result, model_name, model_id=info.model_id
+        )
+    card = model_card(result, version=version, run_id=run.info.run_id)
+    mlflow.log_text(card, "model_card.md")
+    return version, info, card
 
 
 def register_version(

@@ -51,10 +51,13 @@ def calibration_plot(y: np.ndarray, predictions: dict[str, np.ndarray], path: Pa
         ax.errorbar(
             pts["mean_predicted"],
             pts["observed_rate"],
-            yerr=[
-                pts["observed_rate"] - pts["observed_low"],
-                pts["observed_high"] - pts["observed_rate"],
-            ],
+            yerr=np.maximum(
+                [
+                    pts["observed_rate"] - pts["observed_low"],
+                    pts["observed_high"] - pts["observed_rate"],
+                ],
+                0.0,
+            ),
             marker="o",
             ms=3,
             lw=1.2,

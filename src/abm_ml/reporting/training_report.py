@@ -17,7 +17,7 @@ import pandas as pd
 
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
-from abm_ml.registry.card import model_card, verdict
+from abm_ml.registry.card import model_card, verdict, worse_than_logistic_regression
 from abm_ml.reporting import plots
 from abm_ml.reporting.formatting import (
     fmt_int,
@@ -358,11 +358,11 @@ def _data_summary(result: TrainingResult) -> dict[str, Any]:
 
 
 def _verdict_level(result: TrainingResult) -> str:
-    """Banner colour: danger when no better than chance, good when the model's AUC interval is
+    """Banner colour: danger when no better than chance or worse than logistic regression, good when the model's AUC interval is
     above the logistic regression's, warn otherwise."""
     main_auc = result.propensity[MODEL_NAME]["roc_auc"]
     logistic_auc = result.propensity.get("logistic_regression", {}).get("roc_auc")
-    if result.no_better_than_chance:
+    if result.no_better_than_chance or worse_than_logistic_regression(result):
         return "danger"
     if logistic_auc is not None and main_auc.low > logistic_auc.high:
         return "good"

@@ -113,8 +113,10 @@ def explain_rows(scorer: AccountScorer, rows: Sequence[Mapping[str, Any]]) -> li
                     "account_id": str(frame[ACCOUNT_ID].iloc[i]),
                     "base_value": explained.base_log_odds[i],
                     "raw_log_odds": explained.raw_log_odds[i],
+                    "base_probability": explained.base_probability[i],
                     "propensity": explained.propensity[i],
                     "contributions": dict(zip(names, explained.contributions[i])),
+                    "probability_points": dict(zip(names, explained.probability_points[i])),
                     "values": {
                         name: display_value(explained.values[name].iloc[i]) for name in names
                     },

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 EXPLAINS = (
     "SHAP contributions (LightGBM TreeSHAP) to the log-odds of the uncalibrated propensity model: "
-    "base_value + sum(contributions) = raw_log_odds; propensity is the calibrated probability of that raw score."
+    "base_value + sum(contributions) = raw_log_odds; propensity is the calibrated probability of that raw score. "
+    "In probability: base_probability (the average training account) + sum(probability_points) = propensity."
 )
 
 Value = str | bool | int | float | None
@@ -104,9 +105,15 @@ class ExplainedAccount(_Body):
     account_id: str
     base_value: float = Field(description="Expected raw output (log-odds) over the training data")
     raw_log_odds: float = Field(description="base_value + sum(contributions)")
+    base_probability: float = Field(
+        description="Mean calibrated propensity of the training accounts: where the waterfall starts"
+    )
     propensity: float = Field(description="Calibrated probability of raw_log_odds")
     contributions: dict[str, float] = Field(
         description="Per feature: SHAP contribution to the log-odds"
+    )
+    probability_points: dict[str, float] = Field(
+        description="Per feature: its step in probability; base_probability + their sum = propensity"
     )
     values: dict[str, Value] = Field(description="Per feature: the value as the model saw it")
 
