@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.table import Table
 
 from abm_ml import config as cfg
 from abm_ml.cli.app import ModelOpt, app, console, load_model
+from abm_ml.data.records import require_id_column
 from abm_ml.errors import AbmInputError
 
 
@@ -75,9 +77,11 @@ def rank(
     from abm_ml.modeling.ranking import load_accounts, parse_tiers, rank_accounts, write_ranked
 
     sizes = parse_tiers(tiers)
+    _require_file(accounts)
     scorer, version = load_model(model)
     with console.status("Reading accounts..."):
-        frame = load_accounts(accounts, table=table, query=query)
+        frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
+    require_id_column(frame, scorer.input, accounts)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
@@ -113,6 +117,7 @@ def rank(
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     result.unscorable.to_csv(unscorable_path, index=False)
     console.print(_ranking_table(result, version, show))
+    console.print(_basis_line(result.meta))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
     if result.meta["unscorable"]:
         console.print(
@@ -123,6 +128,21 @@ def rank(
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
+
+
+def _require_file(accounts: str) -> None:
+    """A missing accounts file is reported before the model is loaded."""
+    if "://" not in accounts and not Path(accounts).is_file():
+        raise AbmInputError("file not found", source=accounts)
+
+
+def _basis_line(meta: dict) -> str:
+    """One line saying what priority, days and amounts are made of (none is invented)."""
+    days = meta.get("days_to_close") or "none (the model was trained without dates or a duration)"
+    return (
+        f"Priority = {meta.get('priority')}. Days to close: {days}. "
+        f"Amounts: {meta.get('amount_note')}."
+    )
 
 
 def _ranking_table(result, version, show: int) -> Table:
@@ -157,7 +177,7 @@ def _ranking_table(result, version, show: int) -> Table:
         for column in columns:
             value = row[column]
             if column in ("days_to_close_p50", "expected_value"):
-                cells.append(f"{value:,.0f}")
+                cells.append("-" if pd.isna(value) else f"{value:,.0f}")
             elif column == "top_reasons":
                 cells.append(str(value).split("; ")[0].removeprefix("+ "))
             else:
@@ -196,6 +216,9 @@ def explain(
 
     if (accounts is None) == (spec is None):
         raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
+    if accounts is not None:
+        _require_file(accounts)
+    scorer, version = load_model(model)
     if spec is not None:
         from abm_ml.data.spec import load_spec
         from abm_ml.data.validate import load_dataset
@@ -204,10 +227,11 @@ def explain(
     else:
         from abm_ml.modeling.ranking import load_accounts
 
-        frame = load_accounts(accounts)
+        frame = load_accounts(accounts, scorer=scorer)
+        require_id_column(frame, scorer.input, accounts)
+        prepared = scorer.prepare(frame)
+        frame = prepared.frame if prepared is not None else frame
     ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
-    if not ids:
-        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
     match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
     if match.empty:
         raise AbmInputError(
@@ -216,7 +240,6 @@ def explain(
     if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
         match = match.sort_values(CREATED_AT)
     record = match.tail(1)
-    scorer, version = load_model(model)
     explained = scorer.explain(record)
     factors = explained.factors(0)
     totals = {
