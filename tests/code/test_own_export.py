@@ -180,3 +180,59 @@ def test_a_missing_id_column_names_the_spec_column(with_amount):
         require_id_column(no_ids, result.scorer.input, "export.csv")
     with pytest.raises(AbmInputError, match="'Account Name'"):
         rank_accounts(result.scorer, no_ids)
+
+
+def test_a_velocity_model_that_loses_to_the_median_baseline_is_not_served(with_amount):
+    import copy
+    import dataclasses
+
+    from abm_ml.modeling.bootstrap import Metric
+    from abm_ml.modeling.evaluate import Evaluation
+    from abm_ml.modeling.train import _serve_baseline_days, _velocity_beats_baseline
+
+    _, dataset, result = with_amount
+    scorer = copy.deepcopy(result.scorer)
+    scorer.velocity, scorer.default_days = object(), 21.0  # a velocity model, and its baseline
+
+    def evaluation(model_mae: float, baseline_mae: float) -> Evaluation:
+        return Evaluation(
+            propensity={},
+            velocity={"mae_days": Metric.exact(model_mae)},
+            velocity_baseline={"mae_days": Metric.exact(baseline_mae)},
+            scored=pd.DataFrame({"days_to_close_p50": [5.0, 50.0]}),
+            labels=np.array([1, 0]),
+        )
+
+    assert _velocity_beats_baseline(scorer, evaluation(9.0, 10.0))
+    assert "velocity_not_used" not in scorer.metadata
+    losing = evaluation(10.0, 10.0)
+    assert not _velocity_beats_baseline(scorer, losing)
+    served = _serve_baseline_days(scorer, dataclasses.replace(losing))
+    assert scorer.velocity is None
+    assert set(served.scored["days_to_close_p50"]) == {21.0}
+    scored = scorer.score(dataset.frame.head(5), with_reasons=False)
+    assert (scored["days_to_close_p50"] == 21.0).all()
+    assert "baseline" in scorer.basis()["days_to_close"]
+    assert "not better than the median-days baseline" in scorer.basis()["days_to_close"]
+    np.testing.assert_allclose(scored["priority"], scored["expected_value"] / 21.0)
+
+
+def test_service_records_with_placeholders_score_as_missing(with_amount):
+    from abm_ml.service.handlers import score_rows
+
+    _, dataset, result = with_amount
+    scorer = result.scorer
+    row = dataset.frame.iloc[0]
+    record = {
+        "account_id": "ACME",
+        "amount": 1000.0,
+        **{f.name: None for f in scorer.features},
+        "industry": "Select",
+        "web_visits_30d": float(row["web_visits_30d"]),
+    }
+    missing = {**record, "industry": None}
+    placeholder, blank = score_rows(scorer, [record, missing])
+    assert placeholder["propensity"] == blank["propensity"]
+    assert placeholder["days_to_close_p50"] is None and placeholder["amount"] == 1000.0
+    texts = [r["text"] for side in ("up", "down") for r in placeholder["reasons"][side]]
+    assert not any("Select" in t for t in texts)

@@ -138,7 +138,7 @@ def _require_file(accounts: str) -> None:
 
 def _basis_line(meta: dict) -> str:
     """One line saying what priority, days and amounts are made of (none is invented)."""
-    days = meta.get("days_to_close") or "none (the model was trained without dates or a duration)"
+    days = meta.get("days_to_close") or "none"
     return (
         f"Priority = {meta.get('priority')}. Days to close: {days}. "
         f"Amounts: {meta.get('amount_note')}."
@@ -160,7 +160,14 @@ def _ranking_table(result, version, show: int) -> Table:
         "top_reasons": "top reason",
         "movement": "since last run",
     }
-    columns = [c for c in headers if c in result.ranked.columns]
+    ranked = result.ranked
+    # No column of blanks: a model without dates has no days, one without amounts no value.
+    columns = [
+        c
+        for c in headers
+        if c in ranked.columns
+        and not (c in ("days_to_close_p50", "expected_value") and ranked[c].isna().all())
+    ]
     for column in columns:
         shown.add_column(
             headers[column],
