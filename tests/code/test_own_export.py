@@ -8,6 +8,7 @@ exactly as training did.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,68 @@ def test_service_records_with_placeholders_score_as_missing(with_amount):
     assert placeholder["days_to_close_p50"] is None and placeholder["amount"] == 1000.0
     texts = [r["text"] for side in ("up", "down") for r in placeholder["reasons"][side]]
     assert not any("Select" in t for t in texts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("amount", [True, False], ids=["amount", "no-amount"])
+def test_cli_validate_train_rank_explain_on_the_raw_export(
+    amount: bool, mlflow_store: Path, tmp_path: Path
+):
+    """The whole user path on the export as the CRM wrote it: no renaming, no awk."""
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from abm_ml.cli import app
+
+    runner = CliRunner()
+    export, spec = own_export(with_amount=amount, n=900)
+    spec_path = write_export(tmp_path / "crm", export, spec)
+    scoring = tmp_path / "to_score.csv"
+    export.drop(columns=["Stage"]).head(60).to_csv(scoring, index=False)
+
+    for args in (["validate", str(spec_path)], ["train", str(spec_path), "--n-boot", "20"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    out = tmp_path / "ranked.csv"
+    result = runner.invoke(
+        app, ["rank", str(scoring), "--tiers", "5,10,20", "--out", str(out), "--no-history"]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # rich wraps lines at the terminal width
+    assert "Days to close: none" in said
+    ranked = pd.read_csv(out)
+    assert ranked["days_to_close_p50"].isna().all()
+    if amount:
+        assert re.search(r"(\d+) of \1 amounts from column 'Deal Value \(\$\)'", said), said
+        by_account = ranked.set_index("account_id")["amount"]
+        first = export.iloc[0]
+        assert by_account[first["Account Name"]] == pytest.approx(
+            float(first["Deal Value ($)"].replace(",", ""))
+        )
+    else:
+        assert ranked["expected_value"].isna().all()
+        assert "Priority = propensity" in said
+        assert ranked["propensity"].is_monotonic_decreasing
+    assert "Select" not in " ".join(ranked["top_reasons"].fillna("") + ranked["risk"].fillna(""))
+
+    account = export["Account Name"].iloc[2]
+    result = runner.invoke(app, ["explain", account, "--accounts", str(scoring)])
+    assert result.exit_code == 0, result.output
+    assert "Propensity" in result.output and "Select" not in result.output
+
+    no_ids = tmp_path / "no_ids.csv"
+    export.drop(columns=["Account Name", "Opportunity Number"]).head(5).to_csv(no_ids, index=False)
+    failed = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", "rank", str(no_ids), "--no-history", "--no-report"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert failed.returncode == 2, failed.stderr
+    assert "'Account Name' (the spec's `account_id`)" in failed.stderr
+    assert "Traceback" not in failed.stderr
