@@ -302,3 +302,14 @@ def test_cli_validate_train_rank_explain_on_the_raw_export(
     assert failed.returncode == 2, failed.stderr
     assert "'Account Name' (the spec's `account_id`)" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_the_model_card_says_there_are_no_days_and_what_priority_is(with_amount, without_amount):
+    from abm_ml.registry.card import model_card
+
+    card = model_card(with_amount[2])
+    assert "no dates or duration, so no days to close" in card
+    assert "`priority` = expected value (no days to close" in card
+    assert "`priority` = propensity (the training data had no deal amount)" in model_card(
+        without_amount[2]
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.data.readers import SOURCE_ROW
-from abm_ml.data.records import read_records, require_id_column
+from abm_ml.data.records import ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
@@ -125,15 +125,16 @@ def abm_tiers(n: int, sizes: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
-    """The reason each account cannot be scored, or NA."""
+def _unscorable(
+    accounts: pd.DataFrame, scorer: AccountScorer, prepared: ScoringRecords | None
+) -> pd.Series:
+    """The reason each account cannot be scored, or NA (``prepared``: the parsed accounts)."""
     reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
 
     def add(mask: pd.Series, reason: str | pd.Series) -> None:
         fresh = mask & reasons.isna()
         reasons[fresh] = reason[fresh] if isinstance(reason, pd.Series) else reason
 
-    prepared = scorer.prepare(accounts)
     if prepared is not None:
         add(prepared.problems.notna(), prepared.problems)
         accounts = prepared.frame
@@ -168,13 +169,16 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
     return reasons
 
 
-def amount_meta(scorer: AccountScorer, accounts: pd.DataFrame) -> dict:
-    """Where the ranked amounts come from: per row from the file, the training median, or none."""
+def amount_meta(scorer: AccountScorer, frame: pd.DataFrame, column: str | None) -> dict:
+    """Where the ranked amounts come from: per row from the file, the training median, or none.
+
+    Args:
+        scorer: the scorer that ranked the accounts.
+        frame: the scored accounts (canonical ``amount`` when known).
+        column: the file's column the amounts were read from.
+    """
     if not scorer.has_amount:
         return {"amount": None, "amount_note": "no deal amount in training: no expected value"}
-    prepared = scorer.prepare(accounts)
-    frame = prepared.frame if prepared is not None else accounts
-    column = prepared.amount_column if prepared is not None else None
     known = (
         int(pd.to_numeric(frame[AMOUNT], errors="coerce").notna().sum())
         if AMOUNT in frame.columns
@@ -229,9 +233,9 @@ def rank_accounts(
             accounts[column].astype(str).isin([str(w) for w in wanted])
         ].reset_index(drop=True)
 
-    reasons = _unscorable(accounts, scorer)
-    bad = reasons.notna()
     prepared = scorer.prepare(accounts)
+    reasons = _unscorable(accounts, scorer, prepared)
+    bad = reasons.notna()
     if prepared is not None:
         # Ids as the scorer gives them (the spec's account column, else the row id).
         accounts = accounts.assign(**{ACCOUNT_ID: prepared.frame[ACCOUNT_ID].to_numpy()})
@@ -276,7 +280,11 @@ def rank_accounts(
         "model_name": model_name,
         "model_version": str(model_version),
         **scorer.basis(),
-        **amount_meta(scorer, good),
+        **amount_meta(
+            scorer,
+            prepared.frame[~bad.to_numpy()] if prepared is not None else good,
+            prepared.amount_column if prepared is not None else None,
+        ),
     }
     return RankResult(ranked=ranked, unscorable=unscorable.reset_index(drop=True), meta=meta)
 
