@@ -227,8 +227,10 @@ class AccountScorer:
         """Score raw account records.
 
         Args:
-            records: one row per account with the feature columns (missing ones become missing
-                values), and optionally ``account_id`` (or ``row_id``) and ``amount``.
+            records: one row per account, as the CRM exports it (the training spec's columns,
+                placeholders and number formats, read through :attr:`input_spec`) or in
+                canonical form (feature names, ``account_id`` or ``row_id``, ``amount``).
+                Missing feature columns become missing values.
             k_up: factors raising the propensity to return per account.
             k_down: factors lowering it.
             with_reasons: add ``reasons`` (propensity) and ``velocity_reasons`` columns.
