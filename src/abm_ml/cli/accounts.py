@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
 from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model
+from abm_ml.data.records import require_id_column
 from abm_ml.errors import AbmInputError
 
 
@@ -84,9 +86,11 @@ def rank(
 
     sizes = parse_tiers(tiers)
     check_accounts_source(accounts, table=table, query=query)
+    _require_file(accounts)
     scorer, version = load_model(model)
     with console.status("Reading accounts..."):
-        frame = load_accounts(accounts, table=table, query=query)
+        frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
+    require_id_column(frame, scorer.input, accounts)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
@@ -118,6 +122,7 @@ def rank(
     if history:
         _record_history(result, history_url or cfg.history_url(), out)
     console.print(_ranking_table(result, version, show))
+    console.print(_basis_line(result.meta))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
     if result.meta["unscorable"]:
         console.print(
@@ -153,6 +158,21 @@ def _record_history(result, url: str, out: Path) -> None:
     write_ranked(result.ranked, out)
 
 
+def _require_file(accounts: str) -> None:
+    """A missing accounts file is reported before the model is loaded."""
+    if "://" not in accounts and not Path(accounts).exists():
+        raise AbmInputError("file not found", source=accounts)
+
+
+def _basis_line(meta: dict) -> str:
+    """One line saying what priority, days and amounts are made of (none is invented)."""
+    days = meta.get("days_to_close") or "none"
+    return (
+        f"Priority = {meta.get('priority')}. Days to close: {days}. "
+        f"Amounts: {meta.get('amount_note')}."
+    )
+
+
 def _ranking_table(result, version, show: int) -> Table:
     """The top ``show`` ranked accounts as a terminal table (the files hold every column)."""
     shown = Table(
@@ -168,7 +188,14 @@ def _ranking_table(result, version, show: int) -> Table:
         "top_reasons": "top reason",
         "movement": "since last run",
     }
-    columns = [c for c in headers if c in result.ranked.columns]
+    ranked = result.ranked
+    # No column of blanks: a model without dates has no days, one without amounts no value.
+    columns = [
+        c
+        for c in headers
+        if c in ranked.columns
+        and not (c in ("days_to_close_p50", "expected_value") and ranked[c].isna().all())
+    ]
     for column in columns:
         shown.add_column(
             headers[column],
@@ -185,7 +212,7 @@ def _ranking_table(result, version, show: int) -> Table:
         for column in columns:
             value = row[column]
             if column in ("days_to_close_p50", "expected_value"):
-                cells.append(f"{value:,.0f}")
+                cells.append("-" if pd.isna(value) else f"{value:,.0f}")
             elif column == "top_reasons":
                 cells.append(str(value).split("; ")[0].removeprefix("+ "))
             else:
@@ -225,6 +252,9 @@ def explain(
 
     if (accounts is None) == (spec is None):
         raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
+    if accounts is not None:
+        _require_file(accounts)
+    scorer, version = load_model(model)
     if spec is not None:
         from abm_ml.data.spec import load_spec
         from abm_ml.data.validate import load_dataset
@@ -233,10 +263,11 @@ def explain(
     else:
         from abm_ml.modeling.ranking import load_accounts
 
-        frame = load_accounts(accounts)
+        frame = load_accounts(accounts, scorer=scorer)
+        require_id_column(frame, scorer.input, accounts)
+        prepared = scorer.prepare(frame)
+        frame = prepared.frame if prepared is not None else frame
     ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
-    if not ids:
-        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
     match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
     if match.empty:
         raise AbmInputError(
@@ -251,7 +282,6 @@ def explain(
     if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
         match = match.sort_values(CREATED_AT)
     record = match.tail(1)
-    scorer, version = load_model(model)
     explained = scorer.explain(record)
     factors = explained.factors(0)
     totals = {

@@ -9,4 +9,6 @@ In the order a dataset goes through them:
 - :mod:`~abm_ml.data.validate`: ``load_dataset``: every row accepted or rejected with a reason.
 - :mod:`~abm_ml.data.leakage`: the guard that refuses features known only after the outcome.
 - :mod:`~abm_ml.data.split`: time- and account-honest train/validation/test splits.
+- :mod:`~abm_ml.data.records`: the scoring side of the same boundary: a file in the CRM's own
+  format read and parsed as training read it, by the spec the model carries.
 """

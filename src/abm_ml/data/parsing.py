@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS
+from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, parse_yes_no
 
 _NUMBER_JUNK = re.compile(r"[\s$€£¥%]")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
@@ -157,3 +157,23 @@ def category_text(values: pd.Series) -> pd.Series:
         )
     )
     return text.astype(object).where(text.notna(), np.nan)
+
+
+def parse_feature_values(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
+    """A feature column (placeholders already cleaned) as the model takes it, by type.
+
+    Training (:func:`abm_ml.data.validate.load_dataset`) and scoring
+    (:func:`abm_ml.data.records.canonical_records`) both call this, so a value is read the
+    same way in both.
+
+    Returns:
+        The values (numeric as float, boolean as 0/1 float, categorical as text or NaN), a mask
+        of values present but unreadable, and the words describing such a value.
+    """
+    if kind == "numeric":
+        values, bad = parse_numbers(raw)
+        return values, bad, "unparseable number"
+    if kind == "boolean":
+        values = parse_yes_no(raw)
+        return values, raw.notna() & values.isna(), "not a yes/no value"
+    return category_text(raw), pd.Series(False, index=raw.index), "unreadable value"

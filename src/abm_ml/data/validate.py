@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.data.joins import as_rejects, join_source
-from abm_ml.data.parsing import category_text, clean_text, infer_type, parse_dates, parse_numbers
+from abm_ml.data.parsing import (
+    clean_text,
+    infer_type,
+    parse_dates,
+    parse_feature_values,
+    parse_numbers,
+)
 from abm_ml.data.readers import (
     ROW_PROBLEM,
     SOURCE_ROW,
@@ -29,7 +35,7 @@ from abm_ml.data.readers import (
 )
 from abm_ml.data.spec import DatasetSpec, FeatureSpec
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
+from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.schema import (
     ACCOUNT_ID,
     AMOUNT,
@@ -317,14 +323,8 @@ def _features(
                 f"column {feature.column!r} is both a feature and the spec's id/label/date",
                 field="features",
             )
-        if kind == "numeric":
-            values = _numbers(raw, feature.column, rejects)
-        elif kind == "boolean":
-            values = parse_yes_no(raw)
-            bad = raw.notna() & values.isna()
-            rejects.add(bad, f"not a yes/no value in {feature.column!r}: " + raw.astype(str))
-        else:
-            values = category_text(raw)
+        values, bad, problem = parse_feature_values(raw, kind)
+        rejects.add(bad, f"{problem} in {feature.column!r}: " + raw.astype(str))
         values_by_key[feature.key] = values
         infos.append(
             FeatureInfo(

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
-from abm_ml.data.spec import SourceSpec
+from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
+from abm_ml.data.records import ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
 from abm_ml.redact import mask_credentials
-from abm_ml.schema import ACCOUNT_ID, ROW_ID
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 
 ABM_TIERS = ("1:1", "1:few", "1:many")
 NURTURE = "nurture"
@@ -46,11 +46,13 @@ def load_accounts(
     *,
     table: str | None = None,
     query: str | None = None,
+    scorer: AccountScorer | None = None,
     allow_short_rows: bool = False,
 ) -> pd.DataFrame:
-    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with a table or query.
+    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with the training reader.
 
-    CSV records cut short or too wide come back with their reason in
+    Given the ``scorer``, the separator and encoding of its training export are used. CSV
+    records cut short or too wide come back with their reason in
     :data:`~abm_ml.data.readers.ROW_PROBLEM`; :func:`rank_accounts` lists them as unscorable.
 
     Raises:
@@ -58,11 +60,13 @@ def load_accounts(
     """
     text = str(source)
     check_accounts_source(text, table=table, query=query)
-    if "://" in text:
-        spec = SourceSpec(url=text, table=table, query=query)
-    else:
-        spec = SourceSpec(path=str(Path(text).resolve()), allow_short_rows=allow_short_rows)
-    return read_table(spec).frame
+    return read_records(
+        text,
+        scorer.input if scorer else None,
+        table=table,
+        query=query,
+        allow_short_rows=allow_short_rows,
+    )
 
 
 def check_accounts_source(source: str, *, table: str | None, query: str | None) -> None:
@@ -146,27 +150,23 @@ def abm_tiers(n: int, sizes: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
-    """The reason each account cannot be scored, or NA."""
+def _unscorable(
+    accounts: pd.DataFrame, scorer: AccountScorer, prepared: ScoringRecords | None
+) -> pd.Series:
+    """The reason each account cannot be scored, or NA (``prepared``: the parsed accounts)."""
     reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
 
     def add(mask: pd.Series, reason: str | pd.Series) -> None:
         fresh = mask & reasons.isna()
         reasons[fresh] = reason[fresh] if isinstance(reason, pd.Series) else reason
 
-    id_column = (
-        ACCOUNT_ID
-        if ACCOUNT_ID in accounts.columns
-        else ROW_ID
-        if ROW_ID in accounts.columns
-        else None
-    )
-    if id_column is None:
-        raise AbmInputError("the accounts have no 'account_id' column", field="account_id")
     if ROW_PROBLEM in accounts.columns:
         # A record the reader found cut short or too wide: its values cannot be trusted.
         add(accounts[ROW_PROBLEM].notna(), accounts[ROW_PROBLEM])
-    ids = accounts[id_column].astype("string").str.strip()
+    if prepared is not None:
+        add(prepared.problems.notna(), prepared.problems)
+        accounts = prepared.frame
+    ids = accounts[ACCOUNT_ID].astype("string").str.strip()
     add(ids.isna() | (ids == ""), "missing account_id")
     add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
@@ -183,7 +183,11 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
         column = accounts[name]
         blank = column.isna() | (column.astype("string").str.strip() == "").fillna(True)
         present |= ~blank
-        if feature.type != "categorical" and not pd.api.types.is_numeric_dtype(column):
+        if (
+            prepared is None
+            and feature.type != "categorical"
+            and not pd.api.types.is_numeric_dtype(column)
+        ):
             parsed = scorer.preprocessor.raw_values(
                 accounts[[name]].rename(columns={name: feature.name})
             )[feature.name]
@@ -191,6 +195,34 @@ def _unscorable(accounts: pd.DataFrame, scorer: AccountScorer) -> pd.Series:
             add(bad, f"unparseable value in {name!r}: " + column.astype(str))
     add(~present, "no feature values at all")
     return reasons
+
+
+def amount_meta(scorer: AccountScorer, frame: pd.DataFrame, column: str | None) -> dict:
+    """Where the ranked amounts come from: per row from the file, the training median, or none.
+
+    Args:
+        scorer: the scorer that ranked the accounts.
+        frame: the scored accounts (canonical ``amount`` when known).
+        column: the file's column the amounts were read from.
+    """
+    if not scorer.has_amount:
+        return {"amount": None, "amount_note": "no deal amount in training: no expected value"}
+    known = (
+        int(pd.to_numeric(frame[AMOUNT], errors="coerce").notna().sum())
+        if AMOUNT in frame.columns
+        else 0
+    )
+    median = f"the training median of won deals ({scorer.default_amount:,.0f})"
+    if known == 0:
+        note = f"every account's amount is {median}: the file has no amount"
+        if scorer.input and scorer.input.amount:
+            note += f" (expected column {scorer.input.amount!r})"
+    else:
+        source = f"column {column!r}" if column else "the file"
+        note = f"{known} of {len(frame)} amounts from {source}"
+        if known < len(frame):
+            note += f"; {len(frame) - known} blank, given {median}"
+    return {"amount": "per row" if known else "training median", "amount_note": note}
 
 
 def rank_accounts(
@@ -213,7 +245,8 @@ def rank_accounts(
     check_sort_key(sort_by)
     as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
     accounts = accounts.reset_index(drop=True)
-    if ACCOUNT_ID not in accounts.columns and ROW_ID in accounts.columns:
+    require_id_column(accounts, scorer.input, "accounts")
+    if scorer.input is None and ACCOUNT_ID not in accounts.columns:
         accounts = accounts.assign(**{ACCOUNT_ID: accounts[ROW_ID]})
     n_read = len(accounts)
     for column, wanted in (filters or {}).items():
@@ -228,8 +261,12 @@ def rank_accounts(
             accounts[column].astype(str).isin([str(w) for w in wanted])
         ].reset_index(drop=True)
 
-    reasons = _unscorable(accounts, scorer)
+    prepared = scorer.prepare(accounts)
+    reasons = _unscorable(accounts, scorer, prepared)
     bad = reasons.notna()
+    if prepared is not None:
+        # Ids as the scorer gives them (the spec's account column, else the row id).
+        accounts = accounts.assign(**{ACCOUNT_ID: prepared.frame[ACCOUNT_ID].to_numpy()})
     unscorable = accounts[bad].copy()
     unscorable.insert(0, "reason", reasons[bad].astype(str))
     if SOURCE_ROW in unscorable.columns:
@@ -271,6 +308,12 @@ def rank_accounts(
         "filters": {k: v for k, v in (filters or {}).items() if v},
         "model_name": model_name,
         "model_version": str(model_version),
+        **scorer.basis(),
+        **amount_meta(
+            scorer,
+            prepared.frame[~bad.to_numpy()] if prepared is not None else good,
+            prepared.amount_column if prepared is not None else None,
+        ),
     }
     return RankResult(ranked=ranked, unscorable=unscorable.reset_index(drop=True), meta=meta)
 

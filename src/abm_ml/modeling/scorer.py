@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from abm_ml.config import num_threads
+from abm_ml.data.records import InputSpec, ScoringRecords, canonical_records
 from abm_ml.modeling import reasons
 from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
@@ -160,10 +161,54 @@ class AccountScorer:
     base_propensity: float | None = None
     """Mean calibrated propensity over the training rows: the base of every explanation.
     None in scorers packaged before it existed (their base is the calibrated SHAP base)."""
+    input_spec: dict | None = None
+    """:class:`~abm_ml.data.records.InputSpec` as a dict: how to read the CRM's own export.
+    None in models registered before it existed; they read canonical columns only."""
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def input(self) -> InputSpec | None:
+        """How the training export was read (None for models older than the carried spec)."""
+        spec = getattr(self, "input_spec", None)
+        return InputSpec.model_validate(spec) if spec else None
+
+    def prepare(self, records: pd.DataFrame) -> ScoringRecords | None:
+        """Records parsed as training parsed them, or None for models without a carried spec."""
+        spec = self.input
+        return canonical_records(records, self.features, spec) if spec else None
+
+    @property
+    def has_amount(self) -> bool:
+        """Whether training knew deal amounts (else there is no expected value)."""
+        return bool(self.metadata.get("amount_known", True))
+
+    @property
+    def days_source(self) -> str | None:
+        """Where days to close come from: the velocity model, the median-days baseline, or nowhere."""
+        if self.velocity is not None:
+            return "velocity model"
+        if self.default_days is None or not np.isfinite(self.default_days):
+            return None
+        return "median days to close of won training deals (baseline)"
+
+    def basis(self) -> dict[str, str | None]:
+        """What the days, expected value and priority are made of: said next to every ranking."""
+        days = self.days_source
+        if not self.has_amount:
+            priority = "propensity (the training data had no deal amount)"
+        elif days is None:
+            priority = "expected value (no days to close: the model was trained without dates or a duration)"
+        else:
+            priority = "expected value per day to close (P50)"
+        note = self.metadata.get("velocity_not_used")
+        return {
+            "days_to_close": days + (f"; {note}" if note and days else "") if days else None,
+            "expected_value": "propensity x amount" if self.has_amount else None,
+            "priority": priority,
+        }
 
     def propensity_from_raw(self, raw: np.ndarray) -> np.ndarray:
         return self.calibrator(raw)
@@ -185,8 +230,10 @@ class AccountScorer:
         """Score raw account records.
 
         Args:
-            records: one row per account with the feature columns (missing ones become missing
-                values), and optionally ``account_id`` (or ``row_id``) and ``amount``.
+            records: one row per account, as the CRM exports it (the training spec's columns,
+                placeholders and number formats, read through :attr:`input_spec`) or in
+                canonical form (feature names, ``account_id`` or ``row_id``, ``amount``).
+                Missing feature columns become missing values.
             k_up: factors raising the propensity to return per account.
             k_down: factors lowering it.
             with_reasons: add ``reasons`` (propensity) and ``velocity_reasons`` columns.
@@ -195,7 +242,7 @@ class AccountScorer:
         Returns:
             One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
         """
-        records = records.reset_index(drop=True)
+        records = self._canonical(records)
         matrix = self.preprocessor.transform(records)
         contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
         raw = (
@@ -209,8 +256,13 @@ class AccountScorer:
         days = self._days(matrix)
         amount = self._amounts(records)
         expected_value = propensity * amount
-        # Sales velocity: value won per day of selling time.
-        priority = expected_value / np.maximum(days["p50"], 1.0)
+        if not self.has_amount:
+            priority = propensity
+        elif self.days_source is None:
+            priority = expected_value
+        else:
+            # Sales velocity: value won per day of selling time.
+            priority = expected_value / np.maximum(days["p50"], 1.0)
         out = pd.DataFrame(
             {
                 "account_id": _account_ids(records),
@@ -229,15 +281,23 @@ class AccountScorer:
             self._add_reasons(out, contrib, records, matrix, k_up, k_down, with_velocity_reasons)
         return out
 
+    def _canonical(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Records with canonical columns, parsed through the carried input spec when there is one."""
+        prepared = self.prepare(records)
+        return prepared.frame if prepared is not None else records.reset_index(drop=True)
+
     def _days(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
-        """P10/P50/P90 days to close (never negative), or the median days without a model."""
+        """P10/P50/P90 days to close (never negative), the median days without a model, else NaN."""
         if self.velocity is None:
-            return {q: np.full(len(matrix), self.default_days) for q in ("p10", "p50", "p90")}
+            days = self.default_days if self.days_source is not None else np.nan
+            return {q: np.full(len(matrix), days, dtype=float) for q in ("p10", "p50", "p90")}
         log_days = self.velocity.predict_log(matrix)
         return {q: np.maximum(np.expm1(v), 0.0) for q, v in log_days.items()}
 
     def _amounts(self, records: pd.DataFrame) -> np.ndarray:
-        """Deal amounts, the training median of won deals where unknown."""
+        """Deal amounts, the training median of won deals where unknown; NaN without amounts."""
+        if not self.has_amount:
+            return np.full(len(records), np.nan)
         if AMOUNT not in records.columns:
             return np.full(len(records), self.default_amount)
         amount = pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
@@ -292,7 +352,7 @@ class AccountScorer:
         its steps, one per feature, add up exactly to the record's propensity; see
         :func:`probability_steps` for how the steps are allocated.
         """
-        records = records.reset_index(drop=True)
+        records = self._canonical(records)
         matrix = self.preprocessor.transform(records)
         contrib = reasons.contributions(self.propensity_booster, matrix)
         raw = contrib.raw

@@ -17,6 +17,7 @@ baselines on the same test rows with bootstrap intervals. Logging to MLflow is s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from abm_ml.data.leakage import LeakFinding, check_leakage, refused
+from abm_ml.data.records import InputSpec
 from abm_ml.data.split import Split, make_split
 from abm_ml.data.validate import Dataset
 from abm_ml.errors import AbmInputError
@@ -341,6 +343,38 @@ def _compare_on_holdout(
     return evaluation, baselines, propensity_results
 
 
+def _velocity_beats_baseline(scorer: AccountScorer, evaluation: Evaluation) -> bool:
+    """Whether the velocity model's holdout MAE is below the median-days baseline's.
+
+    Without the comparison (too few won holdout deals with a duration) the model is not trusted.
+    """
+    model, baseline = (
+        evaluation.velocity.get("mae_days"),
+        evaluation.velocity_baseline.get("mae_days"),
+    )
+    if model is None or baseline is None:
+        scorer.metadata["velocity_not_used"] = (
+            "too few won holdout deals with a duration to check the velocity model"
+        )
+        return False
+    if model.value < baseline.value:
+        return True
+    scorer.metadata["velocity_not_used"] = (
+        f"the velocity model (MAE {model.value:.1f} days on the holdout) was not better than "
+        f"the median-days baseline (MAE {baseline.value:.1f} days)"
+    )
+    return False
+
+
+def _serve_baseline_days(scorer: AccountScorer, evaluation: Evaluation) -> Evaluation:
+    """Drop a velocity model that lost to the baseline: days and priority use the median days."""
+    scorer.velocity = None
+    scored = evaluation.scored.copy()
+    for column in DAYS_COLUMNS:
+        scored[column] = scorer.default_days
+    return dataclasses.replace(evaluation, scored=scored)
+
+
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
     """Fit, calibrate and package the propensity and velocity models, then evaluate the package.
 
@@ -385,6 +419,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         default_days=fallback_days,
         metadata=_metadata(dataset, calibrator, amount_known),
         base_propensity=_mean_propensity(booster, calibrator, matrix.iloc[final.training_rows]),
+        input_spec=InputSpec.from_dataset_spec(dataset.spec).model_dump(),
     )
 
     # The packaged scorer and the baselines, on the same test rows with the same settings.
@@ -400,6 +435,8 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         else {}
     )
     velocity_extra = velocity_checks(dataset, split, matrix, velocity, config)
+    if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
+        evaluation = _serve_baseline_days(scorer, evaluation)
     timings["evaluate_s"] = time.perf_counter() - t0
 
     sample, contrib, importance = _shap_importance(booster, matrix, split.test, config.seed)

@@ -42,7 +42,8 @@ def fit_velocity(
     """Quantile models of log(1 + days) on won deals, their best iterations, the median days.
 
     The model is None when there are too few won deals with a known duration; the median
-    days (of won training deals, else of all deals, else 30) are the fallback forecast.
+    days (of won training deals, else of all deals) are the fallback forecast, NaN when no
+    duration is known at all (a model trained without dates forecasts no days).
     """
     days = frame[DAYS_TO_CLOSE].to_numpy(dtype=float)
     train, valid, test = (
@@ -53,7 +54,7 @@ def fit_velocity(
         if len(train)
         else float(np.nanmedian(days))
         if np.isfinite(days).any()
-        else 30.0
+        else float("nan")
     )
     if len(train) < 50 or len(valid) < 10 or len(test) < 10:
         return None, {}, fallback

@@ -53,17 +53,22 @@ def verdict(result: TrainingResult) -> str:
 
 
 def _velocity_section(result: TrainingResult) -> list[str]:
+    days = result.scorer.days_source
     if not result.velocity:
-        return [
-            "",
-            "## Deal velocity",
-            "Not trained: too few won deals with a known duration; the median days are used.",
-        ]
+        said = (
+            "Not trained: too few won deals with a known duration; the median days are used."
+            if days
+            else "None: the data has no dates or duration, so no days to close are given."
+        )
+        return ["", "## Deal velocity", said]
     lines = [
         "",
         "## Deal velocity (won deals in the holdout)",
         _table(m.metrics_table(result.velocity)),
     ]
+    not_used = result.scorer.metadata.get("velocity_not_used")
+    if not_used:
+        lines += ["", f"**Not served:** {not_used}; days and priority use the median days."]
     extra = {k: v for k, v in result.velocity_extra.items() if "c_index" in k or "aft_mae" in k}
     if extra:
         lines.append("")
@@ -143,7 +148,7 @@ def model_card(
         "## How to read the numbers",
         "- Reasons explain the uncalibrated model's log-odds; each reason also gives its approximate effect in probability points.",
         "- `score` is the calibrated propensity in percent (1-99); tiers A/B/C/D are the top 10 %, next 20 %, next 30 % and the rest of the held-out scores the calibrator was fitted on.",
-        "- `priority` = propensity x deal size / predicted days (sales velocity).",
+        f"- `priority` = {result.scorer.basis()['priority']}.",
         f"- Capacity for precision@k / recall@k: k = {int(result.propensity[MODEL_NAME]['k'].value)} accounts.",
     ]
     if run_id:

@@ -184,8 +184,16 @@ def ranking_overview_plot(ranked: pd.DataFrame, path: Path) -> Path:
     fig, axes = _subplots(2, figsize=(9, 3.4))
     tiers = [t for t in ABM_TIER_COLORS if "abm_tier" in ranked and (ranked["abm_tier"] == t).any()]
     if tiers:
-        value = [float(ranked.loc[ranked["abm_tier"] == t, "expected_value"].sum()) for t in tiers]
+        value = [
+            float(ranked.loc[ranked["abm_tier"] == t, "expected_value"].sum(min_count=1))
+            for t in tiers
+        ]
         count = [int((ranked["abm_tier"] == t).sum()) for t in tiers]
+        has_value = any(np.isfinite(v) for v in value)
+        if not has_value:
+            # Without deal amounts there is no expected value: the bars count accounts instead.
+            value = [float(n) for n in count]
+        value = [v if np.isfinite(v) else 0.0 for v in value]
         bars = axes[0].bar(tiers, value, color=[ABM_TIER_COLORS[t] for t in tiers])
         for bar, n in zip(bars, count):
             axes[0].annotate(
@@ -199,8 +207,12 @@ def ranking_overview_plot(ranked: pd.DataFrame, path: Path) -> Path:
             )
         axes[0].margins(y=0.15)
     axes[0].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    axes[0].set_ylabel("expected value (sum)")
-    axes[0].set_title("Expected value by ABM tier")
+    if tiers and not has_value:
+        axes[0].set_ylabel("accounts")
+        axes[0].set_title("Accounts by ABM tier (no deal amounts)")
+    else:
+        axes[0].set_ylabel("expected value (sum)")
+        axes[0].set_title("Expected value by ABM tier")
     propensity = (
         ranked["propensity"].to_numpy(dtype=float) if "propensity" in ranked else np.array([])
     )

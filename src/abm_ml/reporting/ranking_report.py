@@ -145,7 +145,7 @@ def _tier_cards(ranked: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str,
                     "class": _tier_class(name),
                     "count": len(part),
                     "capacity": meta.get("tiers", {}).get(name),
-                    "expected_value": float(part["expected_value"].sum())
+                    "expected_value": float(part["expected_value"].sum(min_count=1))
                     if "expected_value" in part
                     else float("nan"),
                     "mean_propensity": float(part["propensity"].mean())
@@ -239,7 +239,8 @@ def ranking_report(
         meta=meta,
         n_ranked=n,
         n_shown=min(n, top),
-        total_expected_value=float(ranked["expected_value"].sum())
+        # min_count: without amounts there is no expected value, not a total of 0.
+        total_expected_value=float(ranked["expected_value"].sum(min_count=1))
         if "expected_value" in ranked
         else float("nan"),
         tiers=tiers,

@@ -69,12 +69,19 @@ class ScoredAccount(_Body):
     propensity: float = Field(description="Calibrated probability of winning")
     score: int = Field(description="Propensity as 1..99")
     tier: str = Field(description="A (top 10 %), B (next 20 %), C (next 30 %), D")
-    days_to_close_p10: float
-    days_to_close_p50: float
-    days_to_close_p90: float
-    amount: float
-    expected_value: float = Field(description="propensity x amount")
-    priority: float = Field(description="expected value per day to close (P50)")
+    days_to_close_p10: float | None = Field(
+        description="null when the model was trained without dates or a duration"
+    )
+    days_to_close_p50: float | None
+    days_to_close_p90: float | None
+    amount: float | None = Field(description="null when the model was trained without amounts")
+    expected_value: float | None = Field(
+        description="propensity x amount; null when the model was trained without amounts"
+    )
+    priority: float = Field(
+        description="expected value per day to close (P50); the expected value without days, "
+        "the propensity without amounts"
+    )
     reasons: Reasons | None = Field(None, description="Factors raising and lowering the propensity")
     velocity_reasons: Reasons | None = Field(
         None, description="Factors lengthening and shortening days to close"

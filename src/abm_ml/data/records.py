@@ -1,0 +1,205 @@
+"""The scoring side of the input boundary: a CRM export read as the model was trained on it.
+
+A trained scorer carries the input part of its dataset spec (:class:`InputSpec`): which columns
+hold the row id, the account id and the amount, the placeholders that mean "missing", the
+number and date formats, the CSV separator and encoding. :func:`read_records` reads a file
+with the same reader as training (:mod:`abm_ml.data.readers`) and :func:`canonical_records`
+parses it with the same parsers (:mod:`abm_ml.data.parsing`), so a file in the CRM's own
+export format is scored as it is, and a row scores exactly as it did in the training frame.
+Files in canonical form (``account_id``, ``amount``, feature names) are read too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from abm_ml.data.parsing import clean_text, parse_dates, parse_feature_values, parse_numbers
+from abm_ml.data.readers import read_table
+from abm_ml.data.spec import DatasetSpec, SourceSpec
+from abm_ml.errors import AbmInputError
+from abm_ml.modeling.feature_info import FeatureInfo
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, CREATED_AT, ROW_ID
+
+
+class InputSpec(BaseModel):
+    """The part of a dataset spec that says how to read one row of the CRM's export."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    row_id: str | None = None
+    account_id: str | None = None
+    label: str | None = None
+    amount: str | None = None
+    amount_decimal: Literal[".", ","] = "."
+    created_at: str | None = None
+    created_at_formats: list[str] = Field(default_factory=list)
+    missing_values: list[str] = Field(default_factory=list)
+    sep: str | None = None
+    encoding: str | None = None
+    has_dates: bool = False
+    has_velocity: bool = False
+
+    @classmethod
+    def from_dataset_spec(cls, spec: DatasetSpec) -> InputSpec:
+        """The input part of ``spec`` (plain values only, so it pickles with the model)."""
+        return cls(
+            row_id=spec.row_id,
+            account_id=spec.account_id,
+            label=spec.label.column,
+            amount=spec.amount.column if spec.amount else None,
+            amount_decimal=spec.amount.decimal if spec.amount else ".",
+            created_at=spec.created_at.column if spec.created_at else None,
+            created_at_formats=list(spec.created_at.formats) if spec.created_at else [],
+            missing_values=sorted(spec.missing_tokens),
+            sep=spec.source.sep,
+            encoding=spec.source.encoding,
+            has_dates=spec.has_dates,
+            has_velocity=spec.has_velocity,
+        )
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        return frozenset(self.missing_values)
+
+    def id_columns(self) -> list[tuple[str, str]]:
+        """(spec role, column) of the ids a scoring file may carry, account first."""
+        roles = [("account_id", self.account_id), ("row_id", self.row_id)]
+        return [(role, column) for role, column in roles if column]
+
+
+@dataclass(frozen=True)
+class ScoringRecords:
+    """Records in canonical form, and per row the first problem that keeps it from being scored.
+
+    Attributes:
+        frame: the input's columns plus ``account_id``, ``row_id`` (when known), ``amount``,
+            ``created_at`` (when the file has it) and one parsed column per feature.
+        problems: the reason a row cannot be scored (an unreadable number, yes/no or date), or NA.
+        amount_column: the file's column the amounts were read from, or None.
+    """
+
+    frame: pd.DataFrame
+    problems: pd.Series
+    amount_column: str | None
+
+
+def _column(records: pd.DataFrame, names: Sequence[str | None]) -> str | None:
+    """The first of ``names`` that the records have."""
+    return next((n for n in names if n and n in records.columns), None)
+
+
+def _ids(records: pd.DataFrame, spec: InputSpec) -> dict[str, pd.Series]:
+    """Row and account ids: the spec's columns, else the canonical ones; blank accounts use the row id."""
+    out: dict[str, pd.Series] = {}
+    row_column = _column(records, [spec.row_id, ROW_ID])
+    if row_column:
+        out[ROW_ID] = clean_text(records[row_column], frozenset({""}))
+    account_column = _column(records, [spec.account_id, ACCOUNT_ID])
+    if account_column:
+        account = clean_text(records[account_column], spec.tokens | {""})
+        if ROW_ID in out:
+            account = account.where(account.notna(), out[ROW_ID])
+        out[ACCOUNT_ID] = account
+    elif ROW_ID in out:
+        out[ACCOUNT_ID] = out[ROW_ID]
+    return out
+
+
+def canonical_records(
+    records: pd.DataFrame, features: Sequence[FeatureInfo], spec: InputSpec
+) -> ScoringRecords:
+    """Parse raw records (the CRM's own columns or canonical ones) as training parsed them.
+
+    Parsing canonical records again changes nothing, so the scorer can call this on any input.
+    """
+    records = records.reset_index(drop=True)
+    tokens = spec.tokens
+    problems = pd.Series(pd.NA, index=records.index, dtype=object)
+
+    def add(bad: pd.Series, reason: pd.Series) -> None:
+        fresh = bad.to_numpy(dtype=bool) & problems.isna().to_numpy()
+        problems[fresh] = reason[fresh]
+
+    parsed: dict[str, pd.Series] = _ids(records, spec)
+    amount_column = _column(records, [spec.amount, AMOUNT])
+    if amount_column:
+        raw = clean_text(records[amount_column], tokens)
+        amount, bad = parse_numbers(raw, decimal=spec.amount_decimal)
+        add(bad, f"unparseable number in {amount_column!r}: " + raw.astype(str))
+        parsed[AMOUNT] = amount
+    else:
+        parsed[AMOUNT] = pd.Series(np.nan, index=records.index)
+    created_column = _column(records, [spec.created_at, CREATED_AT])
+    if created_column:
+        raw = clean_text(records[created_column], tokens)
+        parsed[CREATED_AT], _ = parse_dates(raw, spec.created_at_formats)
+    for feature in features:
+        column = _column(records, [feature.column, feature.name])
+        if column is None:
+            parsed[feature.name] = pd.Series(np.nan, index=records.index)
+            continue
+        raw = clean_text(records[column], tokens)
+        values, bad, problem = parse_feature_values(raw, feature.type)
+        add(bad, f"{problem} in {column!r}: " + raw.astype(str))
+        parsed[feature.name] = values
+    others = records.drop(columns=[c for c in parsed if c in records.columns])
+    frame = pd.concat([pd.DataFrame(parsed, index=records.index), others], axis=1)
+    return ScoringRecords(frame=frame, problems=problems, amount_column=amount_column)
+
+
+def require_id_column(records: pd.DataFrame, spec: InputSpec | None, name: str) -> None:
+    """Raise one clear error when the records have no column to identify accounts by.
+
+    Raises:
+        AbmInputError: naming the columns looked for, the spec's first (e.g. 'Account Name').
+    """
+    wanted = [column for _, column in spec.id_columns()] if spec else []
+    wanted += [ACCOUNT_ID, ROW_ID]
+    if _column(records, wanted):
+        return
+    if spec and spec.id_columns():
+        role, column = spec.id_columns()[0]
+        message = (
+            f"no id column: expected {column!r} (the spec's `{role}`) or {ACCOUNT_ID!r}; "
+            f"the file has {_shown([c for c in records.columns if not c.startswith('_')])}"
+        )
+    else:
+        message = f"no id column: expected {ACCOUNT_ID!r} or {ROW_ID!r}"
+    raise AbmInputError(message, source=name, field="account_id")
+
+
+def _shown(columns: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(c) for c in columns[:limit])
+    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
+
+
+def read_records(
+    source: str | Path,
+    spec: InputSpec | None = None,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    allow_short_rows: bool = False,
+) -> pd.DataFrame:
+    """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with the training reader.
+
+    The spec's separator and encoding are used when it sets them (sniffed otherwise).
+    """
+    text = str(source)
+    if "://" in text:
+        part = SourceSpec(url=text, table=table, query=query)
+    else:
+        part = SourceSpec(
+            path=str(Path(text).resolve()),
+            sep=spec.sep if spec else None,
+            encoding=spec.encoding if spec else None,
+            allow_short_rows=allow_short_rows,
+        )
+    return read_table(part).frame
