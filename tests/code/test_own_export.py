@@ -303,6 +303,23 @@ def test_cli_validate_train_rank_explain_on_the_raw_export(
     assert "'Account Name' (the spec's `account_id`)" in failed.stderr
     assert "Traceback" not in failed.stderr
 
+    # The file's ids are checked with the input spec the version carries as a tag, before the
+    # model is downloaded: a loader that refuses to run proves it is not reached.
+    import abm_ml.cli.accounts as accounts_cli
+
+    def no_model_load(ref: str):
+        raise AssertionError("the model was loaded before the id column was checked")
+
+    original = accounts_cli.load_model
+    accounts_cli.load_model = no_model_load
+    try:
+        early = runner.invoke(app, ["rank", str(no_ids), "--no-history", "--no-report"])
+    finally:
+        accounts_cli.load_model = original
+    # In process the error reaches the runner as raised (main() turns it into exit 2).
+    assert isinstance(early.exception, AbmInputError), early.exception
+    assert "'Account Name' (the spec's `account_id`)" in str(early.exception)
+
 
 def test_the_model_card_says_there_are_no_days_and_what_priority_is(with_amount, without_amount):
     from abm_ml.registry.card import model_card

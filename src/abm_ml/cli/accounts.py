@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model
+from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model, registered_input
 from abm_ml.data.records import require_id_column
 from abm_ml.errors import AbmInputError
 
@@ -87,10 +87,18 @@ def rank(
     sizes = parse_tiers(tiers)
     check_accounts_source(accounts, table=table, query=query)
     _require_file(accounts)
+    # The file is read and its id column checked before the model is downloaded, with the
+    # input spec the registered version carries as a tag (older versions: after loading).
+    input_spec = registered_input(model)
+    if input_spec is not None:
+        with console.status("Reading accounts..."):
+            frame = load_accounts(accounts, table=table, query=query, input_spec=input_spec)
+        require_id_column(frame, input_spec, accounts)
     scorer, version = load_model(model)
-    with console.status("Reading accounts..."):
-        frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
-    require_id_column(frame, scorer.input, accounts)
+    if input_spec is None:
+        with console.status("Reading accounts..."):
+            frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
+        require_id_column(frame, scorer.input, accounts)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(

@@ -50,6 +50,16 @@ def load_model(ref: str):
     return load_scorer(cfg.registered_model_name(), ref)
 
 
+def registered_input(ref: str):
+    """The input spec a registered version carries as a tag (no model download), or None."""
+    from abm_ml.data.records import InputSpec
+    from abm_ml.registry.store import configure, registered_input_spec
+
+    configure()
+    spec = registered_input_spec(cfg.registered_model_name(), ref)
+    return InputSpec.model_validate(spec) if spec else None
+
+
 def metrics_table(title: str, frame) -> Table:
     table = Table(title=title)
     table.add_column("metric")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
-from abm_ml.data.records import ScoringRecords, read_records, require_id_column
+from abm_ml.data.records import InputSpec, ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.reasons import reasons_as_text
 from abm_ml.modeling.scorer import AccountScorer
@@ -48,10 +48,12 @@ def load_accounts(
     query: str | None = None,
     scorer: AccountScorer | None = None,
     allow_short_rows: bool = False,
+    input_spec: InputSpec | None = None,
 ) -> pd.DataFrame:
     """Read accounts from a CSV/Parquet file or a SQLAlchemy URL with the training reader.
 
-    Given the ``scorer``, the separator and encoding of its training export are used. CSV
+    Given the ``scorer`` (or its ``input_spec``), the separator and encoding of its training
+    export are used. CSV
     records cut short or too wide come back with their reason in
     :data:`~abm_ml.data.readers.ROW_PROBLEM`; :func:`rank_accounts` lists them as unscorable.
 
@@ -62,7 +64,7 @@ def load_accounts(
     check_accounts_source(text, table=table, query=query)
     return read_records(
         text,
-        scorer.input if scorer else None,
+        input_spec or (scorer.input if scorer else None),
         table=table,
         query=query,
         allow_short_rows=allow_short_rows,

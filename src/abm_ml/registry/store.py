@@ -8,6 +8,7 @@ folder and points MLflow's fluent API at it.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -166,3 +167,28 @@ def download_run_table(
                 f"training run {run_id} has no {artifact} artifact", field="run"
             ) from None
         return pd.read_parquet(path)
+
+
+INPUT_SPEC_TAG = "abm_ml.input_spec"
+"""Version tag holding the input part of the training spec, readable without the model."""
+_MAX_TAG_CHARS = 5000
+
+
+def input_spec_tag(input_spec: dict | None) -> dict[str, str]:
+    """The version tag carrying ``input_spec`` as JSON, or nothing when absent or too long."""
+    if not input_spec:
+        return {}
+    text = json.dumps(input_spec, sort_keys=True)
+    return {INPUT_SPEC_TAG: text} if len(text) <= _MAX_TAG_CHARS else {}
+
+
+def registered_input_spec(
+    name: str, ref: str, *, mlflow_client: MlflowClient | None = None
+) -> dict | None:
+    """The input spec of a registered version from its tag (no download), or None.
+
+    Lets ``rank`` check a scoring file's columns before the model itself is loaded.
+    """
+    mv = resolve_version(name, ref, mlflow_client=mlflow_client)
+    text = (mv.tags or {}).get(INPUT_SPEC_TAG)
+    return json.loads(text) if text else None

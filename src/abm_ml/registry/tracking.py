@@ -35,6 +35,7 @@ from abm_ml.registry.store import (
     PREDICTIONS_ARTIFACT,
     client,
     configure,
+    input_spec_tag,
     version_by_alias,
 )
 from abm_ml.reporting import plots
@@ -328,6 +329,7 @@ def register_version(
             "roc_auc_interval": f"[{result.propensity[MODEL_NAME]['roc_auc'].low:.4f}, {result.propensity[MODEL_NAME]['roc_auc'].high:.4f}]",
             "no_better_than_chance": str(result.no_better_than_chance).lower(),
             "trained_at": result.scorer.metadata["trained_at"],
+            **input_spec_tag(result.scorer.input_spec),
         },
     )
     claim_challenger(registry, model_name, str(mv.version))
