@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
+import numpy as np
+import pandas as pd
 
 from abm_ml.config import num_threads
+from abm_ml.data.split import Split
 
 
 @dataclass
@@ -91,4 +94,25 @@ def fit_booster(
         num_boost_round=config.max_rounds,
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+
+
+def fit_propensity(
+    matrix: pd.DataFrame,
+    y: np.ndarray,
+    split: Split,
+    config: TrainConfig,
+    categorical: list[str],
+    monotone: list[int] | None,
+) -> lgb.Booster:
+    """The propensity booster (binary log loss), early-stopped on the split's validation rows."""
+    return fit_booster(
+        {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"},
+        config,
+        matrix.iloc[split.train],
+        y[split.train],
+        matrix.iloc[split.valid],
+        y[split.valid],
+        categorical,
+        monotone,
     )

@@ -18,7 +18,7 @@ import numpy as np
 from abm_ml.data.leakage import LeakFinding, check_leakage, refused
 from abm_ml.data.split import make_split
 from abm_ml.data.validate import Dataset
-from abm_ml.modeling.boosting import TrainConfig, fit_booster
+from abm_ml.modeling.boosting import TrainConfig, fit_propensity
 from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.modeling.scorer import Preprocessor
 from abm_ml.schema import OUTCOME, WON
@@ -71,16 +71,7 @@ def _quick_auc(dataset: Dataset, features: list[FeatureInfo], split, config: Tra
     y = (frame[OUTCOME] == WON).to_numpy(dtype=int)
     preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
     matrix = preprocessor.transform(frame)
-    booster = fit_booster(
-        {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"},
-        config,
-        matrix.iloc[split.train],
-        y[split.train],
-        matrix.iloc[split.valid],
-        y[split.valid],
-        preprocessor.categorical_names,
-        None,
-    )
+    booster = fit_propensity(matrix, y, split, config, preprocessor.categorical_names, None)
     scores = booster.predict(matrix.iloc[split.test], num_iteration=booster.best_iteration)
     y_test = y[split.test]
     if np.unique(y_test).size < 2:

@@ -35,7 +35,7 @@ from abm_ml.data.validate import Dataset
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
-from abm_ml.modeling.boosting import TrainConfig, fit_booster, with_monotone
+from abm_ml.modeling.boosting import TrainConfig, fit_propensity, with_monotone
 from abm_ml.modeling.evaluate import Evaluation, evaluate_scorer, known_amounts, won_labels
 from abm_ml.modeling.reasons import contributions
 from abm_ml.modeling.refit import refit_propensity
@@ -155,27 +155,6 @@ def _split_and_guard(dataset: Dataset, config: TrainConfig):
             "every feature was refused by the leakage guard", source=dataset.spec.name
         )
     return split, findings, features
-
-
-def _fit_propensity(
-    matrix: pd.DataFrame,
-    y: np.ndarray,
-    split: Split,
-    config: TrainConfig,
-    categorical: list[str],
-    monotone: list[int],
-) -> lgb.Booster:
-    """The propensity booster, early-stopped on the validation rows."""
-    return fit_booster(
-        {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"},
-        config,
-        matrix.iloc[split.train],
-        y[split.train],
-        matrix.iloc[split.valid],
-        y[split.valid],
-        categorical,
-        monotone,
-    )
 
 
 @dataclass(frozen=True)
@@ -392,7 +371,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     categorical = preprocessor.categorical_names
     y = won_labels(frame)
     monotone = [f.monotone for f in features]
-    early_stopped = _fit_propensity(matrix, y, split, config, categorical, monotone)
+    early_stopped = fit_propensity(matrix, y, split, config, categorical, monotone)
     best = {"propensity": int(early_stopped.best_iteration or early_stopped.current_iteration())}
     final = _final_propensity(early_stopped, frame, matrix, y, split, config, categorical, monotone)
     if final.refit_rounds is not None:
