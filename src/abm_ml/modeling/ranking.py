@@ -275,11 +275,21 @@ def rank_accounts(
         unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
     unscorable = unscorable.drop(columns=[ROW_PROBLEM], errors="ignore")
     good = accounts[~bad].drop(columns=[ROW_PROBLEM], errors="ignore").reset_index(drop=True)
+    # The accounts were parsed once above; the scorer takes the parsed rows as they are.
+    to_score = (
+        prepared.frame[~bad.to_numpy()].reset_index(drop=True) if prepared is not None else good
+    )
 
     parts = []
     for start in range(0, len(good), CHUNK_ROWS):
         chunk = good.iloc[start : start + CHUNK_ROWS]
-        scored = scorer.score(chunk, k_up=k_up, k_down=1, with_velocity_reasons=False)
+        scored = scorer.score(
+            to_score.iloc[start : start + CHUNK_ROWS],
+            k_up=k_up,
+            k_down=1,
+            with_velocity_reasons=False,
+            parsed=prepared is not None,
+        )
         scored["top_reasons"] = [
             reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]
         ]

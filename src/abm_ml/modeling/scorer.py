@@ -226,6 +226,7 @@ class AccountScorer:
         k_down: int = 1,
         with_reasons: bool = True,
         with_velocity_reasons: bool = True,
+        parsed: bool = False,
     ) -> pd.DataFrame:
         """Score raw account records.
 
@@ -238,11 +239,13 @@ class AccountScorer:
             k_down: factors lowering it.
             with_reasons: add ``reasons`` (propensity) and ``velocity_reasons`` columns.
             with_velocity_reasons: add velocity reasons when a velocity model exists.
+            parsed: the records are already the ``frame`` of :meth:`prepare` (batch ranking
+                parses once to find unscorable rows); they are not parsed again.
 
         Returns:
             One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
         """
-        records = self._canonical(records)
+        records = records.reset_index(drop=True) if parsed else self._canonical(records)
         matrix = self.preprocessor.transform(records)
         contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
         raw = (
