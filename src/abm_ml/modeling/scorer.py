@@ -97,10 +97,14 @@ class Preprocessor:
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's input: float columns and ``pd.Categorical`` with the training categories."""
-        raw = self.raw_values(frame)
+        return self.encode(self.raw_values(frame))
+
+    def encode(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """LightGBM's input from :meth:`raw_values` output (left as it is, for the reasons)."""
+        matrix = raw.copy(deep=False)
         for name in self.categorical_names:
-            raw[name] = pd.Categorical(raw[name], categories=self.categories_[name])
-        return raw
+            matrix[name] = pd.Categorical(raw[name], categories=self.categories_[name])
+        return matrix
 
 
 @dataclass
@@ -246,7 +250,9 @@ class AccountScorer:
             One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
         """
         records = records.reset_index(drop=True) if parsed else self._canonical(records)
-        matrix = self.preprocessor.transform(records)
+        # Feature values once: the model's matrix and the reasons' wording both come from them.
+        values = self.preprocessor.raw_values(records)
+        matrix = self.preprocessor.encode(values)
         contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
         raw = (
             contrib.raw
@@ -281,7 +287,7 @@ class AccountScorer:
             }
         )
         if with_reasons and contrib is not None:
-            self._add_reasons(out, contrib, records, matrix, k_up, k_down, with_velocity_reasons)
+            self._add_reasons(out, contrib, values, matrix, k_up, k_down, with_velocity_reasons)
         return out
 
     def _canonical(self, records: pd.DataFrame) -> pd.DataFrame:
@@ -310,14 +316,13 @@ class AccountScorer:
         self,
         out: pd.DataFrame,
         contrib: reasons.Contributions,
-        records: pd.DataFrame,
+        raw_values: pd.DataFrame,
         matrix: pd.DataFrame,
         k_up: int,
         k_down: int,
         with_velocity_reasons: bool,
     ) -> None:
         """Add ``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
-        raw_values = self.preprocessor.raw_values(records)
 
         def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
             return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
@@ -356,8 +361,8 @@ class AccountScorer:
         :func:`probability_steps` for how the steps are allocated.
         """
         records = self._canonical(records)
-        matrix = self.preprocessor.transform(records)
-        contrib = reasons.contributions(self.propensity_booster, matrix)
+        values = self.preprocessor.raw_values(records)
+        contrib = reasons.contributions(self.propensity_booster, self.preprocessor.encode(values))
         raw = contrib.raw
         propensity = self.propensity_from_raw(raw)
         base = (
@@ -376,7 +381,7 @@ class AccountScorer:
             base_probability=base_probability,
             raw_log_odds=raw,
             propensity=propensity,
-            values=self.preprocessor.raw_values(records),
+            values=values,
         )
 
 
