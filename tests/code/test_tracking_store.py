@@ -77,3 +77,22 @@ def test_rank_database_url_without_table_or_query_is_one_line(tmp_path: Path):
         assert done.returncode == 2, done.stderr
         assert "exactly one of --table or --query" in done.stderr
         assert done.stderr.strip().count("\n") == 0 and "s3cret" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_new_store_prints_no_mlflow_log_lines(tmp_path: Path):
+    """Creating the SQLite store on first use must not spill MLflow's INFO lines into the CLI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", "models"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").exists()
+    assert "INFO" not in done.stdout + done.stderr, done.stdout + done.stderr

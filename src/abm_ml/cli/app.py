@@ -76,6 +76,8 @@ def main() -> None:
 
     # MLflow's INFO lines and artifact progress bars drown the tables sales ops read.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow sets its loggers' level on import (after this runs), from this variable.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         app()
