@@ -33,9 +33,13 @@ def _group_kernel(values: np.ndarray, in_group: np.ndarray, statistic: str):
             return np.full(counts.shape[0], np.nan)
         if statistic == "mean":
             value = (part @ subset) / np.where(total > 0, total, 1.0)
-        else:
-            value = median(part)
-        return np.where(total > 0, value, np.nan)
+            return np.where(total > 0, value, np.nan)
+        # The median kernel indexes past the end of an empty resample: evaluate present ones only.
+        value = np.full(counts.shape[0], np.nan)
+        present = total > 0
+        if present.any():
+            value[present] = median(part[present])
+        return value
 
     return kernel
 
