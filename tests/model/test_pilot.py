@@ -7,6 +7,12 @@ last-touch attribution credits C the most.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -132,3 +138,43 @@ def test_a_pilot_larger_than_the_ranking_is_refused(world, history_url):
 def test_no_history_is_a_clear_error(tmp_path):
     with pytest.raises(AbmInputError, match="no such SQLite file"):
         latest_ranking(f"sqlite:///{tmp_path / 'missing.db'}")
+
+
+def _abm_ml(args: list[str], folder: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("abm-ml")
+    if not script.is_file():
+        pytest.skip("abm-ml console script not installed")
+    env = os.environ | {"ABM_ML_REPORTS_DIR": str(folder / "reports"), "COLUMNS": "200"}
+    env.pop("ABM_ML_DEBUG", None)
+    return subprocess.run(
+        [str(script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=300,
+    )
+
+
+def test_the_pilot_commands_start_and_report_a_pilot(world, history_url, tmp_path):
+    started = _abm_ml(
+        ["pilot", "--accounts", "250", "--history-url", history_url, "--start", STARTED], tmp_path
+    )
+    assert started.returncode == 0, started.stderr
+    assignment = pd.read_csv(tmp_path / "reports" / "roi" / "pilots" / f"pilot-{STARTED}-7.csv")
+    assert assignment["arm"].value_counts().to_dict() == {PILOT: 250, CONTROL: 250}
+    touches, opportunities = simulate_pilot(world, assignment, "A", STARTED)
+    touches.to_csv(tmp_path / "touches.csv", index=False)
+    opportunities.drop(columns=["caused_by"]).to_csv(tmp_path / "opps.csv", index=False)
+    report_args = ["pilot", "report", "--opportunities", str(tmp_path / "opps.csv")]
+    report_args += ["--touches", str(tmp_path / "touches.csv"), "--history-url", history_url]
+    reported = _abm_ml([*report_args, "--as-of", ENDED], tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    assert "Lift measured" in reported.stdout
+    data = json.loads((tmp_path / "reports" / "roi" / f"pilot-{STARTED}-7.json").read_text())
+    assert data["verdict"] == "lift"
+    assert data["metrics"]["opened_opportunity"]["difference"]["low"] > 0
+    assert "Lift measured" in (tmp_path / "reports" / "roi" / f"pilot-{STARTED}-7.html").read_text()
+    refused = _abm_ml([*report_args, "--as-of", "2020-01-01"], tmp_path)
+    assert refused.returncode == 2 and "--as-of" in refused.stderr

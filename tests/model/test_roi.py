@@ -7,6 +7,11 @@ A above B, and last-touch must hand C the most pipeline (the trap the pilot then
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -136,3 +141,59 @@ def test_a_missing_column_is_named(world_files, tmp_path):
         load_tables(
             world_files["campaigns"], tmp_path / "touches.csv", world_files["opportunities"]
         )
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).with_name("abm-ml")
+    return (
+        str(script)
+        if script.is_file()
+        else (shutil.which("abm-ml") or pytest.skip("abm-ml console script not installed"))
+    )
+
+
+def test_the_roi_command_writes_html_and_json_and_exits_2_on_bad_input(world_files, tmp_path):
+    env = os.environ | {"ABM_ML_REPORTS_DIR": str(tmp_path / "reports"), "COLUMNS": "200"}
+    env.pop("ABM_ML_DEBUG", None)
+    pd.read_csv(world_files["opportunities"]).drop(columns=["amount"]).to_csv(
+        tmp_path / "no-amount.csv", index=False
+    )
+    common = ["roi", "--campaigns", str(world_files["campaigns"]), "--touches"]
+    commands = {
+        "good": [*common, str(world_files["touches"]), "--opportunities"]
+        + [str(world_files["opportunities"]), "--accounts", str(world_files["accounts"])],
+        "bad": [
+            *common,
+            str(world_files["touches"]),
+            "--opportunities",
+            str(tmp_path / "no-amount.csv"),
+        ],
+    }
+    processes = {
+        name: subprocess.Popen(
+            [_console_script(), *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for name, command in commands.items()
+    }
+    done = {name: (p.wait(timeout=300), *p.communicate()) for name, p in processes.items()}
+    code, stdout, stderr = done["good"]
+    assert code == 0, stderr
+    assert "ROS last" in stdout
+    data = json.loads((tmp_path / "reports" / "roi" / "roi.json").read_text())
+    last = {
+        row["campaign_id"]: row["credited_opportunities"]
+        for row in data["by_campaign"]
+        if row["model"] == "last_touch"
+    }
+    assert max(last, key=last.get) == "C"
+    assert data["accounting"]["touches"]["rejected"] == 0
+    html = (tmp_path / "reports" / "roi" / "roi.html").read_text()
+    assert "Executive roundtables" in html and "even split (multi-touch)" in html
+    code, stdout, stderr = done["bad"]
+    assert code == 2
+    assert "no-amount.csv" in stderr and "amount" in stderr and "Traceback" not in stderr

@@ -215,11 +215,10 @@ def select_pilot(
         half += int(len(members) % 2 and rng.random() < 0.5)
         arm[shuffled[:half]] = PILOT
         arm[shuffled[half:]] = CONTROL
-    started = (
-        str(pd.Timestamp(started_on).date())
-        if started_on
-        else str(pd.Timestamp.now(tz="UTC").date())
-    )
+    try:
+        started = str(pd.Timestamp(started_on or pd.Timestamp.now(tz="UTC")).date())
+    except ValueError:
+        raise AbmInputError(f"not a date: {started_on!r}", field="--start") from None
     assignment = pd.DataFrame(
         {
             ACCOUNT_ID: chosen[ACCOUNT_ID].astype(str),

@@ -8,8 +8,9 @@ apply as for training data):
   what it cost over its period. Costs are the denominator of every ratio, so a campaign row
   that cannot be read stops the run (exit 2, naming the file, line and field) instead of
   silently dropping a campaign's spend.
-* **touches** (campaign members) - ``campaign_id, account_id, touched_at`` and an optional
-  ``responded`` yes/no: one row per account (or contact of an account) a campaign reached.
+* **touches** (campaign members) - ``campaign_id, account_id, touched_at`` (or
+  ``occurred_at``, as the CRM activities table names it) and an optional ``responded`` yes/no:
+  one row per account (or contact of an account) a campaign reached.
 * **opportunities** - ``opportunity_id, account_id, created_at, closed_at, outcome, amount``;
   ``outcome`` is ``won``, ``lost`` or ``open``.
 * **accounts** (optional) - ``account_id`` and an optional ``is_target`` yes/no flag.
@@ -37,6 +38,8 @@ from abm_ml.schema import ACCOUNT_ID, AMOUNT, CLOSED_AT, CREATED_AT, LOST, OPEN,
 CAMPAIGN_ID = "campaign_id"
 OPPORTUNITY_ID = "opportunity_id"
 TOUCHED_AT = "touched_at"
+OCCURRED_AT = "occurred_at"
+"""Accepted in place of ``touched_at``: the date column of the CRM activities table."""
 RESPONDED = "responded"
 IS_TARGET = "is_target"
 
@@ -89,8 +92,10 @@ class RoiTables:
 
 def _read(path: str | Path, columns: tuple[str, ...], table: str) -> pd.DataFrame:
     """A file's rows as text (CSV) or typed values (Parquet), with the canonical columns checked."""
-    raw = read_table(SourceSpec(path=str(path)))
-    frame = raw.frame
+    return _checked(read_table(SourceSpec(path=str(path))).frame, str(path), columns, table)
+
+
+def _checked(frame: pd.DataFrame, path: str, columns: tuple[str, ...], table: str) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise AbmInputError(
@@ -189,7 +194,11 @@ def _located(frame: pd.DataFrame, path: str | Path, keep: np.ndarray) -> pd.Data
 
 def read_touches(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Campaign members: used rows, rejects and the number of rows read (orphans are checked later)."""
-    frame = _read(path, TOUCH_COLUMNS, "touches")
+    raw = read_table(SourceSpec(path=str(path)))
+    if TOUCHED_AT not in raw.frame.columns and OCCURRED_AT in raw.frame.columns:
+        # The CRM tables' activities (campaign members among them) date events as occurred_at.
+        raw.frame.rename(columns={OCCURRED_AT: TOUCHED_AT}, inplace=True)
+    frame = _checked(raw.frame, str(path), TOUCH_COLUMNS, "touches")
     rejects = _Rejects("touches", path, frame)
     out = pd.DataFrame({SOURCE_ROW: frame[SOURCE_ROW]})
     for name in (CAMPAIGN_ID, ACCOUNT_ID):

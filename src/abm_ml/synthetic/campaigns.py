@@ -253,8 +253,9 @@ def simulate_pilot(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Play a pilot forward: the pilot arm is worked with ``campaign``, the control arm is not.
 
-    Both arms open opportunities from their baselines (scaled to ``days``); the pilot arm adds
-    the campaign's planted effect (:data:`PLANTED_LIFT`). Only what is observed by
+    Both arms open opportunities from their baselines (scaled to ``days``) and receive the usual
+    marketing (B, no effect); the pilot arm is touched by ``campaign`` instead and adds its
+    planted effect (:data:`PLANTED_LIFT`). Only what is observed by
     ``started_on + days`` is returned, as the two tables a pilot report reads.
 
     Args:
@@ -291,12 +292,16 @@ def simulate_pilot(
         "PILOT-",
     )
     opportunities = opportunities[opportunities[CREATED_AT] <= end].reset_index(drop=True)
+    # Both arms keep getting the usual marketing (B's reach and response, and no effect).
+    usual = rng.random(len(ids)) < 0.3
     touches = pd.DataFrame(
         {
-            "campaign_id": campaign,
-            ACCOUNT_ID: ids[worked],
-            "touched_at": touched[worked],
-            "responded": rng.random(int(worked.sum())) < 0.4,
+            "campaign_id": np.where(worked, campaign, "B")[worked | usual],
+            ACCOUNT_ID: ids[worked | usual],
+            "touched_at": np.where(worked, touched, first + _days(rng, 0, days, len(ids)))[
+                worked | usual
+            ],
+            "responded": (rng.random(len(ids)) < np.where(worked, 0.4, 0.05))[worked | usual],
         }
     )
     return touches, opportunities
