@@ -12,7 +12,7 @@ from rich.table import Table
 from abm_ml import config as cfg
 from abm_ml.cli.app import app, console
 from abm_ml.errors import AbmInputError
-from abm_ml.reporting.formatting import fmt_int, is_finite
+from abm_ml.reporting.formatting import fmt_int
 from abm_ml.roi.attribution import MODELS
 
 FileOpt = Annotated[Path, typer.Option(help="CSV or Parquet file.", show_default=False)]
@@ -25,13 +25,9 @@ OutOpt = Annotated[
 ]
 
 
-def fmt_times(value: object) -> str:
-    """A return on spend as a multiple of the cost: 17.2 -> '17.2x'."""
-    return f"{float(value):.1f}x" if is_finite(value) else "\u2013"
-
-
 def roi_table(report) -> Table:
     """The campaigns' reach, cost per new logo and return on spend under each view."""
+    from abm_ml.roi.pages import fmt_times
     from abm_ml.roi.report import roi_table as wide
 
     table = Table(

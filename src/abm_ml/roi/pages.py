@@ -21,6 +21,11 @@ VERDICT_LABELS = {
 _RATES = {"engaged", "opened_opportunity", "won_deal", "win_rate"}
 
 
+def fmt_times(value: object) -> str:
+    """A return on spend as a multiple of the cost: 17.2 -> '17.2x'."""
+    return f"{float(value):.1f}x" if is_finite(value) else "\u2013"
+
+
 def fmt_metric(metric: Metric, kind: str = "number", *, signed: bool = False) -> str:
     """'12.3 % [8.1 %, 16.0 %]' for rates, '+4.2 [1.0, 7.5] pts' for differences of rates, '61 [54, 64]'
     for days, '1,234' for money; an en dash if missing. ``signed`` shows the sign of days and
@@ -61,16 +66,19 @@ def write_roi_html(report: RoiReport, path: Path) -> Path:
         ordered = frame.assign(_view=frame["model"].map(list(MODEL_LABELS).index)).sort_values(
             [column, "_view"], kind="stable"
         )
-        for record in ordered.to_dict("records"):
+        for i, record in enumerate(ordered.to_dict("records")):
             record["key"] = record["name"] if key == "campaign" else record["channel"]
             record["view"] = MODEL_LABELS[record["model"]]
+            record["first"], record["span"] = i % len(MODEL_LABELS) == 0, len(MODEL_LABELS)
+            record["ros"] = fmt_times(record["return_on_spend"])
             rows.append(record)
         sections.append(
             {
                 "id": section_id,
                 "title": title,
                 "key_label": key.capitalize(),
-                "caption": "Return on spend = (credited won revenue - cost) / cost. Fractional counts come from the even split.",
+                "caption": "Return on spend = (credited won revenue - cost) / cost, as a multiple of the "
+                "cost. Fractional counts come from the even split.",
                 "rows": rows,
             }
         )
