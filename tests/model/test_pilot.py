@@ -178,3 +178,14 @@ def test_the_pilot_commands_start_and_report_a_pilot(world, history_url, tmp_pat
     assert "Lift measured" in (tmp_path / "reports" / "roi" / f"pilot-{STARTED}-7.html").read_text()
     refused = _abm_ml([*report_args, "--as-of", "2020-01-01"], tmp_path)
     assert refused.returncode == 2 and "--as-of" in refused.stderr
+
+
+def test_the_demo_step_prints_roi_and_pilots_against_the_planted_truth(tmp_path, capsys):
+    from abm_ml.cli.roi import demo_roi
+
+    demo_roi(tmp_path / "world", tmp_path / "reports", n_accounts=3000)
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "Lift measured" in printed
+    assert "yet a pilot with C measures" in printed and ": no lift." in printed
+    assert (tmp_path / "reports" / "pilot-demo-C.html").is_file()
+    assert json.loads((tmp_path / "reports" / "roi.json").read_text())["by_campaign"]

@@ -183,7 +183,7 @@ def test_the_roi_command_writes_html_and_json_and_exits_2_on_bad_input(world_fil
     done = {name: (p.wait(timeout=300), *p.communicate()) for name, p in processes.items()}
     code, stdout, stderr = done["good"]
     assert code == 0, stderr
-    assert "ROS last" in stdout
+    assert "return on spend" in stdout
     data = json.loads((tmp_path / "reports" / "roi" / "roi.json").read_text())
     last = {
         row["campaign_id"]: row["credited_opportunities"]
