@@ -133,6 +133,24 @@ def test_a_bad_campaign_row_stops_with_file_line_and_field(world_files, tmp_path
         )
 
 
+def test_content_costs_add_to_their_campaign_and_an_unknown_campaign_stops(world_files, tmp_path):
+    content = tmp_path / "content.csv"
+    content.write_text("campaign_id,content_id,cost\nA,guide,5000\nA,video,15000\nB,banner,1000\n")
+    files = [world_files["campaigns"], world_files["touches"], world_files["opportunities"]]
+    tables = load_tables(*files, content=content)
+    costs = tables.campaigns.set_index("campaign_id")
+    assert costs.at["A", "cost"] == 120_000 + 20_000
+    assert costs.at["A", "content_cost"] == 20_000 and costs.at["C", "content_cost"] == 0
+    assert tables.accounting()["content"] == {"read": 3, "used": 3, "rejected": 0}
+    report = compute_roi(tables, n_boot=0)
+    assert report.by_campaign.set_index(["campaign_id", "model"]).at[
+        ("A", "even_split"), "cost"
+    ] == pytest.approx(140_000)
+    content.write_text("campaign_id,content_id,cost\nA,guide,5000\nQ,video,15000\n")
+    with pytest.raises(AbmInputError, match=r"content\.csv: campaign_id: line 3: campaign 'Q'"):
+        load_tables(*files, content=content)
+
+
 def test_a_missing_column_is_named(world_files, tmp_path):
     pd.read_csv(world_files["touches"]).drop(columns=["touched_at"]).to_csv(
         tmp_path / "touches.csv", index=False

@@ -128,6 +128,10 @@ def roi(
             help="Accounts: account_id (optional is_target); orphans of other tables are rejected."
         ),
     ] = None,
+    content: Annotated[
+        Path | None,
+        typer.Option(help="Content items: campaign_id, content_id, cost (added to the campaign)."),
+    ] = None,
     start: Annotated[
         str | None, typer.Option(help="First day of touches counted (default: earliest touch).")
     ] = None,
@@ -157,7 +161,7 @@ def roi(
             dates[name] = pd.Timestamp(value) if value else None
         except ValueError:
             raise AbmInputError(f"not a date: {value!r}", field=name) from None
-    tables = load_tables(campaigns, touches, opportunities, accounts)
+    tables = load_tables(campaigns, touches, opportunities, accounts, content)
     report = compute_roi(
         tables, start=dates["--start"], end=dates["--end"], window_days=window_days
     )

@@ -69,8 +69,8 @@ class RoiReport:
     """What ``abm-ml roi`` shows.
 
     Attributes:
-        by_campaign: One row per campaign and attribution view (``campaign_id, name, channel``
-            then :data:`ROW_COLUMNS`).
+        by_campaign: One row per campaign and attribution view (``campaign_id, name, channel``,
+            ``content_cost`` when known, then :data:`ROW_COLUMNS`; ``cost`` includes content).
         by_channel: One row per channel and attribution view (``channel`` then :data:`ROW_COLUMNS`).
         velocity: Days to close of won deals, touched vs untouched, with intervals.
         period: ``start`` and ``end`` of the touches counted, and the window.
@@ -266,7 +266,10 @@ def compute_roi(
     )
     target_ids = pd.Index(tables.accounts.loc[tables.accounts[IS_TARGET], ACCOUNT_ID])
     has_responses = bool(touches[RESPONDED].notna().all()) if len(touches) else False
-    by_campaign = campaigns[[CAMPAIGN_ID, "name", "channel"]].merge(
+    described = [CAMPAIGN_ID, "name", "channel"] + (
+        ["content_cost"] if "content_cost" in campaigns.columns else []
+    )
+    by_campaign = campaigns[described].merge(
         _rows(CAMPAIGN_ID, campaigns, touches, credit, target_ids, has_responses), on=CAMPAIGN_ID
     )
     by_channel = _rows(
@@ -291,7 +294,18 @@ def compute_roi(
     return RoiReport(
         by_campaign=by_campaign,
         by_channel=by_channel,
-        velocity=_velocity(touches, tables.opportunities, window_days, n_boot, seed),
+        # Deals a touch of the period could have influenced, touched or not.
+        velocity=_velocity(
+            touches,
+            tables.opportunities[
+                tables.opportunities[CREATED_AT].between(
+                    first, last + pd.Timedelta(days=window_days)
+                )
+            ],
+            window_days,
+            n_boot,
+            seed,
+        ),
         period={
             "start": str(first.date()),
             "end": str(last.date()),

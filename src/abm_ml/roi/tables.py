@@ -13,6 +13,8 @@ apply as for training data):
   one row per account (or contact of an account) a campaign reached.
 * **opportunities** - ``opportunity_id, account_id, created_at, closed_at, outcome, amount``;
   ``outcome`` is ``won``, ``lost`` or ``open``.
+* **content** (optional) - ``campaign_id, content_id, cost``: content items made for a
+  campaign, whose cost is added to the campaign's (as strictly checked as the campaigns).
 * **accounts** (optional) - ``account_id`` and an optional ``is_target`` yes/no flag.
 
 Touches and opportunities whose values cannot be read, or that point at a campaign or an
@@ -47,6 +49,7 @@ CAMPAIGN_COLUMNS = (CAMPAIGN_ID, "name", "channel", "cost", "start", "end")
 TOUCH_COLUMNS = (CAMPAIGN_ID, ACCOUNT_ID, TOUCHED_AT)
 OPPORTUNITY_COLUMNS = (OPPORTUNITY_ID, ACCOUNT_ID, CREATED_AT, CLOSED_AT, OUTCOME, AMOUNT)
 ACCOUNT_COLUMNS = (ACCOUNT_ID,)
+CONTENT_COLUMNS = (CAMPAIGN_ID, "content_id", "cost")
 REJECT_COLUMNS = ("table", "file", "line", "field", "reason")
 
 _MISSING = frozenset(DEFAULT_MISSING_VALUES)
@@ -58,7 +61,8 @@ class RoiTables:
     """The validated inputs of the ROI report and the pilot report.
 
     Attributes:
-        campaigns: One row per campaign: ``campaign_id, name, channel, cost, start, end``.
+        campaigns: One row per campaign: ``campaign_id, name, channel, cost, start, end,
+            content_cost``; ``cost`` includes ``content_cost``.
         touches: ``campaign_id, account_id, touched_at, responded`` (responded is missing when
             the file has no such column), plus ``file`` and ``line``.
         opportunities: ``opportunity_id, account_id, created_at, closed_at, outcome, amount``.
@@ -79,6 +83,7 @@ class RoiTables:
         """Read, used and rejected rows per table (used + rejected == read)."""
         used = {
             "campaigns": len(self.campaigns),
+            "content": int(self.rows_read.get("content", 0)),
             "touches": len(self.touches),
             "opportunities": len(self.opportunities),
             "accounts": len(self.accounts) if "accounts" in self.rows_read else 0,
@@ -168,11 +173,7 @@ def read_campaigns(path: str | Path) -> pd.DataFrame:
             CAMPAIGN_ID,
             f"campaign {ids[ids.duplicated()].iloc[0]!r} repeats",
         )
-    cost, bad_cost = parse_numbers(frame["cost"].where(~missing_mask(frame["cost"], _MISSING)))
-    unusable = bad_cost | cost.isna() | (cost < 0)
-    if unusable.any():
-        _fail(path, frame, unusable, "cost", "the cost must be a number >= 0")
-    out = pd.DataFrame({CAMPAIGN_ID: ids.astype(str), "cost": cost.astype(float)})
+    out = pd.DataFrame({CAMPAIGN_ID: ids.astype(str), "cost": _cost(frame, path)})
     for name in ("start", "end"):
         parsed, missing, bad = _dates(frame[name])
         if (bad | missing).any():
@@ -183,6 +184,44 @@ def read_campaigns(path: str | Path) -> pd.DataFrame:
     out["name"] = _text(frame["name"]).fillna(out[CAMPAIGN_ID]).astype(str)
     out["channel"] = _text(frame["channel"]).fillna("unspecified").astype(str)
     return out[list(CAMPAIGN_COLUMNS)].reset_index(drop=True)
+
+
+def _cost(frame: pd.DataFrame, path: str | Path) -> pd.Series:
+    """A cost column as floats; a missing, unreadable or negative cost stops the run."""
+    cost, bad = parse_numbers(frame["cost"].where(~missing_mask(frame["cost"], _MISSING)))
+    unusable = bad | cost.isna() | (cost < 0)
+    if unusable.any():
+        _fail(path, frame, unusable, "cost", "the cost must be a number >= 0")
+    return cost.astype(float)
+
+
+def read_content(path: str | Path, campaign_ids: pd.Series) -> tuple[pd.Series, int]:
+    """Content cost per campaign id and the rows read; any bad row stops the run, as for campaigns.
+
+    Raises:
+        AbmInputError: A column is missing, or a row has no campaign, an unknown campaign, a
+            repeated (campaign, content) pair or a cost that is not a non-negative number.
+    """
+    frame = _read(path, CONTENT_COLUMNS, "content")
+    if ROW_PROBLEM in frame.columns and frame[ROW_PROBLEM].notna().any():
+        problems = frame[ROW_PROBLEM].notna()
+        _fail(path, frame, problems, "", str(frame.loc[problems, ROW_PROBLEM].iloc[0]))
+    ids = _text(frame[CAMPAIGN_ID])
+    unknown = ids.isna() | ~ids.isin(campaign_ids)
+    if unknown.any():
+        _fail(
+            path,
+            frame,
+            unknown,
+            CAMPAIGN_ID,
+            f"campaign {ids[unknown].iloc[0]!r} is not in the campaigns table",
+        )
+    pairs = pd.DataFrame({"campaign": ids, "content": _text(frame["content_id"])})
+    repeated = pairs.duplicated() & pairs["content"].notna()
+    if repeated.any():
+        _fail(path, frame, repeated, "content_id", "the content item repeats for this campaign")
+    cost = _cost(frame, path)
+    return cost.groupby(ids.astype(str).to_numpy()).sum(), len(frame)
 
 
 def _located(frame: pd.DataFrame, path: str | Path, keep: np.ndarray) -> pd.DataFrame:
@@ -297,6 +336,7 @@ def load_tables(
     touches: str | Path,
     opportunities: str | Path,
     accounts: str | Path | None = None,
+    content: str | Path | None = None,
 ) -> RoiTables:
     """Read and validate the ROI inputs; every row read is either used or in ``rejects``.
 
@@ -305,6 +345,13 @@ def load_tables(
             row is unusable, or a table keeps no usable row.
     """
     campaign_frame = read_campaigns(campaigns)
+    content_cost = pd.Series(dtype=float)
+    if content is not None:
+        content_cost, content_rows = read_content(content, campaign_frame[CAMPAIGN_ID])
+    campaign_frame["content_cost"] = (
+        campaign_frame[CAMPAIGN_ID].map(content_cost).fillna(0.0).astype(float)
+    )
+    campaign_frame["cost"] += campaign_frame["content_cost"]
     touch_frame, touch_rejects, touches_read = read_touches(touches)
     opp_frame, opp_rejects, opps_read = read_opportunities(opportunities)
     rows_read = {
@@ -312,6 +359,8 @@ def load_tables(
         "touches": touches_read,
         "opportunities": opps_read,
     }
+    if content is not None:
+        rows_read["content"] = int(content_rows)
     parts = [touch_rejects, opp_rejects]
     touch_frame, orphans = _orphans(
         touch_frame, "touches", CAMPAIGN_ID, campaign_frame[CAMPAIGN_ID], "campaign"
