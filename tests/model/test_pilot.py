@@ -189,3 +189,23 @@ def test_the_demo_step_prints_roi_and_pilots_against_the_planted_truth(tmp_path,
     assert "yet a pilot with C measures" in printed and ": no lift." in printed
     assert (tmp_path / "reports" / "pilot-demo-C.html").is_file()
     assert json.loads((tmp_path / "reports" / "roi.json").read_text())["by_campaign"]
+
+
+def test_activities_in_the_period_define_engagement(world, history_url):
+    pilot = select_pilot(latest_ranking(history_url), 40, seed=9, started_on=STARTED)
+    worked = pilot.assignment.loc[pilot.assignment["arm"] == PILOT, "account_id"]
+    control = pilot.assignment.loc[pilot.assignment["arm"] == CONTROL, "account_id"]
+    activities = pd.DataFrame(
+        {
+            "account_id": [*worked, *control],
+            # Control accounts were active only before the pilot started: not engaged by it.
+            "occurred_at": pd.to_datetime(
+                ["2026-05-01"] * len(worked) + ["2026-03-01"] * len(control)
+            ),
+        }
+    )
+    _, opportunities = simulate_pilot(world, pilot.assignment, "B", STARTED)
+    report = pilot_report(pilot, opportunities, None, activities, as_of=ENDED, n_boot=200)
+    engaged = report.metrics["engaged"]
+    assert (engaged["pilot"].value, engaged["control"].value) == (1.0, 0.0)
+    assert any("CRM activity" in note for note in report.notes)

@@ -215,3 +215,36 @@ def test_the_roi_command_writes_html_and_json_and_exits_2_on_bad_input(world_fil
     code, stdout, stderr = done["bad"]
     assert code == 2
     assert "no-amount.csv" in stderr and "amount" in stderr and "Traceback" not in stderr
+
+
+def test_activities_define_engagement_within_90_days_after_a_touch(world_files, tmp_path):
+    touches = pd.DataFrame(
+        {
+            "campaign_id": ["A", "A", "A", "B"],
+            "account_id": ["ACC-00001", "ACC-00002", "ACC-00003", "ACC-00001"],
+            "touched_at": ["2025-03-01", "2025-03-01", "2025-03-01", "2025-06-01"],
+        }
+    )
+    touches.to_csv(tmp_path / "touches.csv", index=False)
+    activities = pd.DataFrame(
+        {
+            "account_id": ["ACC-00001", "ACC-00002", "ACC-00003", "ACC-00003", "ACC-99999"],
+            # 90 days after the touch counts, 91 does not, one before the touch does not.
+            "occurred_at": ["2025-05-30", "2025-05-31", "2025-02-27", "not a date", "2025-03-02"],
+        }
+    )
+    activities.to_csv(tmp_path / "activities.csv", index=False)
+    tables = load_tables(
+        world_files["campaigns"],
+        tmp_path / "touches.csv",
+        world_files["opportunities"],
+        world_files["accounts"],
+        activities=tmp_path / "activities.csv",
+    )
+    assert tables.accounting()["activities"] == {"read": 5, "used": 3, "rejected": 2}
+    report = compute_roi(tables, n_boot=0)
+    engaged = report.by_campaign.drop_duplicates("campaign_id").set_index("campaign_id")
+    assert engaged.at["A", "engaged_accounts"] == 1  # only ACC-00001, on day 90
+    assert engaged.at["B", "engaged_accounts"] == 0  # ACC-00001's activity predates B's touch
+    assert engaged.at["A", "cost_per_engaged_account"] == 120_000
+    assert any("within 90 days" in note for note in report.notes)

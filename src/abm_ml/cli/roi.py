@@ -128,6 +128,13 @@ def roi(
             help="Accounts: account_id (optional is_target); orphans of other tables are rejected."
         ),
     ] = None,
+    activities: Annotated[
+        Path | None,
+        typer.Option(
+            help="CRM activities: account_id, occurred_at; an activity within 90 days after a "
+            "touch engages the account (default: the touches' responded column)."
+        ),
+    ] = None,
     content: Annotated[
         Path | None,
         typer.Option(help="Content items: campaign_id, content_id, cost (added to the campaign)."),
@@ -161,7 +168,7 @@ def roi(
             dates[name] = pd.Timestamp(value) if value else None
         except ValueError:
             raise AbmInputError(f"not a date: {value!r}", field=name) from None
-    tables = load_tables(campaigns, touches, opportunities, accounts, content)
+    tables = load_tables(campaigns, touches, opportunities, accounts, content, activities)
     report = compute_roi(
         tables, start=dates["--start"], end=dates["--end"], window_days=window_days
     )
@@ -261,6 +268,10 @@ def pilot_report_command(
         Path | None,
         typer.Option(help="Campaign members with a responded column, to compare engagement."),
     ] = None,
+    activities: Annotated[
+        Path | None,
+        typer.Option(help="CRM activities (account_id, occurred_at): engagement in the period."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Pilot to report (default the latest).")] = None,
     as_of: Annotated[
         str | None, typer.Option(help="End of the period (default: the latest date in the files).")
@@ -283,7 +294,7 @@ def pilot_report_command(
 
     from abm_ml.roi.pages import write_pilot_html
     from abm_ml.roi.pilot import load_pilot, pilot_report
-    from abm_ml.roi.tables import read_opportunities, read_touches
+    from abm_ml.roi.tables import read_activities, read_opportunities, read_touches
 
     try:
         end = pd.Timestamp(as_of) if as_of else None
@@ -296,7 +307,11 @@ def pilot_report_command(
     if touches is not None:
         touch_frame, touch_rejects, _ = read_touches(touches)
         parts.append(touch_rejects)
-    report = pilot_report(stored, opps, touch_frame, as_of=end, min_lift=min_lift)
+    activity_frame = None
+    if activities is not None:
+        activity_frame, activity_rejects, _ = read_activities(activities)
+        parts.append(activity_rejects)
+    report = pilot_report(stored, opps, touch_frame, activity_frame, as_of=end, min_lift=min_lift)
     print_pilot(report)
     folder = out or cfg.reports_dir() / "roi"
     _write_rejects(pd.concat(parts, ignore_index=True), folder / f"{stored.pilot_id}-rejects.csv")

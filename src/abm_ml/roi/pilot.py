@@ -29,7 +29,7 @@ from abm_ml.errors import AbmInputError
 from abm_ml.modeling.bootstrap import Metric
 from abm_ml.reporting import history
 from abm_ml.roi.stats import N_BOOT, accounts_needed, compare, fisher_p_value
-from abm_ml.roi.tables import RESPONDED, TOUCHED_AT
+from abm_ml.roi.tables import OCCURRED_AT, RESPONDED, TOUCHED_AT
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, CLOSED_AT, CREATED_AT, OUTCOME, WON
 
 PILOT_TABLE = "abm_pilot_assignment"
@@ -342,7 +342,7 @@ def load_pilot(url: str, pilot_id: str | None = None) -> Pilot:
 # --------------------------------------------------------------------------------------------
 
 METRIC_LABELS = {
-    "engaged": "accounts engaged (responded to a touch)",
+    "engaged": "accounts engaged",
     "opened_opportunity": "accounts that opened an opportunity",
     "won_deal": "accounts with a won deal",
     "revenue_per_account": "won revenue per account",
@@ -447,6 +447,7 @@ def pilot_report(
     pilot: Pilot,
     opportunities: pd.DataFrame,
     touches: pd.DataFrame | None = None,
+    activities: pd.DataFrame | None = None,
     *,
     as_of: str | pd.Timestamp | None = None,
     min_lift: float = MIN_LIFT,
@@ -459,7 +460,9 @@ def pilot_report(
         pilot: The stored pilot.
         opportunities: Validated opportunities (:func:`abm_ml.roi.tables.read_opportunities`);
             those of accounts outside the pilot are ignored.
-        touches: Validated touches, for engagement (optional).
+        touches: Validated touches, for engagement when no activities are given (optional).
+        activities: Validated CRM activities (:func:`abm_ml.roi.tables.read_activities`): an
+            account with an activity in the period is engaged (optional).
         as_of: End of the period (default: the latest date in the tables).
         min_lift: Smallest lift in opportunity creation a "no lift" verdict must be powered for.
         n_boot: Bootstrap resamples.
@@ -492,14 +495,22 @@ def pilot_report(
     notes = []
     metrics: dict[str, dict[str, Metric]] = {}
     names = ["opened_opportunity", "won_deal", "revenue_per_account"]
-    if touches is not None and touches[RESPONDED].notna().all():
+    if activities is not None:
+        inside = activities[activities[OCCURRED_AT].between(start, end)]
+        per_account["engaged"] = ids.isin(inside[ACCOUNT_ID]).astype(float)
+        names.insert(0, "engaged")
+        notes.append("Engaged: the account has a CRM activity (any channel) in the period.")
+    elif touches is not None and touches[RESPONDED].notna().all():
         inside = touches[touches[ACCOUNT_ID].isin(ids) & touches[TOUCHED_AT].between(start, end)]
         per_account["engaged"] = ids.isin(
             inside.loc[inside[RESPONDED].astype(bool), ACCOUNT_ID]
         ).astype(float)
         names.insert(0, "engaged")
+        notes.append("Engaged: the account responded to a touch in the period.")
     else:
-        notes.append("Engagement is not compared: no touches with a `responded` column were given.")
+        notes.append(
+            "Engagement is not compared: give activities, or touches with a `responded` column."
+        )
     for i, name in enumerate(names):
         result = compare(per_account[name].to_numpy(), treated, n_boot=n_boot, seed=seed + i)
         metrics[name] = {

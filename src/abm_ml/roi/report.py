@@ -9,8 +9,9 @@ Definitions (see ``docs/roi.md``):
 
 * *reached*: distinct accounts with a touch of the campaign in the period; *target accounts
   reached* counts those flagged ``is_target``.
-* *engaged*: reached accounts with a touch marked ``responded`` (missing when the touches
-  carry no such column).
+* *engaged*: reached accounts with a CRM activity within :data:`ENGAGED_DAYS` after a touch
+  of the campaign when an activities table is given; otherwise reached accounts with a touch
+  marked ``responded``; missing when neither is known.
 * *opportunities touched*: opportunities created within ``window_days`` after a touch.
 * *credited* opportunities, pipeline (amount of all credited opportunities), won revenue and
   new logos (an account's first win): shares of those opportunities under each view.
@@ -35,6 +36,7 @@ from abm_ml.roi.stats import compare
 from abm_ml.roi.tables import (
     CAMPAIGN_ID,
     IS_TARGET,
+    OCCURRED_AT,
     OPPORTUNITY_ID,
     RESPONDED,
     TOUCHED_AT,
@@ -44,7 +46,8 @@ from abm_ml.schema import ACCOUNT_ID, AMOUNT, CLOSED_AT, CREATED_AT, OUTCOME, WO
 
 WINDOW_DAYS = 90
 """Default attribution window: a touch influences opportunities created up to 90 days later."""
-KEYS = {"campaign": CAMPAIGN_ID, "channel": "channel"}
+ENGAGED_DAYS = 90
+"""An activity up to 90 days after a touch engages the account (the engagement features' window)."""
 ROW_COLUMNS = (
     "model",
     "cost",
@@ -129,7 +132,7 @@ def _rows(
     touches: pd.DataFrame,
     credit: pd.DataFrame,
     target_ids: pd.Index,
-    has_responses: bool,
+    has_engagement: bool,
 ) -> pd.DataFrame:
     """Rows keyed by ``key`` (campaign or channel), one per attribution view."""
     keys = pd.Index(campaigns[key].drop_duplicates(), name=key)
@@ -141,9 +144,9 @@ def _rows(
         .nunique()
         .reindex(keys, fill_value=0)
     )
-    if has_responses:
+    if has_engagement:
         engaged = (
-            touches[touches[RESPONDED].astype(bool)]
+            touches[touches["engaged"]]
             .groupby(key)[ACCOUNT_ID]
             .nunique()
             .reindex(keys, fill_value=0)
@@ -195,6 +198,35 @@ def _rows(
         )
         frames.append(frame.reset_index())
     return pd.concat(frames, ignore_index=True)
+
+
+def engaged_touches(
+    touches: pd.DataFrame, activities: pd.DataFrame | None, days: int = ENGAGED_DAYS
+) -> tuple[pd.Series, str | None]:
+    """Which touches engaged their account, and the definition used (None when unknown).
+
+    With activities, a touch engaged its account when the account has an activity (any
+    channel) on the touch's day or up to ``days`` later; without, when it is marked
+    ``responded``.
+    """
+    if activities is not None:
+        order = touches[[ACCOUNT_ID, TOUCHED_AT]].reset_index().sort_values(TOUCHED_AT)
+        nearest = pd.merge_asof(
+            order,
+            activities[[ACCOUNT_ID, OCCURRED_AT]].sort_values(OCCURRED_AT),
+            left_on=TOUCHED_AT,
+            right_on=OCCURRED_AT,
+            by=ACCOUNT_ID,
+            direction="forward",
+        )
+        within = (nearest[OCCURRED_AT] - nearest[TOUCHED_AT]) <= pd.Timedelta(days=days)
+        flags = pd.Series(within.fillna(False).to_numpy(dtype=bool), index=nearest["index"])
+        return flags.reindex(touches.index).astype(bool), (
+            f"an activity of the account within {days} days after a touch"
+        )
+    if len(touches) and touches[RESPONDED].notna().all():
+        return touches[RESPONDED].astype(bool), "a touch marked `responded`"
+    return pd.Series(False, index=touches.index), None
 
 
 def _velocity(
@@ -265,12 +297,14 @@ def compute_roi(
         .merge(opportunities[[OPPORTUNITY_ID, AMOUNT, "won", "new_logo"]], on=OPPORTUNITY_ID)
     )
     target_ids = pd.Index(tables.accounts.loc[tables.accounts[IS_TARGET], ACCOUNT_ID])
-    has_responses = bool(touches[RESPONDED].notna().all()) if len(touches) else False
+    touches["engaged"], engagement = engaged_touches(touches, tables.activities)
+    has_engagement = engagement is not None
     described = [CAMPAIGN_ID, "name", "channel"] + (
         ["content_cost"] if "content_cost" in campaigns.columns else []
     )
     by_campaign = campaigns[described].merge(
-        _rows(CAMPAIGN_ID, campaigns, touches, credit, target_ids, has_responses), on=CAMPAIGN_ID
+        _rows(CAMPAIGN_ID, campaigns, touches, credit, target_ids, has_engagement),
+        on=CAMPAIGN_ID,
     )
     by_channel = _rows(
         "channel",
@@ -278,14 +312,14 @@ def compute_roi(
         touches,
         credit,
         target_ids,
-        has_responses,
+        has_engagement,
     )
-    notes = []
-    if not has_responses:
-        notes.append(
-            "The touches carry no `responded` column: engaged accounts and cost per engaged "
-            "account are not available."
-        )
+    notes = [
+        f"Engaged: {engagement}."
+        if engagement
+        else "Engaged accounts and cost per engaged account are not available: give an "
+        "activities table or touches with a `responded` column."
+    ]
     notes.append(
         "Attribution views share credit among the campaigns that touched an opportunity; "
         "they do not say what would have happened without the campaign. Use a pilot with a "

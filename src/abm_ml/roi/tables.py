@@ -15,6 +15,8 @@ apply as for training data):
   ``outcome`` is ``won``, ``lost`` or ``open``.
 * **content** (optional) - ``campaign_id, content_id, cost``: content items made for a
   campaign, whose cost is added to the campaign's (as strictly checked as the campaigns).
+* **activities** (optional) - ``account_id, occurred_at``: the CRM activities table (web
+  visits, email clicks, meetings ...), which defines engagement when given.
 * **accounts** (optional) - ``account_id`` and an optional ``is_target`` yes/no flag.
 
 Touches and opportunities whose values cannot be read, or that point at a campaign or an
@@ -50,6 +52,7 @@ TOUCH_COLUMNS = (CAMPAIGN_ID, ACCOUNT_ID, TOUCHED_AT)
 OPPORTUNITY_COLUMNS = (OPPORTUNITY_ID, ACCOUNT_ID, CREATED_AT, CLOSED_AT, OUTCOME, AMOUNT)
 ACCOUNT_COLUMNS = (ACCOUNT_ID,)
 CONTENT_COLUMNS = (CAMPAIGN_ID, "content_id", "cost")
+ACTIVITY_COLUMNS = (ACCOUNT_ID, OCCURRED_AT)
 REJECT_COLUMNS = ("table", "file", "line", "field", "reason")
 
 _MISSING = frozenset(DEFAULT_MISSING_VALUES)
@@ -68,6 +71,7 @@ class RoiTables:
         opportunities: ``opportunity_id, account_id, created_at, closed_at, outcome, amount``.
         accounts: ``account_id, is_target``; every account seen anywhere when no accounts file
             was given (then every account counts as a target).
+        activities: ``account_id, occurred_at`` when an activities file was given, else None.
         rejects: Rows not used, with ``table, file, line, field, reason``.
         rows_read: Rows read per table, so that used + rejected can be checked against it.
     """
@@ -76,6 +80,7 @@ class RoiTables:
     touches: pd.DataFrame
     opportunities: pd.DataFrame
     accounts: pd.DataFrame
+    activities: pd.DataFrame | None = None
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     rows_read: dict[str, int] = field(default_factory=dict)
 
@@ -84,6 +89,7 @@ class RoiTables:
         used = {
             "campaigns": len(self.campaigns),
             "content": int(self.rows_read.get("content", 0)),
+            "activities": len(self.activities) if self.activities is not None else 0,
             "touches": len(self.touches),
             "opportunities": len(self.opportunities),
             "accounts": len(self.accounts) if "accounts" in self.rows_read else 0,
@@ -295,6 +301,19 @@ def read_opportunities(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, in
     return _located(out, path, ~rejects.bad), rejects.frame(), len(frame)
 
 
+def read_activities(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """CRM activities (any channel): used rows, rejects and the rows read."""
+    frame = _read(path, ACTIVITY_COLUMNS, "activities")
+    rejects = _Rejects("activities", path, frame)
+    out = pd.DataFrame({SOURCE_ROW: frame[SOURCE_ROW], ACCOUNT_ID: _text(frame[ACCOUNT_ID])})
+    rejects.add(out[ACCOUNT_ID].isna().to_numpy(), ACCOUNT_ID, "no account_id")
+    occurred, missing, bad = _dates(frame[OCCURRED_AT])
+    rejects.add(missing.to_numpy(), OCCURRED_AT, "no activity date")
+    rejects.add(bad.to_numpy(), OCCURRED_AT, "not a date")
+    out[OCCURRED_AT] = occurred
+    return _located(out, path, ~rejects.bad), rejects.frame(), len(frame)
+
+
 def read_accounts(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Accounts with their target flag (every account is a target when the file has none)."""
     frame = _read(path, ACCOUNT_COLUMNS, "accounts")
@@ -337,6 +356,7 @@ def load_tables(
     opportunities: str | Path,
     accounts: str | Path | None = None,
     content: str | Path | None = None,
+    activities: str | Path | None = None,
 ) -> RoiTables:
     """Read and validate the ROI inputs; every row read is either used or in ``rejects``.
 
@@ -366,6 +386,10 @@ def load_tables(
         touch_frame, "touches", CAMPAIGN_ID, campaign_frame[CAMPAIGN_ID], "campaign"
     )
     parts.append(orphans)
+    activity_frame = None
+    if activities is not None:
+        activity_frame, activity_rejects, rows_read["activities"] = read_activities(activities)
+        parts.append(activity_rejects)
     if accounts is not None:
         account_frame, account_rejects, rows_read["accounts"] = read_accounts(accounts)
         parts.append(account_rejects)
@@ -377,6 +401,11 @@ def load_tables(
             opp_frame, "opportunities", ACCOUNT_ID, account_frame[ACCOUNT_ID], "account"
         )
         parts.append(orphans)
+        if activity_frame is not None:
+            activity_frame, orphans = _orphans(
+                activity_frame, "activities", ACCOUNT_ID, account_frame[ACCOUNT_ID], "account"
+            )
+            parts.append(orphans)
     else:
         seen = pd.concat([touch_frame[ACCOUNT_ID], opp_frame[ACCOUNT_ID]]).drop_duplicates()
         account_frame = pd.DataFrame({ACCOUNT_ID: seen.to_numpy(), IS_TARGET: True})
@@ -396,6 +425,7 @@ def load_tables(
         touches=touch_frame,
         opportunities=opp_frame,
         accounts=account_frame.reset_index(drop=True),
+        activities=activity_frame,
         rejects=rejects,
         rows_read=rows_read,
     )
