@@ -210,9 +210,8 @@ def select_pilot(
     for s in np.unique(stratum):
         members = np.flatnonzero(stratum == s)
         shuffled = rng.permutation(members)
+        # 2N accounts cut into even-sized strata: the last one is even too, so halves are exact.
         half = len(members) // 2
-        # A last, odd-sized stratum gives its spare account to either arm at random.
-        half += int(len(members) % 2 and rng.random() < 0.5)
         arm[shuffled[:half]] = PILOT
         arm[shuffled[half:]] = CONTROL
     try:
