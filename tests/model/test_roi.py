@@ -248,3 +248,15 @@ def test_activities_define_engagement_within_90_days_after_a_touch(world_files, 
     assert engaged.at["B", "engaged_accounts"] == 0  # ACC-00001's activity predates B's touch
     assert engaged.at["A", "cost_per_engaged_account"] == 120_000
     assert any("within 90 days" in note for note in report.notes)
+
+
+def test_parquet_inputs_give_the_same_report_as_csv(world, report, tmp_path):
+    world.campaigns.to_parquet(tmp_path / "campaigns.parquet")
+    world.touches.to_parquet(tmp_path / "touches.parquet")
+    world.opportunities.drop(columns=["caused_by"]).to_parquet(tmp_path / "opps.parquet")
+    world.accounts.drop(columns=["baseline"]).to_parquet(tmp_path / "accounts.parquet")
+    tables = load_tables(
+        *(tmp_path / f"{name}.parquet" for name in ("campaigns", "touches", "opps", "accounts"))
+    )
+    parquet = compute_roi(tables, start="2025-01-01", end="2025-12-31", n_boot=300)
+    pd.testing.assert_frame_equal(parquet.by_campaign, report.by_campaign)
