@@ -260,3 +260,23 @@ def test_parquet_inputs_give_the_same_report_as_csv(world, report, tmp_path):
     )
     parquet = compute_roi(tables, start="2025-01-01", end="2025-12-31", n_boot=300)
     pd.testing.assert_frame_equal(parquet.by_campaign, report.by_campaign)
+
+
+def test_unknown_engagement_is_null_in_strict_json(world_files, tmp_path):
+    from abm_ml.roi.report import write_json
+
+    pd.read_csv(world_files["touches"]).drop(columns=["responded"]).to_csv(
+        tmp_path / "touches.csv", index=False
+    )
+    tables = load_tables(
+        world_files["campaigns"], tmp_path / "touches.csv", world_files["opportunities"]
+    )
+    report = compute_roi(tables, n_boot=50)
+    assert report.by_campaign["engaged_accounts"].isna().all()
+    assert any("not available" in note for note in report.notes)
+
+    def refuse(token: str):
+        raise AssertionError(f"{token} in JSON")
+
+    data = json.loads(write_json(report, tmp_path / "roi.json").read_text(), parse_constant=refuse)
+    assert all(row["cost_per_engaged_account"] is None for row in data["by_campaign"])

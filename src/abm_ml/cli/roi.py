@@ -317,7 +317,7 @@ def pilot_report_command(
     _write_rejects(pd.concat(parts, ignore_index=True), folder / f"{stored.pilot_id}-rejects.csv")
     html = write_pilot_html(report, folder / f"{stored.pilot_id}.html")
     data = folder / f"{stored.pilot_id}.json"
-    data.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    data.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
     console.print(f"Pilot report -> {html}")
     console.print(f"Pilot data   -> {data}")
 

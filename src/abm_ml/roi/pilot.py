@@ -392,7 +392,12 @@ class PilotReport:
             "ranking_as_of": self.pilot.ranking_as_of,
             "seed": self.pilot.seed,
             "period": self.period,
-            "balance": self.pilot.balance(),
+            "balance": {
+                arm: {
+                    k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()
+                }
+                for arm, row in self.pilot.balance().items()
+            },
             "metrics": {
                 name: {part: metric(value) for part, value in parts.items()}
                 for name, parts in self.metrics.items()

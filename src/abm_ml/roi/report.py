@@ -22,6 +22,7 @@ Definitions (see ``docs/roi.md``):
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,11 @@ class RoiReport:
             "by_campaign": records(self.by_campaign),
             "by_channel": records(self.by_channel),
             "velocity": {
-                k: (v.to_dict() if isinstance(v, Metric) else _plain(v))
+                k: (
+                    {part: _plain(x) for part, x in v.to_dict().items()}
+                    if isinstance(v, Metric)
+                    else _plain(v)
+                )
                 for k, v in self.velocity.items()
             },
             "accounting": self.accounting,
@@ -371,10 +376,8 @@ def roi_table(report: RoiReport, by: str = "campaign") -> pd.DataFrame:
 
 
 def write_json(report: RoiReport, path: Path) -> Path:
-    """Write the report as JSON."""
-    import json
-
+    """Write the report as JSON (strict: missing values are null, never NaN)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    path.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
     return path
