@@ -80,6 +80,12 @@ def demo(
         history_url=None,
         report=True,
     )
+    # ---- Campaign ROI and a pilot with a control group (abm_ml.roi; docs/roi.md) ----
+    from abm_ml.cli.roi import demo_roi
+
+    console.rule("5. Campaign ROI and a pilot with a control group (planted campaign world)")
+    demo_roi(world_dir / "campaigns", cfg.reports_dir() / "roi", seed=seed)
+    # ---- end of the ROI step ----
     console.rule("Done")
     console.print(f"Training report -> {report_path}")
     console.print(
