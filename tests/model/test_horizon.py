@@ -141,16 +141,21 @@ def test_the_generated_spec_drops_deal_attributes_and_keeps_the_wording(snapshot
 
 
 @pytest.fixture(scope="module")
-def horizon_result(snapshots, tmp_path_factory):
+def horizon_result(world, tmp_path_factory):
     from abm_ml.testing import small_train_config
 
-    table, _ = snapshots
-    folder = tmp_path_factory.mktemp("horizon")
-    base = load_spec(specs_dir() / "synthetic-abm.yaml")
-    dataset = load_dataset(
-        load_spec(hz.write_horizon_dataset(table, base, folder, horizon_days=180))
+    rows_as_of, opportunities = hz.world_source(world)
+    dataset, summary = hz.horizon_dataset(
+        rows_as_of,
+        opportunities,
+        load_spec(specs_dir() / "synthetic-abm.yaml"),
+        tmp_path_factory.mktemp("horizon"),
+        horizon_days=180,
+        known_until=world.as_of,
+        first_day=world.start,
     )
-    return hz.train_horizon(dataset, small_train_config())
+    assert summary.won + summary.lost + summary.label_unknown == dataset.summary.accepted
+    return hz.train_horizon(dataset, small_train_config(), horizon_days=180)
 
 
 @pytest.mark.slow
@@ -188,3 +193,83 @@ def test_split_is_by_snapshot_date_with_no_account_on_both_sides(horizon_result)
 
 def test_firmographic_only_needs_a_firmographic_feature(crm_dataset):
     assert hz.firmographic_only(crm_dataset, None, firmographic=("no_such_column",)) is None
+
+
+@pytest.fixture(scope="module")
+def win_result(world, tmp_path_factory):
+    """The opportunity (win) model on the same world, through its own spec."""
+    from abm_ml.features.point_in_time import build_training_rows
+    from abm_ml.modeling.train import train_models
+    from abm_ml.testing import small_train_config
+
+    path = tmp_path_factory.mktemp("win") / "training_rows.parquet"
+    build_training_rows(world).to_parquet(path, index=False)
+    spec = load_spec(specs_dir() / "synthetic-abm.yaml")
+    spec = spec.model_copy(update={"source": spec.source.model_copy(update={"path": str(path)})})
+    return train_models(load_dataset(spec), small_train_config())
+
+
+@pytest.mark.slow
+def test_ranking_carries_both_propensities_and_uses_the_one_that_applies(
+    world, horizon_result, win_result, tmp_path
+):
+    from abm_ml.features.point_in_time import build_scoring_rows
+    from abm_ml.modeling.ranking import rank_buy_and_win, write_ranked
+    from abm_ml.reporting.ranking_report import ranking_report
+
+    accounts = build_scoring_rows(world, world.as_of)
+    open_deals = hz.accounts_with_open_deal(world.opportunities, world.as_of)
+    result = rank_buy_and_win(
+        horizon_result.scorer,
+        win_result.scorer,
+        accounts,
+        open_deals,
+        tiers=(10, 50, 100),
+        as_of=str(world.as_of.date()),
+        buy_model=("abm-buy-propensity", "1"),
+        win_model=("abm-account-scorer", "3"),
+    )
+    ranked = result.ranked.set_index(ACCOUNT_ID)
+    assert len(ranked) + len(result.unscorable) == len(accounts)
+    is_open = ranked.index.isin(list(open_deals))
+    assert 0 < is_open.sum() < len(ranked)
+    assert (ranked["propensity_used"] == np.where(is_open, "win", "buy")).all()
+    assert ranked["buy_propensity"].notna().all()
+    assert ranked.loc[~is_open, "win_propensity"].isna().all()
+    applied = np.where(is_open, ranked["win_propensity"], ranked["buy_propensity"])
+    np.testing.assert_allclose(ranked["propensity"], applied)
+    assert ranked.loc[is_open, "win_reasons"].str.len().gt(0).all()
+    assert ranked.loc[~is_open, "win_reasons"].isna().all()
+    assert ranked["buy_reasons"].str.len().gt(0).all()
+    assert set(ranked.loc[is_open, "model_name"]) == {"abm-account-scorer"}
+
+    # The same numbers as each scorer gives on its own: one scoring path.
+    buy_alone = horizon_result.scorer.score(accounts, with_reasons=False)
+    buy_alone = buy_alone.set_index(ACCOUNT_ID)["propensity"]
+    np.testing.assert_allclose(ranked["buy_propensity"], buy_alone.loc[ranked.index])
+    win_alone = win_result.scorer.score(
+        accounts[accounts[ACCOUNT_ID].isin(list(open_deals))], with_reasons=False
+    ).set_index(ACCOUNT_ID)["propensity"]
+    np.testing.assert_allclose(
+        ranked.loc[is_open, "win_propensity"], win_alone.loc[ranked.index[is_open]]
+    )
+
+    # Priority follows the propensity that applies; tiers are cut on it.
+    assert result.ranked["priority"].is_monotonic_decreasing
+    assert (
+        result.ranked["abm_tier"].value_counts()[["1:1", "1:few", "1:many"]] == [10, 50, 100]
+    ).all()
+    assert "180 days" in result.meta["propensity"]
+
+    out = write_ranked(result.ranked, tmp_path / "ranking.csv")
+    written = pd.read_csv(out)
+    for column in (
+        "propensity_used",
+        "buy_propensity",
+        "win_propensity",
+        "buy_reasons",
+        "win_reasons",
+    ):
+        assert column in written.columns
+    html = ranking_report(result, tmp_path / "ranking.html").read_text()
+    assert "Propensity to buy within 180 days" in html and "Win propensity" in html

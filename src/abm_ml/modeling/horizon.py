@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from abm_ml.data.spec import DatasetSpec
-from abm_ml.data.validate import Dataset
+from abm_ml.data.spec import DatasetSpec, load_spec
+from abm_ml.data.validate import Dataset, load_dataset
 from abm_ml.errors import AbmInputError
 from abm_ml.features.columns import (
     AS_OF,
@@ -348,6 +348,37 @@ def write_horizon_dataset(
     return path
 
 
+def horizon_dataset(
+    rows_as_of: RowsAsOf,
+    opportunities: pd.DataFrame,
+    base: DatasetSpec,
+    folder: Path,
+    *,
+    horizon_days: int,
+    known_until: object,
+    first_day: object | None = None,
+) -> tuple[Dataset, SnapshotSummary]:
+    """Snapshots, their table and spec in ``folder``, validated like any export.
+
+    Args:
+        rows_as_of: the snapshot source (see :data:`RowsAsOf`).
+        opportunities: columns ``account_id``, ``created_at``, ``closed_at``, ``outcome``.
+        base: the opportunity model's spec, whose features and wording are reused.
+        folder: where ``snapshots.parquet`` and the generated spec are written.
+        horizon_days: the label's window.
+        known_until: when the CRM was exported (outcomes after it are unknown).
+        first_day: start of the history (default: the first opportunity's creation).
+    """
+    if first_day is None:
+        first_day = pd.to_datetime(opportunities[CREATED_AT]).min()
+    dates = snapshot_dates(first_day, known_until, horizon_days)
+    table, summary = build_snapshots(
+        rows_as_of, opportunities, dates, horizon_days=horizon_days, known_until=known_until
+    )
+    spec_path = write_horizon_dataset(table, base, folder, horizon_days=horizon_days)
+    return load_dataset(load_spec(spec_path)), summary
+
+
 def world_source(world: World) -> tuple[RowsAsOf, pd.DataFrame]:
     """The synthetic world as a snapshot source: its ``rows_as_of`` and its opportunities.
 
@@ -409,6 +440,7 @@ def train_horizon(
     dataset: Dataset,
     config: TrainConfig | None = None,
     *,
+    horizon_days: int | None = None,
     firmographic: Sequence[str] = FIRMOGRAPHIC_FEATURES,
 ) -> TrainingResult:
     """Train the propensity-to-buy model and compare it with a firmographic-only model as well.
@@ -419,6 +451,10 @@ def train_horizon(
     """
     config = snapshot_config(config or TrainConfig(), dataset)
     result = train_models(dataset, config)
+    # Carried by the packaged model, so a ranking can say which horizon its propensity covers.
+    result.scorer.metadata["propensity_kind"] = "buy"
+    if horizon_days is not None:
+        result.scorer.metadata["horizon_days"] = int(horizon_days)
     firmo = firmographic_only(dataset, config, firmographic)
     if firmo is None:
         return result
