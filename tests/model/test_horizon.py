@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -273,3 +276,67 @@ def test_ranking_carries_both_propensities_and_uses_the_one_that_applies(
         assert column in written.columns
     html = ranking_report(result, tmp_path / "ranking.html").read_text()
     assert "Propensity to buy within 180 days" in html and "Win propensity" in html
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_train_buy_without_a_world_says_so_in_one_line(tmp_path):
+    run = _cli("train-buy", "--world", str(tmp_path / "nowhere"))
+    assert run.returncode == 2, run.stderr
+    assert "abm-ml synth" in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0
+
+
+def test_rank_buy_refuses_opportunities_without_closed_at(tmp_path):
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("account_id\nA1\n")
+    deals = tmp_path / "deals.csv"
+    deals.write_text("account_id,created_at,outcome\nA1,2025-01-01,open\n")
+    run = _cli("rank-buy", str(accounts), "--opportunities", str(deals))
+    assert run.returncode == 2, run.stderr
+    assert "closed_at" in run.stderr and str(deals) in run.stderr
+    deals.write_text("account_id,created_at,closed_at,outcome\nA1,2025-01-01,someday,won\n")
+    run = _cli("rank-buy", str(accounts), "--opportunities", str(deals))
+    assert run.returncode == 2 and "someday" in run.stderr and "line 2" in run.stderr
+
+
+@pytest.mark.slow
+def test_rank_buy_command_ranks_with_both_registered_models(
+    world, horizon_result, win_result, mlflow_store, tmp_path
+):
+    from abm_ml import config as cfg
+    from abm_ml.features.point_in_time import build_scoring_rows
+    from abm_ml.registry import tracking
+
+    tracking.configure()
+    buy = tracking.log_training(horizon_result, model_name=cfg.buy_model_name())
+    win = tracking.log_training(win_result)
+    assert buy["model_name"] == "abm-buy-propensity" and win["model_name"] == "abm-account-scorer"
+    accounts = tmp_path / "accounts.parquet"
+    build_scoring_rows(world, world.as_of).to_parquet(accounts, index=False)
+    deals = tmp_path / "opportunities.parquet"
+    world.opportunities.to_parquet(deals, index=False)
+    out = tmp_path / "ranked.csv"
+    run = _cli(
+        "rank-buy",
+        str(accounts),
+        "--opportunities",
+        str(deals),
+        "--buy-model",
+        "challenger",
+        "--win-model",
+        "challenger",
+        "--out",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "buy = deal created within 180 days and won" in " ".join(run.stdout.split())
+    ranked = pd.read_csv(out)
+    open_deals = hz.accounts_with_open_deal(world.opportunities, world.as_of)
+    assert (ranked["propensity_used"] == "win").sum() == len(open_deals)
+    assert ranked["buy_propensity"].notna().all()
+    assert out.with_suffix(".html").is_file()
