@@ -127,6 +127,19 @@ def test_every_snapshot_row_is_kept_with_a_label_or_counted_as_excluded(world, s
         assert busy and not (busy & kept)
 
 
+def test_a_snapshot_row_is_the_scoring_row_of_that_date(world, snapshots):
+    from abm_ml.features.columns import FEATURE_COLUMNS
+    from abm_ml.features.point_in_time import build_scoring_rows
+
+    table, summary = snapshots
+    date = pd.Timestamp(summary.snapshot_dates[7])
+    mine = table[table[hz.SNAPSHOT_AT] == date].set_index(ACCOUNT_ID)
+    scoring = build_scoring_rows(world, date).set_index(ACCOUNT_ID).loc[mine.index]
+    pd.testing.assert_frame_equal(
+        mine[list(FEATURE_COLUMNS)], scoring[list(FEATURE_COLUMNS)], check_dtype=False
+    )
+
+
 def test_the_generated_spec_drops_deal_attributes_and_keeps_the_wording(snapshots, tmp_path):
     table, _ = snapshots
     base = load_spec(specs_dir() / "synthetic-abm.yaml")

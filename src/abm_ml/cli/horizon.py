@@ -113,6 +113,12 @@ def train_buy_model(
                 )
     console.print(f"MLflow run {info['run_id']} at {mask_credentials(cfg.tracking_uri())}")
     if info["version"]:
+        # The registry's default description is the opportunity model's: say what this one is.
+        store.update_registered_model(
+            info["model_name"],
+            description=f"abm-ml propensity to buy: a deal created within {horizon_days} days "
+            "and later won, for accounts with no open deal (docs/horizon.md).",
+        )
         console.print(f"Registered {info['model_name']} version {info['version']} as 'challenger'.")
     console.print(f"Training report -> {write_training_report(result, info)}")
     if refused:
