@@ -81,9 +81,15 @@ def test_accounts_with_open_deal_uses_the_scoring_rule():
     assert hz.accounts_with_open_deal(opportunities, T) == {"a", "d", "e"}
 
 
-def test_opportunities_without_a_needed_column_are_refused():
+def test_opportunities_the_labels_cannot_be_read_from_are_refused():
     with pytest.raises(AbmInputError, match="closed_at"):
         hz.check_opportunities(pd.DataFrame({ACCOUNT_ID: [], CREATED_AT: [], OUTCOME: []}))
+    good = pd.DataFrame([_opp("a", "2025-01-01", None, OPEN), _opp("b", "2025-01-02", None, WON)])
+    hz.check_opportunities(good)
+    with pytest.raises(AbmInputError, match="'Closed Won' at row 2"):
+        hz.check_opportunities(good.assign(outcome=[OPEN, "Closed Won"]))
+    with pytest.raises(AbmInputError, match="no creation date.*row 1"):
+        hz.check_opportunities(good.assign(created_at=[pd.NaT, pd.Timestamp("2025-01-02")]))
 
 
 def test_snapshot_dates_stop_where_the_window_would_pass_the_export():
@@ -117,6 +123,7 @@ def test_every_snapshot_row_is_kept_with_a_label_or_counted_as_excluded(world, s
     assert summary.open_deal_excluded > 0
     assert summary.rows_built == len(table) + summary.open_deal_excluded
     assert summary.won + summary.lost + summary.label_unknown == len(table)
+    assert summary.opportunities_unmatched == 0
     assert table["row_id"].is_unique
     assert "amount" not in table.columns and "source" not in table.columns
     # No kept row belongs to an account with a deal open at its snapshot date.

@@ -94,6 +94,8 @@ class SnapshotSummary:
     lost: int
     label_unknown: int
     """Rows whose window holds a deal still open at ``known_until`` (kept as ``open``, not trained)."""
+    opportunities_unmatched: int = 0
+    """Opportunities of accounts the snapshot source does not know: they label no row."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +110,7 @@ class SnapshotSummary:
                 f"{self.horizon_days} days and later won (outcomes known until {self.known_until})"
             ),
             f"{self.open_deal_excluded:,} rows excluded: the account had a deal open at the snapshot",
+            f"{self.opportunities_unmatched:,} opportunities of accounts not in the snapshots",
             (
                 f"{self.won:,} won, {self.lost:,} not won, {self.label_unknown:,} not known yet "
                 "(a deal in the window still open)"
@@ -116,7 +119,11 @@ class SnapshotSummary:
 
 
 def check_opportunities(opportunities: pd.DataFrame, *, source: str = "opportunities") -> None:
-    """Refuse an opportunities table without the columns the labels are read from."""
+    """Refuse an opportunities table the labels cannot be read from, naming the column and row.
+
+    It needs ``account_id``, ``created_at`` (on every row: a deal without a creation date
+    would silently never fall in a window), ``closed_at`` and ``outcome`` in won/lost/open.
+    """
     missing = [c for c in OPPORTUNITY_COLUMNS if c not in opportunities.columns]
     if missing:
         raise AbmInputError(
@@ -124,6 +131,23 @@ def check_opportunities(opportunities: pd.DataFrame, *, source: str = "opportuni
             f"missing {', '.join(missing)}",
             source=source,
             field=missing[0],
+        )
+    no_date = pd.to_datetime(opportunities[CREATED_AT], errors="coerce").isna().to_numpy()
+    if no_date.any():
+        raise AbmInputError(
+            f"{int(no_date.sum())} opportunities have no creation date (first at row "
+            f"{int(no_date.nonzero()[0][0]) + 1})",
+            source=source,
+            field=CREATED_AT,
+        )
+    outcome = opportunities[OUTCOME].astype(str)
+    odd = ~outcome.isin([WON, LOST, OPEN]).to_numpy()
+    if odd.any():
+        raise AbmInputError(
+            f"outcome must be {WON}, {LOST} or {OPEN}; {int(odd.sum())} rows are not "
+            f"(first {outcome[odd].iloc[0]!r} at row {int(odd.nonzero()[0][0]) + 1})",
+            source=source,
+            field=OUTCOME,
         )
 
 
@@ -284,6 +308,9 @@ def build_snapshots(
         won=int((kept == WON).sum()),
         lost=int((kept == LOST).sum()),
         label_unknown=int((kept == OPEN).sum()),
+        opportunities_unmatched=int(
+            (~opportunities[ACCOUNT_ID].astype(str).isin(set(account)).to_numpy()).sum()
+        ),
     )
     return table, summary
 
