@@ -163,16 +163,17 @@ def _opportunity_arrays(opportunities: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def open_at(opportunities: pd.DataFrame, as_of: object) -> np.ndarray:
-    """Which opportunities are open at ``as_of``: created before it and not closed before it.
+def _open_then(created: pd.Series, closed: pd.Series, when: object) -> pd.Series:
+    """Created before ``when`` and not closed before it: the scoring rows' rule (a deal closing
+    on the day is still open, as the features do not count it a prior win or loss yet)."""
+    return (created < when) & ~(closed < when)
 
-    The same rule as the scoring rows' deal attributes, and the one rule by which the ranking
-    decides whose score is the win propensity.
-    """
+
+def open_at(opportunities: pd.DataFrame, as_of: object) -> np.ndarray:
+    """Which opportunities are open at ``as_of``: the rule by which snapshots are excluded and
+    the ranking decides whose score is the win propensity."""
     opp = _opportunity_arrays(opportunities)
-    when = pd.Timestamp(as_of)
-    closed = opp[CLOSED_AT]
-    return ((opp[CREATED_AT] < when) & ~(closed < when)).to_numpy()
+    return _open_then(opp[CREATED_AT], opp[CLOSED_AT], pd.Timestamp(as_of)).to_numpy()
 
 
 def accounts_with_open_deal(opportunities: pd.DataFrame, as_of: object) -> set[str]:
@@ -187,7 +188,6 @@ def snapshot_dates(
     horizon_days: int,
     *,
     warmup_days: int = 90,
-    last: object | None = None,
 ) -> pd.DatetimeIndex:
     """Month starts from ``first_day + warmup_days`` to the last one whose window has ended.
 
@@ -200,8 +200,6 @@ def snapshot_dates(
         )
     start = pd.Timestamp(first_day) + pd.Timedelta(days=warmup_days)
     end = pd.Timestamp(known_until) - pd.Timedelta(days=horizon_days)
-    if last is not None:
-        end = min(end, pd.Timestamp(last))
     dates = pd.date_range(start.normalize(), end, freq="MS")
     if len(dates) < 3:
         raise AbmInputError(
@@ -243,7 +241,7 @@ def label_snapshots(
     flags = pd.DataFrame(
         {
             "row": pairs["row"],
-            "open_deal": (created < t) & ~(pairs[CLOSED_AT] < t),
+            "open_deal": _open_then(created, pairs[CLOSED_AT], t),
             "won": in_window & (pairs[OUTCOME] == WON),
             "pending": in_window & (pairs[OUTCOME] == OPEN),
         }
