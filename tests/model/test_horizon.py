@@ -284,6 +284,15 @@ def test_ranking_carries_both_propensities_and_uses_the_one_that_applies(
     ).all()
     assert "180 days" in result.meta["propensity"]
 
+    # Without open deals every account is ranked by its propensity to buy.
+    no_deals = rank_buy_and_win(horizon_result.scorer, win_result.scorer, accounts, set())
+    assert (no_deals.ranked["propensity_used"] == "buy").all()
+    assert no_deals.ranked["win_propensity"].isna().all()
+    np.testing.assert_allclose(
+        no_deals.ranked.set_index(ACCOUNT_ID)["propensity"].loc[ranked.index],
+        ranked["buy_propensity"],
+    )
+
     out = write_ranked(result.ranked, tmp_path / "ranking.csv")
     written = pd.read_csv(out)
     for column in (

@@ -480,7 +480,9 @@ def rank_buy_and_win(
             f"with an open deal; propensity to buy (a deal created {within} and won) for the others"
         ),
         "priority": "the propensity that applies (win where a deal is open, else buy)",
-        "days_to_close": "open deals only (win model)" if win is not None else None,
+        "days_to_close": "open deals only (win model)"
+        if win is not None
+        else "none (no open deal)",
         "expected_value": "win propensity x the open deal's amount (open deals only)",
         **({"amount_note": win.meta.get("amount_note")} if win is not None else {}),
     }
