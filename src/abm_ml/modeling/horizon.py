@@ -408,7 +408,9 @@ def world_source(world: World) -> tuple[RowsAsOf, pd.DataFrame]:
     """The synthetic world as a snapshot source: its ``rows_as_of`` and its opportunities.
 
     Every account as of every date goes through the point-in-time builder in one pass (the
-    code behind :func:`~abm_ml.features.point_in_time.build_scoring_rows`).
+    code behind :func:`~abm_ml.features.point_in_time.build_scoring_rows`). Only
+    ``world.accounts``, ``world.opportunities`` and what ``build_features`` reads are used, so
+    any tables object that builder accepts (the CRM tables' builder, once merged) works too.
     """
     from abm_ml.features.point_in_time import build_features
 
