@@ -13,6 +13,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The checkout's root when installed in editable mode (the usual case); the CWD otherwise."""
 
 REGISTERED_MODEL_NAME = "abm-account-scorer"
+BUY_MODEL_NAME = "abm-buy-propensity"
+"""Registered name of the propensity-to-buy-within-a-horizon model (see docs/horizon.md)."""
+HORIZON_DAYS = 180
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
@@ -55,6 +58,19 @@ def artifact_root() -> str:
 
 def registered_model_name() -> str:
     return os.environ.get("ABM_ML_MODEL_NAME", REGISTERED_MODEL_NAME)
+
+
+def buy_model_name() -> str:
+    """Registered name of the propensity-to-buy model (``ABM_ML_BUY_MODEL_NAME``)."""
+    return os.environ.get("ABM_ML_BUY_MODEL_NAME", BUY_MODEL_NAME)
+
+
+def horizon_days() -> int:
+    """Default horizon of the propensity to buy, in days (``ABM_ML_HORIZON_DAYS``, default 180)."""
+    try:
+        return max(1, int(os.environ.get("ABM_ML_HORIZON_DAYS", str(HORIZON_DAYS))))
+    except ValueError:
+        return HORIZON_DAYS
 
 
 def history_url() -> str:

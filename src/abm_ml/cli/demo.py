@@ -24,7 +24,7 @@ def demo(
     """The whole main job on synthetic data: synthesize, validate, train, register, promote, rank, report."""
     from abm_ml.data.spec import load_spec
     from abm_ml.data.validate import load_dataset
-    from abm_ml.errors import ModelNotPromotableError
+    from abm_ml.errors import AbmInputError, ModelNotPromotableError
     from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.registry import tracking
     from abm_ml.registry.promotion import promote as do_promote
@@ -80,10 +80,35 @@ def demo(
         history_url=None,
         report=True,
     )
+    # --- 5. Propensity to buy within a horizon (docs/horizon.md) --------------------------------
+    # Accounts without an open deal get their own model instead of an assumed outbound deal;
+    # the ranking carries both propensities and ranks each account by the one that applies.
+    console.rule(f"5. Propensity to buy within {cfg.horizon_days()} days, and both propensities")
+    from abm_ml.cli.horizon import rank_buy, train_buy_model
+
+    try:
+        train_buy_model(world=world_dir, seed=seed)
+        decision = do_promote(name=cfg.buy_model_name())
+        console.print(f"Buy-model champion: v{decision.version} ({decision.reason}).")
+    except (AbmInputError, ModelNotPromotableError) as error:
+        console.print(f"[yellow]Propensity to buy not promoted[/]: {error}")
+    else:
+        rank_buy(
+            accounts=world_dir / "scoring_rows.parquet",
+            opportunities=world_dir / "opportunities.parquet",
+            as_of=None,
+            buy_model="champion",
+            win_model="champion",
+            tiers="10,50,500",
+            out=None,
+            show=10,
+            report=True,
+        )
+    # --- end of step 5 ---------------------------------------------------------------------------
     # ---- Campaign ROI and a pilot with a control group (abm_ml.roi; docs/roi.md) ----
     from abm_ml.cli.roi import demo_roi
 
-    console.rule("5. Campaign ROI and a pilot with a control group (planted campaign world)")
+    console.rule("6. Campaign ROI and a pilot with a control group (planted campaign world)")
     demo_roi(world_dir / "campaigns", cfg.reports_dir() / "roi", seed=seed)
     # ---- end of the ROI step ----
     console.rule("Done")

@@ -330,12 +330,174 @@ def rank_accounts(
     return RankResult(ranked=ranked, unscorable=unscorable.reset_index(drop=True), meta=meta)
 
 
+# --------------------------------------------------------------------------------------------
+# Two propensities: to buy within a horizon (every account), to win the open deal (where one is)
+# --------------------------------------------------------------------------------------------
+
+BUY, WIN = "buy", "win"
+"""Values of ``propensity_used``: which model's propensity ranks the account."""
+_PER_MODEL = ("propensity", "tier", "score", "reasons", "top_reasons", "risk")
+_DEAL_COLUMNS = (
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    AMOUNT,
+    "expected_value",
+)
+
+
+def account_ids_of(accounts: pd.DataFrame, input_spec: InputSpec | None) -> pd.Series:
+    """Each raw record's account id as text, read as the scorer reads it (spec column first)."""
+    names = (
+        (input_spec.account_id, ACCOUNT_ID, input_spec.row_id, ROW_ID)
+        if input_spec
+        else (ACCOUNT_ID, ROW_ID)
+    )
+    column = next((n for n in names if n and n in accounts.columns), None)
+    if column is None:
+        raise AbmInputError("the accounts have no account id column", field=ACCOUNT_ID)
+    return accounts[column].astype("string").str.strip()
+
+
+def combine_propensities(buy: pd.DataFrame, win: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per account with ``buy_propensity``, ``win_propensity`` and the one that applies.
+
+    Args:
+        buy: the propensity-to-buy model's scored accounts (every account).
+        win: the opportunity model's scored accounts (those with an open deal), or None.
+
+    Returns:
+        ``buy_*`` and ``win_*`` columns (propensity, tier, score, reasons), the deal columns
+        (days, amount, expected value) of the win model, ``propensity_used`` (``win`` where a
+        deal is open and the win model scored it, else ``buy``), and ``propensity``, ``tier``,
+        ``score``, reasons and ``priority`` taken from the model that applies.
+    """
+    base = buy.drop(
+        columns=[c for c in ("rank", "abm_tier", "priority", *_DEAL_COLUMNS) if c in buy.columns]
+    )
+    out = base.rename(columns={c: f"{BUY}_{c}" for c in _PER_MODEL if c in base.columns})
+    if win is not None and len(win):
+        keep = [ACCOUNT_ID, *(c for c in (*_PER_MODEL, *_DEAL_COLUMNS) if c in win.columns)]
+        part = win[keep].rename(columns={c: f"{WIN}_{c}" for c in _PER_MODEL})
+        out = out.merge(part, on=ACCOUNT_ID, how="left", validate="one_to_one")
+    else:
+        out[f"{WIN}_propensity"] = np.nan
+    applies_win = out[f"{WIN}_propensity"].notna().to_numpy()
+    out["propensity_used"] = np.where(applies_win, WIN, BUY)
+    for column in _PER_MODEL:
+        mine, theirs = f"{BUY}_{column}", f"{WIN}_{column}"
+        if mine in out.columns and theirs in out.columns:
+            out[column] = out[theirs].where(applies_win, out[mine])
+        elif mine in out.columns:
+            out[column] = out[mine]
+    out = out.drop(columns=[f"{BUY}_reasons", f"{WIN}_reasons"], errors="ignore")
+    out = out.rename(
+        columns={f"{BUY}_top_reasons": "buy_reasons", f"{WIN}_top_reasons": "win_reasons"}
+    )
+    # Both are probabilities of a won deal from this account: the one that applies ranks it.
+    out["priority"] = out["propensity"].astype(float)
+    return out
+
+
+def rank_buy_and_win(
+    buy_scorer: AccountScorer,
+    win_scorer: AccountScorer,
+    accounts: pd.DataFrame,
+    open_deal_accounts: set[str],
+    *,
+    tiers: tuple[int, ...] = (10, 50, 500),
+    as_of: str | None = None,
+    filters: dict[str, list[str]] | None = None,
+    buy_model: tuple[str, str] = ("", ""),
+    win_model: tuple[str, str] = ("", ""),
+    k_up: int = 3,
+) -> RankResult:
+    """Rank every account by the propensity that applies to it, with both and their reasons.
+
+    Every account is scored by ``buy_scorer`` (propensity to buy within its horizon); accounts
+    in ``open_deal_accounts`` are also scored by ``win_scorer`` (the open deal's win
+    propensity), which then ranks them. Both go through :func:`rank_accounts`, so filters,
+    unscorable rows and reasons are handled once; an account the win model cannot score keeps
+    its buy propensity and is listed as unscorable by the win model.
+
+    Args:
+        buy_scorer: the propensity-to-buy model.
+        win_scorer: the opportunity (win) model.
+        accounts: the accounts, as for :func:`rank_accounts` (both models read the same file).
+        open_deal_accounts: ids of the accounts with a deal open at ``as_of``.
+        tiers: sizes of the 1:1, 1:few and 1:many tiers, cut in priority order.
+        as_of: the ranking date.
+        filters: as for :func:`rank_accounts`.
+        buy_model: registered name and version of the buy model.
+        win_model: registered name and version of the win model.
+        k_up: reasons per account and model.
+    """
+    accounts = accounts.reset_index(drop=True)
+    common = {
+        "tiers": (),
+        "as_of": as_of,
+        "filters": filters,
+        "sort_by": "propensity",
+        "k_up": k_up,
+    }
+    buy = rank_accounts(
+        buy_scorer, accounts, model_name=buy_model[0], model_version=buy_model[1], **common
+    )
+    ids = account_ids_of(accounts, win_scorer.input)
+    open_rows = accounts[ids.isin({str(a) for a in open_deal_accounts}).to_numpy()]
+    win = (
+        rank_accounts(
+            win_scorer, open_rows, model_name=win_model[0], model_version=win_model[1], **common
+        )
+        if len(open_rows)
+        else None
+    )
+    combined = combine_propensities(buy.ranked, win.ranked if win is not None else None)
+    used = combined["propensity_used"].to_numpy()
+    combined["model_name"] = np.where(used == WIN, win_model[0], buy_model[0])
+    combined["model_version"] = np.where(used == WIN, str(win_model[1]), str(buy_model[1]))
+    ranked = rank_scored(combined, sort_by="priority", tiers=tiers)
+    unscorable = [buy.unscorable.assign(model=BUY)]
+    if win is not None:
+        unscorable.append(win.unscorable.assign(model=WIN))
+    horizon = buy_scorer.metadata.get("horizon_days")
+    within = f"within {horizon} days" if horizon else "within the model's horizon"
+    meta = {
+        **buy.meta,
+        "ranked": len(ranked),
+        "unscorable": int(sum(len(u) for u in unscorable)),
+        "tiers": dict(zip(ABM_TIERS, tiers)),
+        "sort_by": "priority",
+        "model_name": f"{buy_model[0]} + {win_model[0]}",
+        "model_version": f"{buy_model[1]} + {win_model[1]}",
+        "buy_model": f"{buy_model[0]} v{buy_model[1]}",
+        "win_model": f"{win_model[0]} v{win_model[1]}",
+        "horizon_days": horizon,
+        "open_deals": int((used == WIN).sum()),
+        "open_deals_not_scored": len(open_rows) - int((used == WIN).sum()),
+        "propensity": (
+            f"win propensity (the open deal is won) for the {int((used == WIN).sum()):,} accounts "
+            f"with an open deal; propensity to buy (a deal created {within} and won) for the others"
+        ),
+        "priority": "the propensity that applies (win where a deal is open, else buy)",
+        "days_to_close": "open deals only (win model)"
+        if win is not None
+        else "none (no open deal)",
+        "expected_value": "win propensity x the open deal's amount (open deals only)",
+        **({"amount_note": win.meta.get("amount_note")} if win is not None else {}),
+    }
+    return RankResult(ranked=ranked, unscorable=pd.concat(unscorable, ignore_index=True), meta=meta)
+
+
 OUTPUT_COLUMNS = (
     "rank",
     "account_id",
     "abm_tier",
     "tier",
     "propensity",
+    "propensity_used",
+    "buy_propensity",
+    "win_propensity",
     "score",
     "days_to_close_p10",
     "days_to_close_p50",
@@ -345,6 +507,8 @@ OUTPUT_COLUMNS = (
     "priority",
     "top_reasons",
     "risk",
+    "buy_reasons",
+    "win_reasons",
     "movement",
     "segment",
     "region",

@@ -133,6 +133,32 @@ def _ranked_rows(ranked: pd.DataFrame, top: int) -> list[dict[str, Any]]:
     return rows
 
 
+def propensity_kinds(ranked: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per ranked row (two-propensity rankings): which propensity ranks it, and the other one.
+
+    Empty dicts when the ranking has one model only (no ``propensity_used`` column).
+    """
+    if "propensity_used" not in ranked.columns:
+        return [{} for _ in range(len(ranked))]
+    horizon = meta.get("horizon_days")
+    buy = f"Propensity to buy within {horizon} days" if horizon else "Propensity to buy"
+    out = []
+    for used, win, other, priority in zip(
+        ranked["propensity_used"],
+        ranked["win_propensity"],
+        ranked["buy_propensity"],
+        ranked["priority"],
+    ):
+        # Priority is a propensity here, not a value per day: shown as one.
+        row = {"priority": fmt_pct(priority, 0)}
+        if used == "win":
+            row |= {"kind": "Win propensity (open deal)", "other": f"buy {fmt_pct(other, 0)}"}
+        else:
+            row |= {"kind": buy, "other": "no open deal" if pd.isna(win) else ""}
+        out.append(row)
+    return out
+
+
 def _tier_cards(ranked: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One summary card per ABM tier that has accounts or a declared capacity."""
     tiers = []
@@ -250,7 +276,12 @@ def ranking_report(
         unscorable_has_line="line" in unscorable.columns,
         has_movement="movement" in ranked.columns,
         has_context=any(c in ranked.columns for c in ("segment", "region", "owner")),
-        rows=_ranked_rows(ranked, top),
+        rows=[
+            {**row, **kind}
+            for row, kind in zip(
+                _ranked_rows(ranked, top), propensity_kinds(ranked.head(top), meta)
+            )
+        ],
         chart=chart,
         card=markdown_to_html(model_card_md, heading_offset=1) if model_card_md else None,
     )
