@@ -12,6 +12,7 @@ line naming the problem; 1 an internal error (set ABM_ML_DEBUG=1 for the traceba
 
 # Imported for their commands, in the order --help lists them.
 from abm_ml.cli import data, spec, models, accounts, service, demo  # noqa: F401, I001
+from abm_ml.cli import export  # noqa: F401  (CRM write-back, issue 18)
 from abm_ml.cli.app import app, main
 
 __all__ = ["app", "main"]
