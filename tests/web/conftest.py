@@ -81,3 +81,27 @@ def pages(ranked_runs):
 
     with TestClient(create_app(history_url=ranked_runs["url"], token="")) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def deployed(trained, tmp_path_factory):
+    """The ``trained`` model logged to a private MLflow store, champion, in a private BentoML home.
+
+    The same folder as tests/serving's deployment: a session running both reuses the work.
+    """
+    from abm_ml.service.deploy import use_bentoml_home
+    from abm_ml.service.settings import ENV_API_TOKEN, ENV_BENTO_MODEL
+    from abm_ml.testing import bootstrap_deployment
+
+    root = tmp_path_factory.getbasetemp() / "abm-serving-deployment"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ABM_ML_MODELS_DIR", str(root / "models"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        mp.setenv("ABM_ML_REPORTS_DIR", str(root / "reports"))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+        mp.delenv(ENV_API_TOKEN, raising=False)
+        with use_bentoml_home(root / "bentoml"):
+            info = bootstrap_deployment(trained, root)
+            mp.setenv(ENV_BENTO_MODEL, info["tag"])
+            yield {**info, "root": root}
