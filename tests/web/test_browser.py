@@ -139,6 +139,4 @@ def test_sales_ops_walk_through_the_pages(server, ranked_runs, tmp_path):
             assert not errors, errors
         finally:
             browser.close()
-    assert all(
-        (tmp_path / n).stat().st_size > 5_000 for n in ("2-accounts-1to1.png", "3-account.png")
-    )
+    assert all((shots / n).stat().st_size > 5_000 for n in ("2-accounts-1to1.png", "3-account.png"))

@@ -189,7 +189,7 @@ def latest_ranking(url: str) -> tuple[pd.DataFrame, str, str]:
     Raises:
         AbmInputError: no history at ``url`` or no run in it.
     """
-    from abm_ml.web.queries import AccountQuery, HistoryReader
+    from abm_ml.web.queries import CSV_COLUMNS, AccountQuery, HistoryReader
 
     engine = read_engine(url)
     try:
@@ -205,7 +205,11 @@ def latest_ranking(url: str) -> tuple[pd.DataFrame, str, str]:
     finally:
         engine.dispose()
     rows = [row for chunk in chunks for row in chunk]
-    return pd.DataFrame(rows), latest.as_of, latest.model_version
+    return (
+        pd.DataFrame.from_records(rows, columns=list(CSV_COLUMNS)),
+        latest.as_of,
+        latest.model_version,
+    )
 
 
 def export_writeback(

@@ -15,11 +15,8 @@ line; it runs as well under any ASGI server or test client. Routes:
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -62,6 +59,7 @@ from abm_ml.web.session import (
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
+WHOLE_NUMBER_COLUMNS = ("rank", "score", "previous_score", "score_change")
 
 SECURITY_HEADERS = [
     # Scripts only from this server (htmx is vendored); no framing; no MIME sniffing.
@@ -297,8 +295,6 @@ def accounts(state: WebState, request: Request) -> Response:
 @_guarded
 def accounts_csv(state: WebState, request: Request) -> Response:
     """The filtered, sorted view as CSV (every matching row, streamed in chunks)."""
-    from abm_ml.modeling.ranking import neutralise_formulas
-
     query = AccountQuery.from_params(request.query_params)
     try:
         reader = state.reader()
@@ -310,20 +306,10 @@ def accounts_csv(state: WebState, request: Request) -> Response:
         return _no_ranking(state, request, "no ranking run has been recorded yet")
 
     def lines() -> Iterator[str]:
-        import pandas as pd
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()
+        yield ",".join(CSV_COLUMNS) + "\n"
         with reader.engine.connect() as connection:
             for chunk in reader.accounts_csv_rows(connection, latest, previous, query):
-                frame = neutralise_formulas(pd.DataFrame(chunk, columns=list(chunk[0])))
-                buffer.seek(0)
-                buffer.truncate()
-                for row in frame[list(CSV_COLUMNS)].itertuples(index=False):
-                    writer.writerow(["" if _missing(v) else v for v in row])
-                yield buffer.getvalue()
+                yield csv_text(chunk)
 
     name = f"accounts-{latest.as_of}-v{latest.model_version}.csv"
     return StreamingResponse(
@@ -333,8 +319,16 @@ def accounts_csv(state: WebState, request: Request) -> Response:
     )
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def csv_text(chunk: list[tuple]) -> str:
+    """CSV lines of :data:`CSV_COLUMNS` tuples, cells a spreadsheet would run neutralised."""
+    import pandas as pd
+
+    from abm_ml.modeling.ranking import neutralise_formulas
+
+    frame = pd.DataFrame.from_records(chunk, columns=list(CSV_COLUMNS))
+    for name in WHOLE_NUMBER_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    return neutralise_formulas(frame).to_csv(header=False, index=False, float_format="%.4f")
 
 
 @_guarded

@@ -43,6 +43,8 @@ class VersionView:
     capacity: dict[str, Any] | None = None
     report_name: str | None = None
     note: str | None = None
+    also: str | None = None
+    """The other alias when one version holds both."""
 
 
 def _metric_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -117,13 +119,21 @@ class ModelView:
         except Exception as error:  # noqa: BLE001 - an unreachable registry is shown, not raised
             return [], f"the model registry cannot be read ({type(error).__name__})"
         views = []
+        shown: dict[str, VersionView] = {}
         for alias, mv in found:
             if mv is None:
+                continue
+            if str(mv.version) in shown:
+                # One version under both aliases (right after a promotion): shown once.
+                shown[str(mv.version)].also = alias
                 continue
             key = (alias, str(mv.version))
             if key not in self._cache:
                 self._cache[key] = self._read(client, alias, mv)
-            views.append(self._cache[key])
+            view = self._cache[key]
+            view.also = None
+            shown[str(mv.version)] = view
+            views.append(view)
         if not views:
             return [], f"model {self.model_name!r} has no champion or challenger yet"
         return views, None

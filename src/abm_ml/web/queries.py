@@ -73,6 +73,23 @@ CSV_COLUMNS = tuple(c for c in LIST_COLUMNS if c != "previous_abm_tier") + (
     "model_version",
     "as_of",
 )
+PAGE_COLUMNS = (*LIST_COLUMNS, "previous_seen")
+DETAIL_NAMES = frozenset(
+    {
+        "account_name",
+        "days_to_close_p10",
+        "days_to_close_p50",
+        "days_to_close_p90",
+        "amount",
+        "segment",
+        "region",
+        "owner",
+        "top_reasons",
+        "risk",
+        "reasons",
+    }
+)
+MOVEMENT_NAMES = frozenset({"previous_score", "score_change", "previous_abm_tier", "previous_seen"})
 
 
 @dataclass(frozen=True)
@@ -199,12 +216,30 @@ class HistoryReader:
 
     # -- the accounts list ------------------------------------------------------------------
 
-    def _base(self, latest: Run, previous: Run | None, with_details: bool) -> tuple[sa.Select, Any]:
-        """SELECT of the latest run's accounts with details and previous-run columns."""
+    def _base(
+        self,
+        latest: Run,
+        previous: Run | None,
+        *,
+        details: bool,
+        movement: bool,
+        columns: tuple[str, ...] | None,
+    ) -> tuple[sa.Select, Any]:
+        """SELECT of the latest run's accounts, joined only to what the caller needs.
+
+        Args:
+            latest: The run to list.
+            previous: The run before it (movement), or None.
+            details: Join the details table (segment, region, owner, days, reasons).
+            movement: Join the previous run's rows.
+            columns: Names of the columns to select (see the mapping below); None selects
+                the account id only (the key query of a page).
+        """
         cur = self.history.alias("cur")
         prev = self.history.alias("prev")
         joined = cur
-        if with_details:
+        d = None
+        if details:
             d = self.details.alias("d")
             joined = joined.outerjoin(
                 d,
@@ -214,50 +249,48 @@ class HistoryReader:
                     d.c.as_of == cur.c.as_of,
                 ),
             )
-        else:
-            d = None
-        previous_version = previous.model_version if previous else ""
-        previous_as_of = previous.as_of if previous else ""
-        joined = joined.outerjoin(
-            prev,
-            sa.and_(
-                prev.c.account_id == cur.c.account_id,
-                prev.c.model_version == previous_version,
-                prev.c.as_of == previous_as_of,
-            ),
-        )
+        if movement:
+            joined = joined.outerjoin(
+                prev,
+                sa.and_(
+                    prev.c.account_id == cur.c.account_id,
+                    prev.c.model_version == (previous.model_version if previous else ""),
+                    prev.c.as_of == (previous.as_of if previous else ""),
+                ),
+            )
 
         def detail(name: str, type_: Any = sa.String) -> Any:
             return d.c[name] if d is not None else sa.null().cast(type_)
 
-        columns = {
-            "rank": cur.c.rank,
-            "account_id": cur.c.account_id,
-            "account_name": detail("account_name"),
-            "abm_tier": cur.c.abm_tier,
-            "score": cur.c.score,
-            "previous_score": prev.c.score,
-            "score_change": cur.c.score - prev.c.score,
-            "previous_abm_tier": prev.c.abm_tier,
-            "previous_seen": prev.c.account_id.isnot(None),
-            "propensity": cur.c.propensity,
-            "priority": cur.c.priority,
-            "expected_value": cur.c.expected_value,
-            "days_to_close_p10": detail("days_to_close_p10", sa.Float),
-            "days_to_close_p50": detail("days_to_close_p50", sa.Float),
-            "days_to_close_p90": detail("days_to_close_p90", sa.Float),
-            "amount": detail("amount", sa.Float),
-            "segment": detail("segment"),
-            "region": detail("region"),
-            "owner": detail("owner"),
-            "top_reasons": detail("top_reasons", sa.Text),
-            "risk": detail("risk", sa.Text),
-            "reasons": detail("reasons", sa.Text),
-            "model_version": cur.c.model_version,
-            "as_of": cur.c.as_of,
+        available = {
+            "rank": lambda: cur.c.rank,
+            "account_id": lambda: cur.c.account_id,
+            "account_name": lambda: detail("account_name"),
+            "abm_tier": lambda: cur.c.abm_tier,
+            "score": lambda: cur.c.score,
+            "previous_score": lambda: prev.c.score,
+            "score_change": lambda: cur.c.score - prev.c.score,
+            "previous_abm_tier": lambda: prev.c.abm_tier,
+            "previous_seen": lambda: prev.c.account_id.isnot(None),
+            "propensity": lambda: cur.c.propensity,
+            "priority": lambda: cur.c.priority,
+            "expected_value": lambda: cur.c.expected_value,
+            "days_to_close_p10": lambda: detail("days_to_close_p10", sa.Float),
+            "days_to_close_p50": lambda: detail("days_to_close_p50", sa.Float),
+            "days_to_close_p90": lambda: detail("days_to_close_p90", sa.Float),
+            "amount": lambda: detail("amount", sa.Float),
+            "segment": lambda: detail("segment"),
+            "region": lambda: detail("region"),
+            "owner": lambda: detail("owner"),
+            "top_reasons": lambda: detail("top_reasons", sa.Text),
+            "risk": lambda: detail("risk", sa.Text),
+            "reasons": lambda: detail("reasons", sa.Text),
+            "model_version": lambda: cur.c.model_version,
+            "as_of": lambda: cur.c.as_of,
         }
+        chosen = columns or ("account_id",)
         select = (
-            sa.select(*(column.label(name) for name, column in columns.items()))
+            sa.select(*(available[name]().label(name) for name in chosen))
             .select_from(joined)
             .where(cur.c.model_version == latest.model_version, cur.c.as_of == latest.as_of)
         )
@@ -271,15 +304,38 @@ class HistoryReader:
             else_=len(TIERS),
         )
 
-    def _filtered(self, latest: Run, previous: Run | None, query: AccountQuery, with_details: bool):
-        select, (cur, prev, d) = self._base(latest, previous, with_details)
+    def _filtered(
+        self,
+        latest: Run,
+        previous: Run | None,
+        query: AccountQuery,
+        with_details: bool,
+        columns: tuple[str, ...] | None,
+        *,
+        for_sort: bool = False,
+    ):
+        """The base SELECT with the query's filters; joins only what filters, sort or columns use."""
+        wanted = set(columns or ())
+        details = with_details and (
+            bool(wanted & DETAIL_NAMES)
+            or any(getattr(query, name) for name in FILTER_COLUMNS)
+            or bool(query.search)
+        )
+        movement = (
+            bool(wanted & MOVEMENT_NAMES)
+            or bool(query.move)
+            or (for_sort and query.sort == "movement")
+        )
+        select, (cur, prev, d) = self._base(
+            latest, previous, details=details, movement=movement, columns=columns
+        )
         conditions = []
         if query.tier:
             conditions.append(cur.c.abm_tier == query.tier)
         for name in FILTER_COLUMNS:
-            wanted = getattr(query, name)
-            if wanted:
-                conditions.append(d.c[name] == wanted if d is not None else sa.false())
+            value = getattr(query, name)
+            if value:
+                conditions.append(d.c[name] == value if d is not None else sa.false())
         if query.search:
             pattern = "%" + _escape_like(query.search.lower()) + "%"
             matches = [sa.func.lower(cur.c.account_id).like(pattern, escape="\\")]
@@ -323,31 +379,48 @@ class HistoryReader:
     def accounts_page(
         self, connection: sa.Connection, latest: Run, previous: Run | None, query: AccountQuery
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of the filtered, sorted accounts and the number matching the filters."""
+        """One page of the filtered, sorted accounts and the number matching the filters.
+
+        Three small queries instead of one wide one: the count and the page's ids join only
+        what the filters and the sort need (no join for the default view), and only the page's
+        50 accounts are joined to their details and previous run.
+        """
         with_details = self.has_details(connection)
-        select, tables = self._filtered(latest, previous, query, with_details)
+        counted, _ = self._filtered(latest, previous, query, with_details, None)
         total = connection.execute(
-            sa.select(sa.func.count()).select_from(select.subquery())
+            sa.select(sa.func.count()).select_from(counted.subquery())
         ).scalar_one()
+        keys, tables = self._filtered(latest, previous, query, with_details, None, for_sort=True)
         paged = (
-            self._sorted(select, query.sort, tables)
+            self._sorted(keys, query.sort, tables)
             .limit(query.size)
             .offset((query.page - 1) * query.size)
         )
-        rows = [dict(row._mapping) for row in connection.execute(paged)]
-        return rows, int(total)
+        ids = [str(i) for i in connection.execute(paged).scalars()]
+        if not ids:
+            return [], int(total)
+        select, (cur, _, _) = self._base(
+            latest, previous, details=with_details, movement=True, columns=PAGE_COLUMNS
+        )
+        found = {
+            row.account_id: dict(row._mapping)
+            for row in connection.execute(select.where(cur.c.account_id.in_(ids)))
+        }
+        return [found[i] for i in ids if i in found], int(total)
 
     def accounts_csv_rows(
         self, connection: sa.Connection, latest: Run, previous: Run | None, query: AccountQuery
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Every filtered account in the query's order, in chunks of :data:`CSV_CHUNK` rows."""
+    ) -> Iterator[list[tuple]]:
+        """Every filtered account in the query's order as :data:`CSV_COLUMNS` tuples, in chunks."""
         with_details = self.has_details(connection)
-        select, tables = self._filtered(latest, previous, query, with_details)
+        select, tables = self._filtered(
+            latest, previous, query, with_details, CSV_COLUMNS, for_sort=True
+        )
         result = connection.execution_options(stream_results=True).execute(
             self._sorted(select, query.sort, tables)
         )
         while chunk := result.fetchmany(CSV_CHUNK):
-            yield [dict(row._mapping) for row in chunk]
+            yield [tuple(row) for row in chunk]
 
     def options(self, connection: sa.Connection, latest: Run) -> dict[str, list[str]]:
         """Distinct segments, regions and owners of a run (cached per run: they never change)."""
@@ -392,8 +465,13 @@ class HistoryReader:
         self, connection: sa.Connection, latest: Run, previous: Run | None, account_id: str
     ) -> dict[str, Any] | None:
         """The account's row in the latest run (with details and movement), or None."""
-        with_details = self.has_details(connection)
-        select, (cur, _, _) = self._base(latest, previous, with_details)
+        select, (cur, _, _) = self._base(
+            latest,
+            previous,
+            details=self.has_details(connection),
+            movement=True,
+            columns=(*PAGE_COLUMNS, "reasons"),
+        )
         row = connection.execute(select.where(cur.c.account_id == account_id)).first()
         if row is None:
             return None
