@@ -183,3 +183,24 @@ def test_vendored_htmx_is_the_recorded_file(pages):
     assert hashlib.sha256((static / "htmx.min.js").read_bytes()).hexdigest() == recorded.group(1)
     r = pages.get("/static/htmx.min.js")
     assert r.status_code == 200 and "htmx" in r.text[:2000]
+
+
+def test_search_by_name_ignores_case_and_takes_wildcards_literally(ranked_runs, tmp_path):
+    from starlette.testclient import TestClient
+
+    from abm_ml.reporting.history import record_run
+    from abm_ml.web import create_app
+
+    run = ranked_runs["second"].drop(columns=["movement", "previous_score"], errors="ignore")
+    run = run.assign(account_name=[f"Company {i}" for i in range(len(run))])
+    run.loc[run.index[7], "account_name"] = "ACME 50% Holdings"
+    run.loc[run.index[9], "account_name"] = "Acme5 Holdings"
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    record_run(run, url)
+    with TestClient(create_app(history_url=url, token="")) as client:
+        both = ids_in(client.get("/", params={"q": "acme"}).text)
+        literal = client.get("/", params={"q": "acme 50%"}).text
+    named = run["account_id"].astype(str)
+    assert sorted(both) == sorted([named.iloc[7], named.iloc[9]])
+    assert ids_in(literal) == [named.iloc[7]]
+    assert "ACME 50% Holdings" in literal

@@ -181,6 +181,7 @@ class HistoryReader:
         self.history = history_table(metadata)
         self.details = details_table(metadata)
         self._options: dict[Run, dict[str, list[str]]] = {}
+        self._tier_counts: dict[Run, dict[str, int]] = {}
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -317,9 +318,7 @@ class HistoryReader:
         """The base SELECT with the query's filters; joins only what filters, sort or columns use."""
         wanted = set(columns or ())
         details = with_details and (
-            bool(wanted & DETAIL_NAMES)
-            or any(getattr(query, name) for name in FILTER_COLUMNS)
-            or bool(query.search)
+            bool(wanted & DETAIL_NAMES) or any(getattr(query, name) for name in FILTER_COLUMNS)
         )
         movement = (
             bool(wanted & MOVEMENT_NAMES)
@@ -337,11 +336,7 @@ class HistoryReader:
             if value:
                 conditions.append(d.c[name] == value if d is not None else sa.false())
         if query.search:
-            pattern = "%" + _escape_like(query.search.lower()) + "%"
-            matches = [sa.func.lower(cur.c.account_id).like(pattern, escape="\\")]
-            if d is not None:
-                matches.append(sa.func.lower(d.c.account_name).like(pattern, escape="\\"))
-            conditions.append(sa.or_(*matches))
+            conditions.append(self._search(cur, latest, query.search, with_details))
         if query.move:
             seen = prev.c.account_id.isnot(None)
             now, before = self._tier_position(cur.c.abm_tier), self._tier_position(prev.c.abm_tier)
@@ -360,6 +355,31 @@ class HistoryReader:
         if conditions:
             select = select.where(*conditions)
         return select, (cur, prev, d)
+
+    def _search(self, cur: Any, latest: Run, text: str, with_details: bool) -> Any:
+        """Accounts whose id or name contains ``text``, ignoring case.
+
+        The names are matched in a sub-select of the details table alone, so a search does
+        not join every account of the run to its details first.
+        """
+        pattern = "%" + _escape_like(text) + "%"
+
+        def contains(column: Any) -> Any:
+            # SQLite's LIKE ignores ASCII case on its own; ILIKE elsewhere (PostgreSQL).
+            if self.engine.dialect.name == "sqlite":
+                return column.like(pattern, escape="\\")
+            return column.ilike(pattern, escape="\\")
+
+        by_id = contains(cur.c.account_id)
+        if not with_details:
+            return by_id
+        d = self.details
+        by_name = sa.select(d.c.account_id).where(
+            d.c.model_version == latest.model_version,
+            d.c.as_of == latest.as_of,
+            contains(d.c.account_name),
+        )
+        return sa.or_(by_id, cur.c.account_id.in_(by_name))
 
     def _sorted(self, select: sa.Select, sort: str, tables: tuple) -> sa.Select:
         cur, prev, _ = tables
@@ -448,6 +468,9 @@ class HistoryReader:
         return out
 
     def tier_counts(self, connection: sa.Connection, latest: Run) -> dict[str, int]:
+        """Accounts per ABM tier in a run (cached per run, like :meth:`options`)."""
+        if latest in self._tier_counts:
+            return self._tier_counts[latest]
         h = self.history
         rows = connection.execute(
             sa.select(h.c.abm_tier, sa.func.count())
@@ -455,9 +478,13 @@ class HistoryReader:
             .group_by(h.c.abm_tier)
         ).all()
         counts = {str(tier): int(n) for tier, n in rows}
-        return {name: counts.get(name, 0) for name in TIERS} | {
+        out = {name: counts.get(name, 0) for name in TIERS} | {
             k: v for k, v in counts.items() if k not in TIERS
         }
+        if len(self._tier_counts) > 16:
+            self._tier_counts.clear()
+        self._tier_counts[latest] = out
+        return out
 
     # -- one account ------------------------------------------------------------------------
 
