@@ -319,8 +319,13 @@ def _check_schema(connection: sa.Connection, shown: str) -> None:
         )
 
 
-def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple]) -> None:
-    """Insert rows (tuples in HISTORY_COLUMNS order) the fastest way the driver offers.
+def _bulk_insert(
+    connection: sa.Connection,
+    table: sa.Table,
+    records: list[tuple],
+    columns: tuple[str, ...] = HISTORY_COLUMNS,
+) -> None:
+    """Insert rows (tuples in ``columns`` order) the fastest way the driver offers.
 
     psycopg 3 gets COPY (its executemany sends rows one by one: ~10 s per 100k accounts);
     SQLite gets the DBAPI's executemany directly (SQLAlchemy's per-row parameter handling
@@ -333,9 +338,7 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         quote = dialect.identifier_preparer.quote
-        copy_sql = (
-            f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in HISTORY_COLUMNS)}) FROM STDIN"
-        )
+        copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         with (
             connection.connection.driver_connection.cursor() as cursor,
             cursor.copy(copy_sql) as copy,
@@ -344,9 +347,9 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
                 copy.write_row(record)
         return
     if dialect.name == "sqlite":
-        compiled = table.insert().compile(dialect=dialect)
-        order = [HISTORY_COLUMNS.index(name) for name in compiled.positiontup]
-        if order != list(range(len(HISTORY_COLUMNS))):
+        compiled = table.insert().values({name: None for name in columns}).compile(dialect=dialect)
+        order = [columns.index(name) for name in compiled.positiontup]
+        if order != list(range(len(columns))):
             records = [tuple(r[i] for i in order) for r in records]
         cursor = connection.connection.cursor()
         try:
@@ -358,7 +361,7 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
     for start in range(0, len(records), INSERT_CHUNK):
         connection.execute(
             table.insert(),
-            [dict(zip(HISTORY_COLUMNS, r)) for r in records[start : start + INSERT_CHUNK]],
+            [dict(zip(columns, r)) for r in records[start : start + INSERT_CHUNK]],
         )
 
 
@@ -547,13 +550,12 @@ def _store_details(
             if name in DETAIL_TEXT_COLUMNS:
                 values = [None if v is None else v[:255] for v in values]
             columns[name] = values
-    names = list(columns)
-    rows = [
-        {**dict(zip(names, values)), "model_version": version, "as_of": as_of}
-        for values in zip(*columns.values())
-    ]
-    for start in range(0, len(rows), INSERT_CHUNK):
-        connection.execute(table.insert(), rows[start : start + INSERT_CHUNK])
+    columns["model_version"] = [version] * len(ranked)
+    columns["as_of"] = [as_of] * len(ranked)
+    # In the table's column order (the compiled INSERT's), sorted by account like the history.
+    names = tuple(c.name for c in table.columns if c.name in columns)
+    records = sorted(zip(*(columns[name] for name in names)), key=lambda record: record[0])
+    _bulk_insert(connection, table, records, names)
 
 
 def read_engine(url: str) -> sa.Engine:
