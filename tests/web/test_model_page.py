@@ -42,3 +42,21 @@ def test_model_page_without_a_registry_says_so(ranked_runs, tmp_path, monkeypatc
         r = pages.get("/model")
     assert r.status_code == 200
     assert "no champion or challenger yet" in r.text or "cannot be read" in r.text
+
+
+def test_training_report_link_serves_the_logged_report(deployed, ranked_runs, tmp_path):
+    from abm_ml.registry.store import client
+
+    mlflow_client = client()
+    version = mlflow_client.get_model_version_by_alias("abm-account-scorer", "champion")
+    report = tmp_path / "tiny-crm-v1.html"
+    report.write_text(
+        "<html><title>Training report: tiny-crm</title><body>report body</body></html>"
+    )
+    mlflow_client.log_artifact(version.run_id, str(report), artifact_path="report")
+    with TestClient(create_app(history_url=ranked_runs["url"], token="")) as pages:
+        page = pages.get("/model").text
+        assert f'href="/model/report/{version.version}"' in page
+        served = pages.get(f"/model/report/{version.version}")
+        assert served.status_code == 200 and "report body" in served.text
+        assert pages.get("/model/report/999").status_code == 404

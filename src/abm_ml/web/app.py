@@ -15,6 +15,7 @@ line; it runs as well under any ASGI server or test client. Routes:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -270,7 +271,7 @@ def accounts(state: WebState, request: Request) -> Response:
         rows, total = reader.accounts_page(connection, latest, previous, query)
         pages = max(1, -(-total // query.size))
         if query.page > pages:
-            query = AccountQuery(**{**query.__dict__, "page": pages})
+            query = dataclasses.replace(query, page=pages)
             rows, total = reader.accounts_page(connection, latest, previous, query)
         context = {
             "query": query,
