@@ -121,3 +121,9 @@ def demo(
         "Serve scores    -> .venv/bin/abm-ml serve   (then POST records to http://127.0.0.1:3000/score)"
     )
     console.print(f"Demo took {time.perf_counter() - started:.0f} s.")
+    # --- web pages (issue 18): the demo ends with the address of the pages ---
+    console.print(
+        "Pages for sales ops -> http://127.0.0.1:3000/  (start them with .venv/bin/abm-ml serve; "
+        "the ranking above is already in the score history they read)"
+    )
+    # --- end web pages ---

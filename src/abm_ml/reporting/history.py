@@ -259,6 +259,7 @@ def record_run(
 
     metadata = sa.MetaData()
     table = _table(metadata)
+    details_table(metadata)  # web pages (issue 18): created with the history, race-safe
     engine = _engine(url, writing=True, create_sqlite_folder=create_sqlite_folder)
     # The bulk paths talk to the DBAPI cursor directly, so its errors arrive unwrapped.
     database_errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
@@ -272,6 +273,9 @@ def record_run(
                 table.delete().where(table.c.model_version == version, table.c.as_of == as_of)
             )
             _bulk_insert(connection, table, records)
+            # --- web pages (issue 18): what the pages show beyond the score, same transaction ---
+            _store_details(connection, metadata, ranked, version, as_of)
+            # --- end web pages ---
             previous = _previous_entries(connection, table, version, as_of, stamp)
     except AbmInputError:
         raise
@@ -298,7 +302,8 @@ def _create_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
             metadata.create_all(connection, checkfirst=True)
     except sa.exc.SQLAlchemyError:
         with engine.connect() as connection:
-            if not sa.inspect(connection).has_table(TABLE_NAME):
+            inspector = sa.inspect(connection)
+            if not all(inspector.has_table(name) for name in metadata.tables):
                 raise
 
 
@@ -314,8 +319,13 @@ def _check_schema(connection: sa.Connection, shown: str) -> None:
         )
 
 
-def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple]) -> None:
-    """Insert rows (tuples in HISTORY_COLUMNS order) the fastest way the driver offers.
+def _bulk_insert(
+    connection: sa.Connection,
+    table: sa.Table,
+    records: list[tuple],
+    columns: tuple[str, ...] = HISTORY_COLUMNS,
+) -> None:
+    """Insert rows (tuples in ``columns`` order) the fastest way the driver offers.
 
     psycopg 3 gets COPY (its executemany sends rows one by one: ~10 s per 100k accounts);
     SQLite gets the DBAPI's executemany directly (SQLAlchemy's per-row parameter handling
@@ -328,9 +338,7 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         quote = dialect.identifier_preparer.quote
-        copy_sql = (
-            f"COPY {quote(TABLE_NAME)} ({', '.join(quote(c) for c in HISTORY_COLUMNS)}) FROM STDIN"
-        )
+        copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         with (
             connection.connection.driver_connection.cursor() as cursor,
             cursor.copy(copy_sql) as copy,
@@ -339,9 +347,9 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
                 copy.write_row(record)
         return
     if dialect.name == "sqlite":
-        compiled = table.insert().compile(dialect=dialect)
-        order = [HISTORY_COLUMNS.index(name) for name in compiled.positiontup]
-        if order != list(range(len(HISTORY_COLUMNS))):
+        compiled = table.insert().values({name: None for name in columns}).compile(dialect=dialect)
+        order = [columns.index(name) for name in compiled.positiontup]
+        if order != list(range(len(columns))):
             records = [tuple(r[i] for i in order) for r in records]
         cursor = connection.connection.cursor()
         try:
@@ -353,7 +361,7 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, records: list[tuple
     for start in range(0, len(records), INSERT_CHUNK):
         connection.execute(
             table.insert(),
-            [dict(zip(HISTORY_COLUMNS, r)) for r in records[start : start + INSERT_CHUNK]],
+            [dict(zip(columns, r)) for r in records[start : start + INSERT_CHUNK]],
         )
 
 
@@ -452,7 +460,8 @@ def load_history(url: str, account_id: str | None = None) -> pd.DataFrame:
     query = query.order_by(table.c.account_id, table.c.as_of, table.c.run_at, table.c.model_version)
     try:
         with engine.connect() as connection:
-            if not sa.inspect(connection).has_table(TABLE_NAME):
+            inspector = sa.inspect(connection)
+            if not all(inspector.has_table(name) for name in metadata.tables):
                 raise AbmInputError(
                     f"no {TABLE_NAME!r} table: no ranking run has been recorded here", source=shown
                 )
@@ -470,3 +479,85 @@ def load_history(url: str, account_id: str | None = None) -> pd.DataFrame:
     for name in INT_COLUMNS:
         frame[name] = frame[name].astype("Int64")
     return frame
+
+
+# --- web pages (issue 18): details of each run and the queries the pages make -------------------
+
+DETAILS_TABLE = "abm_score_details"
+DETAIL_TEXT_COLUMNS = ("account_name", "segment", "region", "owner")
+DETAIL_FLOAT_COLUMNS = (
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    "amount",
+)
+DETAIL_LONG_TEXT_COLUMNS = ("top_reasons", "risk", "reasons")
+DETAIL_COLUMNS = DETAIL_TEXT_COLUMNS + DETAIL_FLOAT_COLUMNS + DETAIL_LONG_TEXT_COLUMNS
+"""Per account and run, next to its score: what the pages filter on and show.
+
+``reasons`` is the scorer's structured reasons (the factors raising and lowering the
+propensity, with their pushes in probability points) as JSON text.
+"""
+
+
+def details_table(metadata: sa.MetaData) -> sa.Table:
+    """The details table, keyed like the history, with indexes for the pages' filters."""
+    return sa.Table(
+        DETAILS_TABLE,
+        metadata,
+        sa.Column("account_id", sa.String(255), primary_key=True),
+        sa.Column("model_version", sa.String(64), primary_key=True),
+        sa.Column("as_of", sa.String(10), primary_key=True),
+        *(sa.Column(name, sa.String(255)) for name in DETAIL_TEXT_COLUMNS),
+        *(sa.Column(name, sa.Float) for name in DETAIL_FLOAT_COLUMNS),
+        *(sa.Column(name, sa.Text) for name in DETAIL_LONG_TEXT_COLUMNS),
+        sa.Index(f"ix_{DETAILS_TABLE}_run", "as_of", "model_version"),
+    )
+
+
+def history_table(metadata: sa.MetaData) -> sa.Table:
+    """The score history table (public name for readers such as the web pages)."""
+    return _table(metadata)
+
+
+def _store_details(
+    connection: sa.Connection, metadata: sa.MetaData, ranked: pd.DataFrame, version: str, as_of: str
+) -> None:
+    """Replace this run's details rows; a run without any detail column stores none."""
+    import json
+
+    present = [c for c in DETAIL_COLUMNS if c in ranked.columns]
+    table = metadata.tables[DETAILS_TABLE]
+    connection.execute(
+        table.delete().where(table.c.model_version == version, table.c.as_of == as_of)
+    )
+    if not present:
+        return
+    columns: dict[str, list] = {"account_id": ranked["account_id"].astype(str).tolist()}
+    for name in DETAIL_COLUMNS:
+        if name not in ranked.columns:
+            continue
+        if name == "reasons":
+            # Structured reasons hold numpy floats: default=float makes them JSON numbers.
+            columns[name] = [
+                None if value is None else json.dumps(value, default=float)
+                for value in ranked[name].tolist()
+            ]
+        elif name in DETAIL_FLOAT_COLUMNS:
+            columns[name] = _plain(pd.to_numeric(ranked[name], errors="coerce").astype(float))
+        else:
+            values = _plain(ranked[name].astype("string"))
+            if name in DETAIL_TEXT_COLUMNS:
+                values = [None if v is None else v[:255] for v in values]
+            columns[name] = values
+    columns["model_version"] = [version] * len(ranked)
+    columns["as_of"] = [as_of] * len(ranked)
+    # In the table's column order (the compiled INSERT's), sorted by account like the history.
+    names = tuple(c.name for c in table.columns if c.name in columns)
+    records = sorted(zip(*(columns[name] for name in names)), key=lambda record: record[0])
+    _bulk_insert(connection, table, records, names)
+
+
+def read_engine(url: str) -> sa.Engine:
+    """An engine for reading the history (bad URLs and missing SQLite files: AbmInputError)."""
+    return _engine(url, writing=False)

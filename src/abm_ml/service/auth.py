@@ -8,6 +8,7 @@ from typing import Any
 
 from abm_ml.service.responses import dump, error_response
 from abm_ml.service.settings import ENV_API_TOKEN
+from abm_ml.web.paths import is_page_path
 
 
 class BearerAuthMiddleware:
@@ -48,6 +49,8 @@ class BearerAuthMiddleware:
             self._token is None
             or scope.get("type") != "http"
             or scope.get("path") in self.OPEN_PATHS
+            # The pages (abm_ml.web) check their own signed session cookie and sign-in form.
+            or is_page_path(scope.get("path") or "")
         ):
             await self.app(scope, receive, send)
             return

@@ -35,6 +35,7 @@ from abm_ml.service.contract import Kind, RecordSchema, ServingError, field_erro
 from abm_ml.service.deploy import DeployedModel, load_scorer
 from abm_ml.service.limits import BodyLimitMiddleware
 from abm_ml.service.settings import ENV_BENTO_MODEL, ServiceConfig, Settings, bento_model_tag
+from abm_ml.web import create_app as create_web_app
 
 if TYPE_CHECKING:
     from abm_ml.modeling.scorer import AccountScorer
@@ -214,3 +215,8 @@ class AbmScoringService:
 # the body is read, then the body is read only up to ABM_ML_MAX_BODY_BYTES.
 AbmScoringService.add_asgi_middleware(BearerAuthMiddleware)
 AbmScoringService.add_asgi_middleware(BodyLimitMiddleware)
+
+# --- web pages (issue 18): the pages for sales ops at "/", a self-contained ASGI app that
+# answers only its own paths (abm_ml.web.paths), so the API and /docs.json are untouched.
+AbmScoringService.mount_asgi_app(create_web_app(), path="/", name="web")
+# --- end web pages ---
