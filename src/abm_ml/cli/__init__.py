@@ -3,15 +3,16 @@
 One module per audience: :mod:`~abm_ml.cli.data` (validate, synth), :mod:`~abm_ml.cli.spec`
 (spec init), :mod:`~abm_ml.cli.models`
 (train, evaluate, promote, rollback, models), :mod:`~abm_ml.cli.accounts` (rank, explain),
+:mod:`~abm_ml.cli.monitoring` (monitor, backtest, retrain),
 :mod:`~abm_ml.cli.service` (deploy, serve) and :mod:`~abm_ml.cli.demo`; the Typer app, its
 consoles and the shared options live in :mod:`~abm_ml.cli.app`.
 
 Exit codes: 0 ok; 2 bad input (a spec, a file, a column, a row, a refused promotion), with one
-line naming the problem; 1 an internal error (set ABM_ML_DEBUG=1 for the traceback).
+line naming the problem; 3 a monitoring threshold crossed; 1 an internal error (set ABM_ML_DEBUG=1 for the traceback).
 """
 
 # Imported for their commands, in the order --help lists them.
-from abm_ml.cli import data, spec, models, accounts, service, demo  # noqa: F401, I001
+from abm_ml.cli import data, spec, models, accounts, monitoring, service, demo  # noqa: F401, I001
 from abm_ml.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,202 @@
+"""Drift monitoring: PSI and the label-free AUC estimate, and verdicts on a synthetic world.
+
+The world is scored at two dates (a stable pair), then once more with a shifted region mix and
+an industry no training row had: the monitor must flag exactly those two features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from abm_ml.data.spec import MonitoringSpec
+from abm_ml.monitoring.drift import DRIFT, OK
+from abm_ml.monitoring.monitor import monitor_accounts, write_outputs
+from abm_ml.monitoring.profile import (
+    METADATA_KEY,
+    SCORING,
+    TRAINING,
+    Profile,
+    ProfileStore,
+    reference_of,
+    training_profile,
+)
+from abm_ml.monitoring.stats import expected_roc_auc, psi
+from abm_ml.testing import small_train_config
+
+# --------------------------------------------------------------------------------------------
+# The statistics
+# --------------------------------------------------------------------------------------------
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():
+    reference = [0.25, 0.25, 0.25, 0.25]
+    assert psi(reference, reference) == pytest.approx(0.0, abs=1e-12)
+    small = psi(reference, [0.3, 0.2, 0.25, 0.25])
+    large = psi(reference, [0.55, 0.05, 0.2, 0.2])
+    # By hand: sum((c - r) * ln(c / r)).
+    assert small == pytest.approx(0.05 * np.log(0.3 / 0.25) - 0.05 * np.log(0.2 / 0.25))
+    assert 0 < small < 0.1
+    assert large > 0.25
+
+
+def _pairwise_expected_auc(p: np.ndarray) -> float:
+    """The estimate's definition, pair by pair (O(n^2)): the reference for the fast version."""
+    won = p[:, None] * (1 - p[None, :])
+    np.fill_diagonal(won, 0.0)
+    order = (p[:, None] > p[None, :]) + 0.5 * (p[:, None] == p[None, :])
+    return float((won * order).sum() / won.sum())
+
+
+def test_expected_auc_matches_its_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    p = np.round(rng.beta(2, 5, 300), 2)  # rounded: many ties
+    assert expected_roc_auc(p) == pytest.approx(_pairwise_expected_auc(p), abs=1e-12)
+
+
+def test_expected_auc_is_the_mean_auc_of_labels_drawn_from_calibrated_scores():
+    rng = np.random.default_rng(1)
+    p = rng.beta(1.5, 4, 2000)
+    draws = [roc_auc_score(rng.random(p.size) < p, p) for _ in range(300)]
+    assert expected_roc_auc(p) == pytest.approx(np.mean(draws), abs=0.004)
+    # Scores that cannot rank (all equal) give 0.5, not a number that looks like skill.
+    assert expected_roc_auc(np.full(50, 0.3)) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# A synthetic world, trained once
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world_model(tmp_path_factory):
+    """A 2,000-account world, a real model trained on its opportunities, its training profile."""
+    from abm_ml import config as cfg
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
+    from abm_ml.features.point_in_time import build_training_rows
+    from abm_ml.modeling.train import train_models
+    from abm_ml.synthetic.generate import generate_world
+
+    folder = tmp_path_factory.mktemp("world")
+    world = generate_world(n_accounts=2000, seed=11)
+    build_training_rows(world).to_parquet(folder / "training_rows.parquet", index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ABM_ML_SYNTH_DIR", str(folder))
+        dataset = load_dataset(load_spec(cfg.specs_dir() / "synthetic-abm.yaml"))
+    result = train_models(dataset, small_train_config())
+    result.scorer.metadata[METADATA_KEY] = training_profile(result).to_dict()
+    return world, result
+
+
+def _scoring_rows(world, as_of: str) -> pd.DataFrame:
+    from abm_ml.features.point_in_time import build_scoring_rows
+
+    return build_scoring_rows(world, as_of)
+
+
+def test_training_profile_travels_with_the_model_and_round_trips(world_model):
+    _, result = world_model
+    profile = reference_of(result.scorer)
+    assert profile is not None and profile.population == TRAINING
+    assert set(profile.features) == set(result.scorer.feature_names)
+    for feature in profile.features.values():
+        assert sum(feature.shares) == pytest.approx(1.0)
+    region = profile.features["region"]
+    assert region.labels[:-2] == result.scorer.preprocessor.categories_["region"]
+    assert region.unseen_share == 0.0
+    assert profile.thresholds == MonitoringSpec().model_dump()
+    assert Profile.from_dict(profile.to_dict()) == profile
+
+
+def test_monitor_flags_exactly_the_shifted_region_and_the_new_industry(world_model, tmp_path):
+    world, result = world_model
+    scorer = result.scorer
+    store = ProfileStore(tmp_path, "abm", "1")
+
+    first = monitor_accounts(
+        scorer, _scoring_rows(world, "2026-03-31"), as_of="2026-03-31", store=store
+    )
+    # Accounts today are not opportunities at creation: a large, known difference...
+    assert first.reference == TRAINING
+    assert first.table["psi_vs_training"].max() > 1.0
+    # ...that is shown and never alarms.
+    assert first.verdict == OK, first.reasons
+
+    later = _scoring_rows(world, "2026-06-30")
+    second = monitor_accounts(scorer, later, as_of="2026-06-30", store=store)
+    assert second.reference == f"{SCORING} of 2026-03-31"
+    assert second.verdict == OK, second.reasons
+
+    rng = np.random.default_rng(5)
+    shifted = later.copy()
+    rarest = shifted["region"].value_counts().index[-1]
+    shifted.loc[rng.random(len(shifted)) < 0.4, "region"] = rarest
+    shifted.loc[rng.random(len(shifted)) < 0.12, "industry"] = "space_mining"
+    third = monitor_accounts(scorer, shifted, as_of="2026-07-31", store=store)
+    assert third.verdict == DRIFT
+    assert sorted(third.flagged) == ["industry", "region"]
+    rows = third.table.set_index("feature")
+    assert rows.loc["industry", "unseen_now"] == pytest.approx(0.12, abs=0.02)
+    assert rows.loc["region", "unseen_now"] == 0.0
+    assert (
+        "never saw" in rows.loc["industry", "why"] and "never saw" not in rows.loc["region", "why"]
+    )
+    # The first run stays the reference ("first" is the default).
+    assert third.reference == f"{SCORING} of 2026-03-31"
+    assert store.dates() == ["2026-03-31", "2026-06-30", "2026-07-31"]
+
+    json_path, html_path = write_outputs(third, tmp_path / "out", stem="monitor")
+    assert '"verdict": "drift"' in json_path.read_text()
+    page = html_path.read_text()
+    assert 'data-feature="industry" data-status="drift"' in page
+
+
+def test_a_new_category_alarms_even_on_the_first_run(world_model, tmp_path):
+    """Never-seen categories are a fact about the model, whatever population it is compared with."""
+    world, result = world_model
+    rows = _scoring_rows(world, "2026-03-31")
+    rows["source"] = "partner_marketplace"
+    verdict = monitor_accounts(
+        result.scorer, rows, as_of="2026-03-31", store=ProfileStore(tmp_path, "abm", "1")
+    )
+    assert verdict.reference == TRAINING
+    assert verdict.flagged == ["source"]
+
+
+def test_previous_reference_and_a_missing_value_jump(world_model, tmp_path):
+    world, result = world_model
+    store = ProfileStore(tmp_path, "abm", "1")
+    limits = MonitoringSpec(reference="previous", missing_increase=0.2)
+    rows = _scoring_rows(world, "2026-06-30")
+    for as_of in ("2026-04-30", "2026-05-31"):
+        monitor_accounts(result.scorer, rows, as_of=as_of, store=store, thresholds=limits)
+    blanked = rows.copy()
+    blanked.loc[blanked.index[: len(blanked) // 2], "employees"] = np.nan
+    verdict = monitor_accounts(
+        result.scorer, blanked, as_of="2026-06-30", store=store, thresholds=limits
+    )
+    assert verdict.reference == f"{SCORING} of 2026-05-31"
+    assert "employees" in verdict.flagged
+    assert "missing 0.0% -> 50.0%" in verdict.table.set_index("feature").loc["employees", "why"]
+
+
+def test_a_model_without_a_profile_is_refused_with_a_clear_message(world_model, tmp_path):
+    from abm_ml.errors import AbmInputError
+
+    world, result = world_model
+    import copy
+
+    scorer = copy.copy(result.scorer)
+    scorer.metadata = {k: v for k, v in result.scorer.metadata.items() if k != METADATA_KEY}
+    with pytest.raises(AbmInputError, match="retrain"):
+        monitor_accounts(
+            scorer,
+            _scoring_rows(world, "2026-03-31"),
+            as_of="2026-03-31",
+            store=ProfileStore(Path(tmp_path), "a", "1"),
+        )
