@@ -200,3 +200,68 @@ def test_a_model_without_a_profile_is_refused_with_a_clear_message(world_model, 
             as_of="2026-03-31",
             store=ProfileStore(Path(tmp_path), "a", "1"),
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Backtest: scored at one date, outcomes revealed later
+# --------------------------------------------------------------------------------------------
+
+
+def test_backtest_win_rates_per_tier_equal_a_direct_computation(world_model, tmp_path):
+    from abm_ml.modeling.ranking import rank_accounts
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest, select_run
+    from abm_ml.reporting.history import load_history, record_run
+    from abm_ml.reporting.monitoring_report import backtest_report
+
+    world, result = world_model
+    as_of = "2025-12-31"
+    ranked = rank_accounts(
+        result.scorer,
+        _scoring_rows(world, as_of),
+        tiers=(20, 100, 400),
+        as_of=as_of,
+        model_version="1",
+    ).ranked
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    record_run(ranked, url)
+    # A later run of the same model must not be picked for --since before it.
+    later = ranked.assign(as_of="2026-03-31")
+    record_run(later, url)
+
+    run = select_run(load_history(url), since="2025-12-01")
+    assert set(run["as_of"]) == {as_of} and len(run) == len(ranked)
+    outcomes = account_outcomes(result.dataset.frame, as_of)
+    backtest = run_backtest(run, outcomes, reasons=ranked)
+
+    # Direct computation from the world's own opportunity table.
+    opp = world.opportunities
+    closed = pd.to_datetime(opp["closed_at"])
+    won_after = opp[(opp["outcome"].astype(str) == "won") & (closed > pd.Timestamp(as_of))]
+    buyers = set(won_after["account_id"].astype(str))
+    revenue = won_after.assign(a=won_after["account_id"].astype(str)).groupby("a")["amount"].sum()
+    truth = ranked.assign(
+        won=ranked["account_id"].astype(str).isin(buyers),
+        revenue=ranked["account_id"].astype(str).map(revenue).fillna(0.0),
+    )
+    expected = truth.groupby("abm_tier")["won"].mean()
+    got = backtest.tiers.set_index("abm_tier")
+    assert list(got.index) == ["1:1", "1:few", "1:many", "nurture"]
+    for tier, rate in expected.items():
+        assert got.loc[tier, "win_rate"] == pytest.approx(rate), tier
+        assert got.loc[tier, "won_revenue"] == pytest.approx(
+            truth.loc[truth["abm_tier"] == tier, "revenue"].sum()
+        )
+    assert backtest.won_accounts == int(truth["won"].sum()) > 0
+    assert backtest.roc_auc == pytest.approx(roc_auc_score(truth["won"], truth["propensity"]))
+    assert got["share_of_won_revenue"].sum() == pytest.approx(1.0)
+    # The ranking works on this world: the top decile buys more often than the bottom one.
+    deciles = backtest.deciles.set_index("decile")["win_rate"]
+    assert deciles.loc[1] > deciles.loc[10]
+    # The review list: won accounts left in nurture, with the reasons the run gave them.
+    missed = backtest.false_negatives
+    assert set(missed["abm_tier"]) <= {"nurture"} and len(missed) > 0
+    assert set(missed["account_id"]) <= buyers
+    assert missed["top_reasons"].notna().all()
+    assert "1:1 (20 accounts) held" in backtest.capture_lines()[0]
+    page = backtest_report(backtest, tmp_path / "backtest.html").read_text()
+    assert 'id="tiers-table"' in page and 'id="false-negatives-table"' in page

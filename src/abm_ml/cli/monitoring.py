@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model
+from abm_ml.cli.app import ModelOpt, SpecArg, app, console, err_console, load_model
 from abm_ml.errors import AbmInputError
 
 
@@ -138,3 +138,140 @@ def monitor(
 
 
 __all__ = ["monitor", "monitoring_dir", "parse_date", "run_monitor"]
+
+
+def _frame_table(title: str, frame) -> Table:
+    shown = Table(title=title)
+    for column in frame.columns:
+        shown.add_column(
+            str(column),
+            justify="left"
+            if column in ("abm_tier", "account_id", "top_reasons", "risk")
+            else "right",
+        )
+    for row in frame.itertuples(index=False):
+        shown.add_row(*[escape(str(v)) for v in row])
+    return shown
+
+
+@app.command()
+def backtest(
+    outcomes: SpecArg,
+    since: Annotated[
+        str,
+        typer.Option(help="Backtest the first ranking run on or after this date (YYYY-MM-DD)."),
+    ],
+    history_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/)."),
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="Only runs of this model version.")
+    ] = None,
+    ranking: Annotated[
+        Path | None,
+        typer.Option(
+            help="The run's ranking file, for the reasons of the missed accounts "
+            "(default reports/rankings/ranking-AS_OF.csv when it exists)."
+        ),
+    ] = None,
+    review: Annotated[int, typer.Option(help="Missed won accounts to list for review.")] = 50,
+) -> None:
+    """Did the ranking work? The scores as issued against the outcomes of a later export.
+
+    OUTCOMES is a dataset spec reading the later export (the training spec does). Per ABM tier
+    and score decile: realised win rate and won revenue; ROC AUC of the scores as issued;
+    capacity capture; the won accounts scored in the bottom tier, with their reasons.
+    """
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest, select_run
+    from abm_ml.reporting.history import load_history
+
+    since = parse_date(since, "--since")
+    history = load_history(history_url or cfg.history_url())
+    run = select_run(history, since, model_version)
+    as_of, version = str(run["as_of"].iloc[0]), str(run["model_version"].iloc[0])
+    with console.status("Reading the outcomes..."):
+        dataset = load_dataset(load_spec(outcomes))
+    found = account_outcomes(dataset.frame, as_of, source=str(outcomes))
+    ranking = ranking or cfg.reports_dir() / "rankings" / f"ranking-{as_of}.csv"
+    reasons = _read_ranking(ranking) if ranking.is_file() else None
+    if (
+        reasons is not None
+        and "model_version" in reasons.columns
+        and set(reasons["model_version"].astype(str)) != {version}
+    ):
+        reasons = None  # another model's ranking of the same date: its reasons are not these
+    result = run_backtest(run, found, reasons=reasons, review=review)
+    shown = result.formatted()
+    console.print(
+        _frame_table(
+            f"Scores issued {as_of} by model v{version}, outcomes to {result.outcomes_to}",
+            shown["tiers"],
+        )
+    )
+    console.print(_frame_table("By score decile", shown["deciles"]))
+    for line in result.capture_lines():
+        console.print(line)
+    console.print(
+        f"ROC AUC of the scores as issued: {result.roc_auc:.3f}; mean issued propensity "
+        f"{result.mean_propensity:.1%}, realised win rate {result.win_rate:.1%}."
+    )
+    console.print(
+        f"{len(result.false_negatives):,} won accounts were in the nurture tier"
+        + ("" if reasons is not None else " (no ranking file of this run: reasons not shown)")
+        + "."
+    )
+    paths = write_backtest(result, monitoring_dir(), stem=f"backtest-v{version}-{as_of}")
+    _attach_backtest(result, paths)
+    console.print(f"Backtest report -> {paths[1]}")
+
+
+def _read_ranking(path: Path):
+    """A ranking file as ``rank`` wrote it (CSV or Parquet by suffix), ids as text."""
+    import pandas as pd
+
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype={"account_id": str, "model_version": str})
+
+
+def write_backtest(result, folder: Path, *, stem: str) -> tuple[Path, Path]:
+    """The backtest as JSON and HTML in ``folder``; their paths (JSON, HTML)."""
+    import json
+
+    from abm_ml.reporting.monitoring_report import backtest_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / f"{stem}.json"
+    json_path.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str))
+    return json_path, backtest_report(result, folder / f"{stem}.html")
+
+
+def _attach_backtest(result, paths: tuple[Path, Path]) -> None:
+    """Log the backtest to the training run of the model version that issued the scores."""
+    import math
+
+    import pandas as pd
+
+    from abm_ml.registry.store import client, configure, resolve_version
+
+    try:
+        configure()
+        version = resolve_version(cfg.registered_model_name(), result.model_version)
+    except AbmInputError as error:
+        err_console.print(f"[yellow]warning:[/] not logged to MLflow ({escape(str(error))})")
+        return
+    _attach(version, list(paths), "backtest")
+    step = int(pd.Timestamp(result.as_of).strftime("%Y%m%d"))
+    try:
+        registry = client()
+        for name in ("roc_auc", "brier", "win_rate"):
+            value = getattr(result, name)
+            if math.isfinite(value):
+                registry.log_metric(version.run_id, f"backtest_{name}", value, step=step)
+    except Exception as error:  # noqa: BLE001 - the files are written; MLflow is a copy
+        err_console.print(
+            f"[yellow]warning:[/] backtest metrics not logged ({type(error).__name__})"
+        )
