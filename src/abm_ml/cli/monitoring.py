@@ -275,3 +275,102 @@ def _attach_backtest(result, paths: tuple[Path, Path]) -> None:
         err_console.print(
             f"[yellow]warning:[/] backtest metrics not logged ({type(error).__name__})"
         )
+
+
+@app.command()
+def retrain(
+    spec: SpecArg,
+    accounts: Annotated[
+        str | None,
+        typer.Option(
+            help="Accounts to rank with the champion afterwards, with --monitor (CSV/Parquet)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date of that ranking (default today).")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Primary holdout metric the challenger must beat the champion on.")
+    ] = "roc_auc",
+    calibration_tolerance: Annotated[
+        float,
+        typer.Option(
+            help="ECE the challenger may lose against the champion and still be promoted."
+        ),
+    ] = 0.02,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.")] = 200,
+) -> None:
+    """The nightly job: validate, train, promote only on evidence, rank and monitor.
+
+    The new model is registered as challenger and becomes champion only if it beats the
+    champion on the newest holdout (--metric) without losing more than --calibration-tolerance
+    of ECE. Exit codes: 0 done (promoted or champion kept), 2 bad input, 3 drift in the ranked
+    accounts, 1 internal error. Roll back with `abm-ml rollback`.
+    """
+    from abm_ml.cli.accounts import rank
+    from abm_ml.cli.models import write_training_report
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.validate import load_dataset
+    from abm_ml.modeling.evaluate import check_metric
+    from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.monitoring.retrain import promote_if_better
+    from abm_ml.registry import tracking
+    from abm_ml.registry.card import registration_refusal, verdict
+
+    check_metric(metric)
+    if accounts is not None and "://" not in accounts and not Path(accounts).exists():
+        raise AbmInputError("file not found", source=accounts, field="--accounts")
+    tracking.configure()
+    console.rule("1. Validate")
+    dataset = load_dataset(load_spec(spec))
+    console.print(
+        f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected."
+    )
+    console.rule("2. Train")
+    with console.status("Training propensity and velocity models..."):
+        try:
+            result = train_models(dataset, TrainConfig(seed=seed, n_boot=n_boot))
+        except Exception as error:
+            tracking.log_failed_training(dataset.spec.name, error)
+            raise
+    console.print(verdict(result))
+    refusal = registration_refusal(result)
+    with console.status("Logging to MLflow..."):
+        info = tracking.log_training(result, register=refusal is None)
+    write_training_report(result, info)
+    console.rule("3. Compare with the champion")
+    if refusal is not None:
+        console.print(f"[yellow]Not registered[/] ({refusal}); the champion stays.")
+    else:
+        outcome = promote_if_better(info["version"], metric=metric, tolerance=calibration_tolerance)
+        if outcome.promoted:
+            console.print(
+                f"[bold green]Version {outcome.version} is now champion[/] ({escape(outcome.reason)})."
+            )
+        else:
+            console.print(
+                f"[yellow]Version {outcome.version} not promoted[/]: {escape(outcome.reason)}. "
+                f"Champion stays version {outcome.champion}."
+            )
+    if accounts is None:
+        return
+    console.rule("4. Rank and monitor with the champion")
+    rank(
+        accounts=accounts,
+        table=None,
+        query=None,
+        model="champion",
+        as_of=as_of,
+        tiers="10,50,500",
+        segment=None,
+        region=None,
+        owner=None,
+        sort_by="priority",
+        out=None,
+        show=10,
+        history=True,
+        history_url=None,
+        report=True,
+        monitor=True,
+    )
