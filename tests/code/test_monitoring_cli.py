@@ -133,3 +133,17 @@ def test_backtest_cli_reads_the_history_and_logs_to_the_issuing_version(
         ["backtest", str(crm_dir / "spec.yaml"), "--since", "2030-01-01", "--history-url", history],
     )
     assert late.exit_code != 0 and "--since" in str(late.exception)
+
+
+def test_rank_with_monitor_ranks_first_then_exits_3_on_drift(store, accounts_csv, tmp_path):
+    history = f"sqlite:///{tmp_path / 'history.db'}"
+    out = tmp_path / "ranked.csv"
+    changed = pd.read_csv(accounts_csv)
+    changed["industry"] = "quantum"
+    changed_path = tmp_path / "quantum.csv"
+    changed.to_csv(changed_path, index=False)
+    args = ["--history-url", history, "--out", str(out), "--no-report", "--monitor"]
+    result = runner.invoke(app, ["rank", str(changed_path), "--as-of", "2026-03-01", *args])
+    assert result.exit_code == 3, result.output
+    assert out.is_file() and len(pd.read_csv(out)) == len(changed)  # the ranking is kept
+    assert "industry" in result.output and "never saw" in result.output

@@ -80,6 +80,14 @@ def demo(
         history_url=None,
         report=True,
     )
+    # --- 5. Backtest and monitor (abm_ml.cli.monitoring) ------------------------------------
+    console.rule("5. Backtest and monitor")
+    from abm_ml.cli.monitoring import demo_backtest_and_monitor
+
+    demo_backtest_and_monitor(
+        world_dir, spec_path, str(result.dataset.frame["created_at"].max().date())
+    )
+    # --- end of step 5 ------------------------------------------------------------------------
     console.rule("Done")
     console.print(f"Training report -> {report_path}")
     console.print(

@@ -159,7 +159,9 @@ def compare(
         )
     )
     table = pd.DataFrame(rows)
-    ordered = table.assign(_flag=table["status"] != OK, _psi=table["psi"].fillna(-1))
+    # Largest shift first: against the scoring reference, or the training rows on a first run.
+    shift = table["psi"] if scoring_reference is not None else table["psi_vs_training"]
+    ordered = table.assign(_flag=table["status"] != OK, _psi=shift.fillna(-1))
     table = ordered.sort_values(["_flag", "_psi"], ascending=False, kind="stable").drop(
         columns=["_flag", "_psi"]
     )
