@@ -44,6 +44,19 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():
     assert large > 0.25
 
 
+def test_bins_cut_between_values_never_on_one():
+    from abm_ml.monitoring.profile import quantile_edges
+
+    rng = np.random.default_rng(2)
+    visits = rng.poisson(1.5, 5000).astype(float)  # counts: every value is a point mass
+    edges = quantile_edges(visits)
+    assert edges and all(edge % 1 == 0.5 for edge in edges)
+    # Every bin holds rows (repeated quantiles collapse), and a constant gives one bin.
+    counts = np.bincount(np.searchsorted(edges, visits, side="right"))
+    assert (counts > 0).all() and len(counts) == len(edges) + 1
+    assert quantile_edges(np.full(100, 7.0)) == []
+
+
 def _pairwise_expected_auc(p: np.ndarray) -> float:
     """The estimate's definition, pair by pair (O(n^2)): the reference for the fast version."""
     won = p[:, None] * (1 - p[None, :])

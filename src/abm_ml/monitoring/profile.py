@@ -116,14 +116,19 @@ def _shares(codes: np.ndarray, n_bins: int) -> list[float]:
 def quantile_edges(values: np.ndarray, n_bins: int = QUANTILE_BINS) -> list[float]:
     """Inner cut points of (at most) ``n_bins`` equal-frequency bins of the known values.
 
-    Repeated quantiles (a count that is 0 for half the rows) collapse into one edge, so a bin
-    is never empty by construction.
+    Each cut sits halfway between the distinct value at a quantile and the next one, never
+    on a value: CRM columns are full of point masses (counts, imputed medians, round amounts),
+    and a cut on a point mass would move all its rows across it for the slightest change.
+    Repeated quantiles collapse into one cut, so no bin is empty by construction.
     """
     known = values[np.isfinite(values)]
     if known.size == 0:
         return []
+    distinct = np.unique(known)
     inner = np.quantile(known, np.linspace(0, 1, n_bins + 1)[1:-1])
-    return sorted({float(v) for v in inner if v > known.min()})
+    below = np.searchsorted(distinct, inner, side="right") - 1
+    below = below[below + 1 < distinct.size]
+    return sorted({float((distinct[i] + distinct[i + 1]) / 2) for i in below})
 
 
 def _numeric(name: str, values: np.ndarray, edges: list[float], kind: str) -> FeatureProfile:
