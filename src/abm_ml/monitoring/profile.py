@@ -4,6 +4,10 @@ A profile holds, per feature, the shares of rows in fixed bins (quantile bins fo
 model's own categories plus "unseen" for categories; no/yes for booleans) and the share of
 missing values, and the same for the calibrated propensity. Every profile of one model uses the
 bins of its training profile, so two profiles compare share by share (PSI) without the rows.
+Those bins are wide for the accounts scored today, on purpose: bins cut on a scoring run's own
+quantiles sit next to its point masses (a segment's imputed median deal size, a count of 0), and
+a 1 % move of such a mass reads as a PSI of several units. The cost: a shift that stays inside
+one training bin is not seen.
 
 Two populations are profiled, and never confused:
 
