@@ -278,3 +278,71 @@ def test_backtest_win_rates_per_tier_equal_a_direct_computation(world_model, tmp
     assert "1:1 (20 accounts) held" in backtest.capture_lines()[0]
     page = backtest_report(backtest, tmp_path / "backtest.html").read_text()
     assert 'id="tiers-table"' in page and 'id="false-negatives-table"' in page
+
+
+# --------------------------------------------------------------------------------------------
+# Both pages in a real browser
+# --------------------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+
+
+@pytest.mark.slow
+def test_monitoring_and_backtest_pages_render_in_headless_chromium(world_model, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (install the 'chromium' package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from abm_ml.modeling.ranking import rank_accounts
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest
+    from abm_ml.reporting.monitoring_report import backtest_report
+
+    world, result = world_model
+    store = ProfileStore(tmp_path, "abm", "1")
+    rows = _scoring_rows(world, "2026-03-31")
+    monitor_accounts(result.scorer, rows, as_of="2026-03-31", store=store)
+    shifted = rows.assign(source="<script>alert(1)</script>")
+    drift = monitor_accounts(result.scorer, shifted, as_of="2026-04-30", store=store)
+    _, monitor_html = write_outputs(drift, tmp_path, stem="monitor")
+    ranked = rank_accounts(result.scorer, rows, as_of="2026-03-31", model_version="1").ranked
+    backtest = run_backtest(
+        ranked.assign(as_of="2026-03-31"),
+        account_outcomes(result.dataset.frame, "2026-03-31"),
+        # Reasons quote CRM values: the page must show this, never run it.
+        reasons=ranked.assign(top_reasons='<img src=x onerror="alert(1)">'),
+    )
+    backtest_html = backtest_report(backtest, tmp_path / "backtest.html")
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(monitor_html.as_uri(), wait_until="load")
+            assert page.title() == "Input monitoring, 2026-04-30"
+            assert page.locator("#verdict").is_visible()
+            assert "drift" in page.locator("#verdict").inner_text().lower()
+            assert page.locator("#reference").inner_text() == "scoring run of 2026-03-31"
+            flagged = page.locator('#drift-table tr[data-status="drift"]')
+            assert flagged.count() == 1
+            assert flagged.first.get_attribute("data-feature") == "source"
+            assert page.locator("#drift-table tbody tr").count() == len(drift.table)
+            page.screenshot(path=str(tmp_path / "monitor.png"), full_page=True)
+
+            page.goto(backtest_html.as_uri(), wait_until="load")
+            assert page.title() == "Backtest of the scores issued 2026-03-31"
+            assert page.locator("#tiers-table tbody tr").count() == 4
+            assert page.locator("#deciles-table tbody tr").count() == 10
+            missed = page.locator("#false-negatives-table tbody tr")
+            assert missed.count() == len(backtest.false_negatives) > 0
+            assert 'onerror="alert(1)"' in missed.first.inner_text()
+            page.screenshot(path=str(tmp_path / "backtest.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not dialogs  # a CRM value is shown, never run
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    for name in ("monitor.png", "backtest.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
