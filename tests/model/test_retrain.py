@@ -15,7 +15,6 @@ from abm_ml.cli import app
 from abm_ml.registry.store import client, version_by_alias
 from abm_ml.testing import CRM_SPEC, make_crm_export
 
-pytestmark = pytest.mark.slow
 runner = CliRunner()
 DRIVERS = ("Web Visits 30d", "Economic Buyer Engaged")
 
@@ -45,6 +44,7 @@ def _champion() -> str:
     return str(version_by_alias(client(), cfg.registered_model_name(), cfg.CHAMPION).version)
 
 
+@pytest.mark.slow
 def test_retrain_promotes_on_better_data_and_refuses_worse(mlflow_store, tmp_path):
     first = _retrain(_export(tmp_path / "corrupted", corrupted=True))
     assert "Version 1 is now champion" in first and _champion() == "1"
@@ -59,3 +59,22 @@ def test_retrain_promotes_on_better_data_and_refuses_worse(mlflow_store, tmp_pat
     refused = client().get_model_version(cfg.registered_model_name(), "3").tags
     assert "not better on roc_auc" in refused["abm_ml.retrain_refused"]
     assert os.environ["ABM_ML_MODELS_DIR"] == str(mlflow_store)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "passes", "why"),
+    [
+        ({"roc_auc": 0.80, "ece": 0.05}, True, "better"),
+        ({"roc_auc": 0.80, "ece": 0.069}, True, "better"),  # within the 0.02 tolerance
+        ({"roc_auc": 0.80, "ece": 0.09}, False, "calibration worse beyond the tolerance"),
+        ({"roc_auc": 0.75, "ece": 0.01}, False, "not better on roc_auc"),
+        ({"roc_auc": 0.70, "ece": 0.01}, False, "not better on roc_auc"),
+    ],
+)
+def test_the_promotion_rule_weighs_ranking_and_calibration(challenger, passes, why):
+    from abm_ml.monitoring.retrain import decide
+
+    champion = {"roc_auc": 0.75, "ece": 0.05}
+    assert decide("roc_auc", challenger, champion, 0.02) == (passes, why)
+    # A lower-is-better primary metric follows its direction.
+    assert decide("brier", {"brier": 0.1, "ece": 0.05}, {"brier": 0.2, "ece": 0.05}, 0.02)[0]

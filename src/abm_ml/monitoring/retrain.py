@@ -83,20 +83,25 @@ def gate(
         scorer, _ = load_scorer(name, mv.version, mlflow_client=mlflow_client)
         found = evaluate_scorer(scorer, holdout, n_boot=0).propensity
         values[label] = {k: found[k].value for k in (metric, CALIBRATION_METRIC) if k in found}
+    passed, why = decide(metric, values["challenger"], values["champion"], tolerance)
     ch, cp = values["challenger"], values["champion"]
-    better = m.is_better(metric, ch[metric], cp[metric])
-    calibration_loss = ch[CALIBRATION_METRIC] - cp[CALIBRATION_METRIC]
-    calibrated = calibration_loss <= tolerance
     reason = (
-        f"on the challenger's holdout ({len(holdout)} rows): {metric} v{new.version} "
+        f"{why} on the challenger's holdout ({len(holdout)} rows): {metric} v{new.version} "
         f"{ch[metric]:.4f} vs v{old.version} {cp[metric]:.4f}; ECE {ch[CALIBRATION_METRIC]:.4f} "
         f"vs {cp[CALIBRATION_METRIC]:.4f} (tolerance {tolerance:g})"
     )
-    if not better:
-        reason = f"not better on {metric} " + reason
-    elif not calibrated:
-        reason = "calibration worse beyond the tolerance " + reason
-    return Gate(better and calibrated, reason, metric, ch, cp)
+    return Gate(passed, reason, metric, ch, cp)
+
+
+def decide(
+    metric: str, challenger: dict[str, float], champion: dict[str, float], tolerance: float
+) -> tuple[bool, str]:
+    """The promotion rule on two models' holdout figures: (passes, why in a few words)."""
+    if not m.is_better(metric, challenger[metric], champion[metric]):
+        return False, f"not better on {metric}"
+    if challenger[CALIBRATION_METRIC] - champion[CALIBRATION_METRIC] > tolerance:
+        return False, "calibration worse beyond the tolerance"
+    return True, "better"
 
 
 def promote_if_better(
