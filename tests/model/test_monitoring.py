@@ -346,3 +346,44 @@ def test_monitoring_and_backtest_pages_render_in_headless_chromium(world_model, 
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     for name in ("monitor.png", "backtest.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_backtest_counts_what_it_cannot_match_and_refuses_undated_outcomes():
+    from abm_ml.errors import AbmInputError
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest
+
+    run = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d"],
+            "rank": [1, 2, 3, 4],
+            "abm_tier": ["1:1", "1:few", "nurture", "nurture"],
+            "score": [80, 50, 10, 5],
+            "propensity": [0.8, 0.5, 0.1, 0.05],
+            "model_version": "3",
+            "as_of": "2026-01-01",
+        }
+    )
+    deals = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "c", None, "zz", "b"],
+            "outcome": ["won", "won", "won", "won", "won", "won"],
+            "closed_at": pd.to_datetime(
+                ["2026-02-01", "2025-12-01", "2026-03-01", "2026-02-01", "2026-02-01", None]
+            ),
+            "created_at": pd.to_datetime(["2025-11-01"] * 5 + ["2026-01-15"]),
+            "amount": [100.0, 999.0, 50.0, 10.0, 5.0, 30.0],
+        }
+    )
+    outcomes = account_outcomes(deals, "2026-01-01")
+    # a: only the deal closed after the date; b: no close date, created after it; c: won.
+    assert outcomes.won_deals_without_account == 1
+    backtest = run_backtest(run, outcomes)
+    tiers = backtest.tiers.set_index("abm_tier")
+    assert tiers.loc["1:1", "won_revenue"] == 100.0
+    assert tiers.loc["1:few", "won_revenue"] == 30.0
+    assert tiers.loc["nurture", "win_rate"] == 0.5
+    assert list(backtest.false_negatives["account_id"]) == ["c"]
+    assert "1 accounts won a deal without being in this run" in backtest.note
+    assert "1 won deals have no account id" in backtest.note
+    with pytest.raises(AbmInputError, match="no dates"):
+        account_outcomes(deals.drop(columns=["closed_at", "created_at"]), "2026-01-01")

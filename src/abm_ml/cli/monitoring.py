@@ -75,6 +75,11 @@ def run_monitor(scorer, version, accounts, *, as_of: str, spec: Path | None = No
         f"Estimated ROC AUC without labels: {result.current.estimated_roc_auc:.3f} "
         f"(assumes the scores are still calibrated)."
     )
+    if result.unreadable_rows:
+        console.print(
+            f"[yellow]{result.unreadable_rows:,} records cut short or too wide were not profiled[/] "
+            "(rank lists them as unscorable)."
+        )
     console.print(f"Monitoring report -> {html_path}")
     return result
 

@@ -143,7 +143,19 @@ def select_run(history: pd.DataFrame, since: str, model_version: str | None = No
     return first[first["model_version"] == latest].reset_index(drop=True)
 
 
-def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes") -> pd.DataFrame:
+@dataclass
+class Outcomes:
+    """What a later export says happened after a run's date."""
+
+    per_account: pd.DataFrame
+    """One row per account that won a deal: ``account_id``, ``won_revenue``, ``won_deals``, ``won``."""
+    outcomes_to: str
+    """The export's last date: the end of the window."""
+    won_deals_without_account: int = 0
+    """Won deals with no account id: they cannot be matched to a scored account."""
+
+
+def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes") -> Outcomes:
     """Per account, what happened after ``as_of``: won (0/1), won revenue, won deals.
 
     Args:
@@ -177,6 +189,8 @@ def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes
         )
     cutoff = pd.Timestamp(as_of)
     won = deals[(deals[OUTCOME] == WON) & (pd.to_datetime(when) > cutoff)]
+    without_account = won[ACCOUNT_ID].isna() | (won[ACCOUNT_ID].astype("string").str.strip() == "")
+    won = won[~without_account.fillna(True)]
     amount = (
         pd.to_numeric(won[AMOUNT], errors="coerce").fillna(0.0)
         if AMOUNT in won.columns
@@ -189,8 +203,12 @@ def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes
         .reset_index()
     )
     per_account["won"] = 1
-    per_account.attrs["outcomes_to"] = str(pd.to_datetime(when).max().date())
-    return per_account
+    return Outcomes(
+        per_account,
+        outcomes_to=str(pd.to_datetime(when).max().date()),
+        # Won deals without an account cannot be matched to a scored account: counted, not hidden.
+        won_deals_without_account=int(without_account.sum()),
+    )
 
 
 def _group_table(frame: pd.DataFrame, key: str, order: list) -> pd.DataFrame:
@@ -221,7 +239,7 @@ def _group_table(frame: pd.DataFrame, key: str, order: list) -> pd.DataFrame:
 
 def run_backtest(
     run: pd.DataFrame,
-    outcomes: pd.DataFrame,
+    outcomes: Outcomes,
     *,
     reasons: pd.DataFrame | None = None,
     review: int = 50,
@@ -238,7 +256,7 @@ def run_backtest(
     as_of, version = str(run["as_of"].iloc[0]), str(run["model_version"].iloc[0])
     frame = run[[ACCOUNT_ID, "rank", "abm_tier", "score", "propensity"]].copy()
     frame[ACCOUNT_ID] = frame[ACCOUNT_ID].astype(str)
-    frame = frame.merge(outcomes, on=ACCOUNT_ID, how="left")
+    frame = frame.merge(outcomes.per_account, on=ACCOUNT_ID, how="left")
     frame["won"] = frame["won"].fillna(0).astype(int)
     frame["won_revenue"] = frame["won_revenue"].fillna(0.0)
     frame["won_deals"] = frame["won_deals"].fillna(0).astype(int)
@@ -263,7 +281,7 @@ def run_backtest(
         )
         columns += kept
     scored = set(frame[ACCOUNT_ID])
-    unscored = int((~outcomes[ACCOUNT_ID].isin(scored)).sum())
+    unscored = int((~outcomes.per_account[ACCOUNT_ID].isin(scored)).sum())
     note = (
         "A won account is one with a deal won after the scores were issued, up to the "
         "export's last date. Issued propensities are per deal at its creation, so compare "
@@ -271,10 +289,15 @@ def run_backtest(
     )
     if unscored:
         note += f" {unscored:,} accounts won a deal without being in this run (not counted)."
+    if outcomes.won_deals_without_account:
+        note += (
+            f" {outcomes.won_deals_without_account:,} won deals have no account id and could "
+            "not be matched."
+        )
     return Backtest(
         as_of=as_of,
         model_version=version,
-        outcomes_to=outcomes.attrs.get("outcomes_to", ""),
+        outcomes_to=outcomes.outcomes_to,
         accounts=len(frame),
         won_accounts=int(y.sum()),
         won_revenue=float(frame["won_revenue"].sum()),

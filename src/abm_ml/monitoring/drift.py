@@ -47,6 +47,8 @@ class MonitorResult:
     training: Profile
     scoring_reference: Profile | None
     thresholds: dict = field(default_factory=dict)
+    unreadable_rows: int = 0
+    """Records the reader found cut short or too wide: not profiled (their values are unsure)."""
 
     @property
     def drifted(self) -> bool:
@@ -65,6 +67,7 @@ class MonitorResult:
             "as_of": self.current.as_of,
             "model_version": self.current.model_version,
             "rows": self.current.rows,
+            "unreadable_rows": self.unreadable_rows,
             "estimated_roc_auc": _finite(self.current.estimated_roc_auc),
             "reference_estimated_roc_auc": _finite(
                 (self.scoring_reference or self.training).estimated_roc_auc

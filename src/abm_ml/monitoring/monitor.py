@@ -50,7 +50,9 @@ def monitor_accounts(
             "retrain it to monitor its inputs",
             field="model",
         )
+    unreadable = 0
     if ROW_PROBLEM in accounts.columns:
+        unreadable = int(accounts[ROW_PROBLEM].notna().sum())
         accounts = accounts[accounts[ROW_PROBLEM].isna()]
     if accounts.empty:
         raise AbmInputError("no readable account to monitor", source=source)
@@ -73,6 +75,7 @@ def monitor_accounts(
         thresholds=limits.model_dump(),
     )
     result = compare(current, training, store.reference_for(as_of, limits.reference), limits)
+    result.unreadable_rows = unreadable
     store.save(current)
     return result
 
