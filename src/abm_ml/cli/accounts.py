@@ -69,6 +69,12 @@ def rank(
         typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/)."),
     ] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            help="Also check the accounts read for drift (abm-ml monitor); exit code 3 on drift."
+        ),
+    ] = False,
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
 
@@ -141,6 +147,13 @@ def rank(
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
+    if monitor:
+        # Last, so a drift verdict (exit 3) never costs the ranking, its history or its report.
+        from abm_ml.cli.monitoring import run_monitor
+        from abm_ml.monitoring.drift import EXIT_DRIFT
+
+        if run_monitor(scorer, version, frame, as_of=result.meta["as_of"]).drifted:
+            raise typer.Exit(EXIT_DRIFT)
 
 
 def _record_history(result, url: str, out: Path) -> None:

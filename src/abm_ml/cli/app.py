@@ -19,7 +19,8 @@ app = typer.Typer(
     name="abm-ml",
     help=(
         "Which target accounts to work first, and why.\n\n"
-        "Exit codes: 0 ok, 2 bad input (the message names the file, row or field), 1 internal error."
+        "Exit codes: 0 ok, 2 bad input (the message names the file, row or field), "
+        "3 a monitoring threshold crossed (monitor, rank --monitor, retrain), 1 internal error."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -80,10 +80,18 @@ def demo(
         history_url=None,
         report=True,
     )
-    # --- 5. Propensity to buy within a horizon (docs/horizon.md) --------------------------------
+    # --- 5. Backtest and monitor (abm_ml.cli.monitoring) ------------------------------------
+    console.rule("5. Backtest and monitor")
+    from abm_ml.cli.monitoring import demo_backtest_and_monitor
+
+    demo_backtest_and_monitor(
+        world_dir, spec_path, str(result.dataset.frame["created_at"].max().date())
+    )
+    # --- end of step 5 ------------------------------------------------------------------------
+    # --- 6. Propensity to buy within a horizon (docs/horizon.md) --------------------------------
     # Accounts without an open deal get their own model instead of an assumed outbound deal;
     # the ranking carries both propensities and ranks each account by the one that applies.
-    console.rule(f"5. Propensity to buy within {cfg.horizon_days()} days, and both propensities")
+    console.rule(f"6. Propensity to buy within {cfg.horizon_days()} days, and both propensities")
     from abm_ml.cli.horizon import rank_buy, train_buy_model
 
     try:
@@ -108,7 +116,7 @@ def demo(
     # ---- Campaign ROI and a pilot with a control group (abm_ml.roi; docs/roi.md) ----
     from abm_ml.cli.roi import demo_roi
 
-    console.rule("6. Campaign ROI and a pilot with a control group (planted campaign world)")
+    console.rule("7. Campaign ROI and a pilot with a control group (planted campaign world)")
     demo_roi(world_dir / "campaigns", cfg.reports_dir() / "roi", seed=seed)
     # ---- end of the ROI step ----
     console.rule("Done")

@@ -227,6 +227,35 @@ class SplitSpec(_Strict):
     method: Literal["auto", "time", "stratified"] = "auto"
 
 
+class MonitoringSpec(_Strict):
+    """Thresholds of ``abm-ml monitor`` (see docs/operations.md and :mod:`abm_ml.monitoring`).
+
+    Carried with the model (in its reference profile), so a scoring run is judged by the
+    thresholds of the spec that trained it unless ``monitor --spec`` gives newer ones.
+    """
+
+    psi_alert: Annotated[float, Field(gt=0.0)] = Field(
+        default=0.25, description="Alarm when a feature's PSI against the reference reaches this"
+    )
+    score_psi_alert: Annotated[float, Field(gt=0.0)] = Field(
+        default=0.25, description="Alarm when the score distribution's PSI reaches this"
+    )
+    unseen_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.05,
+        description="Alarm when the share of categories the model never saw grows by this much",
+    )
+    missing_increase: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.10, description="Alarm when a feature's share of missing values grows by this"
+    )
+    auc_drop: Annotated[float, Field(gt=0.0, lt=0.5)] = Field(
+        default=0.05,
+        description="Alarm when the ROC AUC estimated without labels falls by this much",
+    )
+    reference: Literal["first", "previous"] = Field(
+        default="first", description="Which earlier scoring run a verdict compares with"
+    )
+
+
 class DatasetSpec(_Strict):
     """A validated dataset spec with its paths resolved relative to the spec file."""
 
@@ -252,6 +281,7 @@ class DatasetSpec(_Strict):
     exclude: list[ExcludeSpec] = Field(default_factory=list)
     leakage: LeakageSpec = Field(default_factory=LeakageSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     icp: dict[str, list[str] | str] = Field(
         default_factory=dict,
         description="Ideal-customer-profile values per feature for the rule-based baseline score",

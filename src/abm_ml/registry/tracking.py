@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from abm_ml import config as cfg
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.train import MODEL_NAME, TrainingResult
+from abm_ml.monitoring.profile import attach_reference_profile
 from abm_ml.redact import mask_credentials
 from abm_ml.registry.card import model_card, verdict
 from abm_ml.registry.pyfunc import SCORER_ARTIFACT, input_example, save_scorer, signature
@@ -286,6 +287,8 @@ def _log_run(result: TrainingResult, run, out: Path, model_name: str, *, registe
     mlflow.log_artifacts(str(out / "data"), artifact_path="data")
     _write_plots(result, out)
     mlflow.log_artifacts(str(out / "plots"), artifact_path="plots")
+    # Before packaging: the scorer carries its training profile for `abm-ml monitor`.
+    attach_reference_profile(result)
     info = _log_model(result, out)
     version = None
     if register:
