@@ -112,7 +112,7 @@ def demo(
             show=10,
             report=True,
         )
-    # --- end of step 5 ---------------------------------------------------------------------------
+    # --- end of step 6 ---------------------------------------------------------------------------
     # ---- Campaign ROI and a pilot with a control group (abm_ml.roi; docs/roi.md) ----
     from abm_ml.cli.roi import demo_roi
 
