@@ -191,8 +191,13 @@ class _Rows:
         values = clean_text(self.frame[self.columns[role]], _TOKENS)
         return values.map(_as_key).astype(object)
 
-    def dates(self, role: str, *, required: bool) -> pd.Series:
-        """Parsed timestamps; unparseable (and, when ``required``, missing) ones rejected."""
+    def dates(self, role: str, *, required: bool, end_of_day: bool = True) -> pd.Series:
+        """Parsed timestamps; unparseable (and, when ``required``, missing) ones rejected.
+
+        With ``end_of_day`` a column of dates without a time (Salesforce's CloseDate,
+        FirstRespondedDate) is read as known at the end of that day, not at midnight: read
+        as midnight, a touch of that afternoon would count for a deal created that morning.
+        """
         raw = self.frame[self.columns[role]] if role in self.columns else None
         if raw is None:
             if required:
@@ -206,6 +211,8 @@ class _Rows:
         )
         if required:
             self.reject(parsed.isna().to_numpy(), f"missing timestamp in {column!r}")
+        if end_of_day and _date_only(raw):
+            parsed = parsed + _END_OF_DAY
         return parsed
 
     def numbers(self, role: str) -> pd.Series:
@@ -413,12 +420,13 @@ def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
             rows.date_formats,
         )
         rows.reject(
-            bad.to_numpy() & is_closed, f"unparseable close date in {rows.columns['closed_at']!r}"
+            bad.to_numpy() & is_closed,
+            f"unparseable close date in {rows.columns['closed_at']!r}",
         )
-        if _date_only(parsed):
+        if _date_only(raw):
             # A close date without a time is known by the end of that day, not at midnight:
             # read as midnight it would count as a prior win for a deal created that afternoon.
-            parsed = parsed + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+            parsed = parsed + _END_OF_DAY
         # An open deal's close date is the rep's forecast, not an event: never used.
         closed = parsed.where(is_closed)
     rows.reject(is_closed & closed.isna().to_numpy(), "won or lost deal without a close date")
@@ -437,9 +445,15 @@ def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
     return rows.done(out)
 
 
-def _date_only(parsed: pd.Series) -> bool:
-    present = parsed.dropna()
-    return bool(len(present)) and bool((present == present.dt.normalize()).all())
+_END_OF_DAY = pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+
+
+def _date_only(raw: pd.Series) -> bool:
+    """True for a text column of dates written without a time of day (``2025-03-01``)."""
+    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        return False
+    present = pd.Series(pd.unique(raw.dropna().astype(str)))
+    return bool(len(present)) and not present.str.contains(r"\d:\d", regex=True).any()
 
 
 def _contact_roles(
@@ -528,7 +542,7 @@ def _intent(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
     account = rows.text("account_id")
     rows.reject(account.isna().to_numpy(), "intent row without an account")
     rows.known(account, accounts, "account", rows.columns["account_id"])
-    week = rows.dates("week_start", required=True)
+    week = rows.dates("week_start", required=True, end_of_day=False)
     score, bad = parse_numbers(clean_text(rows.frame[rows.columns["score"]], _TOKENS))
     rows.reject(
         bad.to_numpy() | score.isna().to_numpy(),
