@@ -254,14 +254,9 @@ def test_synthetic_exports_rebuild_the_worlds_rows(tmp_path, monkeypatch, fmt, s
     ref = build_training_rows(world)
     got = built.training
     assert len(got) == len(ref)
-    # Salesforce's CloseDate has no time (read as the end of its day) and its contact roles on
-    # deals put a role on record again: those few rows may differ, nothing else may.
-    approximate = (
-        {"prior_won_deals", "prior_lost_deals"}
-        | {c for c in MODEL_FEATURES if c.endswith("engaged_90d")}
-        if fmt == "salesforce"
-        else set()
-    )
+    # Salesforce's CloseDate has no time (read as the end of its day): a deal closed on the
+    # day another was created may count as prior one day later. Nothing else may differ.
+    approximate = {"prior_won_deals", "prior_lost_deals"} if fmt == "salesforce" else set()
     for col in MODEL_FEATURES:
         a = ref[col].astype(object).where(ref[col].notna(), None).to_numpy()
         b = got[col].astype(object).where(got[col].notna(), None).to_numpy()
@@ -269,6 +264,6 @@ def test_synthetic_exports_rebuild_the_worlds_rows(tmp_path, monkeypatch, fmt, s
             [x == y or (isinstance(x, float) and abs(x - y) < 1e-6) for x, y in zip(a, b)]
         )
         if col in approximate:
-            assert same.mean() > 0.97, col
+            assert same.mean() > 0.99, col
         else:
             assert same.all(), (col, a[~same][:3], b[~same][:3])

@@ -7,8 +7,7 @@ cut-off ``as_of``:
 * contacts with ``created_at < as_of``; a contact holds a buying-committee role from its own
   ``created_at`` (role or title on the contact) or from ``max(contact created_at, contact
   role created_at)`` (a role on a deal, Salesforce's OpportunityContactRole); a contact's
-  engagement counts for a role only from ``max(occurred_at, role known from) < as_of``, i.e.
-  once both the touch and the role were on record;
+  touch in the window counts for a role only when the role was on record before ``as_of``;
 * intent weeks with ``week_start + 7 days <= as_of`` (complete weeks only);
 * prior opportunities with ``closed_at < as_of``.
 
@@ -227,14 +226,31 @@ def _committee_features(
     assignment = by_contact[np.repeat(first, n_roles) + offset]
     del who, first, n_roles, offset
     e_acc = act["acc"][known][touch]
-    # A touch says something about the committee only once the contact (and role) is on record.
-    e_time = np.maximum(act["secs"][known][touch], a_from[assignment])
+    e_secs = act["secs"][known][touch]
+    e_from = a_from[assignment]
     e_role = a_role[assignment]
     del known, touch, assignment
-    day = 86_400
+    window = 90 * 86_400
+    # A touch in [now - 90 d, now) counts for a role known before now. A touch after the role
+    # was known is a plain window count; one before it counts while now is in (known from,
+    # touch + 90 d]: starts before now minus ends before now (intervals with an end before
+    # their start never count).
+    after = e_secs >= e_from
+    late = ~after & (e_from < e_secs + window)
     engaged = np.stack(
         [
-            Events(e_acc[e_role == r], e_time[e_role == r]).count(acc, now - 90 * day, now) > 0
+            (
+                Events(e_acc[after & (e_role == r)], e_secs[after & (e_role == r)]).count(
+                    acc, now - window, now
+                )
+                + Events(e_acc[late & (e_role == r)], e_from[late & (e_role == r)]).count(
+                    acc, never, now
+                )
+                - Events(e_acc[late & (e_role == r)], e_secs[late & (e_role == r)] + window).count(
+                    acc, never, now
+                )
+            )
+            > 0
             for r in range(len(ROLES))
         ],
         axis=1,
