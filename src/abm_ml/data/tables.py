@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from abm_ml.data.parsing import clean_text, parse_dates, parse_numbers
+from abm_ml.data.parsing import parse_dates, parse_numbers
 from abm_ml.data.presets import REQUIRED_COLUMNS, TABLE_COLUMNS, object_preset
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table, require_columns
 from abm_ml.data.roles import DEFAULT_ROLE_RULES, ROLES, roles_from_titles
@@ -177,19 +177,28 @@ class _Rows:
         self.n_read = len(frame)
         self.keep = np.ones(len(frame), dtype=bool)
         self.rejects: list[pd.DataFrame] = []
+        self.reason_counts: dict[str, int] = {}
         self.notes: list[str] = []
         if ROW_PROBLEM in frame.columns:
-            self.reject(frame[ROW_PROBLEM].notna().to_numpy(), frame[ROW_PROBLEM])
+            self.reject(
+                frame[ROW_PROBLEM].notna().to_numpy(),
+                "malformed row",
+                detail=frame[ROW_PROBLEM],
+                sep=": ",
+            )
 
     def has(self, role: str) -> bool:
         return role in self.columns
 
     def text(self, role: str) -> pd.Series:
-        """The mapped column as stripped text (missing placeholders as missing)."""
+        """The mapped column as categorical text: stripped, missing placeholders missing.
+
+        Each distinct value is cleaned once; a million-account export repeats its keys in
+        tens of millions of activity rows.
+        """
         if role not in self.columns:
-            return pd.Series(None, index=self.frame.index, dtype=object)
-        values = clean_text(self.frame[self.columns[role]], _TOKENS)
-        return values.map(_as_key).astype(object)
+            return pd.Series(pd.Categorical([None] * len(self.frame)), index=self.frame.index)
+        return _categorical_text(self.frame[self.columns[role]])
 
     def dates(self, role: str, *, required: bool, end_of_day: bool = True) -> pd.Series:
         """Parsed timestamps; unparseable (and, when ``required``, missing) ones rejected.
@@ -198,17 +207,16 @@ class _Rows:
         FirstRespondedDate) is read as known at the end of that day, not at midnight: read
         as midnight, a touch of that afternoon would count for a deal created that morning.
         """
-        raw = self.frame[self.columns[role]] if role in self.columns else None
-        if raw is None:
+        if role not in self.columns:
             if required:
                 self.reject(np.ones(len(self.frame), bool), f"no {role} column")
             return pd.Series(pd.NaT, index=self.frame.index, dtype="datetime64[ns]")
-        raw = clean_text(raw, _TOKENS) if not pd.api.types.is_datetime64_any_dtype(raw) else raw
-        parsed, bad = parse_dates(raw, self.date_formats)
         column = self.columns[role]
-        self.reject(
-            bad.to_numpy(), "unparseable timestamp in " + repr(column) + ": " + raw.astype(str)
-        )
+        raw = self.frame[column]
+        if not pd.api.types.is_datetime64_any_dtype(raw):
+            raw = _categorical_text(raw)
+        parsed, bad = parse_dates(raw, self.date_formats)
+        self.reject(bad.to_numpy(), f"unparseable timestamp in {column!r}", detail=raw, sep=": ")
         if required:
             self.reject(parsed.isna().to_numpy(), f"missing timestamp in {column!r}")
         if end_of_day and _date_only(raw):
@@ -220,7 +228,9 @@ class _Rows:
         if role not in self.columns:
             return pd.Series(np.nan, index=self.frame.index, dtype=float)
         raw = self.frame[self.columns[role]]
-        parsed, bad = parse_numbers(clean_text(raw, _TOKENS))
+        if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw)):
+            raw = _categorical_text(raw)
+        parsed, bad = parse_numbers(raw)
         n_bad = int((bad.to_numpy() & self.keep).sum())
         if n_bad:
             self.notes.append(
@@ -228,31 +238,52 @@ class _Rows:
             )
         return parsed.astype(float)
 
-    def mapped(self, raw: pd.Series, what: str, column: str) -> pd.Series:
-        """Values through the ``values`` map (``*`` for any other); unmapped rows rejected."""
-        out = raw.map(
-            lambda v: self.values.get(v, self.values.get(_ANY)) if v is not None else None
-        )
-        out = out.where(out.notna(), raw.where(raw.isin(_IDENTITY[what])))
-        present = raw.notna().to_numpy()
-        self.reject(
-            present & out.isna().to_numpy(),
-            f"{what} not mapped in tables.{self.label}.values ({column!r}: "
-            + raw.astype(str)
-            + ")",
-        )
-        self.reject(
-            (out == _UNUSED).to_numpy(),
-            f"{what} not used by abm-ml ({column!r}: " + raw.astype(str) + ")",
-        )
-        return out.where(out != _UNUSED)
+    def mapped(
+        self, raw: pd.Series, what: str, column: str, vocabulary: tuple[str, ...]
+    ) -> pd.Categorical:
+        """Values through the ``values`` map (``*`` for any other) onto ``vocabulary``.
 
-    def reject(self, mask: np.ndarray, reason: str | pd.Series) -> None:
-        """Reject the rows in ``mask`` not rejected yet (one reason per row: the first)."""
+        Unmapped values and values mapped to ``-`` (not used by abm-ml) are rejected.
+        """
+        cats = raw.cat.categories
+        target = [
+            self.values.get(c, self.values.get(_ANY, c if c in vocabulary else None)) for c in cats
+        ]
+        target_codes = np.array(
+            [
+                vocabulary.index(t) if t in vocabulary else (-2 if t == _UNUSED else -1)
+                for t in target
+            ]
+            + [-3],
+            dtype=np.int32,
+        )
+        codes = target_codes[raw.cat.codes.to_numpy()]  # a missing value (-1) picks the -3
+        self.reject(
+            codes == -1, f"{what} not mapped in tables.{self.label}.values", detail=raw, sep=": "
+        )
+        self.reject(codes == -2, f"{what} not used by abm-ml", detail=raw, sep=": ")
+        return pd.Categorical.from_codes(np.where(codes >= 0, codes, -1), categories=vocabulary)
+
+    def reject(
+        self,
+        mask: np.ndarray,
+        reason: str,
+        *,
+        detail: pd.Series | None = None,
+        sep: str = " ",
+    ) -> None:
+        """Reject the rows in ``mask`` not rejected yet (one reason per row: the first).
+
+        ``reason`` is what the summary counts; ``detail`` (the offending value) is appended
+        for the rejected rows only.
+        """
         mask = np.asarray(mask, dtype=bool) & self.keep
-        if not mask.any():
+        n = int(mask.sum())
+        if not n:
             return
-        reasons = reason[mask].astype(str).to_numpy() if isinstance(reason, pd.Series) else reason
+        text = np.full(n, reason, dtype=object)
+        if detail is not None:
+            text = text + sep + detail[mask].astype(object).astype(str).to_numpy()
         key_role = TABLE_COLUMNS[self.kind][0]
         key = self.frame[self.columns[key_role]][mask] if key_role in self.columns else None
         self.rejects.append(
@@ -261,70 +292,94 @@ class _Rows:
                     "table": self.label,
                     "file": self.file,
                     "line": self.frame[SOURCE_ROW].to_numpy()[mask],
-                    "reason": reasons,
-                    "key": key.astype(str).to_numpy() if key is not None else None,
+                    "reason": text,
+                    "key": key.astype(object).astype(str).to_numpy() if key is not None else None,
                 }
             )
         )
+        self.reason_counts[reason] = self.reason_counts.get(reason, 0) + n
         self.keep &= ~mask
 
     def unique_ids(self, ids: pd.Series, what: str) -> None:
         """Reject rows without an id and rows repeating an earlier row's id."""
         self.reject(ids.isna().to_numpy(), f"missing {what} id")
-        live = ids.where(self.keep)
-        dup = live.duplicated(keep="first").to_numpy() & live.notna().to_numpy()
+        codes = np.where(self.keep, ids.cat.codes.to_numpy(), -1)
+        dup = pd.Series(codes).duplicated(keep="first").to_numpy() & (codes >= 0)
         if dup.any():
-            first = pd.Series(self.frame[SOURCE_ROW].to_numpy(), index=live.to_numpy()).loc[
-                lambda s: ~s.index.duplicated()
-            ]
-            lines = live[dup].map(first).astype(str)
-            reasons = pd.Series("", index=ids.index, dtype=object)
-            reasons[dup] = f"duplicate {what} id (first on line " + lines + ")"
-            self.reject(dup, reasons)
+            lines = self.frame[SOURCE_ROW].to_numpy()
+            first = pd.Series(lines, index=codes).loc[lambda s: ~s.index.duplicated()]
+            first_line = pd.Series(first.reindex(codes).to_numpy(), index=ids.index)
+            self.reject(dup, f"duplicate {what} id", detail=first_line, sep=" (first on line ")
 
-    def known(self, keys: pd.Series, parents: pd.Index, what: str, column: str) -> np.ndarray:
-        """Reject rows whose key is given but not among ``parents`` (orphans); True where found."""
-        found = parents.get_indexer(keys.astype(object)) >= 0
-        given = keys.notna().to_numpy()
+    def known(self, codes: np.ndarray, keys: pd.Series, what: str, column: str) -> None:
+        """Reject rows whose key is given (``keys``) but not found (``codes`` < 0): orphans."""
         self.reject(
-            given & ~found,
-            f"orphan: {what} not in {what}s ({column!r}: " + keys.astype(str) + ")",
+            keys.notna().to_numpy() & (codes < 0),
+            f"orphan: {what} not in {what}s",
+            detail=keys,
+            sep=f" ({column!r}: ",
         )
-        return found
 
     def done(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.loc[self.keep].reset_index(drop=True)
 
     def report(self) -> dict:
-        rejected = int(self.n_read - self.keep.sum())
-        reasons = (
-            pd.concat(self.rejects)["reason"].str.replace(r" \(.*$|: .*$", "", regex=True)
-            if self.rejects
-            else pd.Series(dtype=object)
-        )
         return {
             "file": self.file,
             "read": self.n_read,
             "used": int(self.keep.sum()),
-            "rejected": rejected,
-            "rejected_by_reason": {str(k): int(v) for k, v in reasons.value_counts().items()},
+            "rejected": int(self.n_read - self.keep.sum()),
+            "rejected_by_reason": dict(self.reason_counts),
         }
 
 
-_IDENTITY = {
-    "stage": (WON, LOST, OPEN),
-    "activity type": CHANNELS,
-    "role": ROLES,
-}
-
-
-def _as_key(value: object) -> object:
-    """Ids as text: a Parquet or SQL export may type them as integers (HubSpot ids are)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def _clean_value(value: object) -> object:
+    """One distinct value as text: stripped, placeholders missing, ``5.0`` ids as ``5``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = str(value).strip()
+    return None if text.lower() in _TOKENS else text
+
+
+def _clean_uniques(uniques: np.ndarray) -> pd.Series:
+    """:func:`_clean_value` over distinct values, vectorised when they are all text or integers."""
+    kind = pd.api.types.infer_dtype(uniques, skipna=True)
+    if kind == "string":
+        text = pd.Series(uniques, dtype="string").str.strip()
+        missing = text.isna() | text.str.lower().isin(list(_TOKENS)).fillna(True)
+        return text.astype(object).where(~missing.to_numpy(), None)
+    if kind == "integer":
+        return pd.Series(uniques, dtype=object).astype(str).astype(object)
+    return pd.Series([_clean_value(u) for u in uniques], dtype=object)
+
+
+def _categorical_text(values: pd.Series) -> pd.Series:
+    """Clean text as a categorical: each distinct value cleaned once, codes carried over."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object)
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    cleaned = _clean_uniques(np.asarray(uniques, dtype=object))
+    # Two raw values may clean to the same text (" Acme" and "Acme"): merge their codes.
+    merged, categories = pd.factorize(cleaned, use_na_sentinel=True)
+    new_codes = np.append(merged, -1).astype(np.int32)[codes]  # -1 (missing) picks the last
+    return pd.Series(
+        pd.Categorical.from_codes(new_codes, categories=pd.Index(categories, dtype=object)),
+        index=values.index,
+    )
+
+
+def _codes(keys: pd.Series, parents: pd.Index) -> np.ndarray:
+    """Position of each key in ``parents`` (-1 when missing or unknown), per distinct key."""
+    cat_pos = np.append(parents.get_indexer(keys.cat.categories), -1).astype(np.int32)
+    return cat_pos[keys.cat.codes.to_numpy()]
+
+
+def _keyed(codes: np.ndarray, parents: pd.Index) -> pd.Categorical:
+    """A key column stored as codes over the parent table's keys (as the synthetic world does)."""
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(parents))
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,15 +390,15 @@ def _as_key(value: object) -> object:
 def _accounts(rows: _Rows) -> pd.DataFrame:
     ids = rows.text("account_id")
     rows.unique_ids(ids, "account")
-    out = pd.DataFrame({ACCOUNT_ID: ids})
+    out = pd.DataFrame({ACCOUNT_ID: ids.astype(object)})
     for col in _ACCOUNT_TEXT:
-        out[col] = rows.text(col)
+        out[col] = rows.text(col).astype(object)
     for col in _ACCOUNT_NUMBERS:
         out[col] = rows.numbers(col)
     if not rows.has("segment"):
         out["segment"] = segment_of(out["employees"])
     out["uses_competitor"] = (
-        parse_yes_no(rows.text("uses_competitor")) == 1.0
+        parse_yes_no(rows.text("uses_competitor").astype(object)) == 1.0
         if rows.has("uses_competitor")
         else pd.Series(None, index=out.index, dtype=object)
     )
@@ -351,16 +406,23 @@ def _accounts(rows: _Rows) -> pd.DataFrame:
     return rows.done(out)
 
 
+def _account_codes(rows: _Rows, accounts: pd.Index, what: str) -> np.ndarray:
+    """Each row's account as a position in ``accounts``; rows without one or orphans rejected."""
+    account = rows.text("account_id")
+    rows.reject(account.isna().to_numpy(), f"{what} without an account")
+    codes = _codes(account, accounts)
+    rows.known(codes, account, "account", rows.columns.get("account_id", ""))
+    return codes
+
+
 def _contacts(rows: _Rows, accounts: pd.Index, rules) -> pd.DataFrame:
     ids = rows.text("contact_id")
     rows.unique_ids(ids, "contact")
-    account = rows.text("account_id")
-    rows.reject(account.isna().to_numpy(), "contact without an account")
-    rows.known(account, accounts, "account", rows.columns.get("account_id", ""))
+    account = _account_codes(rows, accounts, "contact")
     created = rows.dates("created_at", required=True)
     role = pd.Series(None, index=ids.index, dtype=object)
     if rows.has("role"):
-        raw = rows.text("role")
+        raw = rows.text("role").astype(object)
         role = raw.map(lambda v: rows.values.get(v, v if v in ROLES else None))
         unmapped = raw.notna() & role.isna() & pd.Series(rows.keep, index=raw.index)
         if unmapped.any():
@@ -370,28 +432,35 @@ def _contacts(rows: _Rows, accounts: pd.Index, rules) -> pd.DataFrame:
             )
         role = role.where(role != _UNUSED)
     if rows.has("title"):
-        role = role.where(role.notna(), roles_from_titles(rows.text("title"), rules))
+        role = role.where(role.notna(), roles_from_titles(rows.text("title").astype(object), rules))
     n_without = int((role.isna().to_numpy() & rows.keep).sum())
     if n_without:
         rows.notes.append(
             f"{rows.label}: {n_without} contact(s) with no buying-committee role "
             "(counted as contacts, not as a role)"
         )
-    out = pd.DataFrame({"contact_id": ids, ACCOUNT_ID: account, "role": role, CREATED_AT: created})
-    return rows.done(out)
+    out = pd.DataFrame(
+        {
+            "contact_id": ids.astype(object),
+            ACCOUNT_ID: account,
+            "role": pd.Categorical(role, categories=ROLES),
+            CREATED_AT: created,
+        }
+    )
+    out = rows.done(out)
+    out[ACCOUNT_ID] = _keyed(out[ACCOUNT_ID].to_numpy(), accounts)
+    return out
 
 
 def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
     ids = rows.text("opportunity_id")
     rows.unique_ids(ids, "opportunity")
-    account = rows.text("account_id")
-    rows.reject(account.isna().to_numpy(), "opportunity without an account")
-    rows.known(account, accounts, "account", rows.columns.get("account_id", ""))
+    account = _account_codes(rows, accounts, "opportunity")
     created = rows.dates("created_at", required=True)
     if rows.has("is_closed") and rows.has("is_won"):
         # Salesforce's IsClosed/IsWon hold whatever the org named its stages.
-        closed_flag = parse_yes_no(rows.text("is_closed"))
-        won_flag = parse_yes_no(rows.text("is_won"))
+        closed_flag = parse_yes_no(rows.text("is_closed").astype(object))
+        won_flag = parse_yes_no(rows.text("is_won").astype(object))
         bad = closed_flag.isna() | (closed_flag.eq(1.0) & won_flag.isna())
         rows.reject(
             bad.to_numpy(),
@@ -403,8 +472,12 @@ def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
             dtype=object,
         )
     elif rows.has("stage"):
-        outcome = rows.mapped(rows.text("stage"), "stage", rows.columns["stage"])
-        rows.reject(outcome.isna().to_numpy(), f"missing stage in {rows.columns['stage']!r}")
+        stage = rows.text("stage")
+        column = rows.columns["stage"]
+        rows.reject(stage.isna().to_numpy(), f"missing stage in {column!r}")
+        outcome = pd.Series(
+            rows.mapped(stage, "stage", column, (WON, LOST, OPEN)), index=ids.index
+        ).astype(object)
     else:
         raise AbmInputError(
             "opportunities need a `stage` column (or Salesforce's `is_closed` and `is_won`)",
@@ -415,13 +488,14 @@ def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
     closed = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[ns]")
     if rows.has("closed_at"):
         raw = rows.frame[rows.columns["closed_at"]]
-        parsed, bad = parse_dates(
-            clean_text(raw, _TOKENS) if not pd.api.types.is_datetime64_any_dtype(raw) else raw,
-            rows.date_formats,
-        )
+        if not pd.api.types.is_datetime64_any_dtype(raw):
+            raw = _categorical_text(raw)
+        parsed, bad = parse_dates(raw, rows.date_formats)
         rows.reject(
             bad.to_numpy() & is_closed,
             f"unparseable close date in {rows.columns['closed_at']!r}",
+            detail=raw,
+            sep=": ",
         )
         if _date_only(raw):
             # A close date without a time is known by the end of that day, not at midnight:
@@ -433,16 +507,18 @@ def _opportunities(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
     rows.reject((closed < created).to_numpy(), "closed before it was created")
     out = pd.DataFrame(
         {
-            "opportunity_id": ids,
+            "opportunity_id": ids.astype(object),
             ACCOUNT_ID: account,
             CREATED_AT: created,
             CLOSED_AT: closed,
             OUTCOME: outcome,
             AMOUNT: rows.numbers("amount"),
-            "source": rows.text("source"),
+            "source": rows.text("source").astype(object),
         }
     )
-    return rows.done(out)
+    out = rows.done(out)
+    out[ACCOUNT_ID] = _keyed(out[ACCOUNT_ID].to_numpy(), accounts)
+    return out
 
 
 _END_OF_DAY = pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
@@ -450,9 +526,9 @@ _END_OF_DAY = pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
 
 def _date_only(raw: pd.Series) -> bool:
     """True for a text column of dates written without a time of day (``2025-03-01``)."""
-    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+    if not isinstance(raw.dtype, pd.CategoricalDtype):
         return False
-    present = pd.Series(pd.unique(raw.dropna().astype(str)))
+    present = pd.Series(raw.cat.categories.astype(str))
     return bool(len(present)) and not present.str.contains(r"\d:\d", regex=True).any()
 
 
@@ -463,37 +539,51 @@ def _contact_roles(
     con = rows.text("contact_id")
     rows.reject(opp.isna().to_numpy(), "contact role without an opportunity")
     rows.reject(con.isna().to_numpy(), "contact role without a contact")
-    opp_keys = pd.Index(opportunities["opportunity_id"])
-    con_keys = pd.Index(contacts["contact_id"])
-    rows.known(opp, opp_keys, "opportunity", rows.columns["opportunity_id"])
-    rows.known(con, con_keys, "contact", rows.columns["contact_id"])
-    role = rows.mapped(rows.text("role"), "role", rows.columns["role"])
-    rows.reject(role.isna().to_numpy(), f"missing role in {rows.columns['role']!r}")
+    opp_keys = pd.Index(opportunities["opportunity_id"], dtype=object)
+    con_keys = pd.Index(contacts["contact_id"], dtype=object)
+    o_pos = _codes(opp, opp_keys)
+    c_pos = _codes(con, con_keys)
+    rows.known(o_pos, opp, "opportunity", rows.columns["opportunity_id"])
+    rows.known(c_pos, con, "contact", rows.columns["contact_id"])
+    raw_role = rows.text("role")
+    rows.reject(raw_role.isna().to_numpy(), f"missing role in {rows.columns['role']!r}")
+    role = rows.mapped(raw_role, "role", rows.columns["role"], ROLES)
     created = rows.dates("created_at", required=False)
-    o_pos = np.maximum(opp_keys.get_indexer(opp.astype(object)), 0)
-    c_pos = np.maximum(con_keys.get_indexer(con.astype(object)), 0)
     # Without its own date a role is on record from the deal's creation on.
-    opp_created = opportunities[CREATED_AT].to_numpy()[o_pos] if len(opp_keys) else created
-    created = created.where(created.notna(), pd.Series(opp_created, index=created.index))
+    opp_created = (
+        opportunities[CREATED_AT].to_numpy()[np.maximum(o_pos, 0)] if len(opp_keys) else None
+    )
+    if opp_created is not None:
+        created = created.where(created.notna(), pd.Series(opp_created, index=created.index))
+    con_account = (
+        contacts[ACCOUNT_ID].cat.codes.to_numpy()[np.maximum(c_pos, 0)]
+        if len(con_keys)
+        else np.full(len(c_pos), -1)
+    )
     out = pd.DataFrame(
         {
-            "opportunity_id": opp,
-            "contact_id": con,
-            ACCOUNT_ID: contacts[ACCOUNT_ID].to_numpy()[c_pos] if len(con_keys) else None,
+            "opportunity_id": opp.astype(object),
+            "contact_id": con.astype(object),
+            ACCOUNT_ID: con_account,
             "role": role,
             CREATED_AT: created,
         }
     )
-    return rows.done(out)
+    out = rows.done(out)
+    out[ACCOUNT_ID] = _keyed(out[ACCOUNT_ID].to_numpy(), contacts[ACCOUNT_ID].cat.categories)
+    return out
 
 
 def _activities(rows: _Rows, accounts: pd.Index, contacts: pd.DataFrame) -> pd.DataFrame:
     when = rows.dates("occurred_at", required=True)
     if rows.channel:
-        channel = pd.Series(rows.channel, index=when.index, dtype=object)
+        channel = pd.Categorical.from_codes(
+            np.full(len(when), CHANNELS.index(rows.channel), np.int32), categories=CHANNELS
+        )
     elif rows.has("type"):
-        channel = rows.mapped(rows.text("type"), "activity type", rows.columns["type"])
-        rows.reject(channel.isna().to_numpy(), f"missing type in {rows.columns['type']!r}")
+        kind = rows.text("type")
+        rows.reject(kind.isna().to_numpy(), f"missing type in {rows.columns['type']!r}")
+        channel = rows.mapped(kind, "activity type", rows.columns["type"], CHANNELS)
     else:
         raise AbmInputError(
             "an activity table needs a `type` column mapped to channels or a fixed `channel`",
@@ -502,57 +592,65 @@ def _activities(rows: _Rows, accounts: pd.Index, contacts: pd.DataFrame) -> pd.D
         )
     account = rows.text("account_id")
     contact = rows.text("contact_id")
-    con_keys = pd.Index(contacts["contact_id"])
-    c_pos = con_keys.get_indexer(contact.astype(object))
-    contact_account = pd.Series(
-        np.where(c_pos >= 0, contacts[ACCOUNT_ID].to_numpy()[np.maximum(c_pos, 0)], None)
-        if len(con_keys)
-        else None,
-        index=account.index,
-        dtype=object,
-    )
-    account = account.where(account.notna(), contact_account)
+    con_keys = pd.Index(contacts["contact_id"], dtype=object)
+    c_pos = _codes(contact, con_keys)
+    con_account = contacts[ACCOUNT_ID].cat.codes.to_numpy() if len(con_keys) else np.zeros(0, int)
+    # A row without an account takes its contact's.
+    acc = np.where(
+        account.notna().to_numpy(),
+        _codes(account, accounts),
+        np.where(c_pos >= 0, con_account[np.maximum(c_pos, 0)] if len(con_keys) else -1, -1),
+    ).astype(np.int32)
     unknown_contact = contact.notna().to_numpy() & (c_pos < 0)
     rows.reject(
         unknown_contact & account.isna().to_numpy(),
-        "orphan: contact not in contacts and no account (" + contact.astype(str) + ")",
+        "orphan: contact not in contacts and no account",
+        detail=contact,
+        sep=" (",
     )
-    rows.reject(account.isna().to_numpy(), "activity without an account or a contact")
-    rows.known(account, accounts, "account", rows.columns.get("account_id", "account"))
+    rows.reject(
+        account.isna().to_numpy() & contact.isna().to_numpy(),
+        "activity without an account or a contact",
+    )
+    rows.known(acc, account, "account", rows.columns.get("account_id", "account"))
     n_lead = int((unknown_contact & rows.keep).sum())
     if n_lead:
         # Salesforce's WhoId is often a Lead: the touch still counts for the account.
         rows.notes.append(
             f"{rows.label}: {n_lead} activit(ies) of a person not in contacts counted for the account only"
         )
-    out = pd.DataFrame(
+    keep = rows.keep
+    return pd.DataFrame(
         {
-            ACCOUNT_ID: account,
-            "contact_id": contact.where(~pd.Series(unknown_contact, index=contact.index)),
-            "occurred_at": when,
-            "channel": channel,
-            "pages": rows.numbers("pages"),
-            "seconds_on_site": rows.numbers("seconds_on_site"),
+            ACCOUNT_ID: _keyed(acc[keep], accounts),
+            "contact_id": _keyed(c_pos[keep], con_keys),
+            "occurred_at": when.to_numpy()[keep],
+            "channel": channel[keep],
+            "pages": rows.numbers("pages").to_numpy()[keep],
+            "seconds_on_site": rows.numbers("seconds_on_site").to_numpy()[keep],
         }
     )
-    return rows.done(out)
 
 
 def _intent(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:
-    account = rows.text("account_id")
-    rows.reject(account.isna().to_numpy(), "intent row without an account")
-    rows.known(account, accounts, "account", rows.columns["account_id"])
+    account = _account_codes(rows, accounts, "intent row")
     week = rows.dates("week_start", required=True, end_of_day=False)
-    score, bad = parse_numbers(clean_text(rows.frame[rows.columns["score"]], _TOKENS))
+    score = rows.numbers("score")
     rows.reject(
-        bad.to_numpy() | score.isna().to_numpy(),
-        f"missing or unparseable score in {rows.columns['score']!r}",
+        score.isna().to_numpy(), f"missing or unparseable score in {rows.columns['score']!r}"
     )
-    topic = rows.text("topic").fillna("any")
-    out = pd.DataFrame(
-        {ACCOUNT_ID: account, "week_start": week, "topic": topic, "score": score.astype(float)}
+    topic = rows.text("topic")
+    if topic.isna().any():
+        topic = topic.cat.add_categories(["any"]).fillna("any")
+    keep = rows.keep
+    return pd.DataFrame(
+        {
+            ACCOUNT_ID: _keyed(account[keep], accounts),
+            "week_start": week.to_numpy()[keep],
+            "topic": topic.array[keep],
+            "score": score.to_numpy()[keep],
+        }
     )
-    return rows.done(out)
 
 
 _EMPTY = {
@@ -574,8 +672,11 @@ _EMPTY = {
 }
 
 
-def _empty(kind: str) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY[kind].items()})
+def _empty(kind: str, accounts: pd.Index) -> pd.DataFrame:
+    """An absent optional table: no rows, the canonical columns, keys over the accounts."""
+    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY[kind].items()})
+    frame[ACCOUNT_ID] = _keyed(np.zeros(0, np.int32), accounts)
+    return frame
 
 
 def load_tables(spec: TablesSpec) -> CrmTables:
@@ -601,11 +702,11 @@ def load_tables(spec: TablesSpec) -> CrmTables:
         return rows
 
     accounts = _accounts(_open("accounts", spec.accounts, "accounts"))
-    acc_keys = pd.Index(accounts[ACCOUNT_ID])
+    acc_keys = pd.Index(accounts[ACCOUNT_ID], dtype=object)
     contacts = (
         _contacts(_open("contacts", spec.contacts, "contacts"), acc_keys, rules)
         if spec.contacts
-        else _empty("contacts")
+        else _empty("contacts", acc_keys)
     )
     opportunities = _opportunities(
         _open("opportunities", spec.opportunities, "opportunities"), acc_keys
@@ -621,14 +722,12 @@ def load_tables(spec: TablesSpec) -> CrmTables:
         _activities(_open("activities", part, f"activities[{i}]"), acc_keys, contacts)
         for i, part in enumerate(spec.activities)
     ]
-    activities = pd.concat(parts, ignore_index=True) if parts else _empty("activities")
-    activities = activities.sort_values(
-        [ACCOUNT_ID, "occurred_at"], kind="stable", ignore_index=True
-    )
+    # Left in file order: the builder sorts its event keys once, faster than a frame sort.
+    activities = pd.concat(parts, ignore_index=True) if parts else _empty("activities", acc_keys)
     intent = (
         _intent(_open("intent", spec.intent, "intent"), acc_keys)
         if spec.intent
-        else _empty("intent")
+        else _empty("intent", acc_keys)
     )
     rejects = [r for rows in done for r in rows.rejects]
     summary = {rows.label: rows.report() for rows in done}
