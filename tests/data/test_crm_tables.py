@@ -271,3 +271,47 @@ def test_synthetic_exports_rebuild_the_worlds_rows(tmp_path, monkeypatch, fmt, s
             assert same.mean() > 0.99, col
         else:
             assert same.all(), (col, a[~same][:3], b[~same][:3])
+
+
+def test_the_docs_worked_example_is_a_valid_spec(tmp_path: Path):
+    from abm_ml.data.spec import parse_spec
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "crm-objects.md").read_text()
+    example = doc.split("training/specs/acme-salesforce.yaml`:\n\n```yaml\n", 1)[1].split("```")[0]
+    spec = parse_spec(yaml.safe_load(example), spec_path=tmp_path / "acme.yaml")
+    assert spec.tables.preset == "salesforce"
+    assert spec.tables.activities[0].values["Call"] == "-"
+    assert spec.source.path.endswith("data/acme-salesforce/training_rows.parquet")
+    assert spec.tables.contacts.path.endswith("exports/sfdc/Contact.csv")
+
+
+def test_rows_command_in_a_subprocess(tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    path = _write_export(tmp_path / "export")
+    run = [sys.executable, "-m", "abm_ml.cli", "rows", str(path), "--json"]
+    done = subprocess.run(run, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["training_rows"] == 2 and summary["scoring_rows"] == 2
+    assert summary["tables"]["activities[0]"] == {
+        "file": str(tmp_path / "export" / "Task.csv"),
+        "read": 8,
+        "used": 3,
+        "rejected": 5,
+        "rejected_by_reason": summary["tables"]["activities[0]"]["rejected_by_reason"],
+    }
+    rejects = pd.read_csv(summary["files"]["rejects"])
+    assert len(rejects) == sum(t["rejected"] for t in summary["tables"].values())
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("name: x\nsource: {path: a.csv}\nlabel: {column: y, won: [1], lost: [0]}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "abm_ml.cli", "rows", str(flat)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "has no `tables:` part" in done.stderr + done.stdout
