@@ -17,14 +17,18 @@ contact), missing or unparseable timestamps, unmapped stages, types and roles, d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from abm_ml.data.parsing import parse_dates, parse_numbers
 from abm_ml.data.presets import REQUIRED_COLUMNS, TABLE_COLUMNS, object_preset
-from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table, require_columns
+from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, RawTable, read_table, require_columns
 from abm_ml.data.roles import DEFAULT_ROLE_RULES, ROLES, roles_from_titles
 from abm_ml.data.spec import DEFAULT_MISSING_VALUES, SourceSpec, TableSpec, TablesSpec
 from abm_ml.errors import AbmInputError
@@ -139,16 +143,20 @@ class _Rows:
         self.values = {**(found.values if found else {}), **part.values}
         self.channel = part.channel or (found.channel if found else None)
         self.date_formats = ["ISO", *part.date_formats]
-        raw = read_table(
-            SourceSpec(
-                path=part.path,
-                url=part.url,
-                table=part.table,
-                query=part.query,
-                format=part.format,
-                sep=part.sep,
-                encoding=part.encoding,
-                allow_short_rows=part.allow_short_rows,
+        raw = (
+            _read_parquet(part.path)
+            if _is_parquet(part)
+            else read_table(
+                SourceSpec(
+                    path=part.path,
+                    url=part.url,
+                    table=part.table,
+                    query=part.query,
+                    format=part.format,
+                    sep=part.sep,
+                    encoding=part.encoding,
+                    allow_short_rows=part.allow_short_rows,
+                )
             )
         )
         self.file = raw.name
@@ -333,6 +341,41 @@ class _Rows:
         }
 
 
+def _is_parquet(part: TableSpec) -> bool:
+    return bool(part.path) and (
+        part.format == "parquet"
+        or (part.format is None and Path(part.path).suffix.lower() in {".parquet", ".pq"})
+    )
+
+
+def _read_parquet(path: str) -> RawTable:
+    """A Parquet export with its text columns dictionary-encoded by Arrow.
+
+    Tens of millions of activity rows repeat a million account ids: as categoricals they are
+    read without making a Python string per row (the flat reader's path would).
+    """
+    file = Path(path)
+    if file.is_dir():
+        raise AbmInputError("is a folder, not a file: give the export file inside it", source=path)
+    if not file.is_file():
+        raise AbmInputError("file not found", source=path)
+    try:
+        table = pq.read_table(file)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types
+        raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
+    if table.num_rows == 0:
+        raise AbmInputError("the file has no rows", source=path)
+    columns = [
+        pc.dictionary_encode(col)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        else col
+        for col in table.columns
+    ]
+    frame = pa.table(columns, names=table.column_names).to_pandas()
+    frame[SOURCE_ROW] = np.arange(1, len(frame) + 1)
+    return RawTable(frame=frame, name=path, sha256="")
+
+
 def _clean_value(value: object) -> object:
     """One distinct value as text: stripped, placeholders missing, ``5.0`` ids as ``5``."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
@@ -347,7 +390,7 @@ def _clean_uniques(uniques: np.ndarray) -> pd.Series:
     """:func:`_clean_value` over distinct values, vectorised when they are all text or integers."""
     kind = pd.api.types.infer_dtype(uniques, skipna=True)
     if kind == "string":
-        text = pd.Series(uniques, dtype="string").str.strip()
+        text = pd.Series(uniques, dtype="string[pyarrow]").str.strip()
         missing = text.isna() | text.str.lower().isin(list(_TOKENS)).fillna(True)
         return text.astype(object).where(~missing.to_numpy(), None)
     if kind == "integer":
@@ -377,9 +420,17 @@ def _codes(keys: pd.Series, parents: pd.Index) -> np.ndarray:
     return cat_pos[keys.cat.codes.to_numpy()]
 
 
+_DTYPES: dict[int, tuple[pd.Index, pd.CategoricalDtype]] = {}
+"""Key dtypes of the load in progress, by parent index: pandas re-checks a million categories'
+uniqueness each time a dtype is made, so each is made once (cleared when the load ends)."""
+
+
 def _keyed(codes: np.ndarray, parents: pd.Index) -> pd.Categorical:
     """A key column stored as codes over the parent table's keys (as the synthetic world does)."""
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(parents))
+    cached = _DTYPES.get(id(parents))
+    if cached is None or cached[0] is not parents:
+        cached = _DTYPES[id(parents)] = (parents, pd.CategoricalDtype(parents))
+    return pd.Categorical.from_codes(codes, dtype=cached[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,8 +473,14 @@ def _contacts(rows: _Rows, accounts: pd.Index, rules) -> pd.DataFrame:
     created = rows.dates("created_at", required=True)
     role = pd.Series(None, index=ids.index, dtype=object)
     if rows.has("role"):
-        raw = rows.text("role").astype(object)
-        role = raw.map(lambda v: rows.values.get(v, v if v in ROLES else None))
+        raw = rows.text("role")
+        mapped = [rows.values.get(v, v if v in ROLES else None) for v in raw.cat.categories]
+        role = pd.Series(
+            np.append(np.array(mapped, dtype=object), None)[raw.cat.codes.to_numpy()],
+            index=raw.index,
+            dtype=object,
+        )
+        raw = raw.astype(object)
         unmapped = raw.notna() & role.isna() & pd.Series(rows.keep, index=raw.index)
         if unmapped.any():
             rows.notes.append(
@@ -533,14 +590,17 @@ def _date_only(raw: pd.Series) -> bool:
 
 
 def _contact_roles(
-    rows: _Rows, opportunities: pd.DataFrame, contacts: pd.DataFrame
+    rows: _Rows,
+    opportunities: pd.DataFrame,
+    contacts: pd.DataFrame,
+    con_keys: pd.Index,
+    accounts: pd.Index,
 ) -> pd.DataFrame:
     opp = rows.text("opportunity_id")
     con = rows.text("contact_id")
     rows.reject(opp.isna().to_numpy(), "contact role without an opportunity")
     rows.reject(con.isna().to_numpy(), "contact role without a contact")
     opp_keys = pd.Index(opportunities["opportunity_id"], dtype=object)
-    con_keys = pd.Index(contacts["contact_id"], dtype=object)
     o_pos = _codes(opp, opp_keys)
     c_pos = _codes(con, con_keys)
     rows.known(o_pos, opp, "opportunity", rows.columns["opportunity_id"])
@@ -570,11 +630,13 @@ def _contact_roles(
         }
     )
     out = rows.done(out)
-    out[ACCOUNT_ID] = _keyed(out[ACCOUNT_ID].to_numpy(), contacts[ACCOUNT_ID].cat.categories)
+    out[ACCOUNT_ID] = _keyed(out[ACCOUNT_ID].to_numpy(), accounts)
     return out
 
 
-def _activities(rows: _Rows, accounts: pd.Index, contacts: pd.DataFrame) -> pd.DataFrame:
+def _activities(
+    rows: _Rows, accounts: pd.Index, contacts: pd.DataFrame, con_keys: pd.Index
+) -> pd.DataFrame:
     when = rows.dates("occurred_at", required=True)
     if rows.channel:
         channel = pd.Categorical.from_codes(
@@ -592,7 +654,6 @@ def _activities(rows: _Rows, accounts: pd.Index, contacts: pd.DataFrame) -> pd.D
         )
     account = rows.text("account_id")
     contact = rows.text("contact_id")
-    con_keys = pd.Index(contacts["contact_id"], dtype=object)
     c_pos = _codes(contact, con_keys)
     con_account = contacts[ACCOUNT_ID].cat.codes.to_numpy() if len(con_keys) else np.zeros(0, int)
     # A row without an account takes its contact's.
@@ -691,6 +752,13 @@ def load_tables(spec: TablesSpec) -> CrmTables:
     Raises:
         AbmInputError: A file is missing or unreadable, or a required column is not in it.
     """
+    try:
+        return _load_tables(spec)
+    finally:
+        _DTYPES.clear()
+
+
+def _load_tables(spec: TablesSpec) -> CrmTables:
     rules = (
         [(r.pattern, r.role) for r in spec.role_rules] if spec.role_rules else DEFAULT_ROLE_RULES
     )
@@ -708,18 +776,24 @@ def load_tables(spec: TablesSpec) -> CrmTables:
         if spec.contacts
         else _empty("contacts", acc_keys)
     )
+    # One index object per key set: pandas checks an index's uniqueness once and keeps it.
+    con_keys = pd.Index(contacts["contact_id"], dtype=object)
     opportunities = _opportunities(
         _open("opportunities", spec.opportunities, "opportunities"), acc_keys
     )
     contact_roles = (
         _contact_roles(
-            _open("contact_roles", spec.contact_roles, "contact_roles"), opportunities, contacts
+            _open("contact_roles", spec.contact_roles, "contact_roles"),
+            opportunities,
+            contacts,
+            con_keys,
+            acc_keys,
         )
         if spec.contact_roles
         else None
     )
     parts = [
-        _activities(_open("activities", part, f"activities[{i}]"), acc_keys, contacts)
+        _activities(_open("activities", part, f"activities[{i}]"), acc_keys, contacts, con_keys)
         for i, part in enumerate(spec.activities)
     ]
     # Left in file order: the builder sorts its event keys once, faster than a frame sort.
