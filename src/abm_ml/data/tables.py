@@ -371,7 +371,13 @@ def _read_parquet(path: str) -> RawTable:
         else col
         for col in table.columns
     ]
-    frame = pa.table(columns, names=table.column_names).to_pandas()
+    names = table.column_names
+    del table
+    # Column by column, freeing Arrow's buffers as they are converted: the peak stays near
+    # one copy of the table.
+    frame = pa.table(columns, names=names).to_pandas(split_blocks=True, self_destruct=True)
+    del columns
+    pa.default_memory_pool().release_unused()
     frame[SOURCE_ROW] = np.arange(1, len(frame) + 1)
     return RawTable(frame=frame, name=path, sha256="")
 
@@ -765,6 +771,10 @@ def _load_tables(spec: TablesSpec) -> CrmTables:
     done: list[_Rows] = []
 
     def _open(kind: str, part: TableSpec, label: str) -> _Rows:
+        # The previous export's raw frame is no longer needed: only its report is kept.
+        for rows in done:
+            rows.frame = None  # type: ignore[assignment]
+        pa.default_memory_pool().release_unused()
         rows = _Rows(kind, part, spec.preset, label)
         done.append(rows)
         return rows
@@ -803,6 +813,8 @@ def _load_tables(spec: TablesSpec) -> CrmTables:
         if spec.intent
         else _empty("intent", acc_keys)
     )
+    for rows in done:
+        rows.frame = None  # type: ignore[assignment]
     rejects = [r for rows in done for r in rows.rejects]
     summary = {rows.label: rows.report() for rows in done}
     summary["notes"] = [note for rows in done for note in rows.notes]
