@@ -315,3 +315,27 @@ def test_rows_command_in_a_subprocess(tmp_path: Path):
     )
     assert done.returncode == 2
     assert "has no `tables:` part" in done.stderr + done.stdout
+
+
+def test_values_must_map_to_what_abm_ml_knows(tmp_path: Path):
+    spec = {
+        "name": "x",
+        "tables": {
+            "preset": "salesforce",
+            "out": "o",
+            "activities": [{"object": "Task", "values": {"Demo": "sales_meetings"}}],
+        },
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(AbmInputError, match=r"activities\[0\]\.values: \['sales_meetings'\]"):
+        load_spec(path)
+    spec["tables"]["activities"] = [{"path": "web.csv", "channel": "webvisit"}]
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(AbmInputError, match="'webvisit' is not one of web_visit"):
+        load_spec(path)
+    spec["tables"]["activities"] = []
+    spec["tables"]["opportunities"] = {"values": {"Signed": "win"}}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(AbmInputError, match=r"opportunities\.values: \['win'\] not among won"):
+        load_spec(path)

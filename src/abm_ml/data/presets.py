@@ -12,6 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+CHANNELS = (
+    "web_visit",
+    "content_download",
+    "email_open",
+    "email_click",
+    "paid_impression",
+    "video_completion",
+    "event_attended",
+    "webinar_attended",
+    "sales_meeting",
+)
+"""Engagement channels the features count; activity types map onto these."""
+
 TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "accounts": (
@@ -66,6 +79,19 @@ REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 """Columns a table cannot do without (activities also need an account or a contact)."""
+
+
+def allowed_values(table: str) -> tuple[str, ...]:
+    """What a ``values:`` map of ``table`` may map to (``-``: reported, not used)."""
+    from abm_ml.data.roles import ROLES
+
+    targets = {
+        "opportunities": ("won", "lost", "open"),
+        "activities": (*CHANNELS, "-"),
+        "contacts": (*ROLES, "-"),
+        "contact_roles": (*ROLES, "-"),
+    }
+    return targets.get(table, ())
 
 
 @dataclass(frozen=True)

@@ -320,7 +320,7 @@ class TablesSpec(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> TablesSpec:
-        from abm_ml.data.presets import TABLE_COLUMNS, object_preset
+        from abm_ml.data.presets import TABLE_COLUMNS, allowed_values, object_preset
 
         for kind in _TABLE_KINDS:
             parts = getattr(self, kind)
@@ -340,6 +340,17 @@ class TablesSpec(_Strict):
                     )
                 if not (part.path or part.url or found):
                     raise ValueError(f"{where}: give its `path` or `url`")
+                allowed = allowed_values(kind)
+                wrong = sorted({v for v in part.values.values() if v not in allowed})
+                if wrong:
+                    raise ValueError(
+                        f"{where}.values: {wrong} not among {', '.join(allowed) or 'nothing'}"
+                    )
+                if part.channel is not None and part.channel not in allowed_values("activities"):
+                    raise ValueError(
+                        f"{where}.channel: {part.channel!r} is not one of "
+                        f"{', '.join(allowed_values('activities')[:-1])}"
+                    )
         return self
 
 

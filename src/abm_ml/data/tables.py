@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from abm_ml.data.parsing import parse_dates, parse_numbers
-from abm_ml.data.presets import REQUIRED_COLUMNS, TABLE_COLUMNS, object_preset
+from abm_ml.data.presets import CHANNELS, REQUIRED_COLUMNS, TABLE_COLUMNS, object_preset
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, RawTable, read_table, require_columns
 from abm_ml.data.roles import DEFAULT_ROLE_RULES, ROLES, roles_from_titles
 from abm_ml.data.spec import DEFAULT_MISSING_VALUES, SourceSpec, TableSpec, TablesSpec
@@ -40,18 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CHANNELS", "REJECT_COLUMNS", "CrmTables", "load_tables", "segment_of"]
 
-CHANNELS = (
-    "web_visit",
-    "content_download",
-    "email_open",
-    "email_click",
-    "paid_impression",
-    "video_completion",
-    "event_attended",
-    "webinar_attended",
-    "sales_meeting",
-)
-"""Engagement channels the features count; activity types map onto these."""
 
 REJECT_COLUMNS = ("table", "file", "line", "reason", "key")
 """Columns of :attr:`CrmTables.rejects`."""
