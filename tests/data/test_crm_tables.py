@@ -339,3 +339,37 @@ def test_values_must_map_to_what_abm_ml_knows(tmp_path: Path):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(AbmInputError, match=r"opportunities\.values: \['win'\] not among won"):
         load_spec(path)
+
+
+def test_tables_from_sql(tmp_path: Path):
+    import io
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    for name, text in {
+        "Account": ACCOUNT,
+        "Contact": CONTACT,
+        "Opportunity": OPPORTUNITY,
+        "Task": TASK,
+    }.items():
+        pd.read_csv(io.StringIO(text), dtype=str).to_sql(name, engine, index=False)
+    engine.dispose()
+    spec = {
+        "name": "sql",
+        "tables": {
+            "preset": "salesforce",
+            "out": "rows",
+            "accounts": {"url": "sqlite:///crm.db", "table": "Account"},
+            "contacts": {"url": "sqlite:///crm.db", "table": "Contact"},
+            "opportunities": {"url": "sqlite:///crm.db", "query": "SELECT * FROM Opportunity"},
+            "activities": [{"object": "Task", "url": "sqlite:///crm.db", "table": "Task"}],
+        },
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    tables = load_tables(load_spec(path).tables)
+    assert len(tables.accounts) == 2 and len(tables.opportunities) == 2
+    # SQL rows are numbered from 1 (no header line): the same rows rejected, one line lower.
+    assert set(_rejects(tables, "activities[0]")) == {4, 5, 6, 7, 8}
+    assert tables.summary["activities[0]"]["used"] == 3
