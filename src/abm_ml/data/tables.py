@@ -348,7 +348,12 @@ def _read_parquet(path: str) -> RawTable:
     if not file.is_file():
         raise AbmInputError("file not found", source=path)
     try:
-        table = pq.read_table(file)
+        schema = pq.read_schema(file)
+        text = [
+            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
+        # Parquet keeps text dictionary-encoded: read it as such rather than as strings.
+        table = pq.read_table(file, read_dictionary=text)
     except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
     if table.num_rows == 0:
