@@ -1,4 +1,4 @@
-"""Data commands: validate a CRM export against its spec, synthesize an ABM world."""
+"""Data commands: validate a CRM export against its spec, build rows from CRM objects, synthesize an ABM world."""
 
 from __future__ import annotations
 
@@ -98,6 +98,67 @@ def _leak_impacts(dataset, *, quiet: bool) -> list:
 
 
 @app.command()
+def rows(
+    spec: SpecArg,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Date of the scoring rows (default: the spec's, else the latest event)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Build training and scoring rows from the CRM objects of a multi-table spec (`tables:`).
+
+    Reads every table (accounts, contacts, opportunities, contact roles, activities, intent),
+    rejects each row it cannot use with its table, line and reason, and writes into the spec's
+    `tables.out`: training_rows.parquet (each opportunity as of its creation, what `validate`
+    and `train` then read), scoring_rows.parquet (each account as of --as-of, for `rank`) and
+    table_rejects.csv. See docs/crm-objects.md.
+    """
+    from abm_ml.data.spec import load_spec
+    from abm_ml.features.build import build_rows, write_rows
+
+    loaded = load_spec(spec)
+    started = time.perf_counter()
+    with console.status("Reading CRM objects and building point-in-time rows..."):
+        built = build_rows(loaded, as_of)
+        paths = write_rows(built, loaded.tables.out)  # type: ignore[union-attr]
+    summary = {
+        "dataset": loaded.name,
+        "as_of": built.as_of.isoformat(),
+        "tables": {k: v for k, v in built.tables.summary.items() if k != "notes"},
+        "notes": built.tables.summary["notes"],
+        "training_rows": len(built.training),
+        "scoring_rows": len(built.scoring),
+        "files": {k: str(v) for k, v in paths.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"Tables of {loaded.name}", show_header=True)
+    for col in ("table", "file", "read", "used", "rejected", "top reasons"):
+        table.add_column(col)
+    for name, part in summary["tables"].items():
+        reasons = sorted(part["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            name,
+            Path(part["file"]).name,
+            f"{part['read']:,}",
+            f"{part['used']:,}",
+            f"{part['rejected']:,}",
+            "; ".join(f"{r} ({n:,})" for r, n in reasons),
+        )
+    console.print(table)
+    for note in summary["notes"]:
+        console.print(f"note: {note}")
+    console.print(
+        f"{summary['training_rows']:,} opportunity rows -> {paths['training']}\n"
+        f"{summary['scoring_rows']:,} account rows as of {built.as_of.date()} -> {paths['scoring']}\n"
+        f"rejected rows of every table -> {paths['rejects']} ({summary['seconds']} s)"
+    )
+
+
+@app.command()
 def synth(
     accounts: Annotated[
         int, typer.Option(min=10, help="Number of accounts in the synthetic world.")
@@ -107,19 +168,50 @@ def synth(
     as_of: Annotated[
         str | None, typer.Option(help="Date for the scoring rows (default: the world's end).")
     ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="rows: the world's tables plus training and scoring rows (synthetic-abm.yaml); "
+            "salesforce or hubspot: the objects as that CRM exports them, CSV with its field "
+            "names; parquet: the tables with abm-ml's names. The last three go to "
+            "OUT/<format> (OUT/tables for parquet), read by training/specs/synthetic-<format>.yaml "
+            "through `abm-ml rows`.",
+        ),
+    ] = "rows",
 ) -> None:
     """Write a seeded synthetic ABM world: accounts, buying committees, engagement, intent, deals.
 
-    Besides the raw tables it writes training_rows.parquet (each opportunity as of its creation)
-    and scoring_rows.parquet (each account as of --as-of), used by training/specs/synthetic-abm.yaml.
+    With --format rows (the default) it writes the raw tables, training_rows.parquet (each
+    opportunity as of its creation) and scoring_rows.parquet (each account as of --as-of), used
+    by training/specs/synthetic-abm.yaml. With salesforce, hubspot or parquet it writes the
+    world as CRM object exports instead (see docs/crm-objects.md).
     """
+    from abm_ml.errors import AbmInputError
     from abm_ml.features.point_in_time import build_scoring_rows, build_training_rows
+    from abm_ml.synthetic.export import EXPORT_FORMATS, export_world
     from abm_ml.synthetic.generate import generate_world
 
+    if format not in ("rows", *EXPORT_FORMATS):
+        raise AbmInputError(
+            f"unknown format {format!r}: one of rows, {', '.join(EXPORT_FORMATS)}", field="--format"
+        )
     out = out or cfg.data_dir() / "synth"
     started = time.perf_counter()
     with console.status(f"Synthesizing {accounts:,} accounts..."):
         world = generate_world(n_accounts=accounts, seed=seed)
+    if format != "rows":
+        folder = out / ("tables" if format == "parquet" else format)
+        with console.status(f"Writing {format} exports..."):
+            export_world(world, folder, format)  # type: ignore[arg-type]
+        console.print(
+            f"Synthetic world as {format} exports in [bold]{folder}[/]: "
+            f"{', '.join(sorted(p.name for p in folder.iterdir() if p.is_file()))} "
+            f"({time.perf_counter() - started:.1f} s). Next: abm-ml rows "
+            f"training/specs/synthetic-{'tables' if format == 'parquet' else format}.yaml"
+        )
+        return
+    with console.status("Saving the world..."):
         world.save(out)
     with console.status("Building point-in-time features..."):
         training = build_training_rows(world)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ import typer
 from abm_ml import config as cfg
 from abm_ml.cli.accounts import rank
 from abm_ml.cli.app import app, console, metrics_table
-from abm_ml.cli.data import synth
+from abm_ml.cli.data import rows, synth
 from abm_ml.cli.models import write_training_report
 from abm_ml.redact import mask_credentials
 
@@ -32,10 +33,15 @@ def demo(
     started = time.perf_counter()
     world_dir = cfg.data_dir() / "synth"
     console.rule("1. Synthesize a world")
-    synth(accounts=accounts, seed=seed, out=world_dir, as_of=None)
-    console.rule("2. Validate and train")
-    spec_path = cfg.specs_dir() / "synthetic-abm.yaml"
+    # The world as a Salesforce export, its rows built point in time through a multi-table spec.
+    synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="salesforce")
+    # The same world (same seed) as its own tables too: the backtest, the monitor and the
+    # buy model's monthly snapshots below read the world's dated outcomes directly.
+    synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="rows")
+    spec_path = cfg.specs_dir() / "synthetic-salesforce.yaml"
     os.environ.setdefault("ABM_ML_SYNTH_DIR", str(world_dir))
+    rows(spec=spec_path, as_of=None, as_json=False)
+    console.rule("2. Validate and train")
     dataset = load_dataset(load_spec(spec_path))
     console.print(
         f"{dataset.summary.accepted:,} opportunities accepted, {dataset.summary.rejected:,} rejected."
@@ -64,7 +70,7 @@ def demo(
     report_path = write_training_report(result, info)
     console.rule("4. Rank accounts")
     rank(
-        accounts=str(world_dir / "scoring_rows.parquet"),
+        accounts=str(Path(dataset.spec.tables.out) / "scoring_rows.parquet"),
         table=None,
         query=None,
         model="champion",

@@ -256,6 +256,155 @@ class MonitoringSpec(_Strict):
     )
 
 
+_TABLE_KINDS = ("accounts", "contacts", "opportunities", "contact_roles", "activities", "intent")
+
+
+class TableSpec(_Strict):
+    """One CRM object's export (a file or a SQL table/query) and how its columns map.
+
+    Under a preset (``tables.preset``) the object's export field names and value maps are the
+    defaults; ``columns`` and ``values`` override them key by key.
+    """
+
+    object: str | None = Field(
+        default=None, description="The preset's object, e.g. Task or CampaignMember"
+    )
+    path: str | None = Field(
+        default=None, description="File (CSV/Parquet); the preset's file name in `tables.dir`"
+    )
+    url: str | None = None
+    table: str | None = None
+    query: str | None = None
+    format: Literal["csv", "parquet", "sql"] | None = None
+    sep: str | None = None
+    encoding: str | None = None
+    allow_short_rows: bool = False
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="abm-ml column -> export field"
+    )
+    values: dict[str, str] = Field(
+        default_factory=dict,
+        description="export value -> abm-ml value (stage -> won/lost/open, type -> channel, "
+        "role value -> role); '*' matches any other value, '-' marks a value abm-ml does not use",
+    )
+    channel: str | None = Field(
+        default=None, description="Activities: the channel of every row (no type column)"
+    )
+    date_formats: list[str] = Field(
+        default_factory=list, description="strftime formats of this table's dates; ISO 8601 first"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableSpec:
+        if self.path and self.url:
+            raise ValueError("give `path` or `url`, not both")
+        if self.url and bool(self.table) == bool(self.query):
+            raise ValueError("a SQL table needs exactly one of `table` or `query`")
+        return self
+
+
+class RoleRule(_Strict):
+    """Job titles matching ``pattern`` (a case-insensitive regex) get ``role``."""
+
+    pattern: str
+    role: Literal[
+        "economic_buyer", "champion", "influencer", "stakeholder", "procurement", "end_user"
+    ]
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"pattern {value!r} is not a valid regex ({error})") from None
+        return value
+
+
+class TablesSpec(_Strict):
+    """CRM objects (accounts, contacts, deals, activities...) the training rows are built from.
+
+    See ``docs/crm-objects.md``. Rows are built as of each opportunity's creation into ``out``
+    (``abm-ml rows``); the spec's ``source`` then reads them from there.
+    """
+
+    preset: Literal["salesforce", "hubspot"] | None = None
+    dir: str | None = Field(
+        default=None, description="Folder of the export files; the spec's folder when absent"
+    )
+    out: str = Field(description="Folder the built training and scoring rows are written to")
+    as_of: str | None = Field(
+        default=None, description="Date of the scoring rows; the latest event seen when absent"
+    )
+    accounts: TableSpec = Field(default_factory=TableSpec)
+    opportunities: TableSpec = Field(default_factory=TableSpec)
+    contacts: TableSpec | None = None
+    contact_roles: TableSpec | None = None
+    activities: list[TableSpec] = Field(default_factory=list)
+    intent: TableSpec | None = None
+    role_rules: list[RoleRule] | None = Field(
+        default=None,
+        description="Title -> role rules, first match wins; shipped defaults when absent",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> TablesSpec:
+        from abm_ml.data.presets import TABLE_COLUMNS, allowed_values, object_preset
+
+        for kind in _TABLE_KINDS:
+            parts = getattr(self, kind)
+            for i, part in enumerate(parts if isinstance(parts, list) else [parts]):
+                if part is None:
+                    continue
+                where = f"{kind}[{i}]" if isinstance(parts, list) else kind
+                try:
+                    found = object_preset(self.preset, kind, part.object)
+                except KeyError as error:
+                    raise ValueError(f"{where}: {error.args[0]}") from None
+                unknown = sorted(set(part.columns) - set(TABLE_COLUMNS[kind]))
+                if unknown:
+                    raise ValueError(
+                        f"{where}: unknown column roles {unknown} "
+                        f"(known: {', '.join(TABLE_COLUMNS[kind])})"
+                    )
+                if not (part.path or part.url or found):
+                    raise ValueError(f"{where}: give its `path` or `url`")
+                allowed = allowed_values(kind)
+                wrong = sorted({v for v in part.values.values() if v not in allowed})
+                if wrong:
+                    raise ValueError(
+                        f"{where}.values: {wrong} not among {', '.join(allowed) or 'nothing'}"
+                    )
+                if part.channel is not None and part.channel not in allowed_values("activities"):
+                    raise ValueError(
+                        f"{where}.channel: {part.channel!r} is not one of "
+                        f"{', '.join(allowed_values('activities')[:-1])}"
+                    )
+        return self
+
+
+def _tables_defaults(data: dict) -> dict:
+    """A multi-table spec reads the rows it builds: source, ids, label and dates are known."""
+    tables = data.get("tables")
+    if not isinstance(tables, dict) or not isinstance(tables.get("out"), str):
+        return data
+    data = dict(data)
+    data.setdefault("source", {"path": tables["out"].rstrip("/") + "/training_rows.parquet"})
+    data.setdefault("row_id", "row_id")
+    data.setdefault("account_id", "account_id")
+    data.setdefault(
+        "label", {"column": "outcome", "won": ["won"], "lost": ["lost"], "open": ["open"]}
+    )
+    data.setdefault("created_at", "created_at")
+    data.setdefault("closed_at", "closed_at")
+    data.setdefault("amount", "amount")
+    if "features" not in data:
+        from abm_ml.features.columns import default_feature_specs
+
+        data["features"] = default_feature_specs()
+    return data
+
+
 class DatasetSpec(_Strict):
     """A validated dataset spec with its paths resolved relative to the spec file."""
 
@@ -286,6 +435,9 @@ class DatasetSpec(_Strict):
         default_factory=dict,
         description="Ideal-customer-profile values per feature for the rule-based baseline score",
     )
+    tables: TablesSpec | None = Field(
+        default=None, description="CRM objects the rows are built from (docs/crm-objects.md)"
+    )
     spec_path: str | None = Field(default=None, description="Set by load_spec; not written in YAML")
     _written: str = PrivateAttr(default="")
 
@@ -296,6 +448,11 @@ class DatasetSpec(_Strict):
         The resolved spec may hold a password expanded from the environment; this text does not.
         """
         return self._written
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_tables(cls, data: object) -> object:
+        return _tables_defaults(data) if isinstance(data, dict) else data
 
     @field_validator("created_at", "closed_at", mode="before")
     @classmethod
@@ -459,11 +616,36 @@ def parse_spec(
 
     joins = [j.model_copy(update=_resolve(j)) for j in spec.source.join]
     source = spec.source.model_copy(update={**_resolve(spec.source), "join": joins})
-    resolved = spec.model_copy(
-        update={"source": source, "spec_path": str(spec_path) if spec_path else None}
-    )
+    updates: dict = {"source": source, "spec_path": str(spec_path) if spec_path else None}
+    if spec.tables is not None:
+        updates["tables"] = _resolve_tables(spec.tables, base)
+    resolved = spec.model_copy(update=updates)
     resolved._written = text if text is not None else yaml.safe_dump(data, sort_keys=False)
     return resolved
+
+
+def _resolve_tables(tables: TablesSpec, base: Path) -> TablesSpec:
+    """Export folder against the spec's folder; each table's file against the export folder."""
+    from abm_ml.data.presets import object_preset
+
+    folder = Path(resolve_path(tables.dir, base)) if tables.dir else base
+
+    def _one(kind: str, part: TableSpec | None) -> TableSpec | None:
+        if part is None:
+            return None
+        if part.url:
+            return part.model_copy(update={"url": _resolve_url(part.url, base)})
+        path = part.path or object_preset(tables.preset, kind, part.object).file  # type: ignore[union-attr]
+        return part.model_copy(update={"path": resolve_path(path, folder)})
+
+    updates: dict = {"dir": str(folder), "out": resolve_path(tables.out, base)}
+    for kind in _TABLE_KINDS:
+        part = getattr(tables, kind)
+        if isinstance(part, list):
+            updates[kind] = [_one(kind, p) for p in part]
+        else:
+            updates[kind] = _one(kind, part)
+    return tables.model_copy(update=updates)
 
 
 class _SpecLoader(yaml.SafeLoader):

@@ -222,3 +222,19 @@ FEATURE_DESCRIPTIONS: dict[str, dict] = {
         "completeness score of the CRM record (0-1)", "CRM record {value:.0%} complete"
     ),
 }
+
+
+def default_feature_specs() -> list[dict]:
+    """The spec's ``features:`` entries for every model feature, as ``synthetic-abm.yaml`` lists them.
+
+    A multi-table spec without a ``features:`` list gets these: the rows it builds carry exactly
+    these columns.
+    """
+    out = []
+    for name in MODEL_FEATURES:
+        entry = {"column": name}
+        if name == AMOUNT:
+            entry["name"] = "deal_amount"  # `amount` is a reserved column name
+        entry.update(FEATURE_DESCRIPTIONS[name])
+        out.append(entry)
+    return out

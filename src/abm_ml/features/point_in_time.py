@@ -4,13 +4,24 @@ Every feature of a row is computed only from what was known strictly before that
 cut-off ``as_of``:
 
 * activities with ``occurred_at < as_of``;
-* contacts with ``created_at < as_of`` (and a contact's engagement counts only from
-  ``max(occurred_at, contact created_at) < as_of``, i.e. once both the touch and the role
-  were on record);
+* contacts with ``created_at < as_of``; a contact holds a buying-committee role from its own
+  ``created_at`` (role or title on the contact) or from ``max(contact created_at, contact
+  role created_at)`` (a role on a deal, Salesforce's OpportunityContactRole); a contact's
+  touch in the window counts for a role only when the role was on record before ``as_of``;
 * intent weeks with ``week_start + 7 days <= as_of`` (complete weeks only);
 * prior opportunities with ``closed_at < as_of``.
 
 Account firmographics are a snapshot without history and are used as they are.
+
+The builder reads :class:`~abm_ml.data.tables.CrmTables`, whoever produced them: a CRM export
+read through a multi-table spec (:func:`abm_ml.data.tables.load_tables`) or the synthetic
+world (:meth:`CrmTables.from_world`). Two row shapes come out of it:
+
+* :func:`build_opportunity_rows`: each opportunity as of its creation (training rows);
+* :func:`build_account_rows`: each account as of one or many dates (scoring rows, monthly
+  snapshots), with the number of deals open at that date.
+
+:func:`build_training_rows` and :func:`build_scoring_rows` keep the world-based entry points.
 
 The feature names, order and descriptions live in :mod:`abm_ml.features.columns`; the sorted
 event keys that make a window count two ``np.searchsorted`` calls live in
@@ -24,6 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from abm_ml.data.roles import ROLES
+from abm_ml.data.tables import CHANNELS, CrmTables
 from abm_ml.features.columns import (
     AS_OF,
     CATEGORICAL,
@@ -57,12 +70,25 @@ from abm_ml.schema import (
     ROW_ID,
     WON,
 )
-from abm_ml.synthetic.world import CHANNELS, ROLES
 
 if TYPE_CHECKING:
     from abm_ml.synthetic.world import World
 
-__all__ = ["build_features", "build_scoring_rows", "build_training_rows"]
+__all__ = [
+    "OPEN_OPPORTUNITIES",
+    "build_account_rows",
+    "build_features",
+    "build_opportunity_rows",
+    "build_scoring_rows",
+    "build_training_rows",
+]
+
+OPEN_OPPORTUNITIES = "open_opportunities"
+"""Account rows: deals created before the as-of date and not closed before it."""
+
+
+def _as_tables(source: CrmTables | World) -> CrmTables:
+    return source if isinstance(source, CrmTables) else CrmTables.from_world(source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,11 +96,11 @@ __all__ = ["build_features", "build_scoring_rows", "build_training_rows"]
 # --------------------------------------------------------------------------------------------
 
 
-def build_features(world: World, cutoffs: pd.DataFrame) -> pd.DataFrame:
+def build_features(world: CrmTables | World, cutoffs: pd.DataFrame) -> pd.DataFrame:
     """Compute account features as of each cut-off, from events strictly before it.
 
     Args:
-        world: The world whose tables are read.
+        world: The tables read (a synthetic world is read as its tables).
         cutoffs: Columns ``account_id`` and ``as_of`` (timestamp); any other columns are
             passed through unchanged.
 
@@ -89,12 +115,13 @@ def build_features(world: World, cutoffs: pd.DataFrame) -> pd.DataFrame:
     for col in (ACCOUNT_ID, AS_OF):
         if col not in cutoffs.columns:
             raise KeyError(f"cutoffs needs a {col!r} column")
+    world = _as_tables(world)
     out = cutoffs.reset_index(drop=True).copy()
     acc_keys = pd.Index(world.accounts[ACCOUNT_ID].astype(str))
     acc = positions(out[ACCOUNT_ID], acc_keys)
     if (acc < 0).any():
         missing = out.loc[acc < 0, ACCOUNT_ID].astype(str).unique()[:5].tolist()
-        raise KeyError(f"accounts not in the world: {missing}")
+        raise KeyError(f"accounts not in the accounts table: {missing}")
     now = to_seconds(out[AS_OF])
     if (now == NAT).any():
         raise ValueError("every cut-off needs an as_of timestamp")
@@ -117,7 +144,7 @@ def build_features(world: World, cutoffs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _activity_arrays(world: World, acc_keys: pd.Index) -> dict[str, np.ndarray]:
+def _activity_arrays(world: CrmTables, acc_keys: pd.Index) -> dict[str, np.ndarray]:
     """Account code, seconds, channel code and contact code of every activity, once."""
     act = world.activities
     return {
@@ -128,7 +155,7 @@ def _activity_arrays(world: World, acc_keys: pd.Index) -> dict[str, np.ndarray]:
     }
 
 
-def _activity_features(world: World, act: dict, acc: np.ndarray, now: np.ndarray):
+def _activity_features(world: CrmTables, act: dict, acc: np.ndarray, now: np.ndarray):
     a, t, ch = act["acc"], act["secs"], act["channel"]
     day = 86_400
     feats: dict[str, np.ndarray] = {}
@@ -154,7 +181,7 @@ def _activity_features(world: World, act: dict, acc: np.ndarray, now: np.ndarray
 
 
 def _committee_features(
-    world: World, act: dict, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray
+    world: CrmTables, act: dict, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray
 ):
     con = world.contacts
     c_acc = positions(con[ACCOUNT_ID], acc_keys)
@@ -163,25 +190,67 @@ def _committee_features(
     feats: dict[str, np.ndarray] = {}
     never = np.full(len(acc), NEVER)
     feats["contacts_in_crm"] = Events(c_acc, c_created).count(acc, never, now)
+
+    # Role assignments (contact, role, known from): the contact's own role from its creation,
+    # and each role it plays on a deal from when that was recorded (never before the contact).
+    a_con = np.flatnonzero(c_role >= 0).astype(np.int64)
+    a_role, a_from = c_role[a_con], c_created[a_con]
+    roles_on_deals = world.contact_roles
+    if roles_on_deals is not None and len(roles_on_deals):
+        r_con = positions(roles_on_deals["contact_id"], pd.Index(as_str(con["contact_id"])))
+        r_role = label_positions(roles_on_deals["role"], ROLES)
+        r_from = to_seconds(roles_on_deals[CREATED_AT])
+        ok = (r_con >= 0) & (r_role >= 0) & (r_from != NAT)
+        r_con = r_con[ok].astype(np.int64)
+        a_con = np.concatenate([a_con, r_con])
+        a_role = np.concatenate([a_role, r_role[ok]])
+        a_from = np.concatenate([a_from, np.maximum(r_from[ok], c_created[r_con])])
+    a_acc = c_acc[a_con]
     has = np.stack(
         [
-            Events(c_acc[c_role == r], c_created[c_role == r]).count(acc, never, now) > 0
+            Events(a_acc[a_role == r], a_from[a_role == r]).count(acc, never, now) > 0
             for r in range(len(ROLES))
         ],
         axis=1,
     )
 
+    # Each identified touch counts once per role its contact holds.
     known = act["contact"] >= 0
     who = act["contact"][known]
-    e_acc = act["acc"][known]
-    # A touch says something about the committee only once the contact (and role) is on record.
-    e_time = np.maximum(act["secs"][known], c_created[who])
-    e_role = c_role[who]
-    del known, who
-    day = 86_400
+    by_contact = np.argsort(a_con, kind="stable")
+    sorted_con = a_con[by_contact]
+    first = np.searchsorted(sorted_con, who, side="left")
+    n_roles = np.searchsorted(sorted_con, who, side="right") - first
+    touch = np.repeat(np.arange(len(who)), n_roles)
+    offset = np.arange(len(touch)) - np.repeat(np.cumsum(n_roles) - n_roles, n_roles)
+    assignment = by_contact[np.repeat(first, n_roles) + offset]
+    del who, first, n_roles, offset
+    e_acc = act["acc"][known][touch]
+    e_secs = act["secs"][known][touch]
+    e_from = a_from[assignment]
+    e_role = a_role[assignment]
+    del known, touch, assignment
+    window = 90 * 86_400
+    # A touch in [now - 90 d, now) counts for a role known before now. A touch after the role
+    # was known is a plain window count; one before it counts while now is in (known from,
+    # touch + 90 d]: starts before now minus ends before now (intervals with an end before
+    # their start never count).
+    after = e_secs >= e_from
+    late = ~after & (e_from < e_secs + window)
     engaged = np.stack(
         [
-            Events(e_acc[e_role == r], e_time[e_role == r]).count(acc, now - 90 * day, now) > 0
+            (
+                Events(e_acc[after & (e_role == r)], e_secs[after & (e_role == r)]).count(
+                    acc, now - window, now
+                )
+                + Events(e_acc[late & (e_role == r)], e_from[late & (e_role == r)]).count(
+                    acc, never, now
+                )
+                - Events(e_acc[late & (e_role == r)], e_secs[late & (e_role == r)] + window).count(
+                    acc, never, now
+                )
+            )
+            > 0
             for r in range(len(ROLES))
         ],
         axis=1,
@@ -198,7 +267,7 @@ def _committee_features(
     return feats
 
 
-def _intent_features(world: World, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray):
+def _intent_features(world: CrmTables, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray):
     intent = world.intent
     week = 7 * 86_400
     # Weeks are numbered from a Monday; rows are rounded UP to a week so a row whose week is
@@ -259,7 +328,7 @@ def _intent_features(world: World, acc_keys: pd.Index, acc: np.ndarray, now: np.
     return feats
 
 
-def _firmographics(world: World, acc: np.ndarray) -> dict[str, np.ndarray]:
+def _firmographics(world: CrmTables, acc: np.ndarray) -> dict[str, np.ndarray]:
     a = world.accounts
     feats: dict[str, np.ndarray] = {}
     for col in CATEGORICAL:
@@ -267,14 +336,14 @@ def _firmographics(world: World, acc: np.ndarray) -> dict[str, np.ndarray]:
     for col in FIRMOGRAPHIC_NUMERIC:
         feats[col] = a[col].to_numpy(dtype=np.float64, na_value=np.nan)[acc]
     for col in FIRMOGRAPHIC_BOOL:
-        feats[col] = a[col].fillna(False).to_numpy(dtype=bool)[acc]
+        feats[col] = a[col].astype("boolean").fillna(False).to_numpy(dtype=bool)[acc]
     feats["has_parent"] = a["parent_account_id"].notna().to_numpy()[acc]
     for col in NOISE:
         feats[col] = a[col].to_numpy()[acc]
     return feats
 
 
-def _deal_history(world: World, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray):
+def _deal_history(world: CrmTables, acc_keys: pd.Index, acc: np.ndarray, now: np.ndarray):
     opp = world.opportunities
     o_acc = positions(opp[ACCOUNT_ID], acc_keys)
     closed = to_seconds(opp[CLOSED_AT])
@@ -295,18 +364,19 @@ def _deal_history(world: World, acc_keys: pd.Index, acc: np.ndarray, now: np.nda
 # --------------------------------------------------------------------------------------------
 
 
-def build_training_rows(world: World) -> pd.DataFrame:
-    """One row per opportunity with the features as of its creation.
+def build_opportunity_rows(tables: CrmTables | World) -> pd.DataFrame:
+    """One row per opportunity with the features as of its creation (the training rows).
 
     Args:
-        world: The world to read.
+        tables: The tables to read (a synthetic world is read as its tables).
 
     Returns:
         Columns ``row_id`` (the opportunity id), ``account_id``, ``outcome``, ``created_at``,
         ``closed_at``, ``days_to_close`` (float days, NaN while open), ``amount``, ``source``,
         then :data:`FEATURE_COLUMNS`.
     """
-    opp = world.opportunities
+    tables = _as_tables(tables)
+    opp = tables.opportunities
     created = pd.to_datetime(opp[CREATED_AT])
     closed = pd.to_datetime(opp[CLOSED_AT])
     cutoffs = pd.DataFrame(
@@ -322,10 +392,58 @@ def build_training_rows(world: World) -> pd.DataFrame:
             AS_OF: created.to_numpy(),
         }
     )
-    return build_features(world, cutoffs).drop(columns=[AS_OF])
+    return build_features(tables, cutoffs).drop(columns=[AS_OF])
 
 
-def build_scoring_rows(world: World, as_of) -> pd.DataFrame:
+def build_account_rows(tables: CrmTables | World, as_of) -> pd.DataFrame:
+    """One row per account and as-of date, with the features as of that date.
+
+    The rows for monthly snapshots (propensity to buy within a horizon) and for scoring.
+
+    Args:
+        tables: The tables to read (a synthetic world is read as its tables).
+        as_of: One date or a sequence of dates (anything ``pd.to_datetime`` accepts).
+
+    Returns:
+        Columns ``account_id``, ``as_of``, ``open_opportunities`` (deals created before
+        ``as_of`` and not closed before it), then :data:`FEATURE_COLUMNS`; ordered by date,
+        then by the accounts table's order.
+    """
+    tables = _as_tables(tables)
+    dates = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(np.asarray(as_of, dtype=object))))
+    if dates.isna().any():
+        raise ValueError("every as_of date must be a date")
+    ids = as_str(tables.accounts[ACCOUNT_ID])
+    n = len(ids)
+    when = np.repeat(dates.to_numpy(dtype="datetime64[ns]"), n)
+    acc = np.tile(np.arange(n), len(dates))
+    opp = tables.opportunities
+    o_acc = positions(opp[ACCOUNT_ID], pd.Index(ids))
+    opened = Events(o_acc, to_seconds(opp[CREATED_AT]))
+    closed = Events(o_acc, to_seconds(opp[CLOSED_AT]))
+    secs = to_seconds(pd.Series(when))
+    never = np.full(len(acc), NEVER)
+    cutoffs = pd.DataFrame(
+        {
+            ACCOUNT_ID: ids[acc],
+            AS_OF: when,
+            OPEN_OPPORTUNITIES: (
+                opened.count(acc, never, secs) - closed.count(acc, never, secs)
+            ).astype(np.int32),
+        }
+    )
+    return build_features(tables, cutoffs)
+
+
+def build_training_rows(world: CrmTables | World) -> pd.DataFrame:
+    """One row per opportunity with the features as of its creation.
+
+    The world-based name of :func:`build_opportunity_rows` (same columns).
+    """
+    return build_opportunity_rows(world)
+
+
+def build_scoring_rows(world: CrmTables | World, as_of) -> pd.DataFrame:
     """One row per account with the features as of ``as_of``.
 
     The deal attributes come from the account's latest opportunity still open at ``as_of``;
@@ -333,13 +451,14 @@ def build_scoring_rows(world: World, as_of) -> pd.DataFrame:
     ``as_of`` and source ``"outbound"`` (the rep would reach out).
 
     Args:
-        world: The world to read.
+        world: The tables to read (a synthetic world is read as its tables).
         as_of: Scoring time (anything ``pd.Timestamp`` accepts).
 
     Returns:
         Columns ``row_id`` (= ``account_id``), ``account_id``, ``as_of``, ``amount``,
         ``source``, then :data:`FEATURE_COLUMNS`.
     """
+    world = _as_tables(world)
     as_of = pd.Timestamp(as_of)
     accounts = world.accounts
     ids = as_str(accounts[ACCOUNT_ID])

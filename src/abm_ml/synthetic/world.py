@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from abm_ml.data.roles import ROLES
+from abm_ml.data.tables import CHANNELS
 from abm_ml.schema import ACCOUNT_ID, AMOUNT
 
 __all__ = [
@@ -65,18 +67,6 @@ ICP_INDUSTRIES = ("software", "financial_services", "healthcare")
 REGIONS = ("north_america", "emea", "uk_ireland", "apac", "latam")
 TECH_STACKS = ("cloud_native", "hybrid", "on_prem")
 SEGMENTS = ("smb", "mid_market", "enterprise")
-ROLES = ("economic_buyer", "champion", "influencer", "stakeholder", "procurement", "end_user")
-CHANNELS = (
-    "web_visit",
-    "content_download",
-    "email_open",
-    "email_click",
-    "paid_impression",
-    "video_completion",
-    "event_attended",
-    "webinar_attended",
-    "sales_meeting",
-)
 TOPICS = (
     "account_based_marketing",
     "sales_intelligence",
