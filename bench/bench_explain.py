@@ -183,7 +183,8 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
 
             # Reference: LightGBM alone on the preprocessed matrix (preprocessing timed apart).
             t0 = time.perf_counter()
-            matrix = scorer.preprocessor.transform(frame.reset_index(drop=True))
+            canonical = scorer._canonical(frame)
+            matrix = scorer.preprocessor.matrix(scorer.preprocessor.raw_values(canonical))
             t1 = time.perf_counter()
             booster.predict(matrix, num_threads=threads)
             t2 = time.perf_counter()
@@ -260,6 +261,73 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
         "peak_rss_after_each_chunk_bytes": chunk_peaks,
         "output_parquet_bytes": output_bytes,
         "top_10_account_ids": top_ids,
+    }
+
+
+def one_record(rows_file: Path, scorer_file: Path, n_records: int) -> dict:
+    """Child: one record at a time, in process, against LightGBM's own calls on that record.
+
+    For each record, in one loop (so noise hits every path alike): ``score_record`` (the
+    one-record path: parse, matrix row, propensity with reasons, velocity with and without
+    its reasons), ``score`` on a one-row DataFrame (the frame path, what a single request
+    cost before the one-record path), and the reference: ``booster.predict(raw_score=True)``
+    + ``booster.predict(pred_contrib=True)`` of the propensity model on the record's
+    already preprocessed row.
+    """
+    quiet_warnings()
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from abm_ml.testing import json_records
+
+    scorer = joblib.load(scorer_file)
+    booster = scorer.propensity_booster
+    threads = lightgbm_threads()
+    batch = next(pq.ParquetFile(rows_file).iter_batches(batch_size=n_records))
+    frame = batch.to_pandas()
+    records = json_records(frame, scorer.features, n_records)
+    rows = [
+        scorer.preprocessor.matrix(
+            scorer.preprocessor.raw_values(scorer._canonical(pd.DataFrame.from_records([r])))
+        )
+        for r in records
+    ]
+    paths = {
+        "score_record": lambda r, x: scorer.score_record(r),
+        "score_record_no_velocity_reasons": lambda r, x: scorer.score_record(
+            r, with_velocity_reasons=False
+        ),
+        "score_one_row_frame": lambda r, x: scorer.score(pd.DataFrame.from_records([r])),
+        "reference": lambda r, x: (
+            booster.predict(x, raw_score=True, num_threads=threads),
+            booster.predict(x, pred_contrib=True, num_threads=threads),
+        ),
+    }
+    for name, call in paths.items():  # warm-up: lazy lookups, first-call allocations
+        call(records[0], rows[0])
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for record, x in zip(records, rows):
+        for name, call in paths.items():
+            t0 = time.perf_counter()
+            call(record, x)
+            times[name].append(time.perf_counter() - t0)
+    out = {
+        name: {
+            "p50_ms": float(np.median(ts) * 1e3),
+            "p99_ms": float(np.percentile(ts, 99) * 1e3),
+        }
+        for name, ts in times.items()
+    }
+    ref = out["reference"]["p50_ms"]
+    return {
+        "records": len(records),
+        "lightgbm_threads": threads,
+        "latency": out,
+        "ratio_vs_reference": {
+            name: out[name]["p50_ms"] / ref for name in paths if name != "reference"
+        },
     }
 
 
@@ -371,6 +439,32 @@ def markdown(report: dict) -> str:
             f"{fmt_bytes(peaks[-1])} after the last ({(peaks[-1] - peaks[0]) / max(len(peaks) - 1, 1) / 2**20:.0f} MiB per "
             "further chunk: ids and priorities kept for the final sort, Arrow and allocator buffers)."
         )
+    one = report.get("one_record")
+    if one:
+        lat, ratio = one["latency"], one["ratio_vs_reference"]
+        names = {
+            "score_record": "`score_record` (reasons + velocity reasons)",
+            "score_record_no_velocity_reasons": "`score_record`, no velocity reasons",
+            "score_one_row_frame": "`score` on a one-row DataFrame",
+            "reference": "reference: LightGBM predict + pred_contrib on the row",
+        }
+        out.append(
+            f"\nOne record in process ({one['records']:,} records, one at a time, p50 over them):\n"
+        )
+        out.append(
+            md_table(
+                ["path", "p50", "p99", "p50 / reference"],
+                [
+                    [
+                        label,
+                        f"{lat[name]['p50_ms']:.3f} ms",
+                        f"{lat[name]['p99_ms']:.3f} ms",
+                        f"{ratio[name]:.1f}" if name in ratio else "1.0",
+                    ]
+                    for name, label in names.items()
+                ],
+            )
+        )
     mem = report.get("rank_in_memory")
     if mem:
         out.append(
@@ -416,7 +510,15 @@ def main(argv: list[str] | None = None) -> int:
         "--no-rank-in-memory", action="store_true", help="skip the in-memory rank_accounts contrast"
     )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/explain.json)")
-    parser.add_argument("--worker", choices=["rows", "stream", "rank"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one-record",
+        type=int,
+        default=1000,
+        help="records for the one-record latency run (0 skips it)",
+    )
+    parser.add_argument(
+        "--worker", choices=["rows", "stream", "rank", "one"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--scorer-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -432,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker == "stream":
         print(json.dumps(stream(args.rows_file, args.scorer_file, args.n, args.chunk, args.k_up)))
+        return 0
+    if args.worker == "one":
+        print(json.dumps(one_record(args.rows_file, args.scorer_file, args.n)))
         return 0
     if args.worker == "rank":
         print(json.dumps(rank_in_memory(args.rows_file, args.scorer_file, args.n, args.k_up)))
@@ -537,6 +642,28 @@ def main(argv: list[str] | None = None) -> int:
             f"peak RSS {fmt_bytes(data['peak_rss_bytes'])})",
             flush=True,
         )
+
+        if args.one_record:
+            n = min(args.one_record, biggest)
+            print(f"one record at a time, {n:,} records...", flush=True)
+            one = _run_child(
+                [
+                    "--worker",
+                    "one",
+                    "--rows-file",
+                    str(rows_file),
+                    "--scorer-file",
+                    str(scorer_file),
+                    "--n",
+                    str(n),
+                ]
+            )
+            report["one_record"] = one
+            print(
+                f"  score_record p50 {one['latency']['score_record']['p50_ms']:.3f} ms, "
+                f"{one['ratio_vs_reference']['score_record']:.1f}x LightGBM's own calls",
+                flush=True,
+            )
 
         for n in sizes:
             print(f"streaming {n:,} rows...", flush=True)

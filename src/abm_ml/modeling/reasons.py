@@ -11,8 +11,9 @@ removed, all else equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -35,10 +36,24 @@ class Contributions:
         return self.values.sum(axis=1) + self.base
 
 
-def contributions(booster: lgb.Booster, matrix: pd.DataFrame) -> Contributions:
-    """TreeSHAP contributions of ``booster`` on an already preprocessed ``matrix``."""
+def contributions(
+    booster: lgb.Booster,
+    matrix: pd.DataFrame | np.ndarray,
+    feature_names: Sequence[str] | None = None,
+) -> Contributions:
+    """TreeSHAP contributions of ``booster`` on an already preprocessed ``matrix``.
+
+    Args:
+        booster: the LightGBM model.
+        matrix: its input (a frame, or the scorer's float array).
+        feature_names: the columns' names; by default the frame's columns, else the booster's.
+    """
     out = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=num_threads()))
-    return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=list(matrix.columns))
+    if feature_names is None:
+        feature_names = (
+            matrix.columns if isinstance(matrix, pd.DataFrame) else booster.feature_name()
+        )
+    return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=list(feature_names))
 
 
 def top_indices(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
@@ -92,7 +107,7 @@ def display_value(value: object) -> object:
 
 def reasons(
     contrib: Contributions,
-    raw_values: pd.DataFrame,
+    raw_values: Mapping[str, Any] | pd.DataFrame,
     features: list[FeatureInfo],
     *,
     k_up: int = 3,
@@ -104,7 +119,9 @@ def reasons(
 
     Args:
         contrib: contributions of the rows.
-        raw_values: the rows' feature values as given (original category names), same order.
+        raw_values: the rows' feature values as given (original category names), same order:
+            a frame, or feature name -> sequence of values. Only the columns of the features
+            that end up in a reason are read.
         features: feature descriptions, in the model's column order.
         k_up: how many factors raising the output to return (only positive contributions).
         k_down: how many factors lowering it (only negative contributions).
@@ -116,7 +133,6 @@ def reasons(
     names = contrib.feature_names
     raw = contrib.raw
     n = contrib.values.shape[0]
-    columns = {name: raw_values[name].to_numpy(dtype=object) for name in names}
     # Effects for every (row, reason) at once: calling the calibrator per reason is the slow part.
     picked: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key, k, largest in (("up", k_up, True), ("down", k_down, False)):
@@ -125,6 +141,8 @@ def reasons(
         with_c = np.repeat(raw[:, None], idx.shape[1], axis=1)
         eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
         picked[key] = (idx, c, eff)
+    used = np.unique(np.concatenate([p[0].ravel() for p in picked.values()]))
+    columns = {names[j]: np.asarray(raw_values[names[j]], dtype=object) for j in used}
     text_cache: dict[tuple[str, object], str] = {}
 
     def text(name: str, value: object) -> str:
