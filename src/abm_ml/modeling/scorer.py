@@ -200,6 +200,21 @@ class Calibrator:
         return _sigmoid(raw)
 
 
+_INPUT_SPECS: dict[int, tuple[dict, InputSpec]] = {}
+"""Validated input specs by the id of their dict (held, so the id stays theirs)."""
+
+
+def _input_spec(spec: dict) -> InputSpec:
+    """``InputSpec.model_validate(spec)``, once per spec dict: the one-record path asks each call."""
+    cached = _INPUT_SPECS.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        if len(_INPUT_SPECS) > 64:  # scorers come and go in tests and notebooks
+            _INPUT_SPECS.clear()
+        cached = (spec, InputSpec.model_validate(spec))
+        _INPUT_SPECS[id(spec)] = cached
+    return cached[1]
+
+
 def _account_ids(records: pd.DataFrame) -> np.ndarray:
     """``account_id`` as text, else ``row_id``, else the row position."""
     for column in (ACCOUNT_ID, ROW_ID):
@@ -236,17 +251,7 @@ class AccountScorer:
     def input(self) -> InputSpec | None:
         """How the training export was read (None for models older than the carried spec)."""
         spec = getattr(self, "input_spec", None)
-        if not spec:
-            return None
-        cached = self.__dict__.get("_input")
-        if cached is None or cached[0] is not spec:
-            # Validated once per loaded scorer: the one-record path asks for it on every call.
-            cached = (spec, InputSpec.model_validate(spec))
-            self.__dict__["_input"] = cached
-        return cached[1]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_input"}
+        return _input_spec(spec) if spec else None
 
     def prepare(self, records: pd.DataFrame) -> ScoringRecords | None:
         """Records parsed as training parsed them, or None for models without a carried spec."""
