@@ -131,16 +131,18 @@ def canonical_records(
     tokens = spec.tokens
     problems = pd.Series(pd.NA, index=records.index, dtype=object)
 
-    def add(bad: pd.Series, reason: pd.Series) -> None:
+    def add(bad: pd.Series, words: str, raw: pd.Series) -> None:
+        """'<words>: <value>' for the rows newly found bad (texts built for those rows only)."""
         fresh = bad.to_numpy(dtype=bool) & problems.isna().to_numpy()
-        problems[fresh] = reason[fresh]
+        if fresh.any():
+            problems[fresh] = (f"{words}: " + raw[fresh].astype(str)).to_numpy(dtype=object)
 
     parsed: dict[str, pd.Series] = _ids(records, spec)
     amount_column = _column(records, [spec.amount, AMOUNT])
     if amount_column:
         raw = clean_text(records[amount_column], tokens)
         amount, bad = parse_numbers(raw, decimal=spec.amount_decimal)
-        add(bad, f"unparseable number in {amount_column!r}: " + raw.astype(str))
+        add(bad, f"unparseable number in {amount_column!r}", raw)
         parsed[AMOUNT] = amount
     else:
         parsed[AMOUNT] = pd.Series(np.nan, index=records.index)
@@ -155,7 +157,7 @@ def canonical_records(
             continue
         raw = clean_text(records[column], tokens)
         values, bad, problem = parse_feature_values(raw, feature.type)
-        add(bad, f"{problem} in {column!r}: " + raw.astype(str))
+        add(bad, f"{problem} in {column!r}", raw)
         parsed[feature.name] = values
     others = records.drop(columns=[c for c in parsed if c in records.columns])
     frame = pd.concat([pd.DataFrame(parsed, index=records.index), others], axis=1)

@@ -11,6 +11,7 @@ removed, all else equal.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,8 @@ def top_indices(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+    # math.isnan: NaN of any float type (np.float64 is a float), cheaper than np.isnan per call.
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def reason_text(feature: FeatureInfo, value: object) -> str:
@@ -143,16 +145,22 @@ def reasons(
         picked[key] = (idx, c, eff)
     used = np.unique(np.concatenate([p[0].ravel() for p in picked.values()]))
     columns = {names[j]: np.asarray(raw_values[names[j]], dtype=object) for j in used}
-    text_cache: dict[tuple[str, object], str] = {}
+    # Values repeat (categories, yes/no, round counts): each (feature, value) is worded once.
+    worded: dict[tuple, tuple[object, str]] = {}
 
-    def text(name: str, value: object) -> str:
-        feature = by_name[name]
-        if feature.type == "numeric" and not _is_missing(value):
-            return reason_text(feature, value)
-        key = (name, None if _is_missing(value) else value)
-        if key not in text_cache:
-            text_cache[key] = reason_text(feature, value)
-        return text_cache[key]
+    def word(name: str, value: object) -> tuple[object, str]:
+        if _is_missing(value):
+            key: tuple = (name,)
+        elif isinstance(value, float) and value == 0 and math.copysign(1.0, value) < 0:
+            return display_value(value), reason_text(by_name[name], value)  # -0.0 == 0.0
+        else:
+            # The type keeps 1, 1.0 and True apart, which == and hash do not.
+            key = (name, type(value), value)
+        found = worded.get(key)
+        if found is None:
+            found = (display_value(value), reason_text(by_name[name], value))
+            worded[key] = found
+        return found
 
     out: list[dict[str, list[dict]]] = []
     for row in range(n):
@@ -164,14 +172,14 @@ def reasons(
                 if contribution * sign <= 0:
                     continue
                 name = names[idx[row, j]]
-                value = columns[name][row]
+                shown, text = word(name, columns[name][row])
                 entry[key].append(
                     {
                         "feature": name,
-                        "value": display_value(value),
+                        "value": shown,
                         "contribution": contribution,
                         effect_unit: float(eff[row, j]),
-                        "text": text(name, value),
+                        "text": text,
                     }
                 )
         out.append(entry)
