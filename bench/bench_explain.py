@@ -560,8 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-record",
         type=int,
-        default=1000,
-        help="records for the one-record latency run (0 skips it)",
+        help="records for the one-record latency run (default 1000; 300 with --quick; 0 skips it)",
     )
     parser.add_argument(
         "--worker", choices=["rows", "stream", "rank", "one"], help=argparse.SUPPRESS
@@ -706,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        if args.one_record:
-            n = min(args.one_record, biggest)
+        n_one = args.one_record if args.one_record is not None else (300 if args.quick else 1000)
+        if n_one:
+            n = min(n_one, biggest)
             print(f"one record at a time, {n:,} records...", flush=True)
             one = _run_child(
                 [
