@@ -11,7 +11,7 @@ Measured in one run, on the same records:
   1-record requests at 1, 8 and 32 concurrent clients (bounded by a request count and a
   duration per level);
 * **reference**: a bare Starlette endpoint under uvicorn (``bench/bare_server.py``) with the
-  same number of workers, which parses the same JSON bodies and answers a constant, measured
+  same number of worker processes, which parses the same JSON bodies and answers a constant, measured
   with the same client and loads: the framework cost any Python service pays here.
 
 Ratios (served / reference, served / in process) come from the same run, so they travel across
@@ -299,20 +299,9 @@ def start_reference(workers: int, env: dict, run_dir: Path):
     port = free_port()
     argv = [
         sys.executable,
-        "-m",
-        "uvicorn",
-        "bare_server:app",
-        "--app-dir",
-        str(Path(__file__).resolve().parent),
-        "--host",
-        "127.0.0.1",
-        "--port",
+        str(Path(__file__).resolve().parent / "bare_server.py"),
         str(port),
-        "--workers",
         str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
     ]
     return start(argv, {**os.environ, **env}, run_dir, port, "bare Starlette reference")
 
