@@ -132,20 +132,36 @@ def make_rows(path: Path, n_accounts: int, seed: int, chunk: int, tile_from: int
     }
 
 
-def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: int) -> dict:
-    """Child: stream ``n_rows`` rows through abm-ml and through the LightGBM reference."""
+def stream(
+    rows_file: Path,
+    scorer_file: Path,
+    n_rows: int,
+    chunk: int,
+    k_up: int,
+    workers: int,
+    reasons_for: int | None = None,
+) -> dict:
+    """Child: stream ``n_rows`` rows through abm-ml and through the LightGBM reference.
+
+    abm-ml scores each streamed chunk with :func:`abm_ml.modeling.ranking.score_in_chunks`
+    (``workers`` sub-chunks at once, one LightGBM thread each, as ``abm-ml rank``); the
+    reference runs LightGBM with ``workers`` x ``ABM_ML_NUM_THREADS`` threads, the same CPU.
+    With ``reasons_for``, abm-ml explains only that many of each chunk's accounts (the
+    share ``--reasons-for`` leaves on a whole list), to measure what the option saves.
+    """
     quiet_warnings()
     import joblib
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from abm_ml.modeling.reasons import reasons_as_text
+    from abm_ml.modeling.ranking import score_in_chunks
 
     scorer = joblib.load(scorer_file)
     booster = scorer.propensity_booster
     velocity = scorer.velocity
-    threads = lightgbm_threads()  # the reference runs LightGBM with as many threads as abm-ml
+    # The reference gets the CPU abm-ml gets: its workers times their LightGBM threads.
+    threads = workers * max(lightgbm_threads(), 1)
     rss_start = rss_self()
     t = dict.fromkeys(
         (
@@ -183,7 +199,8 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
 
             # Reference: LightGBM alone on the preprocessed matrix (preprocessing timed apart).
             t0 = time.perf_counter()
-            matrix = scorer.preprocessor.transform(frame.reset_index(drop=True))
+            canonical = scorer._canonical(frame)
+            matrix = scorer.preprocessor.matrix(scorer.preprocessor.raw_values(canonical))
             t1 = time.perf_counter()
             booster.predict(matrix, num_threads=threads)
             t2 = time.perf_counter()
@@ -201,15 +218,22 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
 
             # abm-ml: what `abm-ml rank` computes per chunk, written out as it goes.
             t0 = time.perf_counter()
-            scored = scorer.score(frame, k_up=k_up, k_down=1, with_velocity_reasons=False)
+            if reasons_for is None:
+                scored = score_in_chunks(scorer, frame, parsed=False, k_up=k_up, workers=workers)
+            else:
+                scored = score_in_chunks(
+                    scorer, frame, parsed=False, k_up=k_up, with_reasons=False, workers=workers
+                )
+                top = np.argsort(-scored["priority"].to_numpy(), kind="stable")[:reasons_for]
+                explained = score_in_chunks(
+                    scorer, frame.iloc[np.sort(top)], parsed=False, k_up=k_up, workers=workers
+                )
+                for column in ("top_reasons", "risk"):
+                    values = np.full(len(scored), "", dtype=object)
+                    values[np.sort(top)] = explained[column].to_numpy(dtype=object)
+                    scored[column] = values
             t1 = time.perf_counter()
-            scored["top_reasons"] = [
-                reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]
-            ]
-            scored["risk"] = [
-                reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]
-            ]
-            t2 = time.perf_counter()
+            t2 = t1  # reasons are words inside score_in_chunks
             table = pa.Table.from_pandas(scored[OUTPUT_COLUMNS], preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(out_path, table.schema)
@@ -240,6 +264,8 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
     return {
         "rows": done,
         "lightgbm_threads": threads,
+        "workers": workers,
+        "reasons_for_per_chunk": reasons_for,
         "chunk_rows": chunk,
         "chunks": len(chunk_peaks),
         "k_up": k_up,
@@ -260,6 +286,73 @@ def stream(rows_file: Path, scorer_file: Path, n_rows: int, chunk: int, k_up: in
         "peak_rss_after_each_chunk_bytes": chunk_peaks,
         "output_parquet_bytes": output_bytes,
         "top_10_account_ids": top_ids,
+    }
+
+
+def one_record(rows_file: Path, scorer_file: Path, n_records: int) -> dict:
+    """Child: one record at a time, in process, against LightGBM's own calls on that record.
+
+    For each record, in one loop (so noise hits every path alike): ``score_record`` (the
+    one-record path: parse, matrix row, propensity with reasons, velocity with and without
+    its reasons), ``score`` on a one-row DataFrame (the frame path, what a single request
+    cost before the one-record path), and the reference: ``booster.predict(raw_score=True)``
+    + ``booster.predict(pred_contrib=True)`` of the propensity model on the record's
+    already preprocessed row.
+    """
+    quiet_warnings()
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from abm_ml.testing import json_records
+
+    scorer = joblib.load(scorer_file)
+    booster = scorer.propensity_booster
+    threads = lightgbm_threads()
+    batch = next(pq.ParquetFile(rows_file).iter_batches(batch_size=n_records))
+    frame = batch.to_pandas()
+    records = json_records(frame, scorer.features, n_records)
+    rows = [
+        scorer.preprocessor.matrix(
+            scorer.preprocessor.raw_values(scorer._canonical(pd.DataFrame.from_records([r])))
+        )
+        for r in records
+    ]
+    paths = {
+        "score_record": lambda r, x: scorer.score_record(r),
+        "score_record_no_velocity_reasons": lambda r, x: scorer.score_record(
+            r, with_velocity_reasons=False
+        ),
+        "score_one_row_frame": lambda r, x: scorer.score(pd.DataFrame.from_records([r])),
+        "reference": lambda r, x: (
+            booster.predict(x, raw_score=True, num_threads=threads),
+            booster.predict(x, pred_contrib=True, num_threads=threads),
+        ),
+    }
+    for name, call in paths.items():  # warm-up: lazy lookups, first-call allocations
+        call(records[0], rows[0])
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for record, x in zip(records, rows):
+        for name, call in paths.items():
+            t0 = time.perf_counter()
+            call(record, x)
+            times[name].append(time.perf_counter() - t0)
+    out = {
+        name: {
+            "p50_ms": float(np.median(ts) * 1e3),
+            "p99_ms": float(np.percentile(ts, 99) * 1e3),
+        }
+        for name, ts in times.items()
+    }
+    ref = out["reference"]["p50_ms"]
+    return {
+        "records": len(records),
+        "lightgbm_threads": threads,
+        "latency": out,
+        "ratio_vs_reference": {
+            name: out[name]["p50_ms"] / ref for name in paths if name != "reference"
+        },
     }
 
 
@@ -318,8 +411,9 @@ def markdown(report: dict) -> str:
         f"abm-ml = read + `AccountScorer.score` (top-{report['config']['k_up']} reasons up, top risk, P10/P50/P90 days) "
         "+ reasons to text + write Parquet + final sort by priority. Reference = LightGBM `predict` + "
         "`predict(pred_contrib=True)` on the preprocessed chunk, timed in the same loop. "
-        f"LightGBM threads, both sides: {threads_label(report['config'].get('lightgbm_threads', 0))} "
-        "(abm-ml's `ABM_ML_NUM_THREADS`). "
+        f"abm-ml scores {report['config'].get('workers', 1)} chunks at once "
+        f"(`score_in_chunks`, {threads_label(report['config'].get('lightgbm_threads', 0))} each); "
+        "the reference's LightGBM gets as many threads in total. "
         f"Goal: ratio >= {report['goal_ratio']}.\n"
     ]
     rows = []
@@ -371,6 +465,41 @@ def markdown(report: dict) -> str:
             f"{fmt_bytes(peaks[-1])} after the last ({(peaks[-1] - peaks[0]) / max(len(peaks) - 1, 1) / 2**20:.0f} MiB per "
             "further chunk: ids and priorities kept for the final sort, Arrow and allocator buffers)."
         )
+    rf = report.get("reasons_for_run")
+    if rf and report["runs"]:
+        full = report["runs"][-1]
+        out.append(
+            f"\nWith reasons for only {rf['reasons_for_per_chunk']:,} accounts per "
+            f"{rf['chunk_rows']:,}-row chunk (`--reasons-for`): {rf['abm_ml_rows_per_s']:,.0f} rows/s "
+            f"vs {full['abm_ml_rows_per_s']:,.0f} explaining every account "
+            f"({full['abm_ml_s'] / rf['abm_ml_s']:.1f}x faster; same run, same rows)."
+        )
+    one = report.get("one_record")
+    if one:
+        lat, ratio = one["latency"], one["ratio_vs_reference"]
+        names = {
+            "score_record": "`score_record` (reasons + velocity reasons)",
+            "score_record_no_velocity_reasons": "`score_record`, no velocity reasons",
+            "score_one_row_frame": "`score` on a one-row DataFrame",
+            "reference": "reference: LightGBM predict + pred_contrib on the row",
+        }
+        out.append(
+            f"\nOne record in process ({one['records']:,} records, one at a time, p50 over them):\n"
+        )
+        out.append(
+            md_table(
+                ["path", "p50", "p99", "p50 / reference"],
+                [
+                    [
+                        label,
+                        f"{lat[name]['p50_ms']:.3f} ms",
+                        f"{lat[name]['p99_ms']:.3f} ms",
+                        f"{ratio[name]:.1f}" if name in ratio else "1.0",
+                    ]
+                    for name, label in names.items()
+                ],
+            )
+        )
     mem = report.get("rank_in_memory")
     if mem:
         out.append(
@@ -415,8 +544,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-rank-in-memory", action="store_true", help="skip the in-memory rank_accounts contrast"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="chunks abm-ml scores at once (default: one per core, as `abm-ml rank`)",
+    )
+    parser.add_argument(
+        "--reasons-for",
+        type=int,
+        default=1000,
+        help="also stream the biggest size explaining only this many accounts per chunk "
+        "(0 skips that run)",
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/explain.json)")
-    parser.add_argument("--worker", choices=["rows", "stream", "rank"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one-record",
+        type=int,
+        help="records for the one-record latency run (default 1000; 300 with --quick; 0 skips it)",
+    )
+    parser.add_argument(
+        "--worker", choices=["rows", "stream", "rank", "one"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--scorer-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -431,7 +579,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.worker == "stream":
-        print(json.dumps(stream(args.rows_file, args.scorer_file, args.n, args.chunk, args.k_up)))
+        print(
+            json.dumps(
+                stream(
+                    args.rows_file,
+                    args.scorer_file,
+                    args.n,
+                    args.chunk,
+                    args.k_up,
+                    args.workers,
+                    args.reasons_for or None,
+                )
+            )
+        )
+        return 0
+    if args.worker == "one":
+        print(json.dumps(one_record(args.rows_file, args.scorer_file, args.n)))
         return 0
     if args.worker == "rank":
         print(json.dumps(rank_in_memory(args.rows_file, args.scorer_file, args.n, args.k_up)))
@@ -443,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     import joblib
 
     from abm_ml.modeling.train import TrainConfig, train_models
+    from abm_ml.service.settings import available_cores
+
+    workers = args.workers or available_cores()
 
     sizes = sorted(args.sizes or ([20_000] if args.quick else [100_000, 1_000_000]))
     train_accounts = args.train_accounts or (2000 if args.quick else 5000)
@@ -467,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     report["config"] = {
         "sizes": sizes,
         "lightgbm_threads": lightgbm_threads(),
+        "workers": workers,
         "chunk_rows": args.chunk,
         "k_up": args.k_up,
         "train_accounts": train_accounts,
@@ -538,6 +705,29 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+        n_one = args.one_record if args.one_record is not None else (300 if args.quick else 1000)
+        if n_one:
+            n = min(n_one, biggest)
+            print(f"one record at a time, {n:,} records...", flush=True)
+            one = _run_child(
+                [
+                    "--worker",
+                    "one",
+                    "--rows-file",
+                    str(rows_file),
+                    "--scorer-file",
+                    str(scorer_file),
+                    "--n",
+                    str(n),
+                ]
+            )
+            report["one_record"] = one
+            print(
+                f"  score_record p50 {one['latency']['score_record']['p50_ms']:.3f} ms, "
+                f"{one['ratio_vs_reference']['score_record']:.1f}x LightGBM's own calls",
+                flush=True,
+            )
+
         for n in sizes:
             print(f"streaming {n:,} rows...", flush=True)
             run = _run_child(
@@ -554,6 +744,10 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.chunk),
                     "--k-up",
                     str(args.k_up),
+                    "--workers",
+                    str(workers),
+                    "--reasons-for",
+                    "0",
                 ]
             )
             report["runs"].append(run)
@@ -565,6 +759,38 @@ def main(argv: list[str] | None = None) -> int:
             )
             report["status"] = "ok"
             write_result(NAME, report, args.out)
+
+        if args.reasons_for:
+            n = sizes[-1]
+            print(
+                f"streaming {n:,} rows, reasons for {args.reasons_for:,} per chunk...", flush=True
+            )
+            report["reasons_for_run"] = _run_child(
+                [
+                    "--worker",
+                    "stream",
+                    "--rows-file",
+                    str(rows_file),
+                    "--scorer-file",
+                    str(scorer_file),
+                    "--n",
+                    str(n),
+                    "--chunk",
+                    str(args.chunk),
+                    "--k-up",
+                    str(args.k_up),
+                    "--workers",
+                    str(workers),
+                    "--reasons-for",
+                    str(args.reasons_for),
+                ]
+            )
+            r = report["reasons_for_run"]
+            print(
+                f"  abm-ml {r['abm_ml_rows_per_s']:,.0f} rows/s with reasons for "
+                f"{args.reasons_for:,} per chunk; peak RSS {fmt_bytes(r['peak_rss_bytes'])}",
+                flush=True,
+            )
 
         if not args.no_rank_in_memory and not args.quick:
             n = min(CHUNK_ROWS, biggest)

@@ -1,16 +1,22 @@
-"""Benchmark the BentoML scoring service against in-process ``AccountScorer.score``.
+"""Benchmark the BentoML scoring service against in-process scoring and a bare ASGI endpoint.
 
 Measured in one run, on the same records:
 
-* **in process**: ``AccountScorer.score`` on a 1-record and a 100-record frame (the reference);
+* **in process**: the steps of a one-record ``POST /score`` without the web server (parse and
+  validate the body, :func:`abm_ml.service.handlers.score_rows` = ``score_record``, build and
+  encode the answer), ``AccountScorer.score`` on a one-row DataFrame (the frame path) and on
+  100 records;
 * **served**: a real ``bentoml serve`` on loopback (started here, always stopped here):
   latency p50/p95/p99 of a 1-record and a 100-record ``POST /score``, and throughput of
   1-record requests at 1, 8 and 32 concurrent clients (bounded by a request count and a
-  duration per level). By default twice: with the runner's adaptive batching and without
-  (``ABM_ML_ADAPTIVE_BATCHING=0``), so the batching trade-off is measured, not assumed.
+  duration per level);
+* **reference**: a bare Starlette endpoint under uvicorn (``bench/bare_server.py``) with the
+  same number of worker processes, which parses the same JSON bodies and answers a constant, measured
+  with the same client and loads: the framework cost any Python service pays here.
 
-Ratios (served / in process) come from the same run, so they travel across machines. The
-client runs on the same machine as the server and takes CPU from it; figures are for loopback.
+Ratios (served / reference, served / in process) come from the same run, so they travel across
+machines. The client runs on the same machine as the servers and takes CPU from them; figures
+are for loopback.
 
 Self-contained by default: it trains a small model on the planted CRM export of abm_ml.testing,
 logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
@@ -19,10 +25,10 @@ model instead (the configured MLflow store and BentoML home), with its holdout r
 
 Usage::
 
-    python bench/bench_service.py --quick       # ~2 min: fewer requests, 4 s per level
+    python bench/bench_service.py --quick       # fewer requests, 4 s per level
     python bench/bench_service.py               # 300 latency samples, 15 s per level
     python bench/bench_service.py --alias champion
-    python bench/bench_service.py --batching on    # only the default configuration
+    python bench/bench_service.py --workers 1   # one worker (default: one per core)
 
 Writes ``bench/results/service.json``.
 """
@@ -62,15 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="serve this registered alias/version instead of a self-trained model",
     )
-    p.add_argument("--workers", type=int, default=1, help="public service workers (ABM_ML_WORKERS)")
     p.add_argument(
-        "--runner-workers", type=int, default=1, help="model workers (ABM_ML_RUNNER_WORKERS)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes of both servers (default: one per core, the service's default)",
     )
     p.add_argument(
-        "--batching",
-        choices=("both", "on", "off"),
-        default="both",
-        help="serve with adaptive batching, without, or both in turn (default)",
+        "--no-reference", action="store_true", help="skip the bare Starlette reference server"
     )
     p.add_argument("--out", default=None, help="result file (default bench/results/service.json)")
     return p.parse_args(argv)
@@ -134,30 +139,65 @@ def prepare_model(alias: str | None, tmp: Path | None):
 # --------------------------------------------------------------------------------------------
 
 
-def in_process(scorer, records_1: list[list[dict]], records_100: list[dict], n: int) -> dict:
-    """``AccountScorer.score`` on the validated records the service would send to the model."""
+def in_process(scorer, pool: list[dict], records_100: list[dict], n: int) -> dict:
+    """Where a one-record request's time goes without the server, and the frame path."""
+    import orjson
+
+    from abm_ml.service import handlers, responses
     from abm_ml.service.contract import RecordSchema, records_frame
+    from abm_ml.service.deploy import DeployedModel
+    from abm_ml.service.settings import Settings
 
     schema = RecordSchema(scorer.features)
-    frames_1 = [records_frame(schema.validate_batch(r), scorer.features) for r in records_1]
+    model = DeployedModel(
+        tag="bench:1",
+        name="bench",
+        version="1",
+        alias=None,
+        run_id=None,
+        trained_at=None,
+        dataset=None,
+        calibration=None,
+        deployed_at=None,
+        metrics={},
+        features=[f.to_dict() for f in scorer.features],
+    )
+    frontend = handlers.Frontend(model, Settings(), schema)
+    bodies = [orjson.dumps({"records": [r]}) for r in pool]
+    frames_1 = [records_frame(schema.validate_batch([r]), scorer.features) for r in pool]
     frame_100 = records_frame(schema.validate_batch(records_100), scorer.features)
-    for _ in range(3):
-        scorer.score(frames_1[0])
-        scorer.score(frame_100)
-    one, hundred = [], []
-    for i in range(n):
-        t = time.perf_counter()
+    steps: dict[str, list[float]] = {
+        k: [] for k in ("parse_validate", "score_rows", "answer_json", "request", "frame_1")
+    }
+    for i in range(n + 3):
+        t0 = time.perf_counter()
+        parsed = frontend.parse(bodies[i % len(bodies)], "score")
+        t1 = time.perf_counter()
+        rows = handlers.score_rows(scorer, parsed.records)
+        t2 = time.perf_counter()
+        responses.dump(frontend.score_body(parsed, rows))
+        t3 = time.perf_counter()
         scorer.score(frames_1[i % len(frames_1)])
-        one.append(time.perf_counter() - t)
+        t4 = time.perf_counter()
+        if i < 3:  # warm-up
+            continue
+        steps["parse_validate"].append(t1 - t0)
+        steps["score_rows"].append(t2 - t1)
+        steps["answer_json"].append(t3 - t2)
+        steps["request"].append(t3 - t0)
+        steps["frame_1"].append(t4 - t3)
+    hundred = []
     for _ in range(max(10, n // 3)):
         t = time.perf_counter()
         scorer.score(frame_100)
         hundred.append(time.perf_counter() - t)
-    s1, s100 = pct(one), pct(hundred)
+    out = {name: pct(values) for name, values in steps.items()}
+    s100 = pct(hundred)
     return {
-        "score_1": s1,
+        **out,
+        "score_1": out["request"],
         "score_100": s100,
-        "records_per_s_1": 1000.0 / s1["mean_ms"],
+        "records_per_s_1": 1000.0 / out["request"]["mean_ms"],
         "records_per_s_100": 100 * 1000.0 / s100["mean_ms"],
     }
 
@@ -225,32 +265,13 @@ async def _load(
     }
 
 
-def batch_sizes(client) -> dict | None:
-    """Mean adaptive batch size of the runner from /metrics (records per model call), when exposed."""
-    try:
-        text = client.get("/metrics").text
-    except Exception:  # noqa: BLE001
-        return None
-    total = count = 0.0
-    for line in text.splitlines():
-        if line.startswith("bentoml_service_adaptive_batch_size_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
-            count += float(line.rsplit(" ", 1)[1])
-    return {"calls": int(count), "mean_requests_per_call": total / count} if count else None
+def start(argv: list[str], env: dict, run_dir: Path, port: int, name: str):
+    """Start a server, wait until ``/readyz`` answers 200; the process (stopped by the caller)."""
+    from abm_ml.testing import start_server, stop_server, wait_ready
 
-
-def start(tag: str, args: argparse.Namespace, env: dict, run_dir: Path):
-    from abm_ml.service.launch import serve_command
-    from abm_ml.testing import free_port, start_server, stop_server, wait_ready
-
-    port = free_port()
-    log = run_dir / f"abm-bench-server-{port}.log"
+    log = run_dir / f"abm-bench-{name}-{port}.log"
     t0 = time.perf_counter()
-    argv, server_env = serve_command(
-        tag, port=port, workers=args.workers, runner_workers=args.runner_workers, env=env
-    )
-    proc = start_server(argv, server_env, log_path=log)
+    proc = start_server(argv, env, log_path=log)
     proc.bench_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     try:
         wait_ready(proc.bench_url, timeout=300, proc=proc)  # type: ignore[attr-defined]
@@ -258,8 +279,31 @@ def start(tag: str, args: argparse.Namespace, env: dict, run_dir: Path):
         stop_server(proc)
         raise
     proc.bench_startup = time.perf_counter() - t0  # type: ignore[attr-defined]
-    print(f"  server ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
+    print(f"  {name} ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
     return proc
+
+
+def start_service(tag: str, workers: int, env: dict, run_dir: Path):
+    from abm_ml.service.launch import serve_command
+    from abm_ml.testing import free_port
+
+    port = free_port()
+    argv, server_env = serve_command(tag, port=port, workers=workers, env=env)
+    return start(argv, server_env, run_dir, port, "abm-ml service")
+
+
+def start_reference(workers: int, env: dict, run_dir: Path):
+    """``bench/bare_server.py`` under uvicorn with ``workers`` processes."""
+    from abm_ml.testing import free_port
+
+    port = free_port()
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "bare_server.py"),
+        str(port),
+        str(workers),
+    ]
+    return start(argv, {**os.environ, **env}, run_dir, port, "bare Starlette reference")
 
 
 def measure_served(
@@ -292,37 +336,31 @@ def measure_served(
                 f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}",
                 flush=True,
             )
-        served["adaptive_batching"] = batch_sizes(client)  # None when the runner does not batch
     return served
 
 
-def ratios(ip: dict, served: dict, no_batching: dict | None) -> dict[str, float | None]:
-    """Flat ``name -> ratio``: served over in process, and batching over no batching."""
-
-    def per_mode(sv: dict, prefix: str) -> dict[str, float | None]:
-        by_c = {run["concurrency"]: run["requests_per_s"] or 0.0 for run in sv["throughput"]}
-        out = {
-            f"{prefix}latency_p50_1_record_served_over_in_process": sv["score_1"]["p50_ms"]
-            / ip["score_1"]["p50_ms"],
-            f"{prefix}latency_p50_100_records_served_over_in_process": sv["score_100"]["p50_ms"]
-            / ip["score_100"]["p50_ms"],
+def ratios(ip: dict, served: dict, reference: dict | None) -> dict[str, float | None]:
+    """Flat ``name -> ratio``: served over in process, and served over the bare reference."""
+    by_c = {run["concurrency"]: run["requests_per_s"] or 0.0 for run in served["throughput"]}
+    out: dict[str, float | None] = {
+        "latency_p50_1_record_served_over_in_process": served["score_1"]["p50_ms"]
+        / ip["score_1"]["p50_ms"],
+        "latency_p50_100_records_served_over_in_process": served["score_100"]["p50_ms"]
+        / ip["score_100"]["p50_ms"],
+        "in_process_frame_path_over_request_steps_p50": ip["frame_1"]["p50_ms"]
+        / ip["request"]["p50_ms"],
+    }
+    for c, v in by_c.items():
+        out[f"throughput_c{c}_over_in_process_1_record_calls"] = v / ip["records_per_s_1"]
+    out["throughput_c32_over_c1"] = by_c[32] / by_c[1] if by_c.get(1) else None
+    if reference is not None:
+        ref_c = {
+            run["concurrency"]: run["requests_per_s"] or 0.0 for run in reference["throughput"]
         }
         for c, v in by_c.items():
-            out[f"{prefix}throughput_c{c}_over_in_process_1_record_calls"] = (
-                v / ip["records_per_s_1"]
-            )
-        out[f"{prefix}throughput_c32_over_c1"] = by_c[32] / by_c[1] if by_c.get(1) else None
-        return out
-
-    out = per_mode(served, "")
-    if no_batching is not None:
-        out.update(per_mode(no_batching, "no_batching_"))
-        for a, b in zip(served["throughput"], no_batching["throughput"]):
-            out[f"batching_over_no_batching_throughput_c{a['concurrency']}"] = (
-                (a["requests_per_s"] or 0) / b["requests_per_s"] if b["requests_per_s"] else None
-            )
-        out["batching_over_no_batching_latency_p50_1_record"] = (
-            served["score_1"]["p50_ms"] / no_batching["score_1"]["p50_ms"]
+            out[f"throughput_c{c}_over_reference"] = v / ref_c[c] if ref_c.get(c) else None
+        out["latency_p50_1_record_over_reference"] = (
+            served["score_1"]["p50_ms"] / reference["score_1"]["p50_ms"]
         )
     return out
 
@@ -338,16 +376,16 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("abm_ml").setLevel(logging.WARNING)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     from abm_ml.service.deploy import use_bentoml_home
-    from abm_ml.service.settings import ENV_BATCHING
+    from abm_ml.service.settings import available_cores
     from abm_ml.testing import json_records, stop_server
 
     n_latency = 40 if args.quick else 300
     duration = 4.0 if args.quick else 15.0
     max_requests = 400 if args.quick else 5000
+    workers = args.workers or available_cores()
     report = base_report("service", quick=args.quick, argv=argv)
     report["settings"] = {
-        "workers": args.workers,
-        "runner_workers": args.runner_workers,
+        "workers": workers,
         "omp_num_threads": os.environ["OMP_NUM_THREADS"],
         "latency_requests": n_latency,
         "throughput_seconds_per_level": duration,
@@ -362,6 +400,8 @@ def main(argv: list[str] | None = None) -> dict:
         for k in ("ABM_ML_MODELS_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     }
     proc = None
+    run_dir = tmp or Path(tempfile.gettempdir())
+    env = {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
     try:
         with home:
             t0 = time.perf_counter()
@@ -378,33 +418,27 @@ def main(argv: list[str] | None = None) -> dict:
             records_100 = pool[:100]
             payload_100 = [{"records": records_100}]
 
-            print("in process: AccountScorer.score ...", flush=True)
-            report["in_process"] = in_process(scorer, [[r] for r in pool], records_100, n_latency)
+            print("in process: the steps of a request, and AccountScorer.score ...", flush=True)
+            report["in_process"] = in_process(scorer, pool, records_100, n_latency)
 
-            modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.batching]
-            report["settings"]["adaptive_batching"] = modes[0]
-            runs = {}
-            for batching in modes:
-                print(
-                    f"served ({'adaptive batching' if batching else 'no batching'}) ...", flush=True
-                )
-                env = {
-                    "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
-                    ENV_BATCHING: "1" if batching else "0",
-                }
-                proc = start(tag, args, env, tmp or Path(tempfile.gettempdir()))
-                runs[batching] = measure_served(
+            print(f"served ({workers} workers) ...", flush=True)
+            proc = start_service(tag, workers, env, run_dir)
+            report["served"] = measure_served(
+                proc, payload_1, payload_100, n_latency, max_requests, duration
+            )
+            stop_server(proc)
+            proc = None
+            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
+            if not args.no_reference:
+                print(f"reference: bare Starlette + uvicorn ({workers} workers) ...", flush=True)
+                proc = start_reference(workers, env, run_dir)
+                report["reference"] = measure_served(
                     proc, payload_1, payload_100, n_latency, max_requests, duration
                 )
                 stop_server(proc)
                 proc = None
-            # "served" is the default configuration (adaptive batching unless --batching off).
-            report["served"] = runs[modes[0]]
-            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
-            if len(modes) == 2:
-                report["served_no_batching"] = runs[False]
             report["ratios"] = ratios(
-                report["in_process"], report["served"], report.get("served_no_batching")
+                report["in_process"], report["served"], report.get("reference")
             )
     finally:
         if proc is not None:
@@ -426,46 +460,45 @@ def main(argv: list[str] | None = None) -> dict:
 def print_report(r: dict) -> None:
     ip = r["in_process"]
     modes = {"served": r["served"]}
-    if "served_no_batching" in r:
-        modes["served, no batching"] = r["served_no_batching"]
+    if "reference" in r:
+        modes["bare Starlette reference"] = r["reference"]
 
     def row(name: str, a: dict) -> str:
         return (
-            f"  {name:<44} p50 {a['p50_ms']:8.1f}  p95 {a['p95_ms']:8.1f}  "
-            f"p99 {a['p99_ms']:8.1f} ms  (n={a['n']})"
+            f"  {name:<48} p50 {a['p50_ms']:8.3f}  p95 {a['p95_ms']:8.3f}  "
+            f"p99 {a['p99_ms']:8.3f} ms  (n={a['n']})"
         )
 
     m = r["machine"]
     print(f"\nmodel: {r['model']['source']} ({r['model']['bento_model']})")
     print(
-        f"adaptive batching={r['settings']['adaptive_batching']}, workers={r['settings']['workers']}, "
-        f"runner workers={r['settings']['runner_workers']}, OMP_NUM_THREADS={r['settings']['omp_num_threads']}, "
+        f"workers={r['settings']['workers']}, OMP_NUM_THREADS={r['settings']['omp_num_threads']}, "
         f"{m.get('logical_cores')} cores, load {m.get('load_average_1_5_15')}"
     )
-    print("latency")
-    print(row("in process score(1 record)", ip["score_1"]))
-    print(row("in process score(100 records)", ip["score_100"]))
+    print("in process, a one-record request step by step")
+    for name, label in (
+        ("parse_validate", "parse JSON + validate"),
+        ("score_rows", "score (score_record + reasons)"),
+        ("answer_json", "answer body + orjson"),
+        ("request", "all three"),
+        ("frame_1", "AccountScorer.score on a 1-row DataFrame"),
+    ):
+        print(row(label, ip[name]))
+    print(row("AccountScorer.score on 100 records", ip["score_100"]))
+    print("latency over HTTP")
     for name, sv in modes.items():
         print(row(f"{name}: POST /score 1 record", sv["score_1"]))
         print(row(f"{name}: POST /score 100 records", sv["score_100"]))
     print("throughput, 1-record requests")
-    print(
-        f"  {'in process, sequential calls':<44} {ip['records_per_s_1']:8.1f} records/s"
-        f"  (100-record calls: {ip['records_per_s_100']:.1f} records/s)"
-    )
+    print(f"  {'in process, sequential requests':<48} {ip['records_per_s_1']:8.1f} records/s")
     for name, sv in modes.items():
         for run in sv["throughput"]:
             lat = run["latency"]
             label = f"{name}, {run['concurrency']} clients"
             print(
-                f"  {label:<44} {run['requests_per_s'] or 0:8.1f} req/s"
+                f"  {label:<48} {run['requests_per_s'] or 0:8.1f} req/s"
                 f"   p50 {lat['p50_ms'] or float('nan'):.1f}  p99 {lat['p99_ms'] or float('nan'):.1f} ms"
                 f"  errors {run['errors']}"
-            )
-        if sv.get("adaptive_batching"):
-            b = sv["adaptive_batching"]
-            print(
-                f"  {name}: {b['calls']} model calls, {b['mean_requests_per_call']:.2f} requests per call"
             )
     print("ratios (same run)")
     for k, v in r["ratios"].items():

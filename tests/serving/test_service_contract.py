@@ -11,7 +11,7 @@ import pytest
 from abm_ml.errors import AbmInputError
 from abm_ml.service import contract
 from abm_ml.service.contract import RecordSchema, ServingError
-from abm_ml.service.settings import ServiceConfig, Settings
+from abm_ml.service.settings import ServiceConfig, Settings, available_cores
 
 # -- the input contract ---------------------------------------------------------------------
 
@@ -236,10 +236,9 @@ def test_settings_from_env():
 
 
 def test_service_config_from_env():
-    config = ServiceConfig.from_env(
-        {"ABM_ML_ADAPTIVE_BATCHING": "0", "ABM_ML_RUNNER_WORKERS": "3", "ABM_ML_WORKERS": ""}
-    )
-    assert (config.adaptive_batching, config.runner_workers, config.workers) == (False, 3, 1)
-    assert ServiceConfig.from_env({}) == ServiceConfig()
-    with pytest.raises(AbmInputError, match="ABM_ML_MAX_BATCH_SIZE"):
-        ServiceConfig.from_env({"ABM_ML_MAX_BATCH_SIZE": "1"})
+    config = ServiceConfig.from_env({"ABM_ML_WORKERS": "3", "ABM_ML_TIMEOUT_S": "5"})
+    assert (config.workers, config.timeout_s) == (3, 5)
+    # One worker per core by default (a blank setting is no setting).
+    assert ServiceConfig.from_env({"ABM_ML_WORKERS": ""}).workers == available_cores() >= 1
+    with pytest.raises(AbmInputError, match="ABM_ML_WORKERS"):
+        ServiceConfig.from_env({"ABM_ML_WORKERS": "0"})

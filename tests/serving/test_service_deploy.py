@@ -98,24 +98,24 @@ def test_deploy_configures_nothing(deployment, tmp_path):
 def test_service_classes_use_the_deployed_model(svc, deployment, trained, make_records):
     import bentoml
 
-    # The model is declared at class scope, so a built Bento carries it.
-    for service in (svc.AbmScoringService, svc.AccountScorerRunner):
-        assert isinstance(service.inner.__dict__["bento_model"], bentoml.models.BentoModel)
-        assert [str(m.tag) for m in service.models] == [deployment["tag"]]
-    assert svc.AccountScorerRunner.apis["score_records"].batchable
-    assert svc.AccountScorerRunner.apis["explain_records"].batchable
+    # The model is declared at class scope, so a built Bento carries it; one service holds it.
+    service = svc.AbmScoringService
+    assert isinstance(service.inner.__dict__["bento_model"], bentoml.models.BentoModel)
+    assert [str(m.tag) for m in service.models] == [deployment["tag"]]
+    assert not service.dependencies  # no second process to cross a socket to
 
-    runner = svc.AccountScorerRunner()
-    assert runner.__is_ready__()
+    instance = svc.AbmScoringService.inner()
+    assert instance.__is_ready__()
     rows = RecordSchema(trained.scorer.features).validate_batch(make_records(4))
-    via_runner = runner.score_records(rows)
-    assert via_runner == handlers.score_rows(runner.scorer, rows)
+    served = handlers.score_rows(instance.scorer, rows)
     np.testing.assert_allclose(
-        [r["propensity"] for r in via_runner],
+        [r["propensity"] for r in served],
         [r["propensity"] for r in handlers.score_rows(trained.scorer, rows)],
         rtol=1e-12,
     )
-    assert len(runner.explain_records(rows)) == 4
+    # One record takes the scorer's one-record path and gives the batch's row.
+    assert handlers.score_rows(instance.scorer, rows[1:2]) == served[1:2]
+    assert len(handlers.explain_rows(instance.scorer, rows)) == 4
 
 
 # -- launching and importing -----------------------------------------------------------------

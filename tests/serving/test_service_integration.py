@@ -1,4 +1,4 @@
-"""A real server on a free loopback port: readiness, scoring, errors, access, batching, build.
+"""A real server on a free loopback port: readiness, scoring, errors, access, concurrency, build.
 
 The server is started the way a user starts it, ``abm-ml serve --model champion``, in a working
 directory outside the checkout (the service is imported from the installed package). It deploys
@@ -171,7 +171,7 @@ def test_big_bodies_are_refused_before_they_are_read(server):
     assert server["client"].get("/readyz", headers=AUTH).status_code == 200
 
 
-def test_concurrent_requests_are_batched_correctly(server, trained, make_records):
+def test_concurrent_requests_get_their_own_scores(server, trained, make_records):
     """32 concurrent one-record requests: each gets its own account's score back."""
     recs = make_records(32, start=0)
     expected = trained.scorer.score(trained.holdout.iloc[0:32], with_reasons=False)[
@@ -193,7 +193,7 @@ def test_concurrent_requests_are_batched_correctly(server, trained, make_records
 
 
 def test_bento_build_carries_the_model(deployment, tmp_path):
-    """``bentoml build -f serving/bentofile.yaml src`` lists the deployed model for both services."""
+    """``bentoml build -f serving/bentofile.yaml src`` lists the deployed model for the service."""
     import bentoml
 
     env = {
@@ -225,7 +225,7 @@ def test_bento_build_carries_the_model(deployment, tmp_path):
     tag = done.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     bento = bentoml.get(tag)
     assert deployment["tag"] in {str(m.tag) for m in bento.info.all_models}
-    assert {s.name for s in bento.info.services} == {"abm_scoring", "abm_scorer_runner"}
+    assert {s.name for s in bento.info.services} == {"abm_scoring"}
     assert Path(bento.path_of("src/abm_ml/service/bento.py")).is_file()
     assert Path(bento.path_of("src/abm_ml/modeling/scorer.py")).is_file()
     bentoml.delete(tag)

@@ -211,40 +211,18 @@ def test_serve_cli_names_a_missing_version(deployment, tmp_path):
     assert time.monotonic() - started < 60
 
 
-def test_a_runner_without_its_model_is_not_ready(svc, monkeypatch):
-    import bentoml
-
+def test_a_service_without_its_model_is_not_ready(svc, monkeypatch):
     def unreadable(bento_model):
         raise AbmInputError("scorer.joblib cannot be read (EOFError)", field="model")
 
     monkeypatch.setattr(svc, "load_scorer", unreadable)
-    runner = svc.AccountScorerRunner()
-    assert runner.__is_ready__() is False
-    with pytest.raises(bentoml.exceptions.ServiceUnavailable):
-        runner.score_records([{"account_id": "a"}])
+    instance = svc.AbmScoringService.inner()
+    assert instance.__is_ready__() is False
     with asgi_client(svc.AbmScoringService) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 503
         for path in ("/score", "/explain"):
             assert_error_shape(c.post(path, json={"records": [{"account_id": "a"}]}), 503)
-
-
-def test_readiness_gives_up_on_a_runner_that_does_not_answer(svc, monkeypatch):
-    class SilentRunner:
-        async def is_ready(self, timeout=None):
-            await asyncio.sleep(3600)
-
-    class FailingRunner:
-        async def is_ready(self, timeout=None):
-            raise ConnectionRefusedError
-
-    monkeypatch.setattr(svc, "READY_TIMEOUT_S", 0.2)
-    is_ready = svc.AbmScoringService.inner.__is_ready__
-    for runner in (SilentRunner(), FailingRunner()):
-        started = time.monotonic()
-        instance = type("Instance", (), {"runner": runner})()
-        assert asyncio.run(is_ready(instance)) is False
-        assert time.monotonic() - started < 2
 
 
 @pytest.mark.slow
@@ -253,7 +231,7 @@ def test_a_real_server_on_a_corrupt_model_answers_503_quickly(corrupt_tag, tmp_p
     import httpx
 
     port = free_port()
-    argv, env = launch.serve_command(corrupt_tag, port=port)
+    argv, env = launch.serve_command(corrupt_tag, port=port, workers=1)
     proc = start_server(argv, env, log_path=tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -266,7 +244,7 @@ def test_a_real_server_on_a_corrupt_model_answers_503_quickly(corrupt_tag, tmp_p
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.5)
-            time.sleep(3)  # the runner has tried, and failed, to load the model
+            time.sleep(3)  # the workers have tried, and failed, to load the model
             for _ in range(3):
                 started = time.monotonic()
                 assert client.get(f"{base}/readyz").status_code == 503
@@ -278,7 +256,7 @@ def test_a_real_server_on_a_corrupt_model_answers_503_quickly(corrupt_tag, tmp_p
     finally:
         stop_server(proc)
     log = (tmp_path / "server.log").read_text()
-    # loaded once, refused once: no crash loop of the runner
+    # loaded once by the one worker, refused once: no crash loop
     assert log.count("the model cannot be loaded") == 1, log[-3000:]
     assert "Initializing service error" not in log
 

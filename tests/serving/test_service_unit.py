@@ -147,56 +147,6 @@ def test_openapi_schema_conversion():
     )
 
 
-# -- the internal runner connection -------------------------------------------------------------
-
-
-def test_call_runner_retries_a_dropped_connection_only():
-    import asyncio
-
-    import aiohttp
-
-    calls = []
-
-    async def flaky(records):
-        calls.append(len(records))
-        if len(calls) < 3:
-            raise aiohttp.ServerDisconnectedError()
-        return [{"ok": True}] * len(records)
-
-    assert asyncio.run(handlers.call_runner(flaky, [{"a": 1}])) == [{"ok": True}]
-    assert calls == [1, 1, 1]
-
-    async def broken(records):
-        raise ValueError("a model error is not retried")
-
-    with pytest.raises(ValueError):
-        asyncio.run(handlers.call_runner(broken, []))
-
-    async def always_dropped(records):
-        raise RuntimeError("Session is closed")
-
-    with pytest.raises(RuntimeError):
-        asyncio.run(handlers.call_runner(always_dropped, [], attempts=2))
-
-
-def test_keep_runner_session():
-    class Manager:
-        max_requests, max_age = 100, 300.0
-
-    class Client:
-        def __init__(self):
-            self._session_manager = Manager()
-
-    class Proxy:
-        def __init__(self):
-            self._async = Client()
-
-    proxy = Proxy()
-    assert handlers.keep_runner_session(proxy)
-    assert proxy._async._session_manager.max_requests > 10**9
-    assert handlers.keep_runner_session(object()) is False
-
-
 # -- responses follow the documented models ---------------------------------------------------
 
 

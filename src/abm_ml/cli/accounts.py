@@ -75,6 +75,24 @@ def rank(
             help="Also check the accounts read for drift (abm-ml monitor); exit code 3 on drift."
         ),
     ] = False,
+    reasons_for: Annotated[
+        int | None,
+        typer.Option(
+            help="Explain only the top N accounts of the ranking (reasons are most of the "
+            "scoring time on very large lists); default: every account.",
+            min=0,
+        ),
+    ] = None,
+    velocity_reasons: Annotated[
+        bool,
+        typer.Option(
+            help="Also say what moves each account's days to close (doubles the explaining time)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Chunks scored in parallel (default: one per core).", min=1),
+    ] = None,
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
 
@@ -126,6 +144,9 @@ def rank(
             model_name=cfg.registered_model_name(),
             model_version=str(version.version),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            reasons_for=reasons_for,
+            velocity_reasons=velocity_reasons,
+            workers=workers,
         )
     folder = cfg.reports_dir() / "rankings"
     out = out or folder / f"ranking-{result.meta['as_of']}.csv"
@@ -138,6 +159,11 @@ def rank(
     console.print(_ranking_table(result, version, show))
     console.print(_basis_line(result.meta))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
+    if result.meta["reasons_for"] < result.meta["ranked"]:
+        console.print(
+            f"Reasons for the top {result.meta['reasons_for']:,} accounts; the explaining "
+            f"(TreeSHAP) of {result.meta['ranked'] - result.meta['reasons_for']:,} others skipped"
+        )
     if result.meta["unscorable"]:
         console.print(
             f"[yellow]{result.meta['unscorable']:,} accounts could not be scored[/] -> {unscorable_path}"

@@ -29,7 +29,10 @@ def serve(
     model: ModelOpt = "champion",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default ABM_ML_WORKERS, else one per core).", min=1),
+    ] = None,
 ) -> None:
     """Serve scores over HTTP (BentoML): /score, /rank, /explain, /healthz, /readyz, /metadata."""
     from abm_ml.registry import tracking

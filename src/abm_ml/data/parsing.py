@@ -8,8 +8,10 @@ on the distinct values of a column only: CRM columns repeat a lot.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -157,6 +159,80 @@ def category_text(values: pd.Series) -> pd.Series:
         )
     )
     return text.astype(object).where(text.notna(), np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# One value at a time: the one-record scoring path. Each gives what the column parser above
+# gives for a one-record column holding that value (the scorer's test checks it on many records).
+# --------------------------------------------------------------------------------------------
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+"""Text every number parser reads alike: ``float`` needs no help from the column parser."""
+
+
+def is_missing_value(value: object) -> bool:
+    """None, NaN, NA or NaT: what the column parsers take for missing."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (str, int)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def clean_value(value: object, tokens: frozenset[str]) -> object:
+    """:func:`clean_text` of one value: stripped text, NaN for missing values and placeholders."""
+    if isinstance(value, str):
+        text = value.strip()
+        return np.nan if text.lower() in tokens else text
+    return np.nan if is_missing_value(value) else value
+
+
+@lru_cache(maxsize=4096)
+def _number_text(text: str, decimal: str) -> float:
+    """:func:`_parse_number_text` of one text; cached, CRM columns repeat their formats."""
+    return float(_parse_number_text(pd.Series([text], dtype=object), decimal).iloc[0])
+
+
+def parse_number_value(value: object, *, decimal: str = ".") -> float:
+    """:func:`parse_numbers` of one (cleaned) value: NaN when missing or unreadable."""
+    if isinstance(value, str):
+        if _PLAIN_DECIMAL.fullmatch(value):
+            return float(value)
+        return _number_text(value, decimal)
+    if is_missing_value(value):
+        return np.nan
+    return float(value)  # int, float, numpy number: as a numeric column is read
+
+
+def parse_yes_no_value(value: object) -> float:
+    """:func:`~abm_ml.modeling.feature_info.parse_yes_no` of one value: 1.0, 0.0 or NaN."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return 1.0 if word in YES_WORDS else 0.0 if word in NO_WORDS else np.nan
+    if is_missing_value(value):
+        return np.nan
+    return float(float(value) != 0)
+
+
+def category_value(value: object) -> object:
+    """:func:`category_text` of one value: text, or NaN when missing."""
+    if isinstance(value, str):
+        return value
+    return np.nan if is_missing_value(value) else str(value)
+
+
+def parse_feature_value(value: object, kind: str) -> object:
+    """:func:`parse_feature_values` of one (cleaned) value, without the problem mask."""
+    if kind == "numeric":
+        return parse_number_value(value)
+    if kind == "boolean":
+        return parse_yes_no_value(value)
+    return category_value(value)
 
 
 def parse_feature_values(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:

@@ -11,16 +11,24 @@ Files in canonical form (``account_id``, ``amount``, feature names) are read too
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from abm_ml.data.parsing import clean_text, parse_dates, parse_feature_values, parse_numbers
+from abm_ml.data.parsing import (
+    clean_text,
+    clean_value,
+    parse_dates,
+    parse_feature_value,
+    parse_feature_values,
+    parse_number_value,
+    parse_numbers,
+)
 from abm_ml.data.readers import read_table
 from abm_ml.data.spec import DatasetSpec, SourceSpec
 from abm_ml.errors import AbmInputError
@@ -123,16 +131,18 @@ def canonical_records(
     tokens = spec.tokens
     problems = pd.Series(pd.NA, index=records.index, dtype=object)
 
-    def add(bad: pd.Series, reason: pd.Series) -> None:
+    def add(bad: pd.Series, words: str, raw: pd.Series) -> None:
+        """'<words>: <value>' for the rows newly found bad (texts built for those rows only)."""
         fresh = bad.to_numpy(dtype=bool) & problems.isna().to_numpy()
-        problems[fresh] = reason[fresh]
+        if fresh.any():
+            problems[fresh] = (f"{words}: " + raw[fresh].astype(str)).to_numpy(dtype=object)
 
     parsed: dict[str, pd.Series] = _ids(records, spec)
     amount_column = _column(records, [spec.amount, AMOUNT])
     if amount_column:
         raw = clean_text(records[amount_column], tokens)
         amount, bad = parse_numbers(raw, decimal=spec.amount_decimal)
-        add(bad, f"unparseable number in {amount_column!r}: " + raw.astype(str))
+        add(bad, f"unparseable number in {amount_column!r}", raw)
         parsed[AMOUNT] = amount
     else:
         parsed[AMOUNT] = pd.Series(np.nan, index=records.index)
@@ -147,11 +157,53 @@ def canonical_records(
             continue
         raw = clean_text(records[column], tokens)
         values, bad, problem = parse_feature_values(raw, feature.type)
-        add(bad, f"{problem} in {column!r}: " + raw.astype(str))
+        add(bad, f"{problem} in {column!r}", raw)
         parsed[feature.name] = values
     others = records.drop(columns=[c for c in parsed if c in records.columns])
     frame = pd.concat([pd.DataFrame(parsed, index=records.index), others], axis=1)
     return ScoringRecords(frame=frame, problems=problems, amount_column=amount_column)
+
+
+def _key(record: Mapping[str, Any], names: Sequence[str | None]) -> str | None:
+    """The first of ``names`` that the record has."""
+    return next((n for n in names if n and n in record), None)
+
+
+def canonical_record(
+    record: Mapping[str, Any], features: Sequence[FeatureInfo], spec: InputSpec
+) -> dict[str, Any]:
+    """One record parsed as :func:`canonical_records` parses a one-row frame of it.
+
+    The one-record scoring path: ids, ``amount`` and one parsed value per feature, read value
+    by value with the scalar twins of the column parsers, without building a frame.
+    """
+    tokens = spec.tokens
+    out: dict[str, Any] = {}
+    row_key = _key(record, [spec.row_id, ROW_ID])
+    if row_key:
+        out[ROW_ID] = clean_value(record[row_key], frozenset({""}))
+    account_key = _key(record, [spec.account_id, ACCOUNT_ID])
+    if account_key:
+        account = clean_value(record[account_key], tokens | {""})
+        if ROW_ID in out and isinstance(account, float) and np.isnan(account):
+            account = out[ROW_ID]
+        out[ACCOUNT_ID] = account
+    elif ROW_ID in out:
+        out[ACCOUNT_ID] = out[ROW_ID]
+    amount_key = _key(record, [spec.amount, AMOUNT])
+    out[AMOUNT] = (
+        parse_number_value(clean_value(record[amount_key], tokens), decimal=spec.amount_decimal)
+        if amount_key
+        else np.nan
+    )
+    for feature in features:
+        key = _key(record, [feature.column, feature.name])
+        out[feature.name] = (
+            np.nan
+            if key is None
+            else parse_feature_value(clean_value(record[key], tokens), feature.type)
+        )
+    return out
 
 
 def require_id_column(records: pd.DataFrame, spec: InputSpec | None, name: str) -> None:

@@ -10,6 +10,7 @@ repeated id, an unparseable number, no feature at all) go to a separate table wi
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,9 @@ NURTURE = "nurture"
 FILTER_COLUMNS = ("segment", "region", "owner")
 SORT_KEYS = ("priority", "propensity", "expected_value")
 CHUNK_ROWS = 100_000
-"""Rows scored at a time: bounds memory on million-account files."""
+"""Most rows scored at a time: bounds memory on million-account files."""
+MIN_CHUNK_ROWS = 5_000
+"""Fewest rows per chunk when a list is split across workers (a call has a fixed cost)."""
 
 
 @dataclass
@@ -239,10 +242,21 @@ def rank_accounts(
     model_version: str = "",
     k_up: int = 3,
     progress: Callable[[int, int], None] | None = None,
+    reasons_for: int | None = None,
+    velocity_reasons: bool = False,
+    workers: int | None = None,
 ) -> RankResult:
     """Score, sort and tier accounts; list the unscorable ones with their reasons.
 
-    ``progress(done, total)`` is called after each chunk of :data:`CHUNK_ROWS` accounts.
+    Args:
+        reasons_for: compute reasons (TreeSHAP, most of the cost) only for the first
+            ``reasons_for`` accounts of the ranking; the others get empty reason columns.
+            None: every account. The scores and the order do not depend on it.
+        velocity_reasons: add ``velocity_reasons`` (what moves the P50 days to close); they
+            double the TreeSHAP work.
+        workers: chunks scored at once (threads; LightGBM releases the GIL while it
+            computes). None: one per available core.
+        progress: ``progress(done, total)`` after each chunk of accounts scored.
     """
     check_sort_key(sort_by)
     as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
@@ -280,31 +294,33 @@ def rank_accounts(
         prepared.frame[~bad.to_numpy()].reset_index(drop=True) if prepared is not None else good
     )
 
-    parts = []
-    for start in range(0, len(good), CHUNK_ROWS):
-        chunk = good.iloc[start : start + CHUNK_ROWS]
-        scored = scorer.score(
-            to_score.iloc[start : start + CHUNK_ROWS],
-            k_up=k_up,
-            k_down=1,
-            with_velocity_reasons=False,
-            parsed=prepared is not None,
-        )
-        scored["top_reasons"] = [
-            reasons_as_text({"up": r["up"], "down": []}) for r in scored["reasons"]
-        ]
-        scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) for r in scored["reasons"]]
-        for column in FILTER_COLUMNS:
-            if column in chunk.columns:
-                scored[column] = chunk[column].to_numpy()
-        parts.append(scored)
-        if progress is not None:
-            progress(min(start + CHUNK_ROWS, len(good)), len(good))
-    ranked = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["account_id", "propensity", sort_by])
+    explain_all = reasons_for is None or reasons_for >= len(good)
+    ranked = score_in_chunks(
+        scorer,
+        to_score,
+        parsed=prepared is not None,
+        k_up=k_up,
+        with_reasons=explain_all,
+        velocity_reasons=velocity_reasons,
+        workers=workers,
+        progress=progress,
     )
+    if not explain_all:
+        _add_reasons_for_top(
+            scorer,
+            ranked,
+            to_score,
+            parsed=prepared is not None,
+            top=max(int(reasons_for or 0), 0),
+            sort_by=sort_by,
+            k_up=k_up,
+            velocity_reasons=velocity_reasons,
+        )
+    for column in FILTER_COLUMNS:
+        if column in good.columns:
+            ranked[column] = good[column].to_numpy()
+    if ranked.empty:
+        ranked = pd.DataFrame(columns=["account_id", "propensity", sort_by])
     ranked = rank_scored(ranked, sort_by=sort_by, tiers=tiers)
     ranked["model_name"] = model_name
     ranked["model_version"] = str(model_version)
@@ -320,6 +336,7 @@ def rank_accounts(
         "filters": {k: v for k, v in (filters or {}).items() if v},
         "model_name": model_name,
         "model_version": str(model_version),
+        "reasons_for": len(ranked) if explain_all else min(int(reasons_for or 0), len(ranked)),
         **scorer.basis(),
         **amount_meta(
             scorer,
@@ -489,6 +506,106 @@ def rank_buy_and_win(
     return RankResult(ranked=ranked, unscorable=pd.concat(unscorable, ignore_index=True), meta=meta)
 
 
+def chunk_rows(n: int, workers: int) -> int:
+    """Rows per chunk: every worker busy, at most :data:`CHUNK_ROWS` (memory)."""
+    return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, -(-n // max(workers, 1))))
+
+
+def _reason_texts(scored: pd.DataFrame) -> None:
+    """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored)."""
+    entries = scored["reasons"] if "reasons" in scored.columns else [None] * len(scored)
+    scored["top_reasons"] = [
+        reasons_as_text({"up": r["up"], "down": []}) if r else "" for r in entries
+    ]
+    scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) if r else "" for r in entries]
+    if "velocity_reasons" in scored.columns:
+        scored["days_reasons"] = [
+            reasons_as_text(r) if r else "" for r in scored["velocity_reasons"]
+        ]
+
+
+def score_in_chunks(
+    scorer: AccountScorer,
+    records: pd.DataFrame,
+    *,
+    parsed: bool,
+    k_up: int = 3,
+    with_reasons: bool = True,
+    velocity_reasons: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """:meth:`AccountScorer.score` on ``records`` in chunks, several at once, in input order.
+
+    Each chunk is scored with LightGBM's own thread count (``ABM_ML_NUM_THREADS``, 1 by
+    default) in a thread of its own: LightGBM releases the GIL while it computes, so the
+    TreeSHAP of ``workers`` chunks runs in parallel while Python words another's reasons.
+    Every row is computed independently, so the output is the same for any chunking.
+    """
+    from abm_ml.service.settings import available_cores
+
+    workers = workers or available_cores()
+    size = chunk_rows(len(records), workers)
+    starts = list(range(0, len(records), size))
+
+    def one(start: int) -> pd.DataFrame:
+        scored = scorer.score(
+            records.iloc[start : start + size],
+            k_up=k_up,
+            k_down=1,
+            with_reasons=with_reasons,
+            with_velocity_reasons=velocity_reasons,
+            parsed=parsed,
+        )
+        _reason_texts(scored)
+        return scored
+
+    parts = []
+    with ThreadPoolExecutor(max_workers=min(workers, max(len(starts), 1))) as pool:
+        for start, scored in zip(starts, pool.map(one, starts)):
+            parts.append(scored)
+            if progress is not None:
+                progress(min(start + size, len(records)), len(records))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _add_reasons_for_top(
+    scorer: AccountScorer,
+    scored: pd.DataFrame,
+    records: pd.DataFrame,
+    *,
+    parsed: bool,
+    top: int,
+    sort_by: str,
+    k_up: int,
+    velocity_reasons: bool,
+) -> None:
+    """Reasons for the first ``top`` accounts of the ranking only (in place; others empty).
+
+    The scores come from the pass without reasons; the reasons of the chosen accounts are
+    computed on them alone, so TreeSHAP runs on ``top`` rows instead of every row.
+    """
+    chosen = np.sort(rank_order(scored[sort_by], scored["propensity"])[:top])
+    explained = score_in_chunks(
+        scorer,
+        records.iloc[chosen],
+        parsed=parsed,
+        k_up=k_up,
+        with_reasons=True,
+        velocity_reasons=velocity_reasons,
+    )
+    columns = ["reasons", "top_reasons", "risk"] + (
+        ["velocity_reasons", "days_reasons"] if "velocity_reasons" in explained.columns else []
+    )
+    for column in columns:
+        # Accounts past the cut: no structured reasons (None), empty text.
+        empty = "" if column in ("top_reasons", "risk", "days_reasons") else None
+        values = np.full(len(scored), empty, dtype=object)
+        if len(chosen):
+            values[chosen] = explained[column].to_numpy(dtype=object)
+        scored[column] = values
+
+
 OUTPUT_COLUMNS = (
     "rank",
     "account_id",
@@ -509,6 +626,7 @@ OUTPUT_COLUMNS = (
     "risk",
     "buy_reasons",
     "win_reasons",
+    "days_reasons",
     "movement",
     "segment",
     "region",

@@ -11,8 +11,10 @@ removed, all else equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -35,10 +37,24 @@ class Contributions:
         return self.values.sum(axis=1) + self.base
 
 
-def contributions(booster: lgb.Booster, matrix: pd.DataFrame) -> Contributions:
-    """TreeSHAP contributions of ``booster`` on an already preprocessed ``matrix``."""
+def contributions(
+    booster: lgb.Booster,
+    matrix: pd.DataFrame | np.ndarray,
+    feature_names: Sequence[str] | None = None,
+) -> Contributions:
+    """TreeSHAP contributions of ``booster`` on an already preprocessed ``matrix``.
+
+    Args:
+        booster: the LightGBM model.
+        matrix: its input (a frame, or the scorer's float array).
+        feature_names: the columns' names; by default the frame's columns, else the booster's.
+    """
     out = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=num_threads()))
-    return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=list(matrix.columns))
+    if feature_names is None:
+        feature_names = (
+            matrix.columns if isinstance(matrix, pd.DataFrame) else booster.feature_name()
+        )
+    return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=list(feature_names))
 
 
 def top_indices(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
@@ -53,7 +69,8 @@ def top_indices(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+    # math.isnan: NaN of any float type (np.float64 is a float), cheaper than np.isnan per call.
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def reason_text(feature: FeatureInfo, value: object) -> str:
@@ -92,7 +109,7 @@ def display_value(value: object) -> object:
 
 def reasons(
     contrib: Contributions,
-    raw_values: pd.DataFrame,
+    raw_values: Mapping[str, Any] | pd.DataFrame,
     features: list[FeatureInfo],
     *,
     k_up: int = 3,
@@ -104,7 +121,9 @@ def reasons(
 
     Args:
         contrib: contributions of the rows.
-        raw_values: the rows' feature values as given (original category names), same order.
+        raw_values: the rows' feature values as given (original category names), same order:
+            a frame, or feature name -> sequence of values. Only the columns of the features
+            that end up in a reason are read.
         features: feature descriptions, in the model's column order.
         k_up: how many factors raising the output to return (only positive contributions).
         k_down: how many factors lowering it (only negative contributions).
@@ -116,7 +135,6 @@ def reasons(
     names = contrib.feature_names
     raw = contrib.raw
     n = contrib.values.shape[0]
-    columns = {name: raw_values[name].to_numpy(dtype=object) for name in names}
     # Effects for every (row, reason) at once: calling the calibrator per reason is the slow part.
     picked: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key, k, largest in (("up", k_up, True), ("down", k_down, False)):
@@ -125,16 +143,24 @@ def reasons(
         with_c = np.repeat(raw[:, None], idx.shape[1], axis=1)
         eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
         picked[key] = (idx, c, eff)
-    text_cache: dict[tuple[str, object], str] = {}
+    used = np.unique(np.concatenate([p[0].ravel() for p in picked.values()]))
+    columns = {names[j]: np.asarray(raw_values[names[j]], dtype=object) for j in used}
+    # Values repeat (categories, yes/no, round counts): each (feature, value) is worded once.
+    worded: dict[tuple, tuple[object, str]] = {}
 
-    def text(name: str, value: object) -> str:
-        feature = by_name[name]
-        if feature.type == "numeric" and not _is_missing(value):
-            return reason_text(feature, value)
-        key = (name, None if _is_missing(value) else value)
-        if key not in text_cache:
-            text_cache[key] = reason_text(feature, value)
-        return text_cache[key]
+    def word(name: str, value: object) -> tuple[object, str]:
+        if _is_missing(value):
+            key: tuple = (name,)
+        elif isinstance(value, float) and value == 0 and math.copysign(1.0, value) < 0:
+            return display_value(value), reason_text(by_name[name], value)  # -0.0 == 0.0
+        else:
+            # The type keeps 1, 1.0 and True apart, which == and hash do not.
+            key = (name, type(value), value)
+        found = worded.get(key)
+        if found is None:
+            found = (display_value(value), reason_text(by_name[name], value))
+            worded[key] = found
+        return found
 
     out: list[dict[str, list[dict]]] = []
     for row in range(n):
@@ -146,14 +172,14 @@ def reasons(
                 if contribution * sign <= 0:
                     continue
                 name = names[idx[row, j]]
-                value = columns[name][row]
+                shown, text = word(name, columns[name][row])
                 entry[key].append(
                     {
                         "feature": name,
-                        "value": display_value(value),
+                        "value": shown,
                         "contribution": contribution,
                         effect_unit: float(eff[row, j]),
-                        "text": text(name, value),
+                        "text": text,
                     }
                 )
         out.append(entry)

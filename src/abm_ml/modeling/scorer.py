@@ -9,7 +9,9 @@ and never sees LightGBM's category codes from outside.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -17,7 +19,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from abm_ml.config import num_threads
-from abm_ml.data.records import InputSpec, ScoringRecords, canonical_records
+from abm_ml.data.parsing import category_value
+from abm_ml.data.records import InputSpec, ScoringRecords, canonical_record, canonical_records
 from abm_ml.modeling import reasons
 from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
@@ -48,11 +51,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Preprocessor:
-    """Turns raw records into LightGBM's matrix: numbers as float, categories with fixed codes.
+    """Turns raw records into the models' matrix: numbers as float, categories as fixed codes.
 
     Attributes:
         features: the model's features in column order.
-        categories_: per categorical feature, the category values seen in training.
+        categories_: per categorical feature, the category values seen in training; a
+            category's code is its position in this list.
     """
 
     features: list[FeatureInfo]
@@ -63,11 +67,30 @@ class Preprocessor:
             if feature.type == "categorical":
                 counts = frame[feature.name].dropna().astype(str).value_counts()
                 self.categories_[feature.name] = sorted(counts.index[:MAX_CATEGORIES].tolist())
+        self.__dict__.pop("_lookups", None)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The lookups are derived from categories_: rebuilt after loading, never pickled.
+        return {k: v for k, v in self.__dict__.items() if k != "_lookups"}
 
     @property
     def categorical_names(self) -> list[str]:
         return [f.name for f in self.features if f.type == "categorical"]
+
+    def _lookup(self) -> dict[str, tuple[dict[str, int], pd.Index]]:
+        """Per categorical feature, category -> code as a dict (one value) and an Index (columns).
+
+        Built once per loaded scorer (on first use, so scorers pickled before it exist work).
+        """
+        lookups = self.__dict__.get("_lookups")
+        if lookups is None:
+            lookups = {
+                name: ({c: i for i, c in enumerate(cats)}, pd.Index(cats, dtype=object))
+                for name, cats in self.categories_.items()
+            }
+            self.__dict__["_lookups"] = lookups
+        return lookups
 
     def raw_values(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Feature values as given, coerced to their type (numbers parsed, categories as text)."""
@@ -81,13 +104,8 @@ class Preprocessor:
             else:
                 column = pd.Series(np.nan, index=frame.index)
             if feature.type == "categorical":
-                text = column.astype(object)
-                values[feature.name] = text.where(text.notna(), np.nan).map(
-                    lambda v: (
-                        v
-                        if isinstance(v, str) or (isinstance(v, float) and np.isnan(v))
-                        else str(v)
-                    )
+                values[feature.name] = pd.Series(
+                    _category_texts(column.to_numpy(dtype=object)), index=frame.index
                 )
             elif feature.type == "boolean":
                 values[feature.name] = parse_yes_no(column)
@@ -95,16 +113,53 @@ class Preprocessor:
                 values[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
         return pd.DataFrame(values, index=frame.index)
 
+    def matrix(self, values: pd.DataFrame) -> np.ndarray:
+        """The models' input from :meth:`raw_values` output: a float64 (rows, features) array.
+
+        Categorical columns hold the category's code (NaN when missing or unseen in
+        training), booleans 0/1/NaN, numbers as float; columns in :attr:`features` order.
+        LightGBM boosters fitted on ``pd.Categorical`` columns with these categories read the
+        codes as the same categories.
+        """
+        lookups = self._lookup()
+        out = np.empty((len(values), len(self.features)), dtype=float)
+        for j, feature in enumerate(self.features):
+            column = values[feature.name]
+            if feature.type == "categorical":
+                codes = lookups[feature.name][1].get_indexer(column.to_numpy(dtype=object))
+                out[:, j] = np.where(codes >= 0, codes, np.nan)
+            else:
+                out[:, j] = column.to_numpy(dtype=float, na_value=np.nan)
+        return out
+
+    def row(self, values: Mapping[str, Any]) -> np.ndarray:
+        """:meth:`matrix` of one record's parsed values (name -> value): a (1, features) array."""
+        lookups = self._lookup()
+        out = np.empty((1, len(self.features)), dtype=float)
+        for j, feature in enumerate(self.features):
+            value = values[feature.name]
+            if feature.type == "categorical":
+                code = lookups[feature.name][0].get(value) if isinstance(value, str) else None
+                out[0, j] = np.nan if code is None else code
+            else:
+                out[0, j] = value
+        return out
+
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """LightGBM's input: float columns and ``pd.Categorical`` with the training categories."""
+        """LightGBM's training input: float columns and ``pd.Categorical`` with the training categories."""
         return self.encode(self.raw_values(frame))
 
     def encode(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """LightGBM's input from :meth:`raw_values` output (left as it is, for the reasons)."""
+        """LightGBM's training input from :meth:`raw_values` output (left as it is)."""
         matrix = raw.copy(deep=False)
         for name in self.categorical_names:
             matrix[name] = pd.Categorical(raw[name], categories=self.categories_[name])
         return matrix
+
+
+def _category_texts(values: np.ndarray) -> np.ndarray:
+    """Categories as text (typed values such as numbers become strings), NaN when missing."""
+    return np.array([category_value(v) for v in values], dtype=object)
 
 
 @dataclass
@@ -114,7 +169,7 @@ class VelocityModel:
     boosters: dict[str, lgb.Booster]  # "p10", "p50", "p90"
     fallback_days: float
 
-    def predict_log(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+    def predict_log(self, matrix: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         preds = {
             q: np.asarray(b.predict(matrix, num_threads=num_threads()))
             for q, b in self.boosters.items()
@@ -122,6 +177,10 @@ class VelocityModel:
         # Quantile models are fitted separately and may cross; sort so P10 <= P50 <= P90.
         stacked = np.sort(np.vstack([preds["p10"], preds["p50"], preds["p90"]]), axis=0)
         return {"p10": stacked[0], "p50": stacked[1], "p90": stacked[2]}
+
+    def contributions(self, matrix: np.ndarray) -> reasons.Contributions | None:
+        """TreeSHAP of the P50 model in log days: what the velocity reasons explain."""
+        return reasons.contributions(self.boosters["p50"], matrix)
 
 
 @dataclass
@@ -139,6 +198,21 @@ class Calibrator:
         if self.method == "sigmoid":
             return _sigmoid(self.coef * raw + self.intercept)
         return _sigmoid(raw)
+
+
+_INPUT_SPECS: dict[int, tuple[dict, InputSpec]] = {}
+"""Validated input specs by the id of their dict (held, so the id stays theirs)."""
+
+
+def _input_spec(spec: dict) -> InputSpec:
+    """``InputSpec.model_validate(spec)``, once per spec dict: the one-record path asks each call."""
+    cached = _INPUT_SPECS.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        if len(_INPUT_SPECS) > 64:  # scorers come and go in tests and notebooks
+            _INPUT_SPECS.clear()
+        cached = (spec, InputSpec.model_validate(spec))
+        _INPUT_SPECS[id(spec)] = cached
+    return cached[1]
 
 
 def _account_ids(records: pd.DataFrame) -> np.ndarray:
@@ -177,7 +251,7 @@ class AccountScorer:
     def input(self) -> InputSpec | None:
         """How the training export was read (None for models older than the carried spec)."""
         spec = getattr(self, "input_spec", None)
-        return InputSpec.model_validate(spec) if spec else None
+        return _input_spec(spec) if spec else None
 
     def prepare(self, records: pd.DataFrame) -> ScoringRecords | None:
         """Records parsed as training parsed them, or None for models without a carried spec."""
@@ -252,18 +326,96 @@ class AccountScorer:
         records = records.reset_index(drop=True) if parsed else self._canonical(records)
         # Feature values once: the model's matrix and the reasons' wording both come from them.
         values = self.preprocessor.raw_values(records)
-        matrix = self.preprocessor.encode(values)
-        contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
-        raw = (
-            contrib.raw
-            if contrib is not None
-            else np.asarray(
-                self.propensity_booster.predict(matrix, raw_score=True, num_threads=num_threads())
-            )
+        columns = self._score_matrix(
+            self.preprocessor.matrix(values),
+            values,
+            _account_ids(records),
+            self._amounts(records),
+            k_up=k_up,
+            k_down=k_down,
+            with_reasons=with_reasons,
+            with_velocity_reasons=with_velocity_reasons,
         )
+        return pd.DataFrame(columns)
+
+    def score_record(
+        self,
+        record: Mapping[str, Any],
+        *,
+        k_up: int = 3,
+        k_down: int = 1,
+        with_reasons: bool = True,
+        with_velocity_reasons: bool = True,
+    ) -> dict[str, Any]:
+        """:meth:`score` of one record, without a DataFrame: the one-record (service) path.
+
+        The record is parsed value by value as :meth:`score` parses a one-row frame of it
+        (:func:`~abm_ml.data.records.canonical_record`), then goes through the same
+        array code as a batch. Returns the row of :meth:`score` as a dict of plain values.
+        """
+        spec = self.input
+        if spec is None:  # models older than the carried spec read records as a frame
+            frame = pd.DataFrame.from_records([dict(record)])
+            scored = self.score(
+                frame,
+                k_up=k_up,
+                k_down=k_down,
+                with_reasons=with_reasons,
+                with_velocity_reasons=with_velocity_reasons,
+            )
+            return scored.to_dict(orient="records")[0]
+        parsed = canonical_record(record, self.features, spec)
+        account = parsed.get(ACCOUNT_ID, 0)  # as in a frame: the id, else the row position
+        columns = self._score_matrix(
+            self.preprocessor.row(parsed),
+            {f.name: [parsed[f.name]] for f in self.features},
+            np.array([str(account)], dtype=object),
+            np.array([parsed[AMOUNT]], dtype=float),
+            k_up=k_up,
+            k_down=k_down,
+            with_reasons=with_reasons,
+            with_velocity_reasons=with_velocity_reasons,
+        )
+        return {
+            k: v[0].item() if isinstance(v[0], np.generic) else v[0] for k, v in columns.items()
+        }
+
+    def _propensity_raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw log-odds of the propensity model on the matrix ``X``."""
+        return np.asarray(
+            self.propensity_booster.predict(X, raw_score=True, num_threads=num_threads())
+        )
+
+    def _propensity_contributions(self, X: np.ndarray) -> reasons.Contributions:
+        """Exact per-feature contributions to :meth:`_propensity_raw` (TreeSHAP)."""
+        return reasons.contributions(self.propensity_booster, X, self.feature_names)
+
+    def _score_matrix(
+        self,
+        X: np.ndarray,
+        values: Mapping[str, Any],
+        account_ids: np.ndarray,
+        amount: np.ndarray,
+        *,
+        k_up: int,
+        k_down: int,
+        with_reasons: bool,
+        with_velocity_reasons: bool,
+    ) -> dict[str, Any]:
+        """The output columns for the matrix ``X``: the array code shared by every path.
+
+        Args:
+            X: the models' matrix (:meth:`Preprocessor.matrix`).
+            values: feature name -> the rows' values as given (for the reasons' wording;
+                only the features a reason names are read).
+            account_ids: the rows' ids as text.
+            amount: the rows' deal amounts (NaN where unknown).
+        """
+        contrib = self._propensity_contributions(X) if with_reasons else None
+        raw = contrib.raw if contrib is not None else self._propensity_raw(X)
         propensity = self.propensity_from_raw(raw)
-        days = self._days(matrix)
-        amount = self._amounts(records)
+        days = self._days(X)
+        amount = self._known_amounts(amount)
         expected_value = propensity * amount
         if not self.has_amount:
             priority = propensity
@@ -272,22 +424,20 @@ class AccountScorer:
         else:
             # Sales velocity: value won per day of selling time.
             priority = expected_value / np.maximum(days["p50"], 1.0)
-        out = pd.DataFrame(
-            {
-                "account_id": _account_ids(records),
-                "propensity": propensity,
-                "score": np.clip(np.rint(propensity * 100), 1, 99).astype(int),
-                "tier": self.tiers(propensity),
-                "days_to_close_p10": days["p10"],
-                "days_to_close_p50": days["p50"],
-                "days_to_close_p90": days["p90"],
-                "amount": amount,
-                "expected_value": expected_value,
-                "priority": priority,
-            }
-        )
-        if with_reasons and contrib is not None:
-            self._add_reasons(out, contrib, values, matrix, k_up, k_down, with_velocity_reasons)
+        out: dict[str, Any] = {
+            "account_id": account_ids,
+            "propensity": propensity,
+            "score": np.clip(np.rint(propensity * 100), 1, 99).astype(int),
+            "tier": self.tiers(propensity),
+            "days_to_close_p10": days["p10"],
+            "days_to_close_p50": days["p50"],
+            "days_to_close_p90": days["p90"],
+            "amount": amount,
+            "expected_value": expected_value,
+            "priority": priority,
+        }
+        if contrib is not None:
+            out.update(self._reasons(contrib, values, X, k_up, k_down, with_velocity_reasons))
         return out
 
     def _canonical(self, records: pd.DataFrame) -> pd.DataFrame:
@@ -295,62 +445,71 @@ class AccountScorer:
         prepared = self.prepare(records)
         return prepared.frame if prepared is not None else records.reset_index(drop=True)
 
-    def _days(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _days(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """P10/P50/P90 days to close (never negative), the median days without a model, else NaN."""
         if self.velocity is None:
             days = self.default_days if self.days_source is not None else np.nan
-            return {q: np.full(len(matrix), days, dtype=float) for q in ("p10", "p50", "p90")}
-        log_days = self.velocity.predict_log(matrix)
+            return {q: np.full(len(X), days, dtype=float) for q in ("p10", "p50", "p90")}
+        log_days = self.velocity.predict_log(X)
         return {q: np.maximum(np.expm1(v), 0.0) for q, v in log_days.items()}
 
     def _amounts(self, records: pd.DataFrame) -> np.ndarray:
+        """The records' deal amounts as numbers (NaN where unknown or absent)."""
+        if AMOUNT not in records.columns:
+            return np.full(len(records), np.nan)
+        return pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
+
+    def _known_amounts(self, amount: np.ndarray) -> np.ndarray:
         """Deal amounts, the training median of won deals where unknown; NaN without amounts."""
         if not self.has_amount:
-            return np.full(len(records), np.nan)
-        if AMOUNT not in records.columns:
-            return np.full(len(records), self.default_amount)
-        amount = pd.to_numeric(records[AMOUNT], errors="coerce").to_numpy(dtype=float)
+            return np.full(len(amount), np.nan)
         return np.where(np.isnan(amount), self.default_amount, amount)
 
-    def _add_reasons(
+    def _reasons(
         self,
-        out: pd.DataFrame,
         contrib: reasons.Contributions,
-        raw_values: pd.DataFrame,
-        matrix: pd.DataFrame,
+        values: Mapping[str, Any],
+        X: np.ndarray,
         k_up: int,
         k_down: int,
         with_velocity_reasons: bool,
-    ) -> None:
-        """Add ``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
+    ) -> dict[str, list[dict[str, list[dict]]]]:
+        """``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
 
         def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
             return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
 
-        out["reasons"] = reasons.reasons(
-            contrib,
-            raw_values,
-            self.features,
-            k_up=k_up,
-            k_down=k_down,
-            effect=probability_effect,
-            effect_unit="probability_points",
+        out = {
+            "reasons": reasons.reasons(
+                contrib,
+                values,
+                self.features,
+                k_up=k_up,
+                k_down=k_down,
+                effect=probability_effect,
+                effect_unit="probability_points",
+            )
+        }
+        vcontrib = (
+            self.velocity.contributions(X)
+            if self.velocity is not None and with_velocity_reasons
+            else None
         )
-        if self.velocity is not None and with_velocity_reasons:
-            vcontrib = reasons.contributions(self.velocity.boosters["p50"], matrix)
+        if vcontrib is not None:
 
             def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return np.expm1(with_c) - np.expm1(without_c)
 
             out["velocity_reasons"] = reasons.reasons(
                 vcontrib,
-                raw_values,
+                values,
                 self.features,
                 k_up=k_up,
                 k_down=k_down,
                 effect=days_effect,
                 effect_unit="days",
             )
+        return out
 
     def explain(self, records: pd.DataFrame) -> Explanation:
         """Every feature's push on each record: the one explanation behind ``explain`` and ``/explain``.
@@ -362,7 +521,7 @@ class AccountScorer:
         """
         records = self._canonical(records)
         values = self.preprocessor.raw_values(records)
-        contrib = reasons.contributions(self.propensity_booster, self.preprocessor.encode(values))
+        contrib = self._propensity_contributions(self.preprocessor.matrix(values))
         raw = contrib.raw
         propensity = self.propensity_from_raw(raw)
         base = (

@@ -1,16 +1,16 @@
 """BentoML service scoring target accounts: declarations, endpoints and access only.
 
-Two services run under ``bentoml serve``:
-
-* ``AbmScoringService`` (public): a FastAPI app mounted on BentoML with ``/score``, ``/rank``,
-  ``/explain`` and ``/metadata`` (BentoML adds ``/healthz``, ``/readyz``, ``/metrics`` and the
-  OpenAPI document ``/docs.json``). It validates each request against the model's features and
-  answers 400/413/422 itself; with ``ABM_ML_API_TOKEN`` set, every path but ``/healthz`` needs
-  ``Authorization: Bearer <token>``; a body over ``ABM_ML_MAX_BODY_BYTES`` is refused (413)
-  before it is read (:mod:`abm_ml.service.limits`).
-* ``AccountScorerRunner`` (internal, on a Unix socket): loads the ``AccountScorer`` from the Bento
-  model and exposes batchable methods, so BentoML's adaptive batching merges concurrent requests
-  into one ``AccountScorer.score`` call.
+One service runs under ``bentoml serve``: ``AbmScoringService``, a FastAPI app mounted on
+BentoML with ``/score``, ``/rank``, ``/explain`` and ``/metadata`` (BentoML adds ``/healthz``,
+``/readyz``, ``/metrics`` and the OpenAPI document ``/docs.json``). Each worker process (one per
+core by default) loads the ``AccountScorer`` from the Bento model declared at class scope and
+scores in process: a one-record request takes the scorer's one-record path, and no request
+crosses a socket to a separate model process, which cost more than batching gained once a
+record scores in well under a millisecond (bench/bench_service.py measures both). It
+validates each request against the model's features and answers 400/413/422 itself; with
+``ABM_ML_API_TOKEN`` set, every path but ``/healthz`` needs ``Authorization: Bearer <token>``; a
+body over ``ABM_ML_MAX_BODY_BYTES`` is refused (413) before it is read
+(:mod:`abm_ml.service.limits`).
 
 Request handling lives in :mod:`abm_ml.service.handlers`, the input contract in
 :mod:`~abm_ml.service.contract`, the response models in :mod:`~abm_ml.service.responses`;
@@ -19,10 +19,10 @@ see serving/README.md for settings.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import bentoml
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-READY_TIMEOUT_S = 2
-"""Longest wait for the runner's answer to a readiness probe."""
+INLINE_RECORDS = 16
+"""Requests with at most this many records are scored on the event loop (well under a
+millisecond each); larger ones in a thread, so health checks and small requests are not held up."""
 
 CONFIG = ServiceConfig.from_env()
 BENTO_MODEL = bentoml.models.BentoModel(bento_model_tag())
@@ -57,49 +58,6 @@ if _stored is None:
 MODEL = DeployedModel.from_bento(_stored)
 SETTINGS = Settings.from_env()
 SCHEMA = RecordSchema(MODEL.features, ignore_unknown_fields=SETTINGS.ignore_unknown_fields)
-
-BATCHING = {
-    "batchable": CONFIG.adaptive_batching,
-    "max_batch_size": CONFIG.max_batch_size,
-    "max_latency_ms": CONFIG.max_latency_ms,
-}
-
-
-@bentoml.service(
-    name="abm_scorer_runner",
-    workers=CONFIG.runner_workers,
-    threads=1,
-    traffic={"timeout": CONFIG.timeout_s},
-)
-class AccountScorerRunner:
-    """Holds the AccountScorer; batchable methods take and return one dict per record."""
-
-    bento_model = BENTO_MODEL
-
-    def __init__(self) -> None:
-        # A model that cannot be read leaves the runner up and not ready (/readyz 503, calls
-        # 503) rather than crash-looping behind a live /healthz; `abm-ml serve` refuses it first.
-        self.scorer: AccountScorer | None = None
-        try:
-            self.scorer = load_scorer(self.bento_model)
-        except AbmInputError as exc:
-            logger.error("the model cannot be loaded; the service stays not ready: %s", exc)
-
-    def __is_ready__(self) -> bool:
-        return self.scorer is not None
-
-    def _loaded(self) -> AccountScorer:
-        if self.scorer is None:
-            raise bentoml.exceptions.ServiceUnavailable("the model is not loaded")
-        return self.scorer
-
-    @bentoml.api(**BATCHING)
-    def score_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return handlers.score_rows(self._loaded(), records)
-
-    @bentoml.api(**BATCHING)
-    def explain_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return handlers.explain_rows(self._loaded(), records)
 
 
 app = FastAPI(
@@ -125,37 +83,36 @@ class AbmScoringService:
     """Scores, ranks and explains B2B target accounts with the deployed abm-ml model."""
 
     bento_model = BENTO_MODEL
-    runner = bentoml.depends(AccountScorerRunner)
 
     def __init__(self) -> None:
         self.frontend = handlers.Frontend(MODEL, Settings.from_env(), SCHEMA)
-        handlers.keep_runner_session(self.runner)
-
-    async def __is_ready__(self) -> bool:
-        """Whether the runner holds the model, asked with a deadline: never a hanging /readyz.
-
-        A runner that is starting, crash-looping or stuck leaves the call to its socket
-        unanswered; BentoML's own probe would wait for it, so this one gives up after
-        :data:`READY_TIMEOUT_S` and answers not ready (503).
-        """
-        runner = self.runner
-        if isinstance(runner, AccountScorerRunner.inner):  # in-process (to_asgi, tests)
-            return runner.scorer is not None
+        # A model that cannot be read leaves the service up and not ready (/readyz 503, calls
+        # 503) rather than crash-looping behind a live /healthz; `abm-ml serve` refuses it first.
+        self.scorer: AccountScorer | None = None
         try:
-            return bool(await asyncio.wait_for(runner.is_ready(READY_TIMEOUT_S), READY_TIMEOUT_S))
-        except Exception as exc:  # noqa: BLE001 - any failure to answer is "not ready"
-            logger.warning("runner not ready: %s", type(exc).__name__)
-            return False
+            self.scorer = load_scorer(self.bento_model)
+        except AbmInputError as exc:
+            logger.error("the model cannot be loaded; the service stays not ready: %s", exc)
+
+    def __is_ready__(self) -> bool:
+        return self.scorer is not None
+
+    async def _rows(self, kind: Kind, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The scorer's rows for validated records, in process (see :data:`INLINE_RECORDS`)."""
+        scorer = self.scorer
+        if scorer is None:
+            raise ServingError(503, "the model is not available (not loaded); retry later")
+        call = handlers.explain_rows if kind == "explain" else handlers.score_rows
+        if len(records) <= INLINE_RECORDS:
+            return call(scorer, records)
+        return await anyio.to_thread.run_sync(call, scorer, records)
 
     async def _call(self, request: Request, kind: Kind) -> Response:
         try:
             parsed = self.frontend.parse(await request.body(), kind)
+            rows = await self._rows(kind, parsed.records)
             if kind == "explain":
-                rows = await handlers.call_runner(
-                    self.runner.to_async.explain_records, parsed.records
-                )
                 return _json(self.frontend.explain_body(parsed, rows))
-            rows = await handlers.call_runner(self.runner.to_async.score_records, parsed.records)
             if kind == "rank":
                 return _json(self.frontend.rank_body(parsed, rows))
             return _json(self.frontend.score_body(parsed, rows))
@@ -163,11 +120,6 @@ class AbmScoringService:
             return _error(exc.status, str(exc), exc.errors)
         except AbmInputError as exc:  # any other refusal of the input: a 422 naming the field
             return _error(422, str(exc), [field_error(None, exc.field, str(exc), "value_error")])
-        except bentoml.exceptions.ServiceUnavailable:
-            return _error(503, "the model is not available (overloaded or not loaded); retry later")
-        except bentoml.exceptions.BentoMLException as exc:  # the runner answered with an error
-            logger.error("runner call failed: %s", exc)
-            return _error(500, "the model failed on this request; see the server log")
         except Exception:  # a bug, still answered in the documented shape (and logged)
             logger.exception("%s request failed", kind)
             return _error(500, "internal error; see the server log")

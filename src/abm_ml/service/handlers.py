@@ -1,15 +1,14 @@
 """Handling a request: call the scorer, rank, and build the response body.
 
-* **The runner side.** :func:`score_rows` and :func:`explain_rows` wrap
-  :meth:`AccountScorer.score <abm_ml.modeling.scorer.AccountScorer.score>` and
+* **The model side.** :func:`score_rows` and :func:`explain_rows` wrap
+  :meth:`AccountScorer.score <abm_ml.modeling.scorer.AccountScorer.score>` (or its one-record
+  twin :meth:`~abm_ml.modeling.scorer.AccountScorer.score_record`) and
   :meth:`~abm_ml.modeling.scorer.AccountScorer.explain` on validated records: scoring logic
   exists once, in the scorer. A record the scorer fails on fails alone.
 * **The public side.** :class:`Frontend` parses a request against the input contract and
   builds each response in the shape of its documented model (:mod:`abm_ml.service.responses`);
   ``/rank`` orders with
   :func:`abm_ml.modeling.ranking.rank_order`, the ranking of ``abm-ml rank``.
-* **The link between them.** :func:`call_runner` and :func:`keep_runner_session` work around
-  BentoML's dependency client dropping calls in flight.
 
 Nothing here depends on the web framework or imports BentoML or MLflow.
 """
@@ -17,7 +16,6 @@ Nothing here depends on the web framework or imports BentoML or MLflow.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +44,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ERROR_KEY = "__error__"
-"""Key of the result of a record the scorer failed on (the runner answers, the frontend refuses)."""
+"""Key of the result of a record the scorer failed on (the model side answers, the frontend refuses)."""
 
 # --------------------------------------------------------------------------------------------
-# The runner side: calling the scorer
+# The model side: calling the scorer
 # --------------------------------------------------------------------------------------------
 
 
@@ -86,6 +84,14 @@ def score_rows(
     """
     if not rows:
         return []
+    if len(rows) == 1:
+        # One record: the scorer's one-record path, the same numbers without a DataFrame.
+        try:
+            row = scorer.score_record(rows[0], k_up=k_up, k_down=k_down)
+        except Exception as exc:
+            logger.exception("scoring of one record failed")
+            return [{ERROR_KEY: f"scoring failed: {type(exc).__name__}: {exc}"}]
+        return [json_safe({"reasons": None, "velocity_reasons": None, **row})]
 
     def call(frame: pd.DataFrame) -> list[dict[str, Any]]:
         scored = scorer.score(frame, k_up=k_up, k_down=k_down)
@@ -254,63 +260,3 @@ class Frontend:
             ignore_unknown_fields=self.settings.ignore_unknown_fields,
             explains=EXPLAINS,
         )
-
-
-# --------------------------------------------------------------------------------------------
-# The link to the runner
-# --------------------------------------------------------------------------------------------
-
-
-def _dropped_connection(exc: BaseException) -> bool:
-    """An internal connection to the runner that broke before an answer (safe to retry)."""
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp comes with BentoML
-        return False
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
-        return True
-    return isinstance(exc, RuntimeError) and "Session is closed" in str(exc)
-
-
-def keep_runner_session(proxy: Any) -> bool:
-    """Stop BentoML's dependency client from renewing its HTTP session every 100 calls.
-
-    The renewal closes the old session under the calls still in flight on it (see
-    :func:`call_runner`); over a local Unix socket there is nothing to renew. Returns whether a
-    client was adjusted (False for an in-process runner, or if BentoML's internals moved).
-    """
-    changed = False
-    for client in (getattr(proxy, "_async", None), getattr(proxy, "_sync", None)):
-        manager = getattr(client, "_session_manager", None)
-        if manager is not None and hasattr(manager, "max_requests") and hasattr(manager, "max_age"):
-            manager.max_requests = sys.maxsize
-            manager.max_age = float("inf")
-            changed = True
-    return changed
-
-
-async def call_runner(
-    method: Callable[[list[dict[str, Any]]], Any],
-    records: list[dict[str, Any]],
-    *,
-    attempts: int = 3,
-) -> list[dict[str, Any]]:
-    """Call a runner method, retrying when the internal connection drops.
-
-    BentoML's dependency client (1.4.30+) renews its HTTP session every 100 calls by closing the
-    old one, which cuts the calls still in flight on it ("Server disconnected", "Connector is
-    closed"; bentoml/BentoML#5540, #5544). Scoring is idempotent, so those calls are retried.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return await method(records)
-        except Exception as exc:
-            if attempt == attempts or not _dropped_connection(exc):
-                raise
-            logger.warning(
-                "runner connection dropped (%s); retrying (%d/%d)",
-                type(exc).__name__,
-                attempt,
-                attempts - 1,
-            )
-    raise AssertionError("unreachable")  # pragma: no cover

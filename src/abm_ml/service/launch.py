@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from abm_ml.service.settings import ENV_BENTO_MODEL, ENV_RUNNER_WORKERS, ENV_WORKERS
+from abm_ml.service.settings import ENV_BENTO_MODEL, ENV_WORKERS
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ def serve_command(
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
-    workers: int = 1,
-    runner_workers: int = 1,
+    workers: int | None = None,
     env: Mapping[str, str] | None = None,
     graceful_shutdown_s: int = 10,
 ) -> tuple[list[str], dict[str, str]]:
@@ -36,6 +35,8 @@ def serve_command(
 
     Args:
         bento_model: the Bento model tag to serve (``ABM_ML_BENTO_MODEL`` in the server).
+        workers: worker processes (``ABM_ML_WORKERS``); None leaves the environment's
+            setting, else one per core.
         env: extra environment for the server (e.g. ``ABM_ML_API_TOKEN``, ``ABM_ML_MAX_RECORDS``).
         graceful_shutdown_s: seconds in-flight requests get after SIGTERM.
 
@@ -47,8 +48,8 @@ def serve_command(
     child = dict(os.environ)
     child.update(env or {})
     child[ENV_BENTO_MODEL] = str(bento_model)
-    child[ENV_WORKERS] = str(workers)
-    child[ENV_RUNNER_WORKERS] = str(runner_workers)
+    if workers is not None:
+        child[ENV_WORKERS] = str(workers)
     child["BENTOML_HOME"] = bentoml_home()
     child.setdefault("BENTOML_DO_NOT_TRACK", "True")
     # One OpenMP thread per worker: LightGBM's thread start-up dominates small batches (see README).
@@ -73,9 +74,8 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 3000,
     alias: str = "champion",
-    workers: int = 1,
+    workers: int | None = None,
     *,
-    runner_workers: int = 1,
     model_name: str | None = None,
     bento_model: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -87,6 +87,7 @@ def serve(
 
     Args:
         alias: registered alias (or version number) to deploy and serve.
+        workers: worker processes; None: ``ABM_ML_WORKERS``, else one per core.
         model_name: registered model (default ``ABM_ML_MODEL_NAME`` or ``abm-account-scorer``).
         bento_model: serve this Bento model tag instead of deploying ``alias``.
         env: extra environment for the server (e.g. ``ABM_ML_API_TOKEN``, ``ABM_ML_MAX_RECORDS``).
@@ -98,10 +99,8 @@ def serve(
     from abm_ml.service.deploy import check_deployed, deploy
 
     tag = bento_model or str(deploy(alias, model_name=model_name))
-    check_deployed(tag)  # fail here, not in a runner that crash-loops behind a live /healthz
-    argv, child_env = serve_command(
-        tag, host=host, port=port, workers=workers, runner_workers=runner_workers, env=env
-    )
+    check_deployed(tag)  # fail here, not in a worker that crash-loops behind a live /healthz
+    argv, child_env = serve_command(tag, host=host, port=port, workers=workers, env=env)
     logger.info("serving Bento model %s on http://%s:%d", tag, host, port)
     sys.stdout.flush()
     sys.stderr.flush()

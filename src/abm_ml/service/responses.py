@@ -10,12 +10,12 @@ fails those tests instead of leaving the document behind.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from abm_ml.service.settings import Settings
@@ -171,10 +171,14 @@ class MetadataResponse(_Body):
 
 
 def dump(body: BaseModel | Mapping[str, Any]) -> bytes:
-    """A response body as compact JSON (strict: no NaN); a model's unset fields stay out."""
+    """A response body as compact UTF-8 JSON; a model's unset fields stay out.
+
+    Dicts go through orjson (several times faster than ``json.dumps`` on score results);
+    they are :func:`json_safe` already, so no NaN reaches it (orjson would write null).
+    """
     if isinstance(body, BaseModel):
         return body.model_dump_json(exclude_unset=True).encode()
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
 def error_response(message: str, errors: list[Mapping[str, Any]] | None = None) -> ErrorResponse:

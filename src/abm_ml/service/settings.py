@@ -1,8 +1,8 @@
 """The service's settings, read from the environment when a service process starts.
 
 :class:`Settings` holds what each request is checked against (record and body limits, unknown
-fields, the access token); :class:`ServiceConfig` the process layout and adaptive batching that
-BentoML needs when it imports the service module. Reading them creates nothing and configures
+fields, the access token); :class:`ServiceConfig` the process layout that BentoML needs when it
+imports the service module. Reading them creates nothing and configures
 nothing; a bad value is an :class:`~abm_ml.errors.AbmInputError` naming the variable.
 """
 
@@ -23,16 +23,11 @@ ENV_MAX_BODY_BYTES = "ABM_ML_MAX_BODY_BYTES"
 ENV_IGNORE_UNKNOWN = "ABM_ML_IGNORE_UNKNOWN_FIELDS"
 ENV_API_TOKEN = "ABM_ML_API_TOKEN"
 ENV_WORKERS = "ABM_ML_WORKERS"
-ENV_RUNNER_WORKERS = "ABM_ML_RUNNER_WORKERS"
-ENV_MAX_BATCH_SIZE = "ABM_ML_MAX_BATCH_SIZE"
-ENV_MAX_LATENCY_MS = "ABM_ML_MAX_LATENCY_MS"
+"""Worker processes of the service (default: one per core available to the process)."""
 ENV_TIMEOUT_S = "ABM_ML_TIMEOUT_S"
-ENV_BATCHING = "ABM_ML_ADAPTIVE_BATCHING"
 
 DEFAULT_MAX_RECORDS = 1000
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_BATCH_SIZE = 1000
-DEFAULT_MAX_LATENCY_MS = 10_000
 DEFAULT_TIMEOUT_S = 60
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -96,31 +91,34 @@ class Settings:
         )
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Process layout and adaptive batching, read when :mod:`abm_ml.service.bento` is imported."""
+    """Process layout, read when :mod:`abm_ml.service.bento` is imported.
+
+    Each worker scores in process with one LightGBM thread, so one worker per core uses the
+    machine without threads fighting over it.
+    """
 
     workers: int = 1
-    runner_workers: int = 1
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_latency_ms: int = DEFAULT_MAX_LATENCY_MS
     timeout_s: int = DEFAULT_TIMEOUT_S
-    adaptive_batching: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceConfig:
-        """Read ``ABM_ML_WORKERS``, ``ABM_ML_RUNNER_WORKERS``, ``ABM_ML_ADAPTIVE_BATCHING``,
-        ``ABM_ML_MAX_BATCH_SIZE``, ``ABM_ML_MAX_LATENCY_MS`` and ``ABM_ML_TIMEOUT_S``.
+        """Read ``ABM_ML_WORKERS`` (default: :func:`available_cores`) and ``ABM_ML_TIMEOUT_S``.
 
         Raises:
             AbmInputError: a value that is not a positive integer, naming the variable.
         """
         env = os.environ if env is None else env
         return cls(
-            adaptive_batching=_env_flag(ENV_BATCHING, env, default=True),
-            workers=_env_int(ENV_WORKERS, 1, env),
-            runner_workers=_env_int(ENV_RUNNER_WORKERS, 1, env),
-            max_batch_size=_env_int(ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE, env, minimum=2),
-            max_latency_ms=_env_int(ENV_MAX_LATENCY_MS, DEFAULT_MAX_LATENCY_MS, env),
+            workers=_env_int(ENV_WORKERS, available_cores(), env),
             timeout_s=_env_int(ENV_TIMEOUT_S, DEFAULT_TIMEOUT_S, env),
         )
