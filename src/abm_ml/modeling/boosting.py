@@ -38,8 +38,14 @@ class TrainConfig:
     """LightGBM threads; see :func:`abm_ml.config.num_threads` for why one is the default."""
     velocity_aft: bool = True
     refit: bool = True
-    """Refit the propensity booster on train + validation with the early-stopped round count,
-    calibrated on cross-fitted scores (:mod:`abm_ml.modeling.refit`)."""
+    """Refit the chosen propensity model on train + validation with the early-stopped round
+    counts, calibrated on cross-fitted scores (:mod:`abm_ml.modeling.refit`)."""
+    search_budget_s: float | None = None
+    """Seconds of candidate fitting (``abm-ml train --budget``): candidates are fitted in
+    portfolio order while time remains. None (the default) fits the fixed default candidates,
+    so that the same data, spec and seed give the same model on any machine."""
+    candidates: tuple[str, ...] | None = None
+    """Names of portfolio candidates to try (all, in portfolio order, when None)."""
 
     def lgb_params(self) -> dict:
         return {
@@ -78,7 +84,7 @@ def fit_booster(
     train_y,
     valid_x,
     valid_y,
-    categorical: list[str],
+    categorical: list[str] | list[int],
     monotone: list[int] | None,
 ):
     full = with_monotone(params, monotone)

@@ -20,6 +20,7 @@ from abm_ml.config import num_threads
 from abm_ml.data.records import InputSpec, ScoringRecords, canonical_records
 from abm_ml.modeling import reasons
 from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
+from abm_ml.modeling.members import LightGBMMember, PropensityModel
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 
 TIER_NAMES = ("A", "B", "C", "D")
@@ -99,6 +100,21 @@ class Preprocessor:
         """LightGBM's input: float columns and ``pd.Categorical`` with the training categories."""
         return self.encode(self.raw_values(frame))
 
+    def matrix(self, values: pd.DataFrame) -> np.ndarray:
+        """The models' float64 array X from :meth:`raw_values` output: columns in feature
+        order, categories as codes into :attr:`categories_` (NaN for missing or unseen)."""
+        columns = []
+        for feature in self.features:
+            if feature.type == "categorical":
+                codes = pd.Categorical(
+                    values[feature.name], categories=self.categories_[feature.name]
+                ).codes.astype(float)
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            else:
+                columns.append(values[feature.name].to_numpy(dtype=float))
+        return np.column_stack(columns) if columns else np.empty((len(values), 0))
+
     def encode(self, raw: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's input from :meth:`raw_values` output (left as it is, for the reasons)."""
         matrix = raw.copy(deep=False)
@@ -113,8 +129,18 @@ class VelocityModel:
 
     boosters: dict[str, lgb.Booster]  # "p10", "p50", "p90"
     fallback_days: float
+    feature_names: list[str] | None = None
+    """The features in X's column order (boosters trained on arrays only know ``Column_i``)."""
 
-    def predict_log(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+    def contributions(self, X: np.ndarray) -> reasons.Contributions | None:
+        """TreeSHAP of the P50 model in log days."""
+        out = np.asarray(
+            self.boosters["p50"].predict(X, pred_contrib=True, num_threads=num_threads())
+        )
+        names = self.feature_names or self.boosters["p50"].feature_name()
+        return reasons.Contributions(values=out[:, :-1], base=out[:, -1], feature_names=names)
+
+    def predict_log(self, matrix: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         preds = {
             q: np.asarray(b.predict(matrix, num_threads=num_threads()))
             for q, b in self.boosters.items()
@@ -155,7 +181,8 @@ class AccountScorer:
 
     features: list[FeatureInfo]
     preprocessor: Preprocessor
-    propensity_booster: lgb.Booster
+    propensity_model: PropensityModel
+    """A :mod:`~abm_ml.modeling.members` model over X: one member or a log-odds blend."""
     calibrator: Calibrator
     velocity: VelocityModel | None
     tier_thresholds: list[float]
@@ -168,6 +195,29 @@ class AccountScorer:
     input_spec: dict | None = None
     """:class:`~abm_ml.data.records.InputSpec` as a dict: how to read the CRM's own export.
     None in models registered before it existed; they read canonical columns only."""
+
+    def __setstate__(self, state: dict) -> None:
+        # Scorers pickled before the members carried a bare LightGBM booster.
+        if "propensity_booster" in state:
+            booster = state.pop("propensity_booster")
+            names = [f.name for f in state["features"]]
+            state["propensity_model"] = LightGBMMember(booster, names)
+        self.__dict__.update(state)
+
+    @property
+    def propensity_booster(self) -> lgb.Booster:
+        """The LightGBM booster, when the propensity model is a single LightGBM (older code)."""
+        if isinstance(self.propensity_model, LightGBMMember):
+            return self.propensity_model.booster
+        raise AttributeError(f"the propensity model is a {self.propensity_model.kind} model")
+
+    def _propensity_raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw log-odds of the uncalibrated propensity model."""
+        return self.propensity_model.raw(X)
+
+    def _propensity_contributions(self, X: np.ndarray) -> reasons.Contributions:
+        """Exact per-feature log-odds contributions: ``base + values.sum(1) == raw``."""
+        return self.propensity_model.contributions(X)
 
     @property
     def feature_names(self) -> list[str]:
@@ -252,15 +302,9 @@ class AccountScorer:
         records = records.reset_index(drop=True) if parsed else self._canonical(records)
         # Feature values once: the model's matrix and the reasons' wording both come from them.
         values = self.preprocessor.raw_values(records)
-        matrix = self.preprocessor.encode(values)
-        contrib = reasons.contributions(self.propensity_booster, matrix) if with_reasons else None
-        raw = (
-            contrib.raw
-            if contrib is not None
-            else np.asarray(
-                self.propensity_booster.predict(matrix, raw_score=True, num_threads=num_threads())
-            )
-        )
+        matrix = self.preprocessor.matrix(values)
+        contrib = self._propensity_contributions(matrix) if with_reasons else None
+        raw = contrib.raw if contrib is not None else self._propensity_raw(matrix)
         propensity = self.propensity_from_raw(raw)
         days = self._days(matrix)
         amount = self._amounts(records)
@@ -295,7 +339,7 @@ class AccountScorer:
         prepared = self.prepare(records)
         return prepared.frame if prepared is not None else records.reset_index(drop=True)
 
-    def _days(self, matrix: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _days(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """P10/P50/P90 days to close (never negative), the median days without a model, else NaN."""
         if self.velocity is None:
             days = self.default_days if self.days_source is not None else np.nan
@@ -317,7 +361,7 @@ class AccountScorer:
         out: pd.DataFrame,
         contrib: reasons.Contributions,
         raw_values: pd.DataFrame,
-        matrix: pd.DataFrame,
+        matrix: np.ndarray,
         k_up: int,
         k_down: int,
         with_velocity_reasons: bool,
@@ -336,8 +380,12 @@ class AccountScorer:
             effect=probability_effect,
             effect_unit="probability_points",
         )
-        if self.velocity is not None and with_velocity_reasons:
-            vcontrib = reasons.contributions(self.velocity.boosters["p50"], matrix)
+        vcontrib = (
+            self.velocity.contributions(matrix)
+            if self.velocity is not None and with_velocity_reasons
+            else None
+        )
+        if vcontrib is not None:
 
             def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return np.expm1(with_c) - np.expm1(without_c)
@@ -362,7 +410,7 @@ class AccountScorer:
         """
         records = self._canonical(records)
         values = self.preprocessor.raw_values(records)
-        contrib = reasons.contributions(self.propensity_booster, self.preprocessor.encode(values))
+        contrib = self._propensity_contributions(self.preprocessor.matrix(values))
         raw = contrib.raw
         propensity = self.propensity_from_raw(raw)
         base = (

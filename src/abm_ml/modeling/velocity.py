@@ -18,6 +18,7 @@ from abm_ml.data.split import Split
 from abm_ml.data.validate import Dataset
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.boosting import TrainConfig, fit_booster
+from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.modeling.scorer import VelocityModel
 from abm_ml.schema import CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, OPEN, OUTCOME, WON
 
@@ -34,10 +35,11 @@ def won_with_days(frame: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
 def fit_velocity(
     frame: pd.DataFrame,
     split: Split,
-    matrix: pd.DataFrame,
+    X: np.ndarray,
     params: dict,
     config: TrainConfig,
-    categorical: list[str],
+    categorical: list[int],
+    feature_names: list[str],
 ) -> tuple[VelocityModel | None, dict[str, int], float]:
     """Quantile models of log(1 + days) on won deals, their best iterations, the median days.
 
@@ -73,9 +75,9 @@ def fit_velocity(
         boosters[name] = fit_booster(
             qparams,
             config,
-            matrix.iloc[train],
+            X[train],
             target[train],
-            matrix.iloc[valid],
+            X[valid],
             target[valid],
             categorical,
             None,
@@ -83,15 +85,17 @@ def fit_velocity(
         best[f"velocity_{name}"] = int(
             boosters[name].best_iteration or boosters[name].current_iteration()
         )
-    return VelocityModel(boosters=boosters, fallback_days=fallback), best, fallback
+    model = VelocityModel(boosters=boosters, fallback_days=fallback, feature_names=feature_names)
+    return model, best, fallback
 
 
 def velocity_checks(
     dataset: Dataset,
     split: Split,
-    matrix: pd.DataFrame,
+    X: np.ndarray,
     model: VelocityModel | None,
     config: TrainConfig,
+    features: list[FeatureInfo],
 ) -> dict[str, float]:
     """Row counts and the censoring-aware checks: C-index with open deals, the AFT comparison."""
     if model is None:
@@ -117,15 +121,15 @@ def velocity_checks(
     eval_rows = np.concatenate([test, recent_open])
     durations = np.where(is_open[eval_rows], open_days[eval_rows], days[eval_rows])
     events = (~is_open[eval_rows]).astype(int)
-    p50_all = np.expm1(model.predict_log(matrix.iloc[eval_rows])["p50"])
+    p50_all = np.expm1(model.predict_log(X[eval_rows])["p50"])
     extra["velocity_c_index"] = m.concordance_index(durations, p50_all, events)
     extra["velocity_censored_in_test"] = float(len(recent_open))
     extra["velocity_censored_in_train"] = float(len(older_open))
     if config.velocity_aft:
         extra.update(
             _aft_comparison(
-                dataset,
-                matrix,
+                X,
+                features,
                 train,
                 older_open,
                 open_days,
@@ -140,13 +144,14 @@ def velocity_checks(
 
 
 def _aft_comparison(
-    dataset, matrix, train, older_open, open_days, eval_rows, durations, events, days, test
+    X, features, train, older_open, open_days, eval_rows, durations, events, days, test
 ) -> dict[str, float]:
     """Log-normal AFT (lifelines) on won + censored open deals, as the censoring-aware comparison."""
     from lifelines import LogNormalAFTFitter
 
-    # The model's own columns: features the leakage guard refused are not in the matrix.
-    categorical = [c for c in matrix.columns if isinstance(matrix[c].dtype, pd.CategoricalDtype)]
+    # The model's own columns: features the leakage guard refused are not in X.
+    matrix = pd.DataFrame(X, columns=[f.name for f in features])
+    categorical = [f.name for f in features if f.type == "categorical"]
     numeric = [c for c in matrix.columns if c not in categorical]
 
     def design(rows: np.ndarray, reference: pd.DataFrame | None = None) -> pd.DataFrame:
