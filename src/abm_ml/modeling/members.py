@@ -17,7 +17,8 @@ contributions are the same weighted sum of the members' contributions.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
@@ -37,6 +39,20 @@ from sklearn.preprocessing import (
 
 from abm_ml.config import num_threads
 from abm_ml.modeling.reasons import Contributions
+
+
+def parallel_map(fn: Callable, items: Sequence) -> list:
+    """``[fn(item) for item in items]``, side by side in threads, one per core at most.
+
+    The fits release the GIL (LightGBM, CatBoost, scipy's solvers) and each uses
+    :func:`~abm_ml.config.num_threads` threads itself, so independent fits (cross-fitting
+    folds, candidates) use a 2-core machine's second core; results are in input order and do
+    not depend on the number of cores.
+    """
+    jobs = max(1, min(len(items), os.cpu_count() or 1))
+    if jobs == 1:
+        return [fn(item) for item in items]
+    return Parallel(n_jobs=jobs, prefer="threads")(delayed(fn)(item) for item in items)
 
 
 class PropensityModel(Protocol):

@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from abm_ml.modeling.members import PropensityModel
+from abm_ml.modeling.members import PropensityModel, parallel_map
 
 CROSS_FIT_FOLDS = 3
 """Folds of the cross-fitted scores: each fold booster trains on two thirds of the rows."""
@@ -80,7 +80,9 @@ def refit_propensity(
     folds = _folds(y[rows], np.asarray(groups)[rows].astype(str), seed)
     if not folds:
         return None
+    # The fold models and the final one are independent: fitted side by side on the cores.
+    *fold_models, model = parallel_map(fit, [rows[fit_part] for fit_part, _ in folds] + [rows])
     cross_fitted = np.empty(len(rows))
-    for fit_part, score_part in folds:
-        cross_fitted[score_part] = fit(rows[fit_part]).raw(X[rows[score_part]])
-    return Refit(model=fit(rows), rows=rows, cross_fitted_raw=cross_fitted)
+    for fold_model, (_, score_part) in zip(fold_models, folds, strict=True):
+        cross_fitted[score_part] = fold_model.raw(X[rows[score_part]])
+    return Refit(model=model, rows=rows, cross_fitted_raw=cross_fitted)
