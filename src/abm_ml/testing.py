@@ -168,6 +168,7 @@ def small_train_config() -> TrainConfig:
         max_rounds=400,
         early_stopping_rounds=40,
         candidates=("lightgbm_31_leaves",),
+        velocity_candidates=("lightgbm_quantile",),
     )
 
 

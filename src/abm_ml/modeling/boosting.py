@@ -45,7 +45,10 @@ class TrainConfig:
     portfolio order while time remains. None (the default) fits the fixed default candidates,
     so that the same data, spec and seed give the same model on any machine."""
     candidates: tuple[str, ...] | None = None
-    """Names of portfolio candidates to try (all, in portfolio order, when None)."""
+    """Names of portfolio candidates to try (the defaults, see :func:`candidates.portfolio`,
+    when None)."""
+    velocity_candidates: tuple[str, ...] | None = None
+    """Names of velocity candidates to try (all of :mod:`abm_ml.modeling.velocity`'s when None)."""
 
     def lgb_params(self) -> dict:
         return {

@@ -92,6 +92,8 @@ class TrainingResult:
     """Propensity candidates on the validation rows, best first (:func:`candidates.leaderboard`)."""
     propensity_choice: str = ""
     """The packaged propensity model: a candidate's name or the blend's weighted members."""
+    velocity_leaderboard: list[dict] = field(default_factory=list)
+    """Velocity candidates' P50 MAE in days on the validation part's won deals; one is chosen."""
 
     @property
     def headline(self) -> dict[str, float]:
@@ -418,8 +420,8 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     timings["propensity_fit_s"] = time.perf_counter() - started
 
     t0 = time.perf_counter()
-    velocity, velocity_best, fallback_days = fit_velocity(
-        frame, split, X, config.lgb_params(), config, setup.categorical, setup.feature_names
+    velocity, velocity_best, fallback_days, velocity_board = fit_velocity(
+        frame, split, X, config.lgb_params(), config, setup.categorical, features
     )
     best.update(velocity_best)
     timings["velocity_fit_s"] = time.perf_counter() - t0
@@ -481,4 +483,5 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         timings=timings,
         leaderboard=leaderboard,
         propensity_choice=choice.name,
+        velocity_leaderboard=velocity_board,
     )

@@ -112,6 +112,9 @@ def _run_params(result: TrainingResult) -> dict[str, str]:
         "seed": result.config.seed,
         "refit": result.config.refit,
         "propensity_model": result.propensity_choice,
+        "velocity_model": next(
+            (r["candidate"] for r in result.velocity_leaderboard if r["chosen"]), "none"
+        ),
         "search_budget_s": result.config.search_budget_s or "default candidates",
         "n_boot": result.config.n_boot,
         "capacity": result.config.capacity or "10% of test",
@@ -134,6 +137,12 @@ def _run_metrics(result: TrainingResult) -> dict[str, float]:
     flat.update(result.calibration_choice)
     flat.update({f"time_{k}": v for k, v in result.timings.items()})
     flat.update(_leaderboard_metrics(result.leaderboard))
+    flat.update(
+        {
+            f"velocity_candidate_{row['candidate']}_valid_mae_days": row["valid_mae_days"]
+            for row in result.velocity_leaderboard
+        }
+    )
     flat.update(
         {
             "rows_read": summary.rows_read,
