@@ -167,7 +167,7 @@ def small_train_config() -> TrainConfig:
         learning_rate=0.08,
         max_rounds=400,
         early_stopping_rounds=40,
-        candidates=("lightgbm_31_leaves",),
+        candidates=("lightgbm",),
         velocity_candidates=("lightgbm_quantile",),
     )
 

