@@ -116,9 +116,20 @@ def _fitted(name, loss, explain, raw=None):
         rounds=1,
         valid_raw=raw if raw is not None else np.zeros(3),
         fit_s=0.1,
-        explain_ms_per_1k=explain,
+        explain_ms_per_1k=0.0,  # measured, shown; ties are broken on the units
+        explain_units=explain,
         valid_log_loss_calibrated=loss,
     )
+
+
+def test_explain_units_follow_the_size_of_the_trees(members, data):
+    _, _, X, y, train, _, setup = data
+    small = members["lightgbm"]
+    (deep,) = cand.portfolio(("lightgbm_63_leaves",))
+    big, _ = deep.fit(X[train], y[train], setup, rounds=60)
+    assert cand.explain_units(big) > cand.explain_units(small) > 0
+    assert cand.explain_units(members["linear"]) < cand.explain_units(small)
+    assert cand.explain_units(members["catboost"]) > 0
 
 
 def test_ties_go_to_the_model_cheaper_to_explain():

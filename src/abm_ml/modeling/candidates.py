@@ -241,6 +241,8 @@ class Fitted:
     valid_raw: np.ndarray
     fit_s: float
     explain_ms_per_1k: float
+    explain_units: float = 0.0
+    """Deterministic explain cost (:func:`explain_units`): what ties are broken on."""
     valid_log_loss: float = float("nan")
     valid_log_loss_calibrated: float = float("nan")
     valid_roc_auc: float = float("nan")
@@ -286,6 +288,33 @@ def cross_validated_loss(raws: np.ndarray, y: np.ndarray, seed: int) -> float:
         weights, intercept = fit_weights(raws[fit_idx], y[fit_idx])
         total += _log_loss(y[eval_idx], intercept + raws[eval_idx] @ weights) * len(eval_idx)
     return total / len(y)
+
+
+def _tree_path_cost(node: dict, depth: int = 0) -> tuple[int, int]:
+    """(leaves, deepest leaf) of a LightGBM ``dump_model`` tree."""
+    if "left_child" not in node:
+        return 1, depth
+    left = _tree_path_cost(node["left_child"], depth + 1)
+    right = _tree_path_cost(node["right_child"], depth + 1)
+    return left[0] + right[0], max(left[1], right[1])
+
+
+def explain_units(member: PropensityModel) -> float:
+    """A deterministic measure of the explain cost: TreeSHAP's work, sum over trees of
+    leaves x depth^2; CatBoost's oblivious trees have 2^depth leaves; a linear model's
+    contributions are a product. Ties are broken on it, not on a timing, so that the same
+    data and seed choose the same model on any machine."""
+    if member.kind == "lightgbm":
+        trees = member.booster.dump_model()["tree_info"]
+        total = 0.0
+        for tree in trees:
+            leaves, depth = _tree_path_cost(tree["tree_structure"])
+            total += leaves * max(depth, 1) ** 2
+        return total
+    if member.kind == "catboost":
+        depth = int(member.model.get_params().get("depth", 6))
+        return float(member.model.tree_count_) * 2**depth * depth**2
+    return float(len(member.feature_names))
 
 
 def _explain_cost(member: PropensityModel, X: np.ndarray) -> float:
@@ -341,6 +370,7 @@ def search(
                 fit_s=fit_s,
                 # Timed one after the other, not while other fits share the cores.
                 explain_ms_per_1k=_explain_cost(member, X[valid]),
+                explain_units=explain_units(member),
                 valid_log_loss=_log_loss(y_valid, valid_raw),
                 valid_log_loss_calibrated=cross_validated_loss(
                     valid_raw[:, None], y_valid, setup.config.seed
@@ -355,12 +385,13 @@ def search(
 
 def rank(fitted: list[Fitted]) -> list[Fitted]:
     """Best first: lowest calibrated validation log loss, ties (within the tolerance of the
-    best) broken by the explain cost, so a model as good but cheaper to explain wins."""
+    best) broken by the explain cost (:func:`explain_units`), so a model as good but cheaper
+    to explain wins."""
     if not fitted:
         return []
     best = min(f.valid_log_loss_calibrated for f in fitted)
     tied = [f for f in fitted if f.valid_log_loss_calibrated <= best * (1 + TIE_TOLERANCE)]
-    winner = min(tied, key=lambda f: (f.explain_ms_per_1k, f.valid_log_loss_calibrated))
+    winner = min(tied, key=lambda f: (f.explain_units, f.valid_log_loss_calibrated))
     rest = sorted((f for f in fitted if f is not winner), key=lambda f: f.valid_log_loss_calibrated)
     return [winner, *rest]
 
