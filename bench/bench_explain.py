@@ -32,6 +32,7 @@ Writes ``bench/results/explain.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -77,6 +78,20 @@ OUTPUT_COLUMNS = [
 # --------------------------------------------------------------------------------------------
 # Child processes
 # --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _reference_threads(threads: int):
+    """The reference model's library threads (the members read ``ABM_ML_NUM_THREADS``)."""
+    before = os.environ.get("ABM_ML_NUM_THREADS")
+    os.environ["ABM_ML_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ABM_ML_NUM_THREADS", None)
+        else:
+            os.environ["ABM_ML_NUM_THREADS"] = before
 
 
 def _run_child(args: list[str]) -> dict:
@@ -158,7 +173,8 @@ def stream(
     from abm_ml.modeling.ranking import score_in_chunks
 
     scorer = joblib.load(scorer_file)
-    booster = scorer.propensity_booster
+    # The reference is the propensity model's own library (LightGBM, CatBoost, a blend of them).
+    model = scorer.propensity_model
     velocity = scorer.velocity
     # The reference gets the CPU abm-ml gets: its workers times their LightGBM threads.
     threads = workers * max(lightgbm_threads(), 1)
@@ -202,13 +218,13 @@ def stream(
             canonical = scorer._canonical(frame)
             matrix = scorer.preprocessor.matrix(scorer.preprocessor.raw_values(canonical))
             t1 = time.perf_counter()
-            booster.predict(matrix, num_threads=threads)
-            t2 = time.perf_counter()
-            booster.predict(matrix, pred_contrib=True, num_threads=threads)
-            t3 = time.perf_counter()
-            if velocity is not None:
-                for b in velocity.boosters.values():
-                    b.predict(matrix, num_threads=threads)
+            with _reference_threads(threads):
+                model.raw(matrix)
+                t2 = time.perf_counter()
+                model.contributions(matrix)
+                t3 = time.perf_counter()
+                if velocity is not None:
+                    velocity.predict_log(matrix)
             t4 = time.perf_counter()
             t["ref_preprocess"] += t1 - t0
             t["ref_predict"] += t2 - t1
@@ -308,7 +324,8 @@ def one_record(rows_file: Path, scorer_file: Path, n_records: int) -> dict:
     from abm_ml.testing import json_records
 
     scorer = joblib.load(scorer_file)
-    booster = scorer.propensity_booster
+    # The reference is the propensity model's own library (LightGBM, CatBoost, a blend of them).
+    model = scorer.propensity_model
     threads = lightgbm_threads()
     batch = next(pq.ParquetFile(rows_file).iter_batches(batch_size=n_records))
     frame = batch.to_pandas()
@@ -326,8 +343,8 @@ def one_record(rows_file: Path, scorer_file: Path, n_records: int) -> dict:
         ),
         "score_one_row_frame": lambda r, x: scorer.score(pd.DataFrame.from_records([r])),
         "reference": lambda r, x: (
-            booster.predict(x, raw_score=True, num_threads=threads),
-            booster.predict(x, pred_contrib=True, num_threads=threads),
+            model.raw(x),
+            model.contributions(x),
         ),
     }
     for name, call in paths.items():  # warm-up: lazy lookups, first-call allocations

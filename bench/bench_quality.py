@@ -6,13 +6,15 @@ logistic regression and the rule-based fit score. On the same train + validation
 same preprocessing (``scorer.preprocessor.transform``) the benchmark then fits
 
 * ``lightgbm_default``: ``lightgbm.LGBMClassifier()`` with its defaults;
+* ``catboost_default``: ``catboost.CatBoostClassifier()`` with its defaults (categories declared);
 * ``flaml``: FLAML AutoML with a fixed time budget, metric ROC AUC, estimators
   lgbm / rf / extra_tree / lrl1 (no xgboost), fixed seed;
+* ``flaml_same_budget``: the same FLAML with abm-ml's own propensity training time as budget;
 
 and scores every contender on the SAME test rows (``result.split.test``) with
-:func:`abm_ml.metrics.propensity_metrics` (95 % bootstrap intervals). abm-ml "matches" FLAML on
-a metric when the two intervals overlap, "beats" it when its interval lies entirely on the
-better side, and is "behind" otherwise.
+:func:`abm_ml.metrics.propensity_metrics` (95 % bootstrap intervals). abm-ml "matches" a
+contender on a metric when the two intervals overlap, "beats" it when its interval lies
+entirely on the better side, and is "behind" otherwise; wins by point estimate are counted too.
 
 Usage::
 
@@ -60,14 +62,32 @@ METRIC_LABELS = {
     "brier": "Brier",
     "lift_top_decile": "top-decile lift",
 }
-CONTENDERS = ("abm-ml", "logistic_regression", "rule_based_fit", "lightgbm_default", "flaml")
+CONTENDERS = (
+    "abm-ml",
+    "logistic_regression",
+    "rule_based_fit",
+    "lightgbm_default",
+    "catboost_default",
+    "flaml",
+    "flaml_same_budget",
+)
 CONTENDER_LABELS = {
-    "abm-ml": "abm-ml (calibrated LightGBM)",
+    "abm-ml": "abm-ml (chosen candidate, calibrated)",
     "logistic_regression": "logistic regression",
     "rule_based_fit": "rule-based fit score",
     "lightgbm_default": "LGBMClassifier() defaults",
+    "catboost_default": "CatBoostClassifier() defaults",
     "flaml": "FLAML AutoML",
+    "flaml_same_budget": "FLAML AutoML, abm-ml's training time as budget",
 }
+COMPARED = (
+    "flaml",
+    "flaml_same_budget",
+    "catboost_default",
+    "lightgbm_default",
+    "logistic_regression",
+)
+"""Contenders abm-ml is compared with, metric by metric."""
 QUICK_DATASETS = ("olist-marketing-funnel", SYNTH_SPEC)
 
 
@@ -85,6 +105,16 @@ def verdict(ours: dict, theirs: dict, metric: str) -> str:
     above = lo_a > hi_b
     better = above if direction(metric) > 0 else not above
     return "beats" if better else "behind"
+
+
+def point_verdict(ours: dict, theirs: dict, metric: str) -> str:
+    """'better', 'worse' or 'equal' for abm-ml's point estimate (at the printed precision)."""
+    if not ours or not theirs or ours.get("value") is None or theirs.get("value") is None:
+        return "n/a"
+    a, b = round(ours["value"], 3), round(theirs["value"], 3)
+    if a == b:
+        return "equal"
+    return "better" if is_better(metric, a, b) else "worse"
 
 
 def _velocity_verdict(ours: dict, baseline: dict) -> str:
@@ -224,19 +254,44 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     train_s["lightgbm_default"] = sw.seconds
     propensity["lightgbm_default"] = score(default.predict_proba(x_test)[:, 1])
 
+    print(f"[{name}] CatBoostClassifier() defaults...", flush=True)
+    from catboost import CatBoostClassifier, Pool
+
+    from abm_ml.modeling.members import catboost_frame
+
+    X = result.scorer.preprocessor.matrix(result.scorer.preprocessor.raw_values(frame))
+    categorical = [j for j, f in enumerate(features) if f.type == "categorical"]
+
+    def pool(rows, label=None):
+        return Pool(catboost_frame(X[rows], categorical), label, cat_features=categorical)
+
+    with Stopwatch() as sw:
+        catboost = CatBoostClassifier(
+            verbose=False,
+            allow_writing_files=False,
+            random_seed=args.seed,
+            thread_count=threads or -1,
+        ).fit(pool(fit_rows, y_fit))
+    train_s["catboost_default"] = sw.seconds
+    propensity["catboost_default"] = score(catboost.predict_proba(pool(test))[:, 1])
+
     flaml_info: dict = {}
-    if args.flaml_budget > 0:
-        print(f"[{name}] FLAML AutoML ({args.flaml_budget:g} s budget)...", flush=True)
+    budgets = {"flaml": args.flaml_budget}
+    if args.flaml_same_budget:
+        budgets["flaml_same_budget"] = max(1.0, round(train_s["abm-ml"], 1))
+    for contender, budget in budgets.items():
+        if budget <= 0:
+            continue
+        print(f"[{name}] FLAML AutoML ({budget:g} s budget)...", flush=True)
         try:
             with Stopwatch() as sw:
-                automl, flaml_info = _fit_flaml(
-                    x_fit, y_fit, budget=args.flaml_budget, seed=args.seed
-                )
-            train_s["flaml"] = sw.seconds
-            propensity["flaml"] = score(np.asarray(automl.predict_proba(x_test))[:, 1])
+                automl, info = _fit_flaml(x_fit, y_fit, budget=budget, seed=args.seed)
+            train_s[contender] = sw.seconds
+            propensity[contender] = score(np.asarray(automl.predict_proba(x_test))[:, 1])
         except Exception as error:  # noqa: BLE001 - reported, the other contenders still count
-            flaml_info = {"error": f"{type(error).__name__}: {error}"}
-            print(f"[{name}] FLAML failed: {flaml_info['error']}", flush=True)
+            info = {"error": f"{type(error).__name__}: {error}"}
+            print(f"[{name}] FLAML failed: {info['error']}", flush=True)
+        flaml_info[contender] = info
 
     as_dicts = {
         model: {k: v.to_dict() for k, v in metrics.items()} for model, metrics in propensity.items()
@@ -247,7 +302,15 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
             metric: verdict(ours.get(metric), as_dicts[other].get(metric), metric)
             for metric in METRICS
         }
-        for other in ("flaml", "lightgbm_default", "logistic_regression")
+        for other in COMPARED
+        if other in as_dicts
+    }
+    point_verdicts = {
+        other: {
+            metric: point_verdict(ours.get(metric), as_dicts[other].get(metric), metric)
+            for metric in METRICS
+        }
+        for other in COMPARED
         if other in as_dicts
     }
     velocity = {
@@ -271,8 +334,12 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         "train_seconds": train_s,
         "abm_ml_timings": dict(result.timings),
         "abm_ml_train_models_seconds": sw_total.seconds,
-        "flaml": flaml_info,
+        "flaml": flaml_info.get("flaml", {}),
+        "flaml_same_budget": flaml_info.get("flaml_same_budget", {}),
         "verdicts": verdicts,
+        "point_verdicts": point_verdicts,
+        "propensity_choice": result.propensity_choice,
+        "leaderboard": result.leaderboard,
         "velocity": velocity,
         "velocity_extra": dict(result.velocity_extra),
         "velocity_verdict_mae_vs_median": velocity_verdict,
@@ -300,6 +367,69 @@ def _summary_rows(datasets: dict) -> list[list[str]]:
     return rows
 
 
+TABLE_CONTENDERS = (
+    "abm-ml",
+    "logistic_regression",
+    "lightgbm_default",
+    "catboost_default",
+    "flaml",
+    "flaml_same_budget",
+)
+SHORT_LABELS = {
+    "abm-ml": "abm-ml",
+    "logistic_regression": "LR",
+    "lightgbm_default": "LightGBM default",
+    "catboost_default": "CatBoost default",
+    "flaml": "FLAML 60 s",
+    "flaml_same_budget": "FLAML same budget",
+}
+
+
+def _quality_table(datasets: dict) -> list[str]:
+    """ROC AUC and Brier per dataset and contender (point estimates), and the win counts."""
+    ok = {name: res for name, res in datasets.items() if res.get("status") == "ok"}
+    rows = []
+    for name, res in ok.items():
+        prop = res["propensity"]
+        for metric in ("roc_auc", "brier"):
+            rows.append(
+                [
+                    f"{name} {METRIC_LABELS[metric]}",
+                    *[
+                        fmt_metric(prop[c].get(metric)) if c in prop else "-"
+                        for c in TABLE_CONTENDERS
+                    ],
+                ]
+            )
+    if not rows:
+        return []
+    counts = []
+    for other in COMPARED:
+        tally = {"better": 0, "equal": 0, "worse": 0, "beats": 0, "matches": 0, "behind": 0}
+        for res in ok.values():
+            for metric in ("roc_auc", "brier"):
+                for table in ("point_verdicts", "verdicts"):
+                    v = res.get(table, {}).get(other, {}).get(metric)
+                    if v in tally:
+                        tally[v] += 1
+        counts.append(
+            [
+                SHORT_LABELS[other],
+                f"{tally['better']} / {tally['equal']} / {tally['worse']}",
+                f"{tally['beats']} / {tally['matches']} / {tally['behind']}",
+            ]
+        )
+    return [
+        "\n**ROC AUC and Brier on the same test rows** (point estimates)\n",
+        md_table(["dataset, metric", *[SHORT_LABELS[c] for c in TABLE_CONTENDERS]], rows),
+        (
+            "\n**abm-ml vs each contender over ROC AUC and Brier**: by point estimate "
+            "(better / equal / worse at 3 decimals) and by 95 % interval (beats / matches / behind)\n"
+        ),
+        md_table(["contender", "point estimate", "interval"], counts),
+    ]
+
+
 def markdown(report: dict) -> str:
     """The quality section of docs/benchmarks.md."""
     cfg = report.get("config", {})
@@ -315,6 +445,7 @@ def markdown(report: dict) -> str:
         "FLAML's is its budget plus the final refit. abm-ml and the default LightGBM use abm-ml's LightGBM "
         f"threads ({threads_label(cfg.get('lightgbm_threads', 0))}, `ABM_ML_NUM_THREADS`); FLAML uses its own default (all cores)."
     )
+    out.extend(_quality_table(report.get("datasets", {})))
     rows = _summary_rows(report.get("datasets", {}))
     if rows:
         out.append("\n**abm-ml vs FLAML AutoML** (abm-ml vs FLAML: verdict)\n")
@@ -347,8 +478,11 @@ def markdown(report: dict) -> str:
             if metrics is None:
                 continue
             label = CONTENDER_LABELS[model]
-            if model == "flaml" and res.get("flaml", {}).get("best_estimator"):
-                label += f" (best: {res['flaml']['best_estimator']}, {res['flaml'].get('trials', '?')} trials)"
+            if model.startswith("flaml") and res.get(model, {}).get("best_estimator"):
+                info = res[model]
+                label += f" ({info.get('time_budget_s')} s; best: {info['best_estimator']}, {info.get('trials', '?')} trials)"
+            if model == "abm-ml" and res.get("propensity_choice"):
+                label += f": {res['propensity_choice']}"
             t = res["train_seconds"].get(model)
             table.append(
                 [
@@ -358,11 +492,14 @@ def markdown(report: dict) -> str:
                 ]
             )
         out.append(md_table(["model", *[METRIC_LABELS[m] for m in METRICS], "train time"], table))
-        if res.get("flaml", {}).get("error"):
-            out.append(f"\nFLAML failed: `{res['flaml']['error']}`")
+        for model in ("flaml", "flaml_same_budget"):
+            if res.get(model, {}).get("error"):
+                out.append(f"\nFLAML failed: `{res[model]['error']}`")
         lines = []
         for other, label in (
             ("flaml", "FLAML"),
+            ("flaml_same_budget", "FLAML (same budget)"),
+            ("catboost_default", "CatBoost defaults"),
             ("lightgbm_default", "LightGBM defaults"),
             ("logistic_regression", "logistic regression"),
         ):
@@ -426,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         "--flaml-budget",
         type=float,
         help="FLAML time budget per dataset in seconds (default 60; 10 with --quick; 0 skips FLAML)",
+    )
+    parser.add_argument(
+        "--no-flaml-same-budget",
+        dest="flaml_same_budget",
+        action="store_false",
+        help="skip FLAML with abm-ml's own training time as budget",
     )
     parser.add_argument(
         "--n-boot", type=int, help="bootstrap resamples (default 200; 50 with --quick)"

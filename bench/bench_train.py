@@ -12,7 +12,9 @@ its defaults fitted on the same rows (abm-ml's train + validation rows, same pre
 The same child then runs :func:`abm_ml.train.train_models` in process, so the report can
 split the CLI's time into data loading, training and the rest (imports, MLflow logging).
 
-The issue's goal: under 60 s for IBM win-loss on a 2-core machine. Printed, never asserted.
+The issue's goal: under 30 s for IBM win-loss on a 2-core machine. Printed, never asserted.
+The child's CPU time (user + system) is reported next to its wall time: on a shared machine
+the wall time measures the neighbours as much as abm-ml.
 
 Usage::
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,7 +54,7 @@ from common import (
 )
 
 NAME = "train"
-GOAL_SECONDS = 60.0
+GOAL_SECONDS = 30.0
 FULL_SPEC = "ibm-sales-win-loss"
 QUICK_SPEC = "olist-marketing-funnel"
 
@@ -81,17 +84,20 @@ def run_cli(spec: Path, *, n_boot: int | None) -> dict:
         if n_boot is not None:
             cmd += ["--n-boot", str(n_boot)]
         log = Path(tmp) / "train.log"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with log.open("w") as handle, Stopwatch() as sw:
             proc = subprocess.Popen(
                 cmd, cwd=ROOT, env=_private_env(Path(tmp)), stdout=handle, stderr=subprocess.STDOUT
             )
             with PeakRSS(proc.pid, interval=0.05) as sampler:
                 returncode = proc.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         output = log.read_text(errors="replace")
         return {
             "command": " ".join(["abm-ml", *cmd[len(_cli()) :]]),
             "returncode": returncode,
             "wall_s": sw.seconds,
+            "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             # Only this child has been waited for so far, so the maximum is its own.
             "peak_rss_bytes": peak_rss_children(),
             "peak_rss_tree_sampled_bytes": sampler.peak,
@@ -203,7 +209,8 @@ def markdown(report: dict) -> str:
     ]
     rows = [
         [
-            "`abm-ml train` end to end (CLI)",
+            "`abm-ml train` end to end (CLI)"
+            + (f", CPU {fmt_seconds(cli['cpu_s'])}" if "cpu_s" in cli else ""),
             fmt_seconds(cli["wall_s"]),
             fmt_bytes(cli["peak_rss_bytes"]),
             f"{r['cli_vs_lgbm_default_fit']:.1f}x",
@@ -234,18 +241,14 @@ def markdown(report: dict) -> str:
     t = ref.get("train_models_timings", {})
     if t:
         parts += [
-            f"propensity fit {fmt_seconds(t.get('propensity_fit_s'))}",
+            f"propensity candidates {fmt_seconds(t.get('propensity_search_s'))}",
+            f"propensity search + refit {fmt_seconds(t.get('propensity_fit_s'))}",
             f"velocity fit {fmt_seconds(t.get('velocity_fit_s'))}",
             # Since the holdout is scored by the packaged scorer, the velocity metrics and the
             # censoring checks are part of the evaluation.
             f"evaluation (packaged scorer, baselines, velocity checks) {fmt_seconds(t.get('evaluate_s'))}",
         ]
-        other = t.get("total_s", 0.0) - sum(
-            t.get(k, 0.0) for k in ("propensity_fit_s", "velocity_fit_s", "evaluate_s")
-        )
-        parts.append(
-            f"calibration + SHAP importance on the test rows {fmt_seconds(max(other, 0.0))}"
-        )
+        parts.append(f"SHAP importance sample {fmt_seconds(t.get('shap_sample_s'))}")
         rest = cli["wall_s"] - ref["import_s"] - ref["load_dataset_s"] - ref["train_models_s"]
         if "mlflow_log_and_register_s" in ref:
             parts += [

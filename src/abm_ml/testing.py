@@ -160,7 +160,16 @@ def small_train_config() -> TrainConfig:
     """The training settings of the small test model: quick, and still a real model."""
     from abm_ml.modeling.train import TrainConfig
 
-    return TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=400, early_stopping_rounds=40)
+    # One LightGBM candidate: the suite's many trainings stay as quick as one fit, and the
+    # tests that compare with TreeSHAP get a booster; the portfolio has its own tests.
+    return TrainConfig(
+        n_boot=50,
+        learning_rate=0.08,
+        max_rounds=400,
+        early_stopping_rounds=40,
+        candidates=("lightgbm",),
+        velocity_candidates=("lightgbm_quantile",),
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -113,7 +113,12 @@ def test_promote_rollback_and_audit_trail(crm_dataset, trained, mlflow_store: Pa
     weaker = train_models(
         crm_dataset,
         TrainConfig(
-            n_boot=20, learning_rate=0.5, num_leaves=2, max_rounds=3, early_stopping_rounds=2
+            n_boot=20,
+            learning_rate=0.5,
+            num_leaves=2,
+            max_rounds=3,
+            early_stopping_rounds=2,
+            candidates=("lightgbm",),
         ),
     )
     second = _log(weaker)
@@ -153,7 +158,14 @@ def test_a_model_no_better_than_chance_cannot_be_promoted(crm_dataset, mlflow_st
         "x",
     )
     result = train_models(
-        noise, TrainConfig(n_boot=50, learning_rate=0.08, max_rounds=200, early_stopping_rounds=20)
+        noise,
+        TrainConfig(
+            n_boot=50,
+            learning_rate=0.08,
+            max_rounds=200,
+            early_stopping_rounds=20,
+            candidates=("lightgbm",),
+        ),
     )
     assert result.no_better_than_chance
     _log(result)
@@ -265,7 +277,12 @@ def test_promote_metric_follows_its_direction(crm_dataset, trained, mlflow_store
     weak = train_models(
         crm_dataset,
         TrainConfig(
-            n_boot=20, learning_rate=0.5, num_leaves=2, max_rounds=3, early_stopping_rounds=2
+            n_boot=20,
+            learning_rate=0.5,
+            num_leaves=2,
+            max_rounds=3,
+            early_stopping_rounds=2,
+            candidates=("lightgbm",),
         ),
     )
     # Same trees, probabilities pushed far too high: ranking kept, calibration ruined.
@@ -335,6 +352,8 @@ old = {
     feature_info.FeatureInfo: "abm_ml.validate",
 }
 loaded = joblib.load(sys.argv[1])
+# Old scorers held the bare booster, not a members.LightGBMMember around it.
+loaded.__dict__["propensity_booster"] = loaded.__dict__.pop("propensity_model").booster
 new = {cls: cls.__module__ for cls in old}
 for cls, module in old.items():
     cls.__module__ = module

@@ -155,21 +155,19 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
 
     seen = {}
 
-    def spy(params, matrix, y, rows, groups, rounds, categorical, *, seed):
+    def spy(fit, X, y, rows, groups, *, seed):
         seen["rows"], seen["groups"] = rows, groups
-        seen["refit"] = refit_module.refit_propensity(
-            params, matrix, y, rows, groups, rounds, categorical, seed=seed
-        )
+        seen["refit"] = refit_module.refit_propensity(fit, X, y, rows, groups, seed=seed)
         return seen["refit"]
 
     monkeypatch.setattr(train_module, "refit_propensity", spy)
-    result = train_models(crm_dataset, TrainConfig(seed=5, **FAST))
+    result = train_models(crm_dataset, TrainConfig(seed=5, candidates=("lightgbm",), **FAST))
     split = result.split
     assert sorted(seen["rows"]) == sorted(np.concatenate([split.train, split.valid]))
     assert not set(seen["rows"]) & set(np.concatenate([split.test, split.held_out]))
     assert result.scorer.propensity_booster is seen["refit"].booster
-    rounds = result.best_iterations["propensity"]
-    assert result.best_iterations["propensity_refit"] == rounds
+    rounds = result.best_iterations["propensity_lightgbm"]
+    assert result.best_iterations["propensity_refitted"] == 1
     assert result.scorer.propensity_booster.current_iteration() == rounds
     # Cross-fitted scores: none is the refitted booster's own (in-sample) score of the row.
     x = result.scorer.preprocessor.transform(crm_dataset.frame.iloc[seen["rows"]])
@@ -194,5 +192,5 @@ def test_cross_fit_folds_never_split_an_account():
 
 def test_without_refit_the_early_stopped_booster_is_packaged(crm_dataset):
     result = train_models(crm_dataset, TrainConfig(seed=5, refit=False, **FAST))
-    assert "propensity_refit" not in result.best_iterations
+    assert "propensity_refitted" not in result.best_iterations
     assert result.propensity[MODEL_NAME]["roc_auc"].low > 0.6

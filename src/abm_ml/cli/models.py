@@ -27,6 +27,15 @@ def train(
     n_boot: Annotated[
         int, typer.Option(help="Bootstrap resamples for the confidence intervals.")
     ] = 200,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to spend trying model candidates (default: four fixed candidates, "
+            "the same on any machine). A longer budget tries more; the result then depends on "
+            "the machine's speed.",
+            min=0,
+        ),
+    ] = None,
     register: Annotated[
         bool, typer.Option(help="Register the model in MLflow with alias 'challenger'.")
     ] = True,
@@ -58,7 +67,10 @@ def train(
     )
     with console.status("Training propensity and velocity models..."):
         try:
-            result = train_models(dataset, TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot))
+            result = train_models(
+                dataset,
+                TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot, search_budget_s=budget),
+            )
         except Exception as error:
             # The store keeps a record of the attempt: a FAILED run with the one-line reason.
             tracking.log_failed_training(dataset.spec.name, error)

@@ -23,6 +23,7 @@ from abm_ml.data.parsing import category_value
 from abm_ml.data.records import InputSpec, ScoringRecords, canonical_record, canonical_records
 from abm_ml.modeling import reasons
 from abm_ml.modeling.feature_info import FeatureInfo, parse_yes_no
+from abm_ml.modeling.members import LightGBMMember, PropensityModel
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 
 TIER_NAMES = ("A", "B", "C", "D")
@@ -168,6 +169,8 @@ class VelocityModel:
 
     boosters: dict[str, lgb.Booster]  # "p10", "p50", "p90"
     fallback_days: float
+    feature_names: list[str] | None = None
+    """The features in X's column order (boosters trained on arrays only know ``Column_i``)."""
 
     def predict_log(self, matrix: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         preds = {
@@ -180,7 +183,7 @@ class VelocityModel:
 
     def contributions(self, matrix: np.ndarray) -> reasons.Contributions | None:
         """TreeSHAP of the P50 model in log days: what the velocity reasons explain."""
-        return reasons.contributions(self.boosters["p50"], matrix)
+        return reasons.contributions(self.boosters["p50"], matrix, self.feature_names)
 
 
 @dataclass
@@ -229,7 +232,8 @@ class AccountScorer:
 
     features: list[FeatureInfo]
     preprocessor: Preprocessor
-    propensity_booster: lgb.Booster
+    propensity_model: PropensityModel
+    """A :mod:`~abm_ml.modeling.members` model over X: one member or a log-odds blend."""
     calibrator: Calibrator
     velocity: VelocityModel | None
     tier_thresholds: list[float]
@@ -242,6 +246,29 @@ class AccountScorer:
     input_spec: dict | None = None
     """:class:`~abm_ml.data.records.InputSpec` as a dict: how to read the CRM's own export.
     None in models registered before it existed; they read canonical columns only."""
+
+    def __setstate__(self, state: dict) -> None:
+        # Scorers pickled before the members carried a bare LightGBM booster.
+        if "propensity_booster" in state:
+            booster = state.pop("propensity_booster")
+            names = [f.name for f in state["features"]]
+            state["propensity_model"] = LightGBMMember(booster, names)
+        self.__dict__.update(state)
+
+    @property
+    def propensity_booster(self) -> lgb.Booster:
+        """The LightGBM booster, when the propensity model is a single LightGBM (older code)."""
+        if isinstance(self.propensity_model, LightGBMMember):
+            return self.propensity_model.booster
+        raise AttributeError(f"the propensity model is a {self.propensity_model.kind} model")
+
+    def _propensity_raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw log-odds of the uncalibrated propensity model."""
+        return self.propensity_model.raw(X)
+
+    def _propensity_contributions(self, X: np.ndarray) -> reasons.Contributions:
+        """Exact per-feature log-odds contributions: ``base + values.sum(1) == raw``."""
+        return self.propensity_model.contributions(X)
 
     @property
     def feature_names(self) -> list[str]:
@@ -379,16 +406,6 @@ class AccountScorer:
         return {
             k: v[0].item() if isinstance(v[0], np.generic) else v[0] for k, v in columns.items()
         }
-
-    def _propensity_raw(self, X: np.ndarray) -> np.ndarray:
-        """Raw log-odds of the propensity model on the matrix ``X``."""
-        return np.asarray(
-            self.propensity_booster.predict(X, raw_score=True, num_threads=num_threads())
-        )
-
-    def _propensity_contributions(self, X: np.ndarray) -> reasons.Contributions:
-        """Exact per-feature contributions to :meth:`_propensity_raw` (TreeSHAP)."""
-        return reasons.contributions(self.propensity_booster, X, self.feature_names)
 
     def _score_matrix(
         self,

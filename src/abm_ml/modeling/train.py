@@ -3,8 +3,11 @@
 `train_models(dataset, config)` splits the data (time-based where dates exist, grouped by
 account), refuses leaking features, fits
 
-- a LightGBM classifier with early stopping on the validation part, then refitted with that
-  many rounds on train + validation (:mod:`abm_ml.modeling.refit`), calibrated with isotonic
+- a portfolio of propensity candidates (LightGBM configurations, CatBoost, a regularised
+  logistic regression; :mod:`abm_ml.modeling.candidates`) early-stopped on the validation
+  part, keeps the best by validation log loss or a log-odds blend of the best two or three,
+  refits it with the same rounds and weights on train + validation
+  (:mod:`abm_ml.modeling.refit`), calibrated with isotonic
   or sigmoid regression (whichever has the lower cross-validated log loss) on cross-fitted
   scores of those rows; the holdout stays untouched,
 - the deal-velocity quantile models (:mod:`abm_ml.modeling.velocity`),
@@ -21,7 +24,6 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
@@ -33,11 +35,12 @@ from abm_ml.data.records import InputSpec
 from abm_ml.data.split import Split, make_split
 from abm_ml.data.validate import Dataset
 from abm_ml.errors import AbmInputError
+from abm_ml.modeling import candidates as cand
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
-from abm_ml.modeling.boosting import TrainConfig, fit_propensity, with_monotone
+from abm_ml.modeling.boosting import TrainConfig
 from abm_ml.modeling.evaluate import Evaluation, evaluate_scorer, known_amounts, won_labels
-from abm_ml.modeling.reasons import contributions
+from abm_ml.modeling.members import PropensityModel
 from abm_ml.modeling.refit import refit_propensity
 from abm_ml.modeling.scorer import (
     TIER_SHARES,
@@ -57,7 +60,8 @@ from abm_ml.schema import (
 )
 
 MODEL_NAME = "abm-ml"
-SHAP_SAMPLE = 2000
+SHAP_SAMPLE = 1000
+"""Holdout rows explained for the SHAP plots and importance (mean |SHAP| settles well before)."""
 HOLDOUT_COLUMNS = (ROW_ID, ACCOUNT_ID, OUTCOME, CREATED_AT, CLOSED_AT, DAYS_TO_CLOSE, AMOUNT)
 """Columns of the logged holdout next to the features: enough to score and evaluate it again."""
 DAYS_COLUMNS = ("days_to_close_p10", "days_to_close_p50", "days_to_close_p90")
@@ -84,6 +88,12 @@ class TrainingResult:
     shap_sample: tuple[pd.DataFrame, object] | None = None
     """(preprocessed rows, their Contributions) from the holdout, for the SHAP plots."""
     timings: dict[str, float] = field(default_factory=dict)
+    leaderboard: list[dict] = field(default_factory=list)
+    """Propensity candidates on the validation rows, best first (:func:`candidates.leaderboard`)."""
+    propensity_choice: str = ""
+    """The packaged propensity model: a candidate's name or the blend's weighted members."""
+    velocity_leaderboard: list[dict] = field(default_factory=list)
+    """Velocity candidates' P50 MAE in days on the validation part's won deals; one is chosen."""
 
     @property
     def headline(self) -> dict[str, float]:
@@ -159,16 +169,16 @@ def _split_and_guard(dataset: Dataset, config: TrainConfig):
 
 @dataclass(frozen=True)
 class FinalPropensity:
-    """The packaged propensity booster, its calibrator and what they were fitted on."""
+    """The packaged propensity model, its calibrator and what they were fitted on."""
 
-    booster: lgb.Booster
+    model: PropensityModel
     calibrator: Calibrator
     calibration_losses: dict[str, float]
     tier_thresholds: list[float]
     training_rows: np.ndarray
-    """Rows the packaged booster was fitted on (the base of explanations averages over them)."""
-    refit_rounds: int | None
-    """Rounds of the refit on train + validation, None when the early-stopped booster is kept."""
+    """Rows the packaged model was fitted on (the base of explanations averages over them)."""
+    refitted: bool
+    """Whether the model was refitted on train + validation (else the early-stopped one)."""
 
 
 def _calibrate(raw: np.ndarray, y: np.ndarray, seed: int):
@@ -180,42 +190,47 @@ def _calibrate(raw: np.ndarray, y: np.ndarray, seed: int):
 
 
 def _final_propensity(
-    booster: lgb.Booster,
-    frame: pd.DataFrame,
-    matrix: pd.DataFrame,
+    choice: cand.Choice,
+    X: np.ndarray,
     y: np.ndarray,
+    frame: pd.DataFrame,
     split: Split,
-    config: TrainConfig,
-    categorical: list[str],
-    monotone: list[int],
+    setup: cand.FitSetup,
 ) -> FinalPropensity:
     """Refit on train + validation, calibrated on cross-fitted scores, when configured and
-    the data allow; else the early-stopped booster calibrated on the validation rows."""
-    rounds = int(booster.best_iteration or booster.current_iteration())
+    the data allow; else the early-stopped model calibrated on the validation rows."""
+    config = setup.config
     refit = None
     if config.refit:
-        params = {**config.lgb_params(), "objective": "binary", "metric": "binary_logloss"}
+
+        def fit(rows: np.ndarray) -> PropensityModel:
+            members = [
+                f.candidate.fit(X[rows], y[rows], setup, rounds=f.rounds)[0] for f in choice.members
+            ]
+            for member, f in zip(members, choice.members):
+                member.name = f.candidate.name
+            return choice.package(members, setup.feature_names)
+
         refit = refit_propensity(
-            with_monotone(params, monotone),
-            matrix,
+            fit,
+            X,
             y,
             np.concatenate([split.train, split.valid]),
             frame[ACCOUNT_ID].to_numpy(),
-            rounds,
-            categorical,
             seed=config.seed,
         )
     if refit is None:
-        raw_valid = np.asarray(booster.predict(matrix.iloc[split.valid], raw_score=True))
+        model = choice.package([f.member for f in choice.members], setup.feature_names)
+        raw_valid = model.raw(X[split.valid])
         calibrator, losses, thresholds = _calibrate(raw_valid, y[split.valid], config.seed)
-        return FinalPropensity(booster, calibrator, losses, thresholds, split.train, None)
+        return FinalPropensity(model, calibrator, losses, thresholds, split.train, False)
     calibrator, losses, thresholds = _calibrate(refit.cross_fitted_raw, y[refit.rows], config.seed)
-    return FinalPropensity(refit.booster, calibrator, losses, thresholds, refit.rows, refit.rounds)
+    return FinalPropensity(refit.model, calibrator, losses, thresholds, refit.rows, True)
 
 
-def _mean_propensity(booster: lgb.Booster, calibrator: Calibrator, rows: pd.DataFrame) -> float:
+def _mean_propensity(model: PropensityModel, calibrator: Calibrator, rows: np.ndarray) -> float:
     """The average training account's calibrated propensity: the base of every explanation."""
-    return float(np.mean(calibrator(np.asarray(booster.predict(rows, raw_score=True)))))
+    return float(np.mean(calibrator(model.raw(rows))))
 
 
 def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, bool]:
@@ -250,27 +265,34 @@ def _baseline_predictions(
 
 
 def _shap_importance(
-    booster: lgb.Booster, matrix: pd.DataFrame, test: np.ndarray, seed: int
+    model: PropensityModel,
+    preprocessor: Preprocessor,
+    values: pd.DataFrame,
+    X: np.ndarray,
+    test: np.ndarray,
+    seed: int,
 ) -> tuple[pd.DataFrame, object, pd.DataFrame]:
     """SHAP on a holdout sample: (sample rows, their Contributions, mean |SHAP| per feature).
 
-    A sample because TreeSHAP is the costly part of explaining (~3 ms per row on IBM's trees).
+    A sample because TreeSHAP is the costly part of explaining.
     """
     sample = (
         test
         if len(test) <= SHAP_SAMPLE
         else np.sort(np.random.default_rng(seed).choice(test, SHAP_SAMPLE, replace=False))
     )
-    contrib = contributions(booster, matrix.iloc[sample])
+    contrib = model.contributions(X[sample])
     importance = pd.DataFrame(
         {"feature": contrib.feature_names, "mean_abs_shap": np.abs(contrib.values).mean(axis=0)}
     ).sort_values("mean_abs_shap", ascending=False, ignore_index=True)
-    return matrix.iloc[sample].reset_index(drop=True), contrib, importance
+    rows = preprocessor.encode(values.iloc[sample]).reset_index(drop=True)
+    return rows, contrib, importance
 
 
-def _metadata(dataset: Dataset, calibrator: Calibrator, amount_known: bool) -> dict:
+def _metadata(dataset: Dataset, calibrator: Calibrator, amount_known: bool, choice: str) -> dict:
     return {
         "dataset": dataset.spec.name,
+        "propensity_model": choice,
         "dataset_sha256": dataset.sha256,
         "amount_known": amount_known,
         "calibration": calibrator.method,
@@ -367,21 +389,39 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     frame = dataset.frame
     split, findings, features = _split_and_guard(dataset, config)
     preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
-    matrix = preprocessor.transform(frame)
-    categorical = preprocessor.categorical_names
+    values = preprocessor.raw_values(frame)
+    X = preprocessor.matrix(values)
     y = won_labels(frame)
-    monotone = [f.monotone for f in features]
-    early_stopped = fit_propensity(matrix, y, split, config, categorical, monotone)
-    best = {"propensity": int(early_stopped.best_iteration or early_stopped.current_iteration())}
-    final = _final_propensity(early_stopped, frame, matrix, y, split, config, categorical, monotone)
-    if final.refit_rounds is not None:
-        best["propensity_refit"] = final.refit_rounds
-    booster, calibrator, thresholds = final.booster, final.calibrator, final.tier_thresholds
+    setup = cand.FitSetup(
+        feature_names=[f.name for f in features],
+        categorical=[j for j, f in enumerate(features) if f.type == "categorical"],
+        monotone=[f.monotone for f in features],
+        config=config,
+    )
+    ranked = cand.search(
+        X,
+        y,
+        split.train,
+        split.valid,
+        setup,
+        budget_s=config.search_budget_s,
+        portfolio=cand.portfolio(
+            config.candidates, budget_s=config.search_budget_s, cells=len(split.train) * X.shape[1]
+        ),
+    )
+    choice = cand.choose_blend(ranked, y[split.valid], config.seed)
+    leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
+    timings["propensity_search_s"] = time.perf_counter() - started
+    best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
+    final = _final_propensity(choice, X, y, frame, split, setup)
+    if final.refitted:
+        best["propensity_refitted"] = 1
+    model, calibrator, thresholds = final.model, final.calibrator, final.tier_thresholds
     timings["propensity_fit_s"] = time.perf_counter() - started
 
     t0 = time.perf_counter()
-    velocity, velocity_best, fallback_days = fit_velocity(
-        frame, split, matrix, config.lgb_params(), config, categorical
+    velocity, velocity_best, fallback_days, velocity_board = fit_velocity(
+        frame, split, X, config.lgb_params(), config, setup.categorical, features
     )
     best.update(velocity_best)
     timings["velocity_fit_s"] = time.perf_counter() - t0
@@ -390,14 +430,14 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     scorer = AccountScorer(
         features=features,
         preprocessor=preprocessor,
-        propensity_booster=booster,
+        propensity_model=model,
         calibrator=calibrator,
         velocity=velocity,
         tier_thresholds=thresholds,
         default_amount=default_amount,
         default_days=fallback_days,
-        metadata=_metadata(dataset, calibrator, amount_known),
-        base_propensity=_mean_propensity(booster, calibrator, matrix.iloc[final.training_rows]),
+        metadata=_metadata(dataset, calibrator, amount_known, choice.name),
+        base_propensity=_mean_propensity(model, calibrator, X[final.training_rows]),
         input_spec=InputSpec.from_dataset_spec(dataset.spec).model_dump(),
     )
 
@@ -413,12 +453,16 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         if velocity is not None and evaluation.velocity
         else {}
     )
-    velocity_extra = velocity_checks(dataset, split, matrix, velocity, config)
+    velocity_extra = velocity_checks(dataset, split, X, velocity, config, features)
     if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
         evaluation = _serve_baseline_days(scorer, evaluation)
     timings["evaluate_s"] = time.perf_counter() - t0
 
-    sample, contrib, importance = _shap_importance(booster, matrix, split.test, config.seed)
+    t0 = time.perf_counter()
+    sample, contrib, importance = _shap_importance(
+        model, preprocessor, values, X, split.test, config.seed
+    )
+    timings["shap_sample_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
     return TrainingResult(
         dataset=dataset,
@@ -437,4 +481,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         best_iterations=best,
         shap_sample=(sample, contrib),
         timings=timings,
+        leaderboard=leaderboard,
+        propensity_choice=choice.name,
+        velocity_leaderboard=velocity_board,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -58,7 +59,15 @@ ABANDONED_AFTER_HOURS = 48
 
 ERROR_TAG = "abm_ml.error"
 """Tag of a FAILED run: the exception in one line."""
-PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
+PIP_REQUIREMENTS = [
+    "lightgbm",
+    "catboost",  # the chosen propensity model may be, or blend in, a CatBoost member
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "joblib",
+    "mlflow",
+]
 
 
 def _experiment(name: str) -> str:
@@ -103,6 +112,11 @@ def _run_params(result: TrainingResult) -> dict[str, str]:
         **{f"lgb_{k}": v for k, v in result.config.lgb_params().items()},
         "seed": result.config.seed,
         "refit": result.config.refit,
+        "propensity_model": result.propensity_choice,
+        "velocity_model": next(
+            (r["candidate"] for r in result.velocity_leaderboard if r["chosen"]), "none"
+        ),
+        "search_budget_s": result.config.search_budget_s or "default candidates",
         "n_boot": result.config.n_boot,
         "capacity": result.config.capacity or "10% of test",
         "features": ",".join(result.scorer.feature_names)[:6000],
@@ -123,6 +137,13 @@ def _run_metrics(result: TrainingResult) -> dict[str, float]:
     flat.update(result.velocity_extra)
     flat.update(result.calibration_choice)
     flat.update({f"time_{k}": v for k, v in result.timings.items()})
+    flat.update(_leaderboard_metrics(result.leaderboard))
+    flat.update(
+        {
+            f"velocity_candidate_{row['candidate']}_valid_mae_days": row["valid_mae_days"]
+            for row in result.velocity_leaderboard
+        }
+    )
     flat.update(
         {
             "rows_read": summary.rows_read,
@@ -131,6 +152,18 @@ def _run_metrics(result: TrainingResult) -> dict[str, float]:
         }
     )
     return _finite(flat)
+
+
+LEADERBOARD_METRICS = ("valid_log_loss_calibrated", "valid_roc_auc", "fit_s", "explain_ms_per_1k")
+
+
+def _leaderboard_metrics(leaderboard: list[dict]) -> dict[str, float]:
+    """``candidate_<name>_<metric>`` for each propensity candidate (the blend as ``blend``)."""
+    out = {}
+    for row in leaderboard:
+        name = "blend" if row["kind"] == "blend" else row["candidate"]
+        out.update({f"candidate_{name}_{k}": row[k] for k in LEADERBOARD_METRICS})
+    return out
 
 
 def _write_data(result: TrainingResult, out: Path) -> None:
@@ -156,6 +189,8 @@ def _write_data(result: TrainingResult, out: Path) -> None:
     if result.velocity:
         m.metrics_table(result.velocity).to_csv(out / "data/velocity_metrics.csv")
     result.feature_importance.to_csv(out / "data/feature_importance.csv", index=False)
+    if result.leaderboard:
+        pd.DataFrame(result.leaderboard).to_csv(out / "data/leaderboard.csv", index=False)
 
 
 def _write_plots(result: TrainingResult, out: Path) -> None:

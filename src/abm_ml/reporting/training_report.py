@@ -423,6 +423,8 @@ def training_report(
             (k.rsplit("_", 1)[-1], v) for k, v in result.calibration_choice.items()
         ],
         best_iterations=result.best_iterations,
+        leaderboard=result.leaderboard,
+        propensity_choice=result.propensity_choice,
         verdict=verdict(result),
         verdict_level=_verdict_level(result),
         headline={"auc": _metric_cell(main_auc), "capacity": headline_capacity},

@@ -1,0 +1,494 @@
+"""A small portfolio of propensity candidates, chosen on the time-ordered validation rows.
+
+No single model wins on every tabular dataset (TabArena 2025, TabRepo, Grinsztajn et al.
+2022), so training fits a few configurations that differ where datasets differ: shallow and
+deeper LightGBM, a regularised one, CatBoost (strong on categorical fields) and a regularised
+logistic regression with spline numerics (strong when the signal is simple and the data few).
+Each is early-stopped on the validation rows where that applies.
+
+They are compared by **validation log loss after a cross-validated Platt scaling** (the
+packaged model is calibrated anyway, so a well-ranking but poorly scaled model is not
+penalised for its scale), ties within :data:`TIE_TOLERANCE` going to the model cheaper to
+explain. A log-odds blend of the best two or three (:func:`choose_blend`, weights fitted on
+the validation rows) replaces the single winner only when it beats it by more than the same
+tolerance, measured by cross-validation over the validation rows so that no weight is judged
+on the rows it was fitted on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from abm_ml.modeling.boosting import TrainConfig, with_monotone
+from abm_ml.modeling.members import (
+    Blend,
+    CatBoostMember,
+    LightGBMMember,
+    LinearMember,
+    PropensityModel,
+    catboost_frame,
+    parallel_map,
+)
+
+TIE_TOLERANCE = 0.002
+"""Relative log-loss margin under which two candidates count as tied (then the cheaper to
+explain wins); a blend must beat the single winner by more than this."""
+EXPLAIN_SAMPLE = 500
+"""Validation rows whose contributions are timed for the explain cost per 1,000 rows."""
+BLEND_FOLDS = 5
+MAX_BLEND = 3
+
+
+@dataclass(frozen=True)
+class FitSetup:
+    """What every candidate fit needs besides its rows."""
+
+    feature_names: list[str]
+    categorical: list[int]
+    """Column indices of categorical features in X."""
+    monotone: list[int]
+    config: TrainConfig
+
+    @property
+    def constrained(self) -> bool:
+        return any(self.monotone)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration of the portfolio.
+
+    Attributes:
+        name: shown in the leaderboard.
+        kind: ``lightgbm``, ``catboost`` or ``linear``.
+        params: overrides of the kind's defaults.
+    """
+
+    name: str
+    kind: str
+    params: dict = field(default_factory=dict)
+
+    def honours(self, setup: FitSetup) -> bool:
+        """Whether the candidate can keep the spec's monotone constraints (splines cannot)."""
+        return not (self.kind == "linear" and setup.constrained)
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        setup: FitSetup,
+        *,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        rounds: int | None = None,
+    ) -> tuple[PropensityModel, int]:
+        """Fit on (X, y): early-stopped on ``valid`` when given, else ``rounds`` rounds.
+
+        Returns:
+            The fitted member and its number of rounds (0 for the linear model).
+        """
+        if self.kind == "lightgbm":
+            return self._fit_lightgbm(X, y, setup, valid, rounds)
+        if self.kind == "catboost":
+            return self._fit_catboost(X, y, setup, valid, rounds)
+        member = LinearMember(
+            setup.feature_names, setup.categorical, seed=setup.config.seed, **self.params
+        )
+        return member.fit(X, y), 0
+
+    def _fit_lightgbm(self, X, y, setup, valid, rounds):
+        config = setup.config
+        params = with_monotone(
+            {
+                **config.lgb_params(),
+                "objective": "binary",
+                "metric": "binary_logloss",
+                **self.params,
+            },
+            setup.monotone,
+        )
+        categorical = setup.categorical or "auto"
+        train_set = lgb.Dataset(X, y, categorical_feature=categorical, free_raw_data=False)
+        if valid is None:
+            booster = lgb.train(params, train_set, num_boost_round=max(int(rounds or 1), 1))
+        else:
+            valid_set = lgb.Dataset(
+                valid[0], valid[1], reference=train_set, categorical_feature=categorical
+            )
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=config.max_rounds,
+                valid_sets=[valid_set],
+                callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            )
+        used = int(booster.best_iteration or booster.current_iteration())
+        return LightGBMMember(booster, setup.feature_names), used
+
+    def _fit_catboost(self, X, y, setup, valid, rounds):
+        from catboost import CatBoostClassifier, Pool
+
+        config = setup.config
+        monotone = [0 if j in setup.categorical else c for j, c in enumerate(setup.monotone)]
+        params = {
+            "loss_function": "Logloss",
+            "depth": 6,
+            "learning_rate": 0.1,
+            # Pairs of categories as extra features cost most of CatBoost's time on wide data.
+            "max_ctr_complexity": 1,
+            "l2_leaf_reg": 3.0,
+            "random_seed": config.seed,
+            "thread_count": config.num_threads,
+            "verbose": False,
+            "allow_writing_files": False,
+            **self.params,
+        }
+        if any(monotone):
+            params["monotone_constraints"] = monotone
+
+        def pool(x, target):
+            return Pool(
+                catboost_frame(x, setup.categorical), target, cat_features=setup.categorical
+            )
+
+        if valid is None:
+            model = CatBoostClassifier(iterations=max(int(rounds or 1), 1), **params)
+            model.fit(pool(X, y))
+        else:
+            model = CatBoostClassifier(
+                iterations=config.max_rounds,
+                od_type="Iter",
+                od_wait=config.early_stopping_rounds,
+                use_best_model=True,
+                **params,
+            )
+            model.fit(pool(X, y), eval_set=pool(*valid))
+        used = int(model.tree_count_)
+        return CatBoostMember(model, setup.feature_names, list(setup.categorical)), used
+
+
+PORTFOLIO = (
+    Candidate("linear_splines", "linear", {"C": 0.5}),
+    Candidate(
+        "lightgbm_shallow",
+        "lightgbm",
+        {"num_leaves": 8, "max_depth": 3, "learning_rate": 0.2, "min_data_in_leaf": 40},
+    ),
+    Candidate("lightgbm", "lightgbm", {}),  # TrainConfig's own LightGBM settings (31 leaves)
+    Candidate(
+        "lightgbm_regularised",
+        "lightgbm",
+        {
+            "num_leaves": 15,
+            "max_depth": 5,
+            "learning_rate": 0.1,
+            "min_data_in_leaf": 100,
+            "lambda_l2": 10.0,
+            "feature_fraction": 0.6,
+        },
+    ),
+    Candidate("catboost_depth6", "catboost", {}),
+    Candidate("lightgbm_63_leaves", "lightgbm", {"num_leaves": 63, "learning_rate": 0.05}),
+    Candidate("catboost_depth8", "catboost", {"depth": 8, "learning_rate": 0.05}),
+    Candidate("linear_strong_l2", "linear", {"C": 0.05}),
+)
+"""Cheapest first: the search stops starting new candidates when its budget
+(:attr:`TrainConfig.search_budget_s`) is spent, so a longer ``--budget`` reaches the later,
+slower configurations."""
+
+
+DEFAULT_CANDIDATES = 4
+"""A default training fits the first four of :data:`PORTFOLIO` (the spline logistic
+regression and three LightGBMs: shallow, 31 leaves, regularised), and CatBoost too when the
+training matrix is small (:data:`SMALL_CELLS`); a ``--budget`` goes down the whole list."""
+SMALL_CELLS = 300_000
+"""Training rows x features under which CatBoost joins the default candidates. On IBM (50k x 10)
+CatBoost took 20x the CPU of a LightGBM for a worse validation log loss (0.390 vs 0.383), and
+its ShapValues cost about 3x LightGBM's TreeSHAP per explained row."""
+
+
+def portfolio(
+    names: tuple[str, ...] | None, *, budget_s: float | None = None, cells: int = 0
+) -> tuple[Candidate, ...]:
+    """The candidates named (in portfolio order); else the defaults for a training matrix of
+    ``cells`` values, or the whole portfolio under a budget."""
+    if names is None:
+        if budget_s is not None:
+            return PORTFOLIO
+        extra = ("catboost_depth6",) if cells <= SMALL_CELLS else ()
+        return PORTFOLIO[:DEFAULT_CANDIDATES] + tuple(c for c in PORTFOLIO if c.name in extra)
+    unknown = set(names) - {c.name for c in PORTFOLIO}
+    if unknown:
+        raise ValueError(
+            f"unknown candidates {sorted(unknown)}; known: {[c.name for c in PORTFOLIO]}"
+        )
+    return tuple(c for c in PORTFOLIO if c.name in names)
+
+
+@dataclass
+class Fitted:
+    """A candidate fitted on the training rows, with its validation figures."""
+
+    candidate: Candidate
+    member: PropensityModel
+    rounds: int
+    valid_raw: np.ndarray
+    fit_s: float
+    explain_ms_per_1k: float
+    explain_units: float = 0.0
+    """Deterministic explain cost (:func:`explain_units`): what ties are broken on."""
+    valid_log_loss: float = float("nan")
+    valid_log_loss_calibrated: float = float("nan")
+    valid_roc_auc: float = float("nan")
+
+
+def _log_loss(y: np.ndarray, raw: np.ndarray) -> float:
+    # log(1 + exp(-z)) for won rows, log(1 + exp(z)) for lost rows, computed stably.
+    signed = np.where(y == 1, -raw, raw)
+    return float(np.mean(np.logaddexp(0.0, signed)))
+
+
+def fit_weights(raws: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative weights and an intercept minimising log loss of ``a + raws @ w``.
+
+    Non-negative so that a blend of monotone members stays monotone and a member never
+    enters with its reasons turned upside down.
+    """
+    k = raws.shape[1]
+
+    def loss_and_grad(theta):
+        z = theta[0] + raws @ theta[1:]
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+        residual = (p - y) / len(y)
+        return _log_loss(y, z), np.concatenate([[residual.sum()], raws.T @ residual])
+
+    start = np.concatenate([[0.0], np.full(k, 1.0 / k)])
+    result = minimize(
+        loss_and_grad,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(None, None)] + [(0.0, None)] * k,
+    )
+    return result.x[1:], float(result.x[0])
+
+
+def cross_validated_loss(raws: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Log loss of the weighted log-odds on held-out folds of the validation rows."""
+    n_splits = int(min(BLEND_FOLDS, max(2, min(np.bincount(y, minlength=2)))))
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    total = 0.0
+    for fit_idx, eval_idx in folds.split(raws, y):
+        weights, intercept = fit_weights(raws[fit_idx], y[fit_idx])
+        total += _log_loss(y[eval_idx], intercept + raws[eval_idx] @ weights) * len(eval_idx)
+    return total / len(y)
+
+
+def _tree_path_cost(node: dict, depth: int = 0) -> tuple[int, int]:
+    """(leaves, deepest leaf) of a LightGBM ``dump_model`` tree."""
+    if "left_child" not in node:
+        return 1, depth
+    left = _tree_path_cost(node["left_child"], depth + 1)
+    right = _tree_path_cost(node["right_child"], depth + 1)
+    return left[0] + right[0], max(left[1], right[1])
+
+
+def explain_units(member: PropensityModel) -> float:
+    """A deterministic measure of the explain cost: TreeSHAP's work, sum over trees of
+    leaves x depth^2; CatBoost's oblivious trees have 2^depth leaves; a linear model's
+    contributions are a product. Ties are broken on it, not on a timing, so that the same
+    data and seed choose the same model on any machine."""
+    if member.kind == "lightgbm":
+        trees = member.booster.dump_model()["tree_info"]
+        total = 0.0
+        for tree in trees:
+            leaves, depth = _tree_path_cost(tree["tree_structure"])
+            total += leaves * max(depth, 1) ** 2
+        return total
+    if member.kind == "catboost":
+        depth = int(member.model.get_params().get("depth", 6))
+        return float(member.model.tree_count_) * 2**depth * depth**2
+    return float(len(member.feature_names))
+
+
+def _explain_cost(member: PropensityModel, X: np.ndarray) -> float:
+    rows = X[: min(EXPLAIN_SAMPLE, len(X))]
+    started = time.perf_counter()
+    member.contributions(rows)
+    return (time.perf_counter() - started) * 1000.0 / max(len(rows), 1) * 1000.0
+
+
+def search(
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    setup: FitSetup,
+    *,
+    budget_s: float | None,
+    portfolio: tuple[Candidate, ...] = PORTFOLIO,
+) -> list[Fitted]:
+    """Fit candidates: all of ``portfolio`` side by side, or under a budget one after the
+    other in portfolio order until ``budget_s`` seconds are spent (at least one).
+
+    Returns:
+        The fitted candidates with validation figures, best first (see :func:`rank`).
+    """
+    started = time.perf_counter()
+    y_valid = y[valid]
+    usable = [c for c in portfolio if c.honours(setup)]
+
+    def fit(candidate: Candidate) -> tuple[Candidate, PropensityModel, int, float]:
+        t0 = time.perf_counter()
+        member, rounds = candidate.fit(X[train], y[train], setup, valid=(X[valid], y_valid))
+        member.name = candidate.name
+        return candidate, member, rounds, time.perf_counter() - t0
+
+    if budget_s is None:
+        fits = parallel_map(fit, usable)
+    else:
+        fits = []
+        for candidate in usable:
+            if fits and time.perf_counter() - started >= budget_s:
+                break
+            fits.append(fit(candidate))
+    fitted = []
+    for candidate, member, rounds, fit_s in fits:
+        valid_raw = member.raw(X[valid])
+        fitted.append(
+            Fitted(
+                candidate=candidate,
+                member=member,
+                rounds=rounds,
+                valid_raw=valid_raw,
+                fit_s=fit_s,
+                # Timed one after the other, not while other fits share the cores.
+                explain_ms_per_1k=_explain_cost(member, X[valid]),
+                explain_units=explain_units(member),
+                valid_log_loss=_log_loss(y_valid, valid_raw),
+                valid_log_loss_calibrated=cross_validated_loss(
+                    valid_raw[:, None], y_valid, setup.config.seed
+                ),
+                valid_roc_auc=float(roc_auc_score(y_valid, valid_raw))
+                if len(np.unique(y_valid)) == 2
+                else float("nan"),
+            )
+        )
+    return rank(fitted)
+
+
+def rank(fitted: list[Fitted]) -> list[Fitted]:
+    """Best first: lowest calibrated validation log loss, ties (within the tolerance of the
+    best) broken by the explain cost (:func:`explain_units`), so a model as good but cheaper
+    to explain wins."""
+    if not fitted:
+        return []
+    best = min(f.valid_log_loss_calibrated for f in fitted)
+    tied = [f for f in fitted if f.valid_log_loss_calibrated <= best * (1 + TIE_TOLERANCE)]
+    winner = min(tied, key=lambda f: (f.explain_units, f.valid_log_loss_calibrated))
+    rest = sorted((f for f in fitted if f is not winner), key=lambda f: f.valid_log_loss_calibrated)
+    return [winner, *rest]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen members (one, or a blend) with the blend's weights and validation loss."""
+
+    members: list[Fitted]
+    weights: np.ndarray
+    intercept: float
+    valid_log_loss_calibrated: float
+
+    @property
+    def is_blend(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def name(self) -> str:
+        if not self.is_blend:
+            return self.members[0].candidate.name
+        return " + ".join(
+            f"{w:.2f} x {f.candidate.name}" for w, f in zip(self.weights, self.members)
+        )
+
+    def package(self, members: list[PropensityModel], feature_names: list[str]) -> PropensityModel:
+        """The packaged model from (refitted) members in the order of :attr:`members`."""
+        if not self.is_blend:
+            return members[0]
+        blend = Blend(
+            list(members), [float(w) for w in self.weights], self.intercept, feature_names
+        )
+        blend.name = self.name
+        return blend
+
+
+def choose_blend(ranked: list[Fitted], y_valid: np.ndarray, seed: int) -> Choice:
+    """The winner alone, or a log-odds blend of it with the next one or two candidates when
+    that lowers the cross-validated validation log loss by more than :data:`TIE_TOLERANCE`."""
+    winner = ranked[0]
+    best = Choice([winner], np.ones(1), 0.0, winner.valid_log_loss_calibrated)
+    for size in range(2, min(MAX_BLEND, len(ranked)) + 1):
+        members = ranked[:size]
+        raws = np.column_stack([f.valid_raw for f in members])
+        loss = cross_validated_loss(raws, y_valid, seed)
+        if loss < best.valid_log_loss_calibrated * (1 - TIE_TOLERANCE):
+            weights, intercept = fit_weights(raws, y_valid)
+            if np.count_nonzero(weights > 1e-6) == size:
+                best = Choice(members, weights, intercept, loss)
+    return best
+
+
+def leaderboard(ranked: list[Fitted], choice: Choice, y_valid: np.ndarray) -> list[dict]:
+    """One row per fitted candidate, best first, with the blend on top when one was chosen."""
+    chosen = {id(f) for f in choice.members}
+
+    def row(name, kind, raw, calibrated, rounds, fit_s, explain, is_chosen) -> dict:
+        return {
+            "candidate": name,
+            "kind": kind,
+            "valid_log_loss": _log_loss(y_valid, raw),
+            "valid_log_loss_calibrated": calibrated,
+            "valid_roc_auc": float(roc_auc_score(y_valid, raw))
+            if len(np.unique(y_valid)) == 2
+            else float("nan"),
+            "rounds": rounds,
+            "fit_s": fit_s,
+            "explain_ms_per_1k": explain,
+            "chosen": is_chosen,
+        }
+
+    rows = [
+        row(
+            f.candidate.name,
+            f.candidate.kind,
+            f.valid_raw,
+            f.valid_log_loss_calibrated,
+            f.rounds,
+            f.fit_s,
+            f.explain_ms_per_1k,
+            id(f) in chosen and not choice.is_blend,
+        )
+        for f in ranked
+    ]
+    if choice.is_blend:
+        raws = np.column_stack([f.valid_raw for f in choice.members])
+        rows.insert(
+            0,
+            row(
+                f"blend: {choice.name}",
+                "blend",
+                choice.intercept + raws @ choice.weights,
+                choice.valid_log_loss_calibrated,
+                sum(f.rounds for f in choice.members),
+                sum(f.fit_s for f in choice.members),
+                sum(f.explain_ms_per_1k for f in choice.members),
+                True,
+            ),
+        )
+    return rows

@@ -1,0 +1,234 @@
+"""Propensity models over the scorer's matrix X, each with exact additive explanations.
+
+Every member takes the float64 array X of :meth:`Preprocessor.matrix` (columns in the
+scorer's feature order, categories as integer codes, NaN for missing or unseen) and gives
+
+- ``raw(X)``: log-odds of the uncalibrated model,
+- ``contributions(X)``: per-feature log-odds contributions whose sum plus the base is ``raw``
+  exactly, so the reasons and the waterfall work the same whatever model was chosen.
+
+Members: LightGBM (native TreeSHAP, ``pred_contrib``), CatBoost (its ``ShapValues``), and a
+regularised logistic regression on one-hot categories and spline numerics, whose SHAP values
+are exact in closed form (an additive model's contribution of a feature is its term minus the
+term's training mean). :class:`Blend` is a weighted sum of members in log-odds space; its
+contributions are the same weighted sum of the members' contributions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    QuantileTransformer,
+    SplineTransformer,
+)
+
+from abm_ml.config import num_threads
+from abm_ml.modeling.reasons import Contributions
+
+
+def parallel_map(fn: Callable, items: Sequence) -> list:
+    """``[fn(item) for item in items]``, side by side in threads, one per core at most.
+
+    The fits release the GIL (LightGBM, CatBoost, scipy's solvers) and each uses
+    :func:`~abm_ml.config.num_threads` threads itself, so independent fits (cross-fitting
+    folds, candidates) use a 2-core machine's second core; results are in input order and do
+    not depend on the number of cores.
+    """
+    jobs = max(1, min(len(items), os.cpu_count() or 1))
+    if jobs == 1:
+        return [fn(item) for item in items]
+    return Parallel(n_jobs=jobs, prefer="threads")(delayed(fn)(item) for item in items)
+
+
+class PropensityModel(Protocol):
+    """What the scorer needs of a propensity model (a single member or a blend)."""
+
+    kind: str
+    name: str
+    feature_names: list[str]
+
+    def raw(self, X: np.ndarray) -> np.ndarray: ...
+
+    def contributions(self, X: np.ndarray) -> Contributions: ...
+
+
+@dataclass
+class LightGBMMember:
+    """A LightGBM booster trained on X (categorical columns declared by index)."""
+
+    booster: lgb.Booster
+    feature_names: list[str]
+    kind: str = "lightgbm"
+    name: str = ""
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=num_threads()))
+
+    def contributions(self, X: np.ndarray) -> Contributions:
+        out = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=num_threads()))
+        return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=self.feature_names)
+
+
+def catboost_frame(X: np.ndarray, categorical: Sequence[int]) -> pd.DataFrame:
+    """X as CatBoost takes it: category codes as integers (-1 for missing), numbers as float."""
+    frame = pd.DataFrame(X, columns=[str(i) for i in range(X.shape[1])])
+    for j in categorical:
+        codes = X[:, j]
+        frame[str(j)] = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+    return frame
+
+
+@dataclass
+class CatBoostMember:
+    """A CatBoost classifier trained on X; explained by CatBoost's own exact ``ShapValues``."""
+
+    model: object  # catboost.CatBoostClassifier (imported lazily: it is a heavy import)
+    feature_names: list[str]
+    categorical: list[int]
+    kind: str = "catboost"
+    name: str = ""
+
+    def _pool(self, X: np.ndarray):
+        from catboost import Pool
+
+        return Pool(catboost_frame(X, self.categorical), cat_features=self.categorical)
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        pool = self._pool(X)
+        return np.asarray(
+            self.model.predict(pool, prediction_type="RawFormulaVal", thread_count=num_threads())
+        )
+
+    def contributions(self, X: np.ndarray) -> Contributions:
+        out = np.asarray(
+            self.model.get_feature_importance(
+                self._pool(X), type="ShapValues", thread_count=num_threads()
+            )
+        )
+        return Contributions(values=out[:, :-1], base=out[:, -1], feature_names=self.feature_names)
+
+
+def _numeric_basis(column: np.ndarray) -> Pipeline | FeatureUnion:
+    """Missing indicator plus a cubic spline of the value's training quantile (robust to heavy
+    tails such as deal amounts); a plain linear term when the column has too few values."""
+    finite = column[np.isfinite(column)]
+    indicator = MissingIndicator(features="all", error_on_new=False)
+    if np.unique(finite).size < 3:
+        value = SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True)
+        return FeatureUnion([("missing", indicator), ("value", value)])
+    spline = make_pipeline(
+        SimpleImputer(strategy="median"),
+        QuantileTransformer(n_quantiles=min(200, finite.size), subsample=100_000, random_state=0),
+        SplineTransformer(n_knots=5, degree=3, extrapolation="constant"),
+    )
+    return FeatureUnion([("missing", indicator), ("spline", spline)])
+
+
+def _missing_as_level(codes: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(codes), -1.0, codes)
+
+
+def _categorical_basis() -> Pipeline:
+    """One-hot category codes; missing and unseen (NaN) share one level, rare ones are grouped."""
+    return make_pipeline(
+        FunctionTransformer(_missing_as_level),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=True),
+    )
+
+
+@dataclass
+class LinearMember:
+    """Regularised logistic regression, additive per feature, so its SHAP values are exact.
+
+    The log-odds are ``intercept + sum_j term_j(x_j)``; with the training rows as background,
+    feature j's SHAP value is ``term_j(x_j) - mean(term_j)`` (an additive model has no
+    interactions), and the base is ``intercept + sum_j mean(term_j)``.
+    """
+
+    feature_names: list[str]
+    categorical: list[int]
+    C: float = 0.5
+    seed: int = 0
+    kind: str = "linear"
+    name: str = ""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearMember:
+        self.bases_ = []
+        blocks = []
+        for j in range(X.shape[1]):
+            column = X[:, j : j + 1]
+            basis = _categorical_basis() if j in self.categorical else _numeric_basis(column[:, 0])
+            blocks.append(sp.csr_matrix(basis.fit_transform(column)))
+            self.bases_.append(basis)
+        design = sp.hstack(blocks, format="csr")
+        self.model_ = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed)
+        self.model_.fit(design, y)
+        bounds = np.cumsum([0, *(b.shape[1] for b in blocks)])
+        self.slices_ = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self.term_means_ = self._terms_from(blocks).mean(axis=0)
+        return self
+
+    def _terms_from(self, blocks: list) -> np.ndarray:
+        coef = self.model_.coef_[0]
+        return np.column_stack(
+            [np.asarray(block @ coef[s]).ravel() for block, s in zip(blocks, self.slices_)]
+        )
+
+    def terms(self, X: np.ndarray) -> np.ndarray:
+        """(rows, features) each feature's term of the log-odds."""
+        blocks = [
+            sp.csr_matrix(basis.transform(X[:, j : j + 1])) for j, basis in enumerate(self.bases_)
+        ]
+        return self._terms_from(blocks)
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.contributions(X).raw
+
+    def contributions(self, X: np.ndarray) -> Contributions:
+        values = self.terms(X) - self.term_means_
+        base = float(self.model_.intercept_[0] + self.term_means_.sum())
+        return Contributions(
+            values=values, base=np.full(len(X), base), feature_names=self.feature_names
+        )
+
+
+@dataclass
+class Blend:
+    """``intercept + sum_i weight_i * raw_i`` in log-odds; contributions weighted the same way."""
+
+    members: list[PropensityModel]
+    weights: list[float]
+    intercept: float
+    feature_names: list[str]
+    kind: str = "blend"
+    name: str = ""
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.intercept + sum(w * m.raw(X) for w, m in zip(self.weights, self.members))
+
+    def contributions(self, X: np.ndarray) -> Contributions:
+        parts = [m.contributions(X) for m in self.members]
+        values = sum(w * c.values for w, c in zip(self.weights, parts))
+        base = self.intercept + sum(w * c.base for w, c in zip(self.weights, parts))
+        return Contributions(values=values, base=base, feature_names=self.feature_names)
+
+    @property
+    def description(self) -> str:
+        return " + ".join(
+            f"{w:.2f} x {m.name or m.kind}" for w, m in zip(self.weights, self.members)
+        )

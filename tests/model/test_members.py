@@ -1,0 +1,186 @@
+"""Propensity members over the X array: exact additive explanations, blends, the choice."""
+
+from __future__ import annotations
+
+import pickle
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from abm_ml.modeling import candidates as cand
+from abm_ml.modeling.boosting import TrainConfig
+from abm_ml.modeling.evaluate import won_labels
+from abm_ml.modeling.members import Blend, LightGBMMember
+from abm_ml.modeling.scorer import Preprocessor
+
+CONFIG = TrainConfig(learning_rate=0.1, max_rounds=120, early_stopping_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def data(crm_dataset):
+    features = crm_dataset.features
+    frame = crm_dataset.frame
+    y = won_labels(frame)
+    closed = np.flatnonzero(frame["outcome"].isin(["won", "lost"]).to_numpy())
+    rng = np.random.default_rng(0)
+    closed = rng.permutation(closed)
+    train, valid = np.sort(closed[: len(closed) * 2 // 3]), np.sort(closed[len(closed) * 2 // 3 :])
+    preprocessor = Preprocessor(features).fit(frame.iloc[train])
+    values = preprocessor.raw_values(frame)
+    setup = cand.FitSetup(
+        feature_names=[f.name for f in features],
+        categorical=[j for j, f in enumerate(features) if f.type == "categorical"],
+        monotone=[0] * len(features),
+        config=CONFIG,
+    )
+    return preprocessor, values, preprocessor.matrix(values), y, train, valid, setup
+
+
+@pytest.fixture(scope="module")
+def members(data):
+    _, _, X, y, train, valid, setup = data
+    out = {}
+    for name in ("lightgbm_shallow", "catboost_depth6", "linear_splines"):
+        (candidate,) = cand.portfolio((name,))
+        out[candidate.kind], _ = candidate.fit(
+            X[train], y[train], setup, valid=(X[valid], y[valid])
+        )
+    return out
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "catboost", "linear"])
+def test_base_plus_contributions_is_the_raw_score(members, data, kind):
+    X = data[2]
+    member = members[kind]
+    contrib = member.contributions(X)
+    assert contrib.values.shape == X.shape
+    assert contrib.feature_names == data[6].feature_names
+    np.testing.assert_allclose(contrib.base + contrib.values.sum(axis=1), member.raw(X), atol=1e-8)
+    # Not trivially additive: features push different rows different ways.
+    assert (contrib.values.std(axis=0) > 1e-6).sum() >= 3
+
+
+def test_linear_shap_is_each_term_minus_its_training_mean(members, data):
+    """Exact SHAP of an additive model: changing one feature moves only its own contribution,
+    by exactly the change of the raw score; the base is the training rows' mean raw score."""
+    X, train = data[2], data[4]
+    linear = members["linear"]
+    assert np.allclose(linear.contributions(X[train]).base, linear.raw(X[train]).mean())
+    j = data[6].feature_names.index("web_visits_30d")
+    changed = X[:50].copy()
+    changed[:, j] += 7
+    before, after = linear.contributions(X[:50]), linear.contributions(changed)
+    delta = after.values - before.values
+    assert np.allclose(np.delete(delta, j, axis=1), 0.0)
+    assert np.allclose(delta[:, j], linear.raw(changed) - linear.raw(X[:50]))
+    assert (delta[:, j] > 0).mean() > 0.9  # the planted driver raises the odds
+
+
+def test_blend_contributions_are_the_weighted_sum_and_add_up(members, data):
+    X = data[2]
+    parts = [members["lightgbm"], members["catboost"], members["linear"]]
+    blend = Blend(parts, [0.5, 0.3, 0.4], -0.2, data[6].feature_names)
+    contrib = blend.contributions(X)
+    expected = sum(w * m.contributions(X).values for w, m in zip(blend.weights, parts))
+    np.testing.assert_allclose(contrib.values, expected, atol=1e-10)
+    np.testing.assert_allclose(contrib.base + contrib.values.sum(axis=1), blend.raw(X), atol=1e-8)
+    np.testing.assert_allclose(
+        blend.raw(X), -0.2 + sum(w * m.raw(X) for w, m in zip(blend.weights, parts)), atol=1e-10
+    )
+    restored = pickle.loads(pickle.dumps(blend))
+    np.testing.assert_allclose(restored.raw(X[:20]), blend.raw(X[:20]))
+
+
+def test_a_booster_trained_on_pandas_categories_predicts_the_same_from_code_arrays(data):
+    preprocessor, values, X, y, train, _, _ = data
+    matrix = preprocessor.encode(values)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 7, "min_data_in_leaf": 5},
+        lgb.Dataset(matrix.iloc[train], y[train]),
+        num_boost_round=30,
+    )
+    assert preprocessor.categorical_names
+    np.testing.assert_allclose(
+        booster.predict(X, raw_score=True), booster.predict(matrix, raw_score=True)
+    )
+    member = LightGBMMember(booster, list(matrix.columns))
+    expected = booster.predict(matrix, pred_contrib=True)
+    np.testing.assert_allclose(member.contributions(X).values, expected[:, :-1])
+
+
+def _fitted(name, loss, explain, raw=None):
+    return cand.Fitted(
+        candidate=cand.Candidate(name, "lightgbm"),
+        member=None,
+        rounds=1,
+        valid_raw=raw if raw is not None else np.zeros(3),
+        fit_s=0.1,
+        explain_ms_per_1k=0.0,  # measured, shown; ties are broken on the units
+        explain_units=explain,
+        valid_log_loss_calibrated=loss,
+    )
+
+
+def test_explain_units_follow_the_size_of_the_trees(members, data):
+    _, _, X, y, train, _, setup = data
+    small = members["lightgbm"]
+    (deep,) = cand.portfolio(("lightgbm_63_leaves",))
+    big, _ = deep.fit(X[train], y[train], setup, rounds=60)
+    assert cand.explain_units(big) > cand.explain_units(small) > 0
+    assert cand.explain_units(members["linear"]) < cand.explain_units(small)
+    assert cand.explain_units(members["catboost"]) > 0
+
+
+def test_ties_go_to_the_model_cheaper_to_explain():
+    deep, shallow, worse = _fitted("deep", 0.5000, 400), _fitted("shallow", 0.5004, 40), None
+    worse = _fitted("worse", 0.52, 1)
+    ranked = cand.rank([deep, worse, shallow])
+    assert [f.candidate.name for f in ranked] == ["shallow", "deep", "worse"]
+    # Outside the tolerance the lower loss wins however costly.
+    clear = _fitted("clear", 0.49, 400)
+    assert cand.rank([shallow, clear])[0] is clear
+
+
+def test_a_blend_is_chosen_only_when_it_beats_the_winner_on_held_out_folds():
+    rng = np.random.default_rng(3)
+    n = 4000
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(a + b)))).astype(int)
+    # Two members each seeing one half of the signal: the blend is clearly better.
+    first, second = _fitted("a", 0.6, 1, a), _fitted("b", 0.61, 1, b)
+    choice = cand.choose_blend([first, second], y, seed=0)
+    assert choice.is_blend and np.all(choice.weights > 0.5)
+    # A near copy of the winner adds nothing: the winner alone is kept.
+    copy = _fitted("copy", 0.6, 1, a + rng.normal(scale=1e-3, size=n))
+    assert not cand.choose_blend([first, copy], y, seed=0).is_blend
+
+
+def test_weights_fitted_on_validation_are_not_negative():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-a))).astype(int)
+    # The second score carries the signal upside down: unconstrained, it would enter negatively.
+    scores = np.column_stack([a + rng.normal(size=3000), -a + rng.normal(size=3000)])
+    weights, _ = cand.fit_weights(scores, y)
+    assert weights[0] > 0.3 and weights[1] == 0.0
+
+
+def test_a_scorer_pickled_with_a_bare_booster_still_loads(trained):
+    """Scorers registered before the members carried ``propensity_booster``, a LightGBM booster
+    trained on pandas categoricals: they load, score through it, and keep the old attribute."""
+    scorer, holdout = trained.scorer, trained.holdout
+    matrix = scorer.preprocessor.transform(holdout)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_leaves": 7, "min_data_in_leaf": 5},
+        lgb.Dataset(matrix, won_labels(holdout)),
+        num_boost_round=20,
+    )
+    state = {k: v for k, v in scorer.__dict__.items() if k != "propensity_model"}
+    state["propensity_booster"] = booster
+    old = pickle.loads(pickle.dumps(scorer))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    assert old.propensity_booster is booster
+    expected = scorer.calibrator(booster.predict(matrix, raw_score=True))
+    np.testing.assert_allclose(old.score(holdout)["propensity"], expected)
