@@ -69,6 +69,14 @@ def rank(
         typer.Option(help="SQLAlchemy URL of the score history (default SQLite under reports/)."),
     ] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML ranking report.")] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: one process. spark: the same scorer on Spark (spark-submit's cluster, "
+            "else ABM_ML_SPARK_MASTER or local[2]); ACCOUNTS may also be a folder or table:NAME, "
+            "and --out a folder of Parquet by as-of date (docs/spark.md)."
+        ),
+    ] = "local",
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
 
@@ -85,6 +93,19 @@ def rank(
     )
 
     sizes = parse_tiers(tiers)
+    if engine != "local":
+        _rank_on_spark(
+            accounts,
+            engine,
+            model,
+            sizes,
+            as_of,
+            sort_by,
+            out,
+            show,
+            filters={"segment": segment or [], "region": region or [], "owner": owner or []},
+        )
+        return
     check_accounts_source(accounts, table=table, query=query)
     _require_file(accounts)
     # The file is read and its id column checked before the model is downloaded, with the
@@ -141,6 +162,53 @@ def rank(
 
         html = ranking_report(result, out.with_suffix(".html"), model_card_md=_model_card(version))
         console.print(f"Report -> {html}")
+
+
+def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, filters) -> None:
+    """``rank --engine spark``: the same ranking on Spark, written as Parquet by as-of date."""
+    from abm_ml.modeling.ranking import RankResult
+
+    if engine != "spark":
+        raise AbmInputError(f"engine is local or spark, not {engine!r}", field="--engine")
+    try:
+        from abm_ml.spark import get_session, rank
+        from abm_ml.spark.job import read_accounts, write_ranking
+    except ImportError:
+        raise AbmInputError(
+            "--engine spark needs pyspark: uv sync --group spark (and a Java runtime)",
+            field="--engine",
+        ) from None
+    input_spec = registered_input(model)
+    spark = get_session(app_name="abm-ml rank")
+    frame = read_accounts(spark, accounts, input_spec)
+    scorer, version = load_model(model)
+    with console.status("Ranking on Spark..."):
+        result = rank(
+            frame,
+            scorer,
+            tiers=sizes,
+            as_of=as_of,
+            filters=filters,
+            sort_by=sort_by,
+            model_name=cfg.registered_model_name(),
+            model_version=str(version.version),
+        )
+        folder = str(out or cfg.reports_dir() / "rankings" / "spark")
+        written = write_ranking(result, folder, show=show)
+    head = RankResult(ranked=written.head, unscorable=written.head.iloc[:0], meta=result.meta)
+    console.print(_ranking_table(head, version, show))
+    amounts = (
+        "per row from the file, else the training median of won deals"
+        if scorer.has_amount
+        else "no deal amount in training: no expected value"
+    )
+    console.print(_basis_line({**result.meta, "amount_note": amounts}))
+    console.print(f"Ranked {written.ranked:,} accounts -> {written.ranked_path}")
+    if written.unscorable:
+        console.print(
+            f"[yellow]{written.unscorable:,} accounts could not be scored[/] -> "
+            f"{written.unscorable_path}"
+        )
 
 
 def _record_history(result, url: str, out: Path) -> None:
