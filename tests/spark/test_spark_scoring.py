@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from abm_ml.errors import AbmInputError
 from abm_ml.modeling.ranking import load_accounts, rank_accounts
 from abm_ml.registry.pyfunc import to_json_columns
 from abm_ml.testing import make_crm_export
@@ -47,6 +48,7 @@ def accounts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"Opportunity ID": "OPP-X3", "Account": export["Account"].iloc[0], "Industry": "x"},
         ]
     )
+    traps["region"] = "AMER"
     rows = pd.concat([export, traps, twin], ignore_index=True)
     rows = rows.astype({c: "string" for c in rows.columns if rows[c].dtype == object})
     path = tmp_path_factory.mktemp("spark-accounts") / "accounts.parquet"
@@ -145,3 +147,27 @@ def test_score_equals_the_pyfunc_output(spark, trained, accounts_file: Path):
     np.testing.assert_allclose(scored["propensity"], expected["propensity"], rtol=0, atol=1e-9)
     assert scored["reasons"].tolist() == expected["reasons"].tolist()
     assert scored["velocity_reasons"].tolist() == expected["velocity_reasons"].tolist()
+
+
+def test_filters_sort_keys_and_all_unscorable_partitions(spark, trained, accounts_file: Path):
+    """A few rows over many partitions (some hold only unscorable rows), filtered, by propensity."""
+    from abm_ml.spark import rank
+
+    rows = pd.read_parquet(accounts_file)
+    rows = pd.concat([rows.head(12), rows.tail(5)], ignore_index=True)
+    options = {
+        "tiers": (2, 3),
+        "as_of": "2026-03-02",
+        "filters": {"region": ["AMER"], "segment": []},
+        "sort_by": "propensity",
+    }
+    local = rank_accounts(trained.scorer, rows, **options)
+    result = rank(spark.createDataFrame(rows), trained.scorer, partitions=6, **options)
+    ranked, unscorable = result.ranked.toPandas(), result.unscorable.toPandas()
+    assert ranked["account_id"].tolist() == local.ranked["account_id"].tolist()
+    assert ranked["abm_tier"].tolist() == local.ranked["abm_tier"].tolist()
+    assert ranked["region"].eq("AMER").all() and len(ranked) == result.meta["ranked"]
+    assert unscorable["reason"].tolist() == local.unscorable["reason"].tolist()
+    assert len(unscorable) == 3  # the repeat's first occurrence is in EMEA: filtered out first
+    with pytest.raises(AbmInputError, match="owner"):
+        rank(spark.createDataFrame(rows), trained.scorer, filters={"owner": ["ana"]})

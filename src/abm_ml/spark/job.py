@@ -88,7 +88,7 @@ def write_ranking(result: SparkRankResult, out: str, *, show: int = 15) -> RankO
     return RankOutput(
         ranked_path=ranked_path,
         unscorable_path=unscorable_path,
-        ranked=result.ranked.count(),
+        ranked=result.meta["ranked"],
         unscorable=result.unscorable.count(),
         head=result.ranked.filter(F.col("rank") <= show).orderBy("rank").toPandas(),
     )

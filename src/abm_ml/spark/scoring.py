@@ -228,43 +228,21 @@ def rank(
     ranked_names = [f.name for f in ranked_fields]
     unscorable_names = [f.name for f in unscorable_fields]
 
+    options = {
+        "as_of": as_of,
+        "filters": filters,
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "k_up": k_up,
+    }
+
     def rank_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         _limit_threads(threads_per_task)
         parts = [batch for batch in batches if len(batch)]
-        if not parts:
-            return
-        # Input order inside the partition, so "first occurrence" means the same as locally.
-        rows = pd.concat(parts, ignore_index=True).sort_values(INPUT_ORDER, kind="stable")
-        result = rank_accounts(
-            shipped.value,
-            rows.reset_index(drop=True),
-            tiers=(),
-            as_of=as_of,
-            filters=filters,
-            sort_by=sort_by,
-            model_name=model_name,
-            model_version=str(model_version),
-            k_up=k_up,
-        )
-        # Repeats of an id share this partition and only the first is scored, so each
-        # ranked id has one input position: the first occurrence of its key.
-        first = rows.drop_duplicates(ACCOUNT_KEY).set_index(ACCOUNT_KEY)[INPUT_ORDER]
-        ranked = to_json_columns(result.ranked)
-        ranked_out = ranked[ranked_names].assign(
-            **{
-                INPUT_ORDER: ranked["account_id"].astype("string").str.strip().map(first),
-                REASON: None,
-            }
-        )
-        bad = result.unscorable
-        bad_out = pd.DataFrame(
-            {
-                INPUT_ORDER: bad[INPUT_ORDER].to_numpy(),
-                REASON: bad["reason"].to_numpy(),
-                **{_INPUT_PREFIX + name: bad[name].to_numpy() for name in unscorable_names},
-            }
-        )
-        yield pd.concat([ranked_out, bad_out], ignore_index=True).reindex(columns=both.fieldNames())
+        if parts:
+            rows = pd.concat(parts, ignore_index=True)
+            out = rank_rows(rows, shipped.value, options, ranked_names, unscorable_names)
+            yield _text_as_text(out.reindex(columns=both.fieldNames()), both)
 
     scored = keyed.mapInPandas(rank_partition, both).persist(StorageLevel.MEMORY_AND_DISK)
     unscorable = (
@@ -275,13 +253,14 @@ def rank(
             *(F.col(_INPUT_PREFIX + name).alias(name) for name in unscorable_names),
         )
     )
-    ranked = _global_rank(
+    ranked, total = _global_rank(
         scored.filter(F.col(REASON).isNull()).select(INPUT_ORDER, *ranked_names),
         sort_by=sort_by,
         tiers=tiers,
     )
     meta = {
         "as_of": as_of,
+        "ranked": total,
         "tiers": dict(zip(ABM_TIERS, tiers)),
         "sort_by": sort_by,
         "filters": {k: v for k, v in (filters or {}).items() if v},
@@ -293,14 +272,62 @@ def rank(
     return SparkRankResult(ranked=ranked, unscorable=unscorable, meta=meta)
 
 
+def rank_rows(
+    rows: pd.DataFrame,
+    scorer: AccountScorer,
+    options: dict,
+    ranked_names: list[str],
+    unscorable_names: list[str],
+) -> pd.DataFrame:
+    """One partition through :func:`rank_accounts`: scored rows and unscorable rows in one frame.
+
+    Unscorable rows carry ``reason`` and their input columns (prefixed); scored rows carry the
+    ranking's columns and a null ``reason``. Both carry their input position.
+    """
+    # Input order inside the partition, so "first occurrence" means the same as locally.
+    rows = rows.sort_values(INPUT_ORDER, kind="stable").reset_index(drop=True)
+    # The partition's own order is discarded (the global sort uses the caller's sort key);
+    # priority also avoids rank_accounts' empty-frame path repeating 'propensity'.
+    result = rank_accounts(scorer, rows, tiers=(), sort_by="priority", **options)
+    # Repeats of an id share this partition and only the first is scored, so each ranked id
+    # has one input position: the first occurrence of its key.
+    first = rows.drop_duplicates(ACCOUNT_KEY).set_index(ACCOUNT_KEY)[INPUT_ORDER]
+    ranked = to_json_columns(result.ranked)
+    # reindex: a partition whose every row is unscorable has an empty, column-less ranking.
+    ranked_out = ranked.reindex(columns=ranked_names)
+    ranked_out[INPUT_ORDER] = (
+        ranked["account_id"].astype(str).str.strip().map(first).to_numpy(dtype=np.int64)
+    )
+    bad = result.unscorable
+    bad_out = pd.DataFrame(
+        {
+            INPUT_ORDER: bad[INPUT_ORDER].to_numpy(dtype=np.int64),
+            REASON: bad["reason"].to_numpy(dtype=object),
+            **{_INPUT_PREFIX + name: bad[name].to_numpy() for name in unscorable_names},
+        }
+    )
+    return pd.concat([ranked_out, bad_out], ignore_index=True)
+
+
+def _text_as_text(frame: pd.DataFrame, schema: T.StructType) -> pd.DataFrame:
+    """Text columns that are all missing in this batch (NaN floats) as None objects for Arrow."""
+    for spec in schema.fields:
+        if isinstance(spec.dataType, T.StringType) and frame[spec.name].dtype != object:
+            values = frame[spec.name]
+            frame[spec.name] = values.astype(object).where(values.notna(), None)
+    return frame
+
+
 def _descending_missing_last(name: str) -> Column:
     """Descending, NaN and null after every known value (Spark counts NaN as the largest)."""
     column = F.col(name)
     return F.when(F.isnan(column), F.lit(None)).otherwise(column).desc_nulls_last()
 
 
-def _global_rank(scored: DataFrame, *, sort_by: str, tiers: tuple[int, ...]) -> DataFrame:
-    """``rank`` from 1 in :func:`~abm_ml.modeling.ranking.rank_order`'s order, and ``abm_tier``.
+def _global_rank(
+    scored: DataFrame, *, sort_by: str, tiers: tuple[int, ...]
+) -> tuple[DataFrame, int]:
+    """``rank`` from 1 in :func:`~abm_ml.modeling.ranking.rank_order`'s order, ``abm_tier``; the count.
 
     The sort stays distributed: after it, each partition's rows get consecutive positions
     (``monotonically_increasing_id``), and each partition's offset is the sum of the sizes of
@@ -341,4 +368,5 @@ def _global_rank(scored: DataFrame, *, sort_by: str, tiers: tuple[int, ...]) -> 
     )
     ranked = ranked.join(F.broadcast(tiered), "rank", "left").fillna(NURTURE, subset=["abm_tier"])
     names = [c for c in scored.columns if c != INPUT_ORDER]
-    return ranked.select("rank", names[0], "abm_tier", *names[1:]).sortWithinPartitions("rank")
+    ranked = ranked.select("rank", names[0], "abm_tier", *names[1:]).sortWithinPartitions("rank")
+    return ranked, total
