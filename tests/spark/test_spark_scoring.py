@@ -171,3 +171,27 @@ def test_filters_sort_keys_and_all_unscorable_partitions(spark, trained, account
     assert len(unscorable) == 3  # the repeat's first occurrence is in EMEA: filtered out first
     with pytest.raises(AbmInputError, match="owner"):
         rank(spark.createDataFrame(rows), trained.scorer, filters={"owner": ["ana"]})
+
+
+def test_read_accounts_sources(spark, trained, accounts_file: Path, tmp_path: Path):
+    """Parquet, CSV as text for the spec's parser, a catalog table; one clear error otherwise."""
+    from abm_ml.spark.job import read_accounts
+
+    rows = pd.read_parquet(accounts_file).head(30)
+    spark.createDataFrame(rows).createOrReplaceTempView("crm_accounts")
+    assert read_accounts(spark, "table:crm_accounts").count() == 30
+    csv = tmp_path / "accounts.csv"
+    rows.assign(Amount="1,234.50").to_csv(csv, index=False)
+    frame = read_accounts(spark, str(csv), trained.scorer.input)
+    assert dict(frame.dtypes)["Amount"] == "string"
+    assert frame.select("Amount").first()[0] == "1,234.50"  # parsed later, by the spec
+    assert read_accounts(spark, str(accounts_file)).count() == len(pd.read_parquet(accounts_file))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for source, message in (
+        ("table:no_such_table", "no such table"),
+        (str(tmp_path / "missing.parquet"), "file not found"),
+        (str(empty), ".parquet or .csv"),
+    ):
+        with pytest.raises(AbmInputError, match=message):
+            read_accounts(spark, source)
