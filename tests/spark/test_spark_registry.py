@@ -88,6 +88,7 @@ def test_rank_engine_spark_writes_the_local_ranking(spark, champion, tmp_path: P
     )
     assert result.exit_code == 0, result.output
     assert "Ranked" in result.output and "could not be scored" in result.output
+    assert "Score history" in result.output
     ranked = pd.read_parquet(out / "ranked" / "as_of=2026-04-01").sort_values("rank")
     unscorable = pd.read_parquet(out / "unscorable" / "as_of=2026-04-01")
 
@@ -119,3 +120,5 @@ def test_rank_engine_refuses_an_unknown_engine(champion, tmp_path: Path):
     result = CliRunner().invoke(app, ["rank", str(csv), "--engine", "dask"])
     assert isinstance(result.exception, AbmInputError)
     assert "local or spark" in str(result.exception)
+    table = CliRunner().invoke(app, ["rank", "x", "--engine", "spark", "--table", "accounts"])
+    assert "table:db.accounts" in str(table.exception)

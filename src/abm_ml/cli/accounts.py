@@ -94,6 +94,11 @@ def rank(
 
     sizes = parse_tiers(tiers)
     if engine != "local":
+        if table or query:
+            raise AbmInputError(
+                "with --engine spark, name a catalog table as ACCOUNTS: table:db.accounts",
+                field="--table/--query",
+            )
         _rank_on_spark(
             accounts,
             engine,
@@ -209,6 +214,11 @@ def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, fi
             f"[yellow]{written.unscorable:,} accounts could not be scored[/] -> "
             f"{written.unscorable_path}"
         )
+    # Said, not skipped silently: the Spark engine's history is its output folder.
+    console.print(
+        f"Score history: {written.ranked_path} keeps one partition per as-of date; "
+        "no HTML report or movement column with --engine spark."
+    )
 
 
 def _record_history(result, url: str, out: Path) -> None:
