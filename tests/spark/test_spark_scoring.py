@@ -186,6 +186,13 @@ def test_read_accounts_sources(spark, trained, accounts_file: Path, tmp_path: Pa
     assert dict(frame.dtypes)["Amount"] == "string"
     assert frame.select("Amount").first()[0] == "1,234.50"  # parsed later, by the spec
     assert read_accounts(spark, str(accounts_file)).count() == len(pd.read_parquet(accounts_file))
+    # pandas writes nanosecond timestamps, which Spark refuses unless told how to read them.
+    stamped = tmp_path / "stamped.parquet"
+    pd.DataFrame(
+        {"account_id": ["a"], "seen_at": pd.to_datetime(["2026-01-02 03:04:05.123456"])}
+    ).to_parquet(stamped)
+    seen = read_accounts(spark, str(stamped)).first()["seen_at"]
+    assert seen == pd.Timestamp("2026-01-02 03:04:05.123456").to_pydatetime()
     empty = tmp_path / "empty"
     empty.mkdir()
     for source, message in (

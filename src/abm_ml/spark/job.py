@@ -47,7 +47,7 @@ def read_accounts(spark: SparkSession, source: str, spec: InputSpec | None = Non
         raise AbmInputError("file not found", source=source)
     kind = _format(source)
     if kind == "parquet":
-        return spark.read.parquet(source)
+        return _read_parquet(spark, source)
     return spark.read.csv(
         source,
         header=True,
@@ -56,6 +56,43 @@ def read_accounts(spark: SparkSession, source: str, spec: InputSpec | None = Non
         encoding=(spec.encoding if spec and spec.encoding else "UTF-8"),
         mode="PERMISSIVE",
     )
+
+
+def _read_parquet(spark: SparkSession, source: str) -> DataFrame:
+    """Parquet, including pandas' nanosecond timestamps (which Spark refuses by default).
+
+    Such columns are read as nanoseconds since the epoch and turned back into timestamps
+    (microseconds, Spark's precision); they are found in the file's own schema (local paths).
+    """
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.read.parquet(source)
+    except AnalysisException as error:
+        if "TIMESTAMP(NANOS" not in str(error):
+            raise
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    frame = spark.read.parquet(source)
+    for name in _nanosecond_columns(source):
+        micros = F.floor(F.col(name) / 1000).cast("long")
+        frame = frame.withColumn(name, F.timestamp_micros(micros).cast("timestamp_ntz"))
+    return frame
+
+
+def _nanosecond_columns(source: str) -> list[str]:
+    """Columns stored as nanosecond timestamps in the (first) Parquet file at ``source``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(source)
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        return []
+    return [
+        field.name
+        for field in pq.read_schema(files[0])
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns"
+    ]
 
 
 def _format(source: str) -> str:
