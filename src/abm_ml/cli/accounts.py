@@ -93,6 +93,14 @@ def rank(
         int | None,
         typer.Option(help="Chunks scored in parallel (default: one per core).", min=1),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: one process. spark: the same scorer on Spark (spark-submit's cluster, "
+            "else ABM_ML_SPARK_MASTER or local[2]); ACCOUNTS may also be a folder or table:NAME, "
+            "and --out a folder of Parquet by as-of date (docs/spark.md)."
+        ),
+    ] = "local",
 ) -> None:
     """Rank accounts: who to work first, in which ABM tier, and why.
 
@@ -109,6 +117,38 @@ def rank(
     )
 
     sizes = parse_tiers(tiers)
+    if engine != "local":
+        if table or query:
+            raise AbmInputError(
+                "with --engine spark, name a catalog table as ACCOUNTS: table:db.accounts",
+                field="--table/--query",
+            )
+        local_only = {
+            "--monitor": monitor,
+            "--reasons-for": reasons_for is not None,
+            "--velocity-reasons": velocity_reasons,
+            "--workers": workers is not None,
+        }
+        chosen = [name for name, given in local_only.items() if given]
+        if chosen:
+            raise AbmInputError(
+                f"{', '.join(chosen)} work with the local engine only; on Spark every account "
+                "gets reasons, Spark's executors set the parallelism, and `abm-ml monitor` "
+                "reads the written ranking",
+                field=chosen[0],
+            )
+        _rank_on_spark(
+            accounts,
+            engine,
+            model,
+            sizes,
+            as_of,
+            sort_by,
+            out,
+            show,
+            filters={"segment": segment or [], "region": region or [], "owner": owner or []},
+        )
+        return
     check_accounts_source(accounts, table=table, query=query)
     _require_file(accounts)
     # The file is read and its id column checked before the model is downloaded, with the
@@ -180,6 +220,58 @@ def rank(
 
         if run_monitor(scorer, version, frame, as_of=result.meta["as_of"]).drifted:
             raise typer.Exit(EXIT_DRIFT)
+
+
+def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, filters) -> None:
+    """``rank --engine spark``: the same ranking on Spark, written as Parquet by as-of date."""
+    from abm_ml.modeling.ranking import RankResult
+
+    if engine != "spark":
+        raise AbmInputError(f"engine is local or spark, not {engine!r}", field="--engine")
+    try:
+        from abm_ml.spark import get_session, rank
+        from abm_ml.spark.job import read_accounts, write_ranking
+    except ImportError:
+        raise AbmInputError(
+            "--engine spark needs pyspark: uv sync --group spark (and a Java runtime)",
+            field="--engine",
+        ) from None
+    input_spec = registered_input(model)
+    spark = get_session(app_name="abm-ml rank")
+    frame = read_accounts(spark, accounts, input_spec)
+    scorer, version = load_model(model)
+    with console.status("Ranking on Spark..."):
+        result = rank(
+            frame,
+            scorer,
+            tiers=sizes,
+            as_of=as_of,
+            filters=filters,
+            sort_by=sort_by,
+            model_name=cfg.registered_model_name(),
+            model_version=str(version.version),
+        )
+        folder = str(out or cfg.reports_dir() / "rankings" / "spark")
+        written = write_ranking(result, folder, show=show)
+    head = RankResult(ranked=written.head, unscorable=written.head.iloc[:0], meta=result.meta)
+    console.print(_ranking_table(head, version, show))
+    amounts = (
+        "per row from the file, else the training median of won deals"
+        if scorer.has_amount
+        else "no deal amount in training: no expected value"
+    )
+    console.print(_basis_line({**result.meta, "amount_note": amounts}))
+    console.print(f"Ranked {written.ranked:,} accounts -> {written.ranked_path}")
+    if written.unscorable:
+        console.print(
+            f"[yellow]{written.unscorable:,} accounts could not be scored[/] -> "
+            f"{written.unscorable_path}"
+        )
+    # Said, not skipped silently: the Spark engine's history is its output folder.
+    console.print(
+        f"Score history: {written.ranked_path} keeps one partition per as-of date; "
+        "no HTML report or movement column with --engine spark."
+    )
 
 
 def _record_history(result, url: str, out: Path) -> None:
