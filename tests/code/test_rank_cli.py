@@ -92,6 +92,17 @@ def test_rank_sorts_tiers_and_lists_unscorable_accounts(trained, accounts_csv: P
     assert set(ranked["as_of"]) == {"2026-01-05"}
 
 
+@pytest.mark.parametrize("sort_by", ["priority", "propensity", "expected_value"])
+def test_a_file_of_only_unscorable_accounts_ranks_none_and_lists_all(
+    trained, accounts_csv: Path, sort_by: str
+):
+    accounts = pd.read_csv(accounts_csv)
+    bad = accounts[accounts["account_id"].isin(["BAD-NUMBER", "EMPTY"])]
+    result = rank_accounts(trained.scorer, bad, sort_by=sort_by)
+    assert result.ranked.empty
+    assert len(result.unscorable) == len(bad) == 2
+
+
 def test_filters_keep_only_the_asked_segment(trained, accounts_csv: Path):
     accounts = pd.read_csv(accounts_csv)
     result = rank_accounts(trained.scorer, accounts, filters={"region": ["EMEA"], "owner": ["ana"]})

@@ -320,7 +320,8 @@ def rank_accounts(
         if column in good.columns:
             ranked[column] = good[column].to_numpy()
     if ranked.empty:
-        ranked = pd.DataFrame(columns=["account_id", "propensity", sort_by])
+        # dict.fromkeys: sorting by propensity must not name the column twice.
+        ranked = pd.DataFrame(columns=list(dict.fromkeys(["account_id", "propensity", sort_by])))
     ranked = rank_scored(ranked, sort_by=sort_by, tiers=tiers)
     ranked["model_name"] = model_name
     ranked["model_version"] = str(model_version)
