@@ -10,7 +10,7 @@ opportunity model), else its propensity to buy within the horizon (this model).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -21,6 +21,10 @@ from abm_ml.cli.app import app, console, metrics_table
 from abm_ml.errors import AbmInputError
 from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, CLOSED_AT, CREATED_AT, OUTCOME
+
+if TYPE_CHECKING:
+    from abm_ml.data.spec import DatasetSpec
+    from abm_ml.modeling.horizon import RowsAsOf
 
 WorldOpt = Annotated[
     Path | None,
@@ -90,9 +94,15 @@ def _spec_tables(spec: Path):
     return loaded, tables
 
 
-def snapshot_source(world: Path | None, spec: Path | None, known_until: str | None):
-    """Where the snapshots come from: ``(base spec or None, rows_as_of, opportunities,
-    first_day, known_until)`` from a multi-table spec or a synthetic world folder."""
+def snapshot_source(
+    world: Path | None, spec: Path | None, known_until: str | None
+) -> tuple[DatasetSpec | None, RowsAsOf, pd.DataFrame, pd.Timestamp, pd.Timestamp]:
+    """Where the snapshots come from: a multi-table spec or a synthetic world folder.
+
+    Returns:
+        ``(spec, rows_as_of, opportunities, first_day, known_until)``; ``spec`` is the loaded
+        multi-table spec (the natural base spec), None for a world.
+    """
     from abm_ml.modeling import horizon as hz
 
     if world is not None and spec is not None:
