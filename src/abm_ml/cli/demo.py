@@ -35,8 +35,8 @@ def demo(
     console.rule("1. Synthesize a world")
     # The world as a Salesforce export, its rows built point in time through a multi-table spec.
     synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="salesforce")
-    # The same world (same seed) as its own tables too: the backtest, the monitor and the
-    # buy model's monthly snapshots below read the world's dated outcomes directly.
+    # The same world (same seed) as its own tables too: the backtest and the monitor (step 5)
+    # read the world's dated outcomes directly; the buy model (step 6) reads the export.
     synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="rows")
     spec_path = cfg.specs_dir() / "synthetic-salesforce.yaml"
     os.environ.setdefault("ABM_ML_SYNTH_DIR", str(world_dir))
@@ -100,16 +100,18 @@ def demo(
     console.rule(f"6. Propensity to buy within {cfg.horizon_days()} days, and both propensities")
     from abm_ml.cli.horizon import rank_buy, train_buy_model
 
+    # From the Salesforce export through the same spec as the win model (not the world's tables).
     try:
-        train_buy_model(world=world_dir, seed=seed)
+        train_buy_model(spec=spec_path, seed=seed)
         decision = do_promote(name=cfg.buy_model_name())
         console.print(f"Buy-model champion: v{decision.version} ({decision.reason}).")
     except (AbmInputError, ModelNotPromotableError) as error:
         console.print(f"[yellow]Propensity to buy not promoted[/]: {error}")
     else:
         rank_buy(
-            accounts=world_dir / "scoring_rows.parquet",
-            opportunities=world_dir / "opportunities.parquet",
+            accounts=None,
+            opportunities=None,
+            spec=spec_path,
             as_of=None,
             buy_model="champion",
             win_model="champion",

@@ -10,7 +10,7 @@ opportunity model), else its propensity to buy within the horizon (this model).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -20,6 +20,11 @@ from abm_ml import config as cfg
 from abm_ml.cli.app import app, console, metrics_table
 from abm_ml.errors import AbmInputError
 from abm_ml.redact import mask_credentials
+from abm_ml.schema import ACCOUNT_ID, CLOSED_AT, CREATED_AT, OUTCOME
+
+if TYPE_CHECKING:
+    from abm_ml.data.spec import DatasetSpec
+    from abm_ml.modeling.horizon import RowsAsOf
 
 WorldOpt = Annotated[
     Path | None,
@@ -36,6 +41,24 @@ HorizonOpt = Annotated[
 ]
 
 
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--spec",
+        help="A multi-table spec (`tables:`, docs/crm-objects.md) whose CRM objects give the "
+        "accounts and opportunities; instead of --world.",
+    ),
+]
+KnownUntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--known-until",
+        help="With --spec: when the CRM was exported (deals open then have no outcome yet; "
+        "default: the latest event in its tables).",
+    ),
+]
+
+
 def _world(world: Path | None):
     from abm_ml.synthetic.world import load_world
 
@@ -45,9 +68,68 @@ def _world(world: Path | None):
     return load_world(folder)
 
 
+def _date(value: str | None, option: str) -> pd.Timestamp | None:
+    try:
+        return pd.Timestamp(value) if value else None
+    except ValueError:
+        raise AbmInputError(f"not a date: {value!r}", field=option) from None
+
+
+def _spec_tables(spec: Path):
+    """The spec and its CRM tables, each row used or rejected (the rejects are counted here)."""
+    from abm_ml.data.spec import load_spec
+    from abm_ml.data.tables import load_tables
+
+    loaded = load_spec(spec)
+    if loaded.tables is None:
+        raise AbmInputError(
+            "this spec has no `tables:` part (see docs/crm-objects.md)", source=str(spec)
+        )
+    with console.status("Reading CRM objects..."):
+        tables = load_tables(loaded.tables)
+    if len(tables.rejects):
+        console.print(
+            f"{len(tables.rejects):,} CRM rows rejected (see `abm-ml rows {spec}` for the list)."
+        )
+    return loaded, tables
+
+
+def snapshot_source(
+    world: Path | None, spec: Path | None, known_until: str | None
+) -> tuple[DatasetSpec | None, RowsAsOf, pd.DataFrame, pd.Timestamp, pd.Timestamp]:
+    """Where the snapshots come from: a multi-table spec or a synthetic world folder.
+
+    Returns:
+        ``(spec, rows_as_of, opportunities, first_day, known_until)``; ``spec`` is the loaded
+        multi-table spec (the natural base spec), None for a world.
+    """
+    from abm_ml.modeling import horizon as hz
+
+    if world is not None and spec is not None:
+        raise AbmInputError("give --world or --spec, not both", field="--spec")
+    if spec is None:
+        if known_until is not None:
+            raise AbmInputError("--known-until needs --spec", field="--known-until")
+        the_world = _world(world)
+        rows_as_of, opportunities = hz.world_source(the_world)
+        return None, rows_as_of, opportunities, the_world.start, the_world.as_of
+    loaded, tables = _spec_tables(spec)
+    rows_as_of, opportunities = hz.world_source(tables)
+    first_day, latest = hz.history_span(tables)
+    return (
+        loaded,
+        rows_as_of,
+        opportunities,
+        first_day,
+        _date(known_until, "--known-until") or latest,
+    )
+
+
 def train_buy_model(
     *,
     world: Path | None = None,
+    spec: Path | None = None,
+    known_until: str | None = None,
     base_spec: Path | None = None,
     horizon_days: int | None = None,
     seed: int = 42,
@@ -67,9 +149,15 @@ def train_buy_model(
 
     horizon_days = horizon_days or cfg.horizon_days()
     tracking.configure()
-    the_world = _world(world)
-    base = load_spec(base_spec or cfg.specs_dir() / "synthetic-abm.yaml")
-    rows_as_of, opportunities = hz.world_source(the_world)
+    tables_spec, rows_as_of, opportunities, first_day, known = snapshot_source(
+        world, spec, known_until
+    )
+    # A CRM spec trains the opportunity model too: its features and wording are the base.
+    base = (
+        load_spec(base_spec)
+        if base_spec
+        else tables_spec or load_spec(cfg.specs_dir() / "synthetic-abm.yaml")
+    )
     with console.status("Building monthly account snapshots..."):
         dataset, summary = hz.horizon_dataset(
             rows_as_of,
@@ -77,8 +165,8 @@ def train_buy_model(
             base,
             out or cfg.data_dir() / "horizon",
             horizon_days=horizon_days,
-            known_until=the_world.as_of,
-            first_day=the_world.start,
+            known_until=known,
+            first_day=first_day,
         )
     for line in summary.lines():
         console.print(line)
@@ -132,11 +220,13 @@ def train_buy_model(
 @app.command("train-buy")
 def train_buy(
     world: WorldOpt = None,
+    spec: SpecOpt = None,
+    known_until: KnownUntilOpt = None,
     base_spec: Annotated[
         Path | None,
         typer.Option(
             help="The opportunity model's spec whose features and reason wording are reused "
-            "(default training/specs/synthetic-abm.yaml)."
+            "(default: the --spec, else training/specs/synthetic-abm.yaml)."
         ),
     ] = None,
     horizon_days: HorizonOpt = None,
@@ -162,6 +252,8 @@ def train_buy(
     """
     train_buy_model(
         world=world,
+        spec=spec,
+        known_until=known_until,
         base_spec=base_spec,
         horizon_days=horizon_days,
         seed=seed,
@@ -200,15 +292,21 @@ def read_opportunities(path: Path) -> pd.DataFrame:
 @app.command("rank-buy")
 def rank_buy(
     accounts: Annotated[
-        Path, typer.Argument(help="Accounts to rank (CSV/Parquet with both models' features).")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Accounts to rank (CSV/Parquet with both models' features); with --spec, "
+            "default: the spec's accounts as of --as-of, built from its CRM objects."
+        ),
+    ] = None,
     opportunities: Annotated[
         Path | None,
         typer.Option(
             help="Opportunities (account_id, created_at, closed_at, outcome) deciding which "
-            "accounts have an open deal (default data/synth/opportunities.parquet)."
+            "accounts have an open deal (default: the --spec's, else "
+            "data/synth/opportunities.parquet)."
         ),
     ] = None,
+    spec: SpecOpt = None,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -247,9 +345,17 @@ def rank_buy(
     from abm_ml.registry.store import configure, load_scorer
 
     sizes = parse_tiers(tiers)
+    cutoff = None
+    if spec is not None:
+        accounts, deals, as_of, cutoff = _spec_accounts(spec, accounts, opportunities, as_of)
+    else:
+        if accounts is None:
+            raise AbmInputError("give the accounts to rank, or --spec", field="ACCOUNTS")
+        deals = read_opportunities(
+            opportunities or cfg.data_dir() / "synth" / "opportunities.parquet"
+        )
     if not accounts.exists():
         raise AbmInputError("file not found", source=str(accounts))
-    deals = read_opportunities(opportunities or cfg.data_dir() / "synth" / "opportunities.parquet")
     configure()
     buy_scorer, buy_version = load_scorer(cfg.buy_model_name(), buy_model)
     win_scorer, win_version = load_scorer(cfg.registered_model_name(), win_model)
@@ -264,7 +370,7 @@ def rank_buy(
         buy_scorer,
         win_scorer,
         frame,
-        accounts_with_open_deal(deals, as_of),
+        accounts_with_open_deal(deals, as_of if cutoff is None else cutoff),
         tiers=sizes,
         as_of=as_of,
         buy_model=(cfg.buy_model_name(), str(buy_version.version)),
@@ -286,6 +392,33 @@ def rank_buy(
         from abm_ml.reporting.ranking_report import ranking_report
 
         console.print(f"Report -> {ranking_report(result, out.with_suffix('.html'))}")
+
+
+def _spec_accounts(
+    spec: Path, accounts: Path | None, opportunities: Path | None, as_of: str | None
+) -> tuple[Path, pd.DataFrame, str, pd.Timestamp]:
+    """Accounts file, opportunities, ranking date and its exact cut-off from a multi-table spec.
+
+    Without an accounts file the spec's accounts are built as of ``as_of`` (default: the latest
+    event) by the same builder as `abm-ml rows` and written beside its rows, so the ranking
+    reads them through the models' own reader like any accounts file.
+    """
+    from abm_ml.features.point_in_time import build_scoring_rows
+
+    if opportunities is not None:
+        raise AbmInputError(
+            "--spec gives the opportunities: drop --opportunities", field="--opportunities"
+        )
+    loaded, tables = _spec_tables(spec)
+    when = _date(as_of, "--as-of") or tables.latest_event()
+    if accounts is None:
+        accounts = Path(loaded.tables.out) / f"scoring_rows-{when.date()}.parquet"  # type: ignore[union-attr]
+        accounts.parent.mkdir(parents=True, exist_ok=True)
+        build_scoring_rows(tables, when).to_parquet(accounts, index=False)
+    deals = tables.opportunities[[ACCOUNT_ID, CREATED_AT, CLOSED_AT, OUTCOME]].copy()
+    deals[ACCOUNT_ID] = deals[ACCOUNT_ID].astype(str)
+    # The open-deal rule must cut where the scoring rows did (the latest event is a time of day).
+    return accounts, deals, str(when.date()) if as_of is None else as_of, when
 
 
 def _two_propensity_table(result, show: int) -> Table:

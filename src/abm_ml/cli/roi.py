@@ -111,17 +111,26 @@ def roi(
         typer.Option(help="Campaigns: campaign_id, name, channel, cost, start, end (CSV/Parquet)."),
     ],
     touches: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             help="Campaign members: campaign_id, account_id, touched_at (optional responded)."
         ),
-    ],
+    ] = None,
     opportunities: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             help="Opportunities: opportunity_id, account_id, created_at, closed_at, outcome, amount."
         ),
-    ],
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="A multi-table CRM spec (`tables:`, docs/crm-objects.md) instead of --touches, "
+            "--opportunities, --accounts and --activities: touches are its activities with a "
+            "campaign id (Salesforce CampaignMember), the other activities define engagement.",
+        ),
+    ] = None,
     accounts: Annotated[
         Path | None,
         typer.Option(
@@ -168,7 +177,32 @@ def roi(
             dates[name] = pd.Timestamp(value) if value else None
         except ValueError:
             raise AbmInputError(f"not a date: {value!r}", field=name) from None
-    tables = load_tables(campaigns, touches, opportunities, accounts, content, activities)
+    if spec is not None:
+        given = [
+            f"--{name}"
+            for name, value in (
+                ("touches", touches),
+                ("opportunities", opportunities),
+                ("accounts", accounts),
+                ("activities", activities),
+            )
+            if value is not None
+        ]
+        if given:
+            raise AbmInputError(
+                f"--spec gives the CRM tables: drop {', '.join(given)}", field=given[0]
+            )
+        from abm_ml.data.spec import load_spec
+        from abm_ml.roi.tables import load_crm_tables
+
+        tables = load_crm_tables(campaigns, load_spec(spec), content)
+    elif touches is None or opportunities is None:
+        raise AbmInputError(
+            "give --touches and --opportunities, or a CRM tables spec with --spec",
+            field="--touches" if touches is None else "--opportunities",
+        )
+    else:
+        tables = load_tables(campaigns, touches, opportunities, accounts, content, activities)
     report = compute_roi(
         tables, start=dates["--start"], end=dates["--end"], window_days=window_days
     )

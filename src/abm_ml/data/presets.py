@@ -62,6 +62,7 @@ TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "type",
             "pages",
             "seconds_on_site",
+            "campaign_id",
         ),
         "intent": ("account_id", "week_start", "topic", "score"),
     }
@@ -220,6 +221,8 @@ SALESFORCE: Mapping[str, ObjectPreset] = MappingProxyType(
             file="CampaignMember.csv",
             columns={
                 "contact_id": "ContactId",
+                # Kept on the activity so `abm-ml roi --spec` can count the campaign's touches.
+                "campaign_id": "CampaignId",
                 "occurred_at": "FirstRespondedDate",
                 "type": "Campaign.Type",
             },

@@ -76,7 +76,9 @@ class CrmTables:
         contacts: ``contact_id``, ``account_id``, ``role`` (one of :data:`ROLES` or missing),
             ``created_at``.
         activities: ``account_id``, ``contact_id`` (may be missing), ``occurred_at``,
-            ``channel`` (one of :data:`CHANNELS`), ``pages``, ``seconds_on_site``.
+            ``channel`` (one of :data:`CHANNELS`), ``pages``, ``seconds_on_site``; and
+            ``campaign_id`` when an activity export maps one (campaign members; missing on
+            the other exports' rows).
         intent: ``account_id``, ``week_start``, ``topic``, ``score``.
         opportunities: ``opportunity_id``, ``account_id``, ``created_at``, ``closed_at``
             (missing while open), ``outcome``, ``amount``, ``source``.
@@ -680,7 +682,7 @@ def _activities(
             f"{rows.label}: {n_lead} activit(ies) of a person not in contacts counted for the account only"
         )
     keep = rows.keep
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             ACCOUNT_ID: _keyed(acc[keep], accounts),
             "contact_id": _keyed(c_pos[keep], con_keys),
@@ -690,6 +692,10 @@ def _activities(
             "seconds_on_site": rows.numbers("seconds_on_site").to_numpy()[keep],
         }
     )
+    if rows.has("campaign_id"):
+        # Only campaign-member exports carry it: the features ignore it, the ROI reads it.
+        out["campaign_id"] = rows.text("campaign_id").array[keep]
+    return out
 
 
 def _intent(rows: _Rows, accounts: pd.Index) -> pd.DataFrame:

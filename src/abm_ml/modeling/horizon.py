@@ -6,8 +6,9 @@ months?** This module builds the training data for that question and trains it t
 pipeline as the opportunity model:
 
 1. **Monthly snapshots.** For each snapshot date, every account's point-in-time features as of
-   that date, from a ``rows_as_of(dates)`` callable (the synthetic world's builder today, the CRM
-   tables' builder tomorrow), so nothing after the date enters a row.
+   that date, from a ``rows_as_of(dates)`` callable (:func:`world_source`: the point-in-time
+   builder over a CRM export's tables or the synthetic world's), so nothing after the date
+   enters a row.
 2. **Labels from the opportunities table** (``account_id``, ``created_at``, ``closed_at``,
    ``outcome``): *won* when an opportunity created within ``horizon_days`` after the snapshot
    was later won; *lost* when none was; *open* (label not known yet) when one created in the
@@ -73,6 +74,7 @@ ROWS_PER_LEAF_PER_SNAPSHOT = 10
 many rows per snapshot date to hold several accounts rather than one account's months."""
 
 if TYPE_CHECKING:
+    from abm_ml.data.tables import CrmTables
     from abm_ml.synthetic.world import World
 
 RowsAsOf = Callable[[pd.DatetimeIndex], pd.DataFrame]
@@ -404,28 +406,42 @@ def horizon_dataset(
     return load_dataset(load_spec(spec_path)), summary
 
 
-def world_source(world: World) -> tuple[RowsAsOf, pd.DataFrame]:
-    """The synthetic world as a snapshot source: its ``rows_as_of`` and its opportunities.
+def world_source(tables: CrmTables | World) -> tuple[RowsAsOf, pd.DataFrame]:
+    """A snapshot source: its ``rows_as_of`` and its opportunities.
 
-    Every account as of every date goes through the point-in-time builder in one pass (the
-    code behind :func:`~abm_ml.features.point_in_time.build_scoring_rows`). Only
-    ``world.accounts``, ``world.opportunities`` and what ``build_features`` reads are used, so
-    any tables object that builder accepts (the CRM tables' builder, once merged) works too.
+    Args:
+        tables: A CRM export's tables (:func:`abm_ml.data.tables.load_tables` of a spec's
+            ``tables:`` part) or the synthetic world (read as its own tables).
+
+    Returns:
+        ``rows_as_of(dates)``: every account as of every date through the point-in-time builder
+        (:func:`~abm_ml.features.point_in_time.build_account_rows`, the code behind the
+        scoring rows), and the opportunities with the columns the labels need.
     """
-    from abm_ml.features.point_in_time import build_features
-
-    ids = world.accounts[ACCOUNT_ID].astype(str).to_numpy()
+    from abm_ml.features.point_in_time import build_account_rows
 
     def rows_as_of(dates: pd.DatetimeIndex) -> pd.DataFrame:
-        cutoffs = pd.DataFrame(
-            {
-                ACCOUNT_ID: np.tile(ids, len(dates)),
-                AS_OF: np.repeat(dates.to_numpy(dtype="datetime64[ns]"), len(ids)),
-            }
-        )
-        return build_features(world, cutoffs)
+        return build_account_rows(tables, dates)
 
-    return rows_as_of, world.opportunities[list(OPPORTUNITY_COLUMNS)]
+    return rows_as_of, tables.opportunities[list(OPPORTUNITY_COLUMNS)]
+
+
+def history_span(tables: CrmTables) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """When a CRM export's history starts and when its outcomes are known until, by default.
+
+    The start is the first recorded touch (activity or intent week), else the first deal: the
+    engagement features need history, and contacts are often created years before anything is
+    logged about them. The end is the latest event in any table; the export itself does not say
+    when it was taken, so a user who knows passes that date instead (a later date lets the last
+    month's window count as finished).
+    """
+    starts = [
+        tables.activities["occurred_at"].min() if len(tables.activities) else pd.NaT,
+        tables.intent["week_start"].min() if len(tables.intent) else pd.NaT,
+    ]
+    known = [pd.Timestamp(t) for t in starts if pd.notna(t)]
+    first = min(known) if known else pd.Timestamp(tables.opportunities[CREATED_AT].min())
+    return first, tables.latest_event()
 
 
 # --------------------------------------------------------------------------------------------

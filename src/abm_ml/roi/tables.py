@@ -34,7 +34,7 @@ import pandas as pd
 
 from abm_ml.data.parsing import missing_mask, parse_dates, parse_numbers
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
-from abm_ml.data.spec import DEFAULT_MISSING_VALUES, SourceSpec
+from abm_ml.data.spec import DEFAULT_MISSING_VALUES, DatasetSpec, SourceSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.feature_info import parse_yes_no
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, CLOSED_AT, CREATED_AT, LOST, OPEN, OUTCOME, WON
@@ -350,6 +350,21 @@ def _orphans(frame: pd.DataFrame, table: str, column: str, known: pd.Series, wha
     return frame.loc[~orphan].reset_index(drop=True), rejects
 
 
+def _campaign_costs(
+    campaigns: str | Path, content: str | Path | None
+) -> tuple[pd.DataFrame, int | None]:
+    """The campaigns with their content cost added, and the content rows read (None: no file)."""
+    campaign_frame = read_campaigns(campaigns)
+    content_cost, content_rows = pd.Series(dtype=float), None
+    if content is not None:
+        content_cost, content_rows = read_content(content, campaign_frame[CAMPAIGN_ID])
+    campaign_frame["content_cost"] = (
+        campaign_frame[CAMPAIGN_ID].map(content_cost).fillna(0.0).astype(float)
+    )
+    campaign_frame["cost"] += campaign_frame["content_cost"]
+    return campaign_frame, content_rows
+
+
 def load_tables(
     campaigns: str | Path,
     touches: str | Path,
@@ -364,14 +379,7 @@ def load_tables(
         AbmInputError: A file is missing or unreadable, lacks a canonical column, a campaign
             row is unusable, or a table keeps no usable row.
     """
-    campaign_frame = read_campaigns(campaigns)
-    content_cost = pd.Series(dtype=float)
-    if content is not None:
-        content_cost, content_rows = read_content(content, campaign_frame[CAMPAIGN_ID])
-    campaign_frame["content_cost"] = (
-        campaign_frame[CAMPAIGN_ID].map(content_cost).fillna(0.0).astype(float)
-    )
-    campaign_frame["cost"] += campaign_frame["content_cost"]
+    campaign_frame, content_rows = _campaign_costs(campaigns, content)
     touch_frame, touch_rejects, touches_read = read_touches(touches)
     opp_frame, opp_rejects, opps_read = read_opportunities(opportunities)
     rows_read = {
@@ -379,20 +387,45 @@ def load_tables(
         "touches": touches_read,
         "opportunities": opps_read,
     }
-    if content is not None:
+    if content_rows is not None:
         rows_read["content"] = int(content_rows)
     parts = [touch_rejects, opp_rejects]
-    touch_frame, orphans = _orphans(
-        touch_frame, "touches", CAMPAIGN_ID, campaign_frame[CAMPAIGN_ID], "campaign"
-    )
-    parts.append(orphans)
     activity_frame = None
     if activities is not None:
         activity_frame, activity_rejects, rows_read["activities"] = read_activities(activities)
         parts.append(activity_rejects)
+    account_frame = None
     if accounts is not None:
         account_frame, account_rejects, rows_read["accounts"] = read_accounts(accounts)
         parts.append(account_rejects)
+    return _assemble(
+        campaign_frame,
+        touch_frame,
+        opp_frame,
+        account_frame,
+        activity_frame,
+        parts,
+        rows_read,
+        {"touches": str(touches), "opportunities": str(opportunities)},
+    )
+
+
+def _assemble(
+    campaign_frame: pd.DataFrame,
+    touch_frame: pd.DataFrame,
+    opp_frame: pd.DataFrame,
+    account_frame: pd.DataFrame | None,
+    activity_frame: pd.DataFrame | None,
+    parts: list[pd.DataFrame],
+    rows_read: dict[str, int],
+    sources: dict[str, str],
+) -> RoiTables:
+    """Orphans split off into the rejects; refused when touches or opportunities keep no row."""
+    touch_frame, orphans = _orphans(
+        touch_frame, "touches", CAMPAIGN_ID, campaign_frame[CAMPAIGN_ID], "campaign"
+    )
+    parts.append(orphans)
+    if account_frame is not None:
         touch_frame, orphans = _orphans(
             touch_frame, "touches", ACCOUNT_ID, account_frame[ACCOUNT_ID], "account"
         )
@@ -410,15 +443,12 @@ def load_tables(
         seen = pd.concat([touch_frame[ACCOUNT_ID], opp_frame[ACCOUNT_ID]]).drop_duplicates()
         account_frame = pd.DataFrame({ACCOUNT_ID: seen.to_numpy(), IS_TARGET: True})
     rejects = pd.concat(parts, ignore_index=True)
-    for name, frame, path in (
-        ("touches", touch_frame, touches),
-        ("opportunities", opp_frame, opportunities),
-    ):
+    for name, frame in (("touches", touch_frame), ("opportunities", opp_frame)):
         if frame.empty:
             reasons = rejects.loc[rejects["table"] == name, "reason"]
             first = f"; first reason: {reasons.iloc[0]}" if len(reasons) else ""
             raise AbmInputError(
-                f"no usable {name} row of {rows_read[name]}{first}", source=str(path)
+                f"no usable {name} row of {rows_read[name]}{first}", source=sources[name]
             )
     return RoiTables(
         campaigns=campaign_frame,
@@ -428,4 +458,115 @@ def load_tables(
         activities=activity_frame,
         rejects=rejects,
         rows_read=rows_read,
+    )
+
+
+def load_crm_tables(
+    campaigns: str | Path, spec: DatasetSpec, content: str | Path | None = None
+) -> RoiTables:
+    """The ROI inputs from a multi-table CRM spec (``tables:``), with costs from ``campaigns``.
+
+    The CRM objects are read once by :func:`abm_ml.data.tables.load_tables`, as for training:
+    touches are the activities that carry a ``campaign_id`` (Salesforce's CampaignMember under
+    the preset), the other activities define engagement, opportunities and accounts are the
+    CRM's. Rows the CRM reader rejected are listed in ``rejects`` under ``crm:<table>``; a
+    date-only CRM date (CloseDate, FirstRespondedDate) is read as known at the end of its day.
+
+    Raises:
+        AbmInputError: The spec has no ``tables:``, no activity has a campaign id, a campaign
+            row is unusable, or touches or opportunities keep no usable row.
+    """
+    from abm_ml.data.tables import load_tables as load_crm
+
+    where = str(spec.spec_path or spec.name)
+    if spec.tables is None:
+        raise AbmInputError(
+            "this spec has no `tables:` part (see docs/crm-objects.md)", source=where
+        )
+    campaign_frame, content_rows = _campaign_costs(campaigns, content)
+    crm = load_crm(spec.tables)
+    acts = crm.activities
+    campaign = (
+        _text(acts[CAMPAIGN_ID].astype(object))
+        if CAMPAIGN_ID in acts.columns
+        else pd.Series(pd.NA, index=acts.index, dtype="string")
+    )
+    member = campaign.notna().to_numpy()
+    if not member.any():
+        raise AbmInputError(
+            "no activity of this spec has a campaign id: add the campaign members "
+            "(Salesforce: `- object: CampaignMember`; otherwise map `campaign_id`)",
+            source=where,
+            field="tables.activities",
+        )
+    touches = pd.DataFrame(
+        {
+            CAMPAIGN_ID: campaign[member].to_numpy(),
+            ACCOUNT_ID: _text(acts.loc[member, ACCOUNT_ID].astype(object)).to_numpy(),
+            TOUCHED_AT: acts.loc[member, OCCURRED_AT].to_numpy(),
+            # A member row's date is its response under the preset; whether a touch engaged
+            # its account is read from the other activities, as with an activities file.
+            RESPONDED: pd.NA,
+        }
+    ).astype({CAMPAIGN_ID: "string", ACCOUNT_ID: "string"})
+    opp = crm.opportunities
+    opportunities = pd.DataFrame(
+        {
+            OPPORTUNITY_ID: _text(opp["opportunity_id"].astype(object)).to_numpy(),
+            ACCOUNT_ID: _text(opp[ACCOUNT_ID].astype(object)).to_numpy(),
+            OUTCOME: opp[OUTCOME].to_numpy(),
+            CREATED_AT: opp[CREATED_AT].to_numpy(),
+            CLOSED_AT: opp[CLOSED_AT].to_numpy(),
+            AMOUNT: opp[AMOUNT].fillna(0.0).astype(float).to_numpy(),
+        }
+    ).astype({OPPORTUNITY_ID: "string", ACCOUNT_ID: "string"})
+    others = acts.loc[~member, [ACCOUNT_ID, OCCURRED_AT]]
+    activity_frame = (
+        pd.DataFrame(
+            {
+                ACCOUNT_ID: others[ACCOUNT_ID].astype(object).to_numpy(),
+                OCCURRED_AT: others[OCCURRED_AT].to_numpy(),
+            }
+        ).astype({ACCOUNT_ID: "string"})
+        if len(others)
+        else None
+    )
+    accounts = pd.DataFrame(
+        {ACCOUNT_ID: crm.accounts[ACCOUNT_ID].astype(object).to_numpy(), IS_TARGET: True}
+    ).astype({ACCOUNT_ID: "string"})
+    label = f"{where} (tables)"
+    for frame in (touches, opportunities, activity_frame):
+        if frame is not None:
+            # The CRM rows carry no line here: the CRM reader's rejects name theirs.
+            frame["file"] = label
+            frame["line"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    rows_read = {
+        "campaigns": len(campaign_frame),
+        "touches": len(touches),
+        "opportunities": len(opportunities),
+        "accounts": len(accounts),
+    }
+    if activity_frame is not None:
+        rows_read["activities"] = len(activity_frame)
+    if content_rows is not None:
+        rows_read["content"] = int(content_rows)
+    crm_rejects = pd.DataFrame(
+        {
+            "table": "crm:" + crm.rejects["table"].astype(str),
+            "file": crm.rejects["file"],
+            "line": crm.rejects["line"],
+            "field": "",
+            "reason": crm.rejects["reason"],
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+    return _assemble(
+        campaign_frame,
+        touches,
+        opportunities,
+        accounts,
+        activity_frame,
+        [crm_rejects],
+        rows_read,
+        {"touches": label, "opportunities": label},
     )
