@@ -205,24 +205,23 @@ slower configurations."""
 
 DEFAULT_CANDIDATES = 4
 """A default training fits the first four of :data:`PORTFOLIO` (the spline logistic
-regression and three LightGBMs: shallow, 31 leaves, regularised), and CatBoost too when the
-training matrix is small (:data:`SMALL_CELLS`); a ``--budget`` goes down the whole list."""
-SMALL_CELLS = 300_000
-"""Training rows x features under which CatBoost joins the default candidates. On IBM (50k x 10)
-CatBoost took 20x the CPU of a LightGBM for a worse validation log loss (0.390 vs 0.383), and
-its ShapValues cost about 3x LightGBM's TreeSHAP per explained row."""
+regression and three LightGBMs: shallow, 31 leaves, regularised); a ``--budget`` goes down the
+whole list, CatBoost included.
+
+CatBoost is not a default: on IBM (50k x 10) it took 20x the CPU of a LightGBM for a worse
+validation log loss (0.390 vs 0.383); on the synthetic world a blend with it won by 0.4 % of
+log loss but made one served record's reasons cost ~11 ms instead of ~1 ms (CatBoost's
+ShapValues has a large per-call cost) and a batch's 3-4x. The service's latency is a product
+promise; a gain that small is not worth it by default."""
 
 
 def portfolio(
-    names: tuple[str, ...] | None, *, budget_s: float | None = None, cells: int = 0
+    names: tuple[str, ...] | None, *, budget_s: float | None = None
 ) -> tuple[Candidate, ...]:
-    """The candidates named (in portfolio order); else the defaults for a training matrix of
-    ``cells`` values, or the whole portfolio under a budget."""
+    """The candidates named (in portfolio order); else the defaults, or the whole portfolio
+    under a budget."""
     if names is None:
-        if budget_s is not None:
-            return PORTFOLIO
-        extra = ("catboost_depth6",) if cells <= SMALL_CELLS else ()
-        return PORTFOLIO[:DEFAULT_CANDIDATES] + tuple(c for c in PORTFOLIO if c.name in extra)
+        return PORTFOLIO if budget_s is not None else PORTFOLIO[:DEFAULT_CANDIDATES]
     unknown = set(names) - {c.name for c in PORTFOLIO}
     if unknown:
         raise ValueError(

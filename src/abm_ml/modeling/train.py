@@ -405,9 +405,7 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
         split.valid,
         setup,
         budget_s=config.search_budget_s,
-        portfolio=cand.portfolio(
-            config.candidates, budget_s=config.search_budget_s, cells=len(split.train) * X.shape[1]
-        ),
+        portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
     )
     choice = cand.choose_blend(ranked, y[split.valid], config.seed)
     leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
