@@ -56,6 +56,7 @@ from abm_ml.web.session import (
     SessionSigner,
     csrf_matches,
 )
+from abm_ml.web.waterfall import ServedModel, account_waterfall
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,14 @@ def _safe_next(target: str | None) -> str:
 class WebState:
     """Everything the routes share: settings, the history reader, the model view."""
 
-    def __init__(self, history_url: str | None, token: str | None, model_name: str | None):
+    def __init__(
+        self,
+        history_url: str | None,
+        token: str | None,
+        model_name: str | None,
+        served: ServedModel | None = None,
+    ):
+        self.served = served
         self._history_url = history_url
         self._token = token
         self.model_name = model_name
@@ -351,6 +359,11 @@ def account(state: WebState, request: Request) -> Response:
             request, "not_found.html.j2", status=404, account_id=account_id, latest=latest
         )
     points = charts.history_points(history)
+    waterfall = (
+        account_waterfall(state.served, latest.model_version, row.get("model_inputs"))
+        if row
+        else None
+    )
     return state.render(
         request,
         "account.html.j2",
@@ -362,6 +375,8 @@ def account(state: WebState, request: Request) -> Response:
         polyline=charts.polyline(points),
         chart={"width": charts.CHART_WIDTH, "height": charts.CHART_HEIGHT, "pad": charts.PAD},
         factors=charts.factor_bars(row["reasons"] if row else None),
+        waterfall=waterfall,
+        steps=charts.waterfall_bars(waterfall) if waterfall else [],
         days=charts.days_range(
             row["days_to_close_p10"] if row else None,
             row["days_to_close_p50"] if row else None,
@@ -461,6 +476,7 @@ def create_app(
     history_url: str | None = None,
     token: str | None = None,
     model_name: str | None = None,
+    served: ServedModel | None = None,
 ) -> Starlette:
     """The pages as an ASGI app.
 
@@ -469,6 +485,9 @@ def create_app(
             default SQLite file) when None.
         token: the token the pages ask for; ``ABM_ML_API_TOKEN`` when None; empty: open pages.
         model_name: registered model name; ``ABM_ML_MODEL_NAME`` (or the default) when None.
+        served: returns the scorer served in this process and its registry version; the
+            account page re-explains the run's stored inputs with it (every factor's push)
+            when that version issued the run. None: the pages show the stored factors.
 
     Returns:
         A Starlette app (sending security headers); mount it at ``/``.
@@ -486,5 +505,5 @@ def create_app(
     # BentoML's mount hands a path to this app only when one of these routes matches it, so
     # the pages never shadow the API (/score, /docs.json, /metrics ...).
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
-    app.state.web = WebState(history_url, token, model_name)
+    app.state.web = WebState(history_url, token, model_name, served)
     return app

@@ -1,0 +1,135 @@
+"""The account page's waterfall: every factor's push, re-explained from the run's stored inputs.
+
+The expectations come from the ranked frame the real ranker produced (conftest): the steps the
+page shows must start at the scorer's base and add up to the propensity stored with the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _client(ranked_runs, served):
+    from starlette.testclient import TestClient
+
+    from abm_ml.web import create_app
+
+    return TestClient(create_app(history_url=ranked_runs["url"], token="", served=served))
+
+
+def _top_account(ranked_runs) -> pd.Series:
+    frame = ranked_runs["second"]
+    return frame.sort_values("rank").iloc[0]
+
+
+def test_stored_inputs_give_back_every_propensity(ranked_runs):
+    """The JSON stored per account, explained again, is the ranking's own propensity."""
+    second = ranked_runs["second"]
+    records = pd.DataFrame([json.loads(text) for text in second["model_inputs"]])
+    explained = ranked_runs["scorer"].explain(records)
+    assert explained.propensity == pytest.approx(second["propensity"].to_numpy(), abs=1e-9)
+
+
+def test_waterfall_adds_up_to_the_stored_propensity(ranked_runs):
+    top = _top_account(ranked_runs)
+    scorer = ranked_runs["scorer"]
+    with _client(ranked_runs, lambda: (scorer, "2")) as client:
+        html = client.get(f"/accounts/{top['account_id']}").text
+    table = re.search(
+        r'<table id="waterfall"[^>]*data-base="([^"]+)" data-propensity="([^"]+)"', html
+    )
+    assert table, "no waterfall on the page"
+    base = float(table.group(1))
+    points = [float(p) for p in re.findall(r'data-points="([^"]+)"', html)]
+    assert len(points) == len(scorer.features)
+    assert base == pytest.approx(scorer.base_propensity or base)
+    assert base + sum(points) == pytest.approx(float(top["propensity"]), abs=1e-9)
+    assert float(table.group(2)) == pytest.approx(float(top["propensity"]), abs=1e-9)
+    assert "waterfall-why" not in html
+
+
+def test_another_served_version_shows_the_stored_factors_and_why(ranked_runs):
+    top = _top_account(ranked_runs)
+    with _client(ranked_runs, lambda: (ranked_runs["scorer"], "1")) as client:
+        html = client.get(f"/accounts/{top['account_id']}").text
+    assert 'id="waterfall"' not in html
+    assert 'id="factors"' in html
+    assert "the served model is v1, the run was ranked by v2" in html
+
+
+def test_outside_the_service_shows_the_stored_factors_and_why(pages, ranked_runs):
+    top = _top_account(ranked_runs)
+    html = pages.get(f"/accounts/{top['account_id']}").text
+    assert 'id="waterfall"' not in html
+    assert "no model is served in this process" in html
+
+
+def test_an_older_details_table_gets_the_inputs_column(ranked_runs, tmp_path):
+    """A history made before the inputs were kept is extended on the next write, not refused."""
+    from abm_ml.reporting.history import DETAILS_TABLE, record_run
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    second = ranked_runs["second"]
+    record_run(second.drop(columns=["model_inputs"]), url)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"ALTER TABLE {DETAILS_TABLE} DROP COLUMN model_inputs")
+    record_run(second, url)
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            f"SELECT account_id, model_inputs FROM {DETAILS_TABLE}"
+        ).all()
+    engine.dispose()
+    by_id = dict(zip(second["account_id"].astype(str), second["model_inputs"]))
+    assert len(stored) == len(second)
+    assert all(text == by_id[account] for account, text in stored)
+
+
+@pytest.mark.slow
+def test_cli_rank_stores_the_inputs_the_model_saw(trained, tmp_path, monkeypatch):
+    """`abm-ml rank` keeps each account's inputs; explained again they give its propensity."""
+    from typer.testing import CliRunner
+
+    from abm_ml.cli import app
+    from abm_ml.registry import promotion, tracking
+    from abm_ml.reporting.history import DETAILS_TABLE
+
+    monkeypatch.setenv("ABM_ML_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("ABM_ML_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    tracking.configure()
+    tracking.log_training(trained)
+    promotion.promote()
+    accounts = trained.holdout.drop(
+        columns=["outcome", "closed_at", "days_to_close", "created_at", "row_id"]
+    ).drop_duplicates("account_id")
+    source = tmp_path / "accounts.csv"
+    accounts.head(60).to_csv(source, index=False)
+    out = tmp_path / "ranked.parquet"
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    result = CliRunner().invoke(
+        app, ["rank", str(source), "--out", str(out), "--history-url", url, "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    ranked = pd.read_parquet(out).set_index("account_id")
+    assert "model_inputs" not in ranked.columns  # the ranked file stays what sales ops read
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            f"SELECT account_id, model_inputs FROM {DETAILS_TABLE}"
+        ).all()
+    engine.dispose()
+    assert len(stored) == len(ranked)
+    records = pd.DataFrame([json.loads(text) for _, text in stored])
+    assert set(records.columns) == {f.name for f in trained.scorer.features}
+    explained = trained.scorer.explain(records)
+    expected = ranked.loc[[account for account, _ in stored], "propensity"].to_numpy()
+    assert explained.propensity == pytest.approx(expected, abs=1e-9)
