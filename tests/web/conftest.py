@@ -30,6 +30,12 @@ def scoring_accounts(crm_dir: Path) -> pd.DataFrame:
     return frame
 
 
+@pytest.fixture()
+def open_accounts(crm_dir) -> pd.DataFrame:
+    """The accounts the conftest runs rank, in the export's own format (a fresh copy)."""
+    return scoring_accounts(crm_dir)
+
+
 @pytest.fixture(scope="session")
 def ranked_runs(trained, crm_dir, tmp_path_factory):
     """Two runs stored in a SQLite history: (url, first RankResult, second ranked frame)."""

@@ -133,3 +133,41 @@ def test_cli_rank_stores_the_inputs_the_model_saw(trained, tmp_path, monkeypatch
     explained = trained.scorer.explain(records)
     expected = ranked.loc[[account for account, _ in stored], "propensity"].to_numpy()
     assert explained.propensity == pytest.approx(expected, abs=1e-9)
+
+
+def test_account_page_shows_the_buying_committee_the_model_saw(pages, ranked_runs):
+    """The committee features stored with the run, worded by features/columns.py's texts."""
+    from abm_ml.features.columns import FEATURE_DESCRIPTIONS
+    from abm_ml.web.committee import COMMITTEE_FEATURES
+
+    second = ranked_runs["second"]
+    inputs = [json.loads(text) for text in second["model_inputs"]]
+    carried = [name for name in COMMITTEE_FEATURES if name in inputs[0]]
+    assert carried, "the test model carries no committee feature"
+    name = carried[0]
+    spec = FEATURE_DESCRIPTIONS[name]
+    seen = {}
+    for account, values in zip(second["account_id"].astype(str), inputs):
+        seen.setdefault(bool(values[name]), account)
+    assert set(seen) == {True, False}, "both values should occur among the accounts"
+    for value, account in seen.items():
+        html = pages.get(f"/accounts/{account}").text
+        section = html.split('<table id="committee"')[1].split("</table>")[0]
+        row = section.split(f'data-feature="{name}"')[1].split("</tr>")[0]
+        expected = spec["true_text"] if value else spec["false_text"]
+        assert f"<td>{expected}</td>" in row
+
+
+def test_committee_features_come_from_the_feature_builder():
+    from abm_ml.data.roles import ROLES
+    from abm_ml.features.columns import FEATURE_COLUMNS
+    from abm_ml.web.committee import COMMITTEE_FEATURES, committee_coverage
+
+    assert set(COMMITTEE_FEATURES) <= set(FEATURE_COLUMNS)
+    assert "committee_roles_engaged_90d" in COMMITTEE_FEATURES
+    assert all(any(r in n for r in ROLES) or n.startswith("committee_") for n in COMMITTEE_FEATURES)
+    rows = committee_coverage(json.dumps({"committee_roles_engaged_90d": 4.0, "web_visits_30d": 3}))
+    assert [r["text"] for r in rows] == [
+        "4 of 6 buying-committee roles engaged in the last 90 days"
+    ]
+    assert committee_coverage(None) == [] and committee_coverage("not json") == []

@@ -38,6 +38,8 @@ from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
 from abm_ml.service.settings import ENV_API_TOKEN
 from abm_ml.web import charts
+from abm_ml.web.committee import committee_coverage
+from abm_ml.web.drift import latest_verdict
 from abm_ml.web.queries import (
     CSV_COLUMNS,
     FILTER_COLUMNS,
@@ -376,6 +378,7 @@ def account(state: WebState, request: Request) -> Response:
         chart={"width": charts.CHART_WIDTH, "height": charts.CHART_HEIGHT, "pad": charts.PAD},
         factors=charts.factor_bars(row["reasons"] if row else None),
         waterfall=waterfall,
+        committee=committee_coverage(row.get("model_inputs")) if row else [],
         steps=charts.waterfall_bars(waterfall) if waterfall else [],
         days=charts.days_range(
             row["days_to_close_p10"] if row else None,
@@ -389,7 +392,9 @@ def account(state: WebState, request: Request) -> Response:
 def model(state: WebState, request: Request) -> Response:
     """Champion and challenger: metrics with intervals, capacity, training report links."""
     versions, why = state.model_view().versions()
-    return state.render(request, "model.html.j2", versions=versions, why=why)
+    # Read at every request, not cached with the version: a verdict may arrive at any time.
+    drift = {v.version: latest_verdict(v.version) for v in versions}
+    return state.render(request, "model.html.j2", versions=versions, why=why, drift=drift)
 
 
 @_guarded
