@@ -212,5 +212,53 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def markdown(report: dict) -> str:
+    """The docs/benchmarks.md section (bench/run_all.py calls it)."""
+    from common import md_table
+
+    n = report.get("accounts", 0)
+    reference = report.get("reference_seconds") or float("nan")
+    with_inputs = report.get("record_run_seconds_first_run") or float("nan")
+    without_inputs = report.get("record_run_seconds_details_without_model_inputs")
+    bare = report.get("record_run_seconds_without_details")
+    lines = [
+        (
+            f"{n:,} ranked accounts in a SQLite score history, pages requested in process (no "
+            f"network). Reference, same run: reading the latest run with its details into pandas, "
+            f"{reference * 1000:,.0f} ms.\n"
+        ),
+        md_table(
+            ["page", "median ms", "x reference"],
+            [
+                [label, f"{p['median_seconds'] * 1000:,.1f}", f"{p['ratio_to_reference']:.2f}"]
+                for label, p in (report.get("pages") or {}).items()
+            ],
+        ),
+        "",
+        md_table(
+            ["storing one run (record_run)", "seconds", "x without details"],
+            [
+                [label, f"{value:.2f}", f"{value / bare:.2f}" if bare else "n/a"]
+                for label, value in (
+                    ("scores only (no details)", bare),
+                    ("with details, without model inputs", without_inputs),
+                    (
+                        (
+                            f"with details and model inputs "
+                            f"({report.get('model_inputs_features')} features, "
+                            f"{report.get('model_inputs_mean_bytes')} bytes each)"
+                        ),
+                        with_inputs,
+                    ),
+                )
+                if value is not None
+            ],
+        ),
+        "",
+        f"Encoding the model inputs as JSON: {report.get('model_inputs_encode_seconds', 0):.2f} s.",
+    ]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     main()
