@@ -170,4 +170,7 @@ def test_committee_features_come_from_the_feature_builder():
     assert [r["text"] for r in rows] == [
         "4 of 6 buying-committee roles engaged in the last 90 days"
     ]
+    assert [r["shown"] for r in rows] == ["4"]
+    flags = committee_coverage(json.dumps({"has_economic_buyer": 0.0, "has_champion": None}))
+    assert [(r["shown"], r["engaged"]) for r in flags] == [("no", False), ("missing", None)]
     assert committee_coverage(None) == [] and committee_coverage("not json") == []

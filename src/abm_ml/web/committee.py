@@ -44,7 +44,7 @@ def committee_coverage(inputs_json: str | None) -> list[dict[str, Any]]:
     """The account's committee features the run stored, in the builder's order.
 
     Returns:
-        ``{"feature", "description", "value", "text", "engaged"}`` per committee feature the
+        ``{"feature", "description", "value", "shown", "text", "engaged"}`` per committee feature the
         model saw (empty when the run stored no inputs or the model has none of them);
         ``engaged`` is True/False for yes/no features, None for counts.
     """
@@ -61,11 +61,20 @@ def committee_coverage(inputs_json: str | None) -> list[dict[str, Any]]:
         value = values[name]
         text = _text(name, value)
         spec = FEATURE_DESCRIPTIONS.get(name, {})
+        is_flag = spec.get("type") == "boolean" and text is not None
+        engaged = (text == spec.get("true_text")) if is_flag else None
+        if value is None:
+            shown = "missing"
+        elif engaged is not None:
+            shown = "yes" if engaged else "no"
+        else:
+            shown = f"{value:g}" if isinstance(value, int | float) else str(value)
         rows.append(
             {
                 "feature": name,
                 "description": spec.get("description", name),
                 "value": value,
+                "shown": shown,
                 "text": text if text is not None else f"{spec.get('description', name)}: unknown",
                 "engaged": (text == spec.get("true_text"))
                 if spec.get("type") == "boolean"
