@@ -76,9 +76,7 @@ def committee_coverage(inputs_json: str | None) -> list[dict[str, Any]]:
                 "value": value,
                 "shown": shown,
                 "text": text if text is not None else f"{spec.get('description', name)}: unknown",
-                "engaged": (text == spec.get("true_text"))
-                if spec.get("type") == "boolean"
-                else None,
+                "engaged": engaged,
             }
         )
     return rows
