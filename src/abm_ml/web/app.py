@@ -6,8 +6,11 @@ line; it runs as well under any ASGI server or test client. Routes:
 
 * ``/`` the latest ranking: filters, search, sort, paging (an htmx request gets the table
   fragment only); ``/accounts.csv`` the filtered view as CSV;
-* ``/accounts/<id>`` one account: its factors, days to close, score over runs;
-* ``/model`` champion and challenger with metrics and capacity; ``/model/report/<version>``
+* ``/accounts/<id>`` one account: every factor's push when the served model ranked the run
+  (:mod:`abm_ml.web.waterfall`; else the factors stored with the run and why), its
+  buying-committee coverage (:mod:`abm_ml.web.committee`), days to close, score over runs;
+* ``/model`` champion and challenger with metrics, capacity and the latest drift verdict
+  (:mod:`abm_ml.web.drift`); ``/model/report/<version>``
   the training report logged with a version;
 * ``/login`` and ``/logout`` when ``ABM_ML_API_TOKEN`` is set (:mod:`abm_ml.web.session`);
 * ``/static/`` htmx (vendored, see ``static/htmx.SOURCE.md``) and the style sheet.
