@@ -27,11 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_report, write_result
 
 REPEATS = 5
+INPUT_FEATURES = 40
+"""Model inputs stored per account (a wide ABM model: activity windows, committee, firmographics)."""
 
 
 def ranked_run(n: int, as_of: str, version: str, seed: int) -> pd.DataFrame:
     """A ranked run shaped as rank_accounts makes it (scores drawn, not modelled: SQL is measured)."""
     from abm_ml.modeling.ranking import abm_tiers
+    from abm_ml.web.waterfall import inputs_json
 
     rng = np.random.default_rng(seed)
     propensity = rng.beta(2, 5, n)
@@ -64,8 +67,27 @@ def ranked_run(n: int, as_of: str, version: str, seed: int) -> pd.DataFrame:
     frame["reasons"] = [
         {"up": [{**reason, "text": "12 web visits in the last 30 days"}], "down": []}
     ] * n
+    frame["model_inputs"] = inputs_json(model_values(n, rng))
     frame["model_version"], frame["as_of"], frame["model_name"] = version, as_of, "bench"
     return frame.reset_index(drop=True)
+
+
+def model_values(n: int, rng: np.random.Generator, features: int = INPUT_FEATURES) -> pd.DataFrame:
+    """Feature values as the scorer reports them: counts, rates, categories, yes/no, some missing."""
+    columns: dict[str, object] = {}
+    for j in range(features):
+        kind = j % 4
+        if kind == 0:
+            values = rng.poisson(6, n).astype(float)
+        elif kind == 1:
+            values = rng.random(n).round(4)
+        elif kind == 2:
+            values = rng.choice(["software", "retail", "finance", "health"], n).astype(object)
+        else:
+            values = rng.random(n) < 0.4
+        column = pd.Series(values)
+        columns[f"feature_{j:02d}"] = column.where(rng.random(n) > 0.1)  # 10 % missing
+    return pd.DataFrame(columns)
 
 
 def median_seconds(call, repeats: int = REPEATS) -> float:
@@ -90,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from abm_ml.reporting.history import read_engine, record_run
     from abm_ml.web import create_app
+    from abm_ml.web.waterfall import INPUTS_COLUMN, inputs_json
 
     report = base_report("web", quick=args.quick, argv=argv)
     with tempfile.TemporaryDirectory(prefix="abm-bench-web-") as tmp:
@@ -106,11 +129,25 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         record_run(first.drop(columns=list(DETAIL_COLUMNS), errors="ignore"), bare_url)
         bare_seconds = time.perf_counter() - start
+        # The details as they were before the model inputs were kept (the account page's
+        # waterfall): what keeping them adds to a run.
+        no_inputs_url = f"sqlite:///{Path(tmp) / 'no-inputs.db'}"
+        start = time.perf_counter()
+        record_run(first.drop(columns=[INPUTS_COLUMN]), no_inputs_url)
+        no_inputs_seconds = time.perf_counter() - start
+        values = model_values(n, np.random.default_rng(1))
+        start = time.perf_counter()
+        inputs_json(values)
+        encode_seconds = time.perf_counter() - start
+        inputs_bytes = int(first[INPUTS_COLUMN].str.len().mean())
         record_run(second, url, run_at="2026-01-12T08:00:00")
 
         engine = read_engine(url)
+        # The pages' own columns only: the model inputs (read for one account at a time) would
+        # make the reference slower and every ratio look better.
+        shown = ", ".join(f"d.{c}" for c in DETAIL_COLUMNS if c != INPUTS_COLUMN)
         reference_sql = (
-            "SELECT h.*, d.* FROM abm_score_history h JOIN abm_score_details d "
+            f"SELECT h.*, {shown} FROM abm_score_history h JOIN abm_score_details d "
             "ON d.account_id = h.account_id AND d.model_version = h.model_version "
             "AND d.as_of = h.as_of WHERE h.as_of = '2026-01-12' AND h.model_version = '2'"
         )
@@ -148,6 +185,10 @@ def main(argv: list[str] | None = None) -> dict:
             "reference_seconds": reference,
             "record_run_seconds_first_run": record_seconds,
             "record_run_seconds_without_details": bare_seconds,
+            "record_run_seconds_details_without_model_inputs": no_inputs_seconds,
+            "model_inputs_encode_seconds": encode_seconds,
+            "model_inputs_features": INPUT_FEATURES,
+            "model_inputs_mean_bytes": inputs_bytes,
             "pages": {
                 label: {"median_seconds": s, "ratio_to_reference": s / reference}
                 for label, s in timings.items()
@@ -159,11 +200,64 @@ def main(argv: list[str] | None = None) -> dict:
         f"record_run of one run: {record_seconds:.1f} s with details, "
         f"{bare_seconds:.1f} s without ({record_seconds / bare_seconds:.2f}x)"
     )
+    print(
+        f"model inputs ({INPUT_FEATURES} features, {inputs_bytes} bytes of JSON per account): "
+        f"record_run {record_seconds:.2f} s with them, {no_inputs_seconds:.2f} s without "
+        f"({record_seconds / no_inputs_seconds:.2f}x); encoding them {encode_seconds:.2f} s"
+    )
     for label, s in timings.items():
         print(f"  {label:<32} {s * 1000:8.1f} ms   {s / reference:6.2f}x reference")
     path = write_result("web", report, args.out)
     print(f"-> {path}")
     return report
+
+
+def markdown(report: dict) -> str:
+    """The docs/benchmarks.md section (bench/run_all.py calls it)."""
+    from common import md_table
+
+    n = report.get("accounts", 0)
+    reference = report.get("reference_seconds") or float("nan")
+    with_inputs = report.get("record_run_seconds_first_run") or float("nan")
+    without_inputs = report.get("record_run_seconds_details_without_model_inputs")
+    bare = report.get("record_run_seconds_without_details")
+    lines = [
+        (
+            f"{n:,} ranked accounts in a SQLite score history, pages requested in process (no "
+            f"network). Reference, same run: reading the latest run with its details into pandas, "
+            f"{reference * 1000:,.0f} ms.\n"
+        ),
+        md_table(
+            ["page", "median ms", "x reference"],
+            [
+                [label, f"{p['median_seconds'] * 1000:,.1f}", f"{p['ratio_to_reference']:.2f}"]
+                for label, p in (report.get("pages") or {}).items()
+            ],
+        ),
+        "",
+        md_table(
+            ["storing one run (record_run)", "seconds", "x without details"],
+            [
+                [label, f"{value:.2f}", f"{value / bare:.2f}" if bare else "n/a"]
+                for label, value in (
+                    ("scores only (no details)", bare),
+                    ("with details, without model inputs", without_inputs),
+                    (
+                        (
+                            f"with details and model inputs "
+                            f"({report.get('model_inputs_features')} features, "
+                            f"{report.get('model_inputs_mean_bytes')} bytes each)"
+                        ),
+                        with_inputs,
+                    ),
+                )
+                if value is not None
+            ],
+        ),
+        "",
+        f"Encoding the model inputs as JSON: {report.get('model_inputs_encode_seconds', 0):.2f} s.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,27 @@ from common import (
     now_utc,
 )
 
-BENCHMARKS = ("quality", "train", "explain", "synth", "service")
+BENCHMARKS = (
+    "quality",
+    "train",
+    "explain",
+    "synth",
+    "features",
+    "service",
+    "web",
+    "monitor",
+    "roi",
+)
 TITLES = {
     "quality": "Model quality: abm-ml vs baselines vs FLAML AutoML",
     "train": "Training speed: `abm-ml train`",
     "explain": "Batch ranking with reasons: throughput and memory",
     "synth": "Synthetic world and point-in-time features",
+    "features": "Point-in-time features from CRM tables: numpy vs DuckDB",
     "service": "Scoring service",
+    "web": "Pages for sales ops: response times and the score history's write cost",
+    "monitor": "Drift monitoring and backtest",
+    "roi": "ROI and pilot analysis",
 }
 DOCS = ROOT / "docs" / "benchmarks.md"
 
@@ -230,7 +244,7 @@ def service_markdown(report: dict) -> str:
     out = [
         (
             f"Model: {model.get('source', '?')}, {model.get('features', '?')} features. `bentoml serve` on loopback, "
-            f"{settings.get('workers')} worker(s), {settings.get('runner_workers')} model worker(s), OMP_NUM_THREADS="
+            f"{settings.get('workers')} worker(s), each one process scoring in process (no runner), OMP_NUM_THREADS="
             f"{settings.get('omp_num_threads')}; started in {fmt_seconds(report.get('server', {}).get('startup_seconds'))}. "
             "Reference: `AccountScorer.score` in process on the same records, same run. The load generator shares the machine.\n"
         ),
@@ -262,11 +276,6 @@ def service_markdown(report: dict) -> str:
     out.append(
         md_table(["throughput (1-record requests)", "records/s", "p50 / p99 ms", "errors"], rows)
     )
-    batching = sv.get("adaptive_batching")
-    if batching:
-        out.append(
-            f"\nAdaptive batching: {batching.get('calls')} model calls, {batching.get('mean_requests_per_call', 0):.2f} requests per call."
-        )
     ratios = report.get("ratios", {})
     if ratios:
         out.append("\nRatios (same run):\n")

@@ -30,11 +30,18 @@ def scoring_accounts(crm_dir: Path) -> pd.DataFrame:
     return frame
 
 
+@pytest.fixture()
+def open_accounts(crm_dir) -> pd.DataFrame:
+    """The accounts the conftest runs rank, in the export's own format (a fresh copy)."""
+    return scoring_accounts(crm_dir)
+
+
 @pytest.fixture(scope="session")
 def ranked_runs(trained, crm_dir, tmp_path_factory):
     """Two runs stored in a SQLite history: (url, first RankResult, second ranked frame)."""
     from abm_ml.modeling.ranking import rank_accounts
     from abm_ml.reporting.history import record_run
+    from abm_ml.web.waterfall import with_model_inputs
 
     folder = tmp_path_factory.mktemp("history")
     url = f"sqlite:///{folder / 'history.db'}"
@@ -52,8 +59,18 @@ def ranked_runs(trained, crm_dir, tmp_path_factory):
     for column, value in _winning_values(later).items():
         later.loc[boosted, column] = value
     second = rank_accounts(scorer, later, tiers=(5, 20, 100), as_of="2026-01-12", model_version="2")
-    second_ranked = record_run(second.ranked, url, run_at="2026-01-12T08:00:00")
-    return {"url": url, "first": first.ranked, "second": second_ranked, "boosted": set(bottom)}
+    # The latest run keeps its model inputs (as `abm-ml rank` stores them); the first does not,
+    # like a run ranked before the pages kept them.
+    second_ranked = record_run(
+        with_model_inputs(second.ranked, scorer, later), url, run_at="2026-01-12T08:00:00"
+    )
+    return {
+        "url": url,
+        "first": first.ranked,
+        "second": second_ranked,
+        "boosted": set(bottom),
+        "scorer": scorer,
+    }
 
 
 def _id_column(frame: pd.DataFrame, ids: pd.Series) -> str:

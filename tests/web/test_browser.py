@@ -45,7 +45,7 @@ def server(deployed, ranked_runs, tmp_path_factory):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, token=TOKEN, timeout=240, proc=proc)
-        yield {"url": url, "log": log}
+        yield {"url": url, "log": log, "version": deployed["version"]}
     finally:
         stop_server(proc)
     assert proc.poll() is not None
@@ -129,6 +129,13 @@ def test_sales_ops_walk_through_the_pages(server, ranked_runs, tmp_path):
             reason = expected["reasons"].iloc[0]["up"][0]["text"]
             assert page.locator("#factors").inner_text().count(reason) == 1
             assert page.locator("#history-chart circle").count() == 2
+            # The served scorer reaches the pages (same process): every factor's push when it
+            # ranked the run, else the stored factors and why (never "no model is served").
+            if server["version"] == "2":
+                expect(page.locator("#waterfall")).to_be_visible()
+            else:
+                why = page.locator("#waterfall-why").inner_text()
+                assert f"the served model is v{server['version']}" in why
             page.screenshot(path=str(shots / "3-account.png"), full_page=True)
 
             # The model page.

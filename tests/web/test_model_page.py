@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
@@ -60,3 +61,38 @@ def test_training_report_link_serves_the_logged_report(deployed, ranked_runs, tm
         served = pages.get(f"/model/report/{version.version}")
         assert served.status_code == 200 and "report body" in served.text
         assert pages.get("/model/report/999").status_code == 404
+
+
+def test_model_page_shows_the_latest_drift_verdict(deployed, ranked_runs, trained, open_accounts):
+    """Two real monitoring runs of the champion; the page shows the newer one's verdict."""
+    from abm_ml.monitoring.monitor import monitor_accounts, write_outputs
+    from abm_ml.monitoring.profile import ProfileStore
+    from abm_ml.web.drift import monitoring_folder
+
+    version = deployed["version"]
+    folder = monitoring_folder()
+    assert str(folder).startswith(str(deployed["root"]))  # the deployment's private reports
+    with TestClient(create_app(history_url=ranked_runs["url"], token="")) as pages:
+        before = pages.get("/model").text
+    assert "No drift status yet" in before
+    store = ProfileStore(folder / "profiles", "abm-account-scorer", version)
+    accounts = open_accounts
+    first = monitor_accounts(
+        trained.scorer, accounts, as_of="2026-01-05", store=store, model_version=version
+    )
+    write_outputs(first, folder, stem=f"monitor-v{version}-2026-01-05")
+    shifted = accounts.copy()
+    shifted["Web Visits 30d"] = pd.to_numeric(shifted["Web Visits 30d"]) * 25 + 200
+    second = monitor_accounts(
+        trained.scorer, shifted, as_of="2026-01-12", store=store, model_version=version
+    )
+    assert second.drifted
+    write_outputs(second, folder, stem=f"monitor-v{version}-2026-01-12")
+    with TestClient(create_app(history_url=ranked_runs["url"], token="")) as pages:
+        page = pages.get("/model").text
+    drift = page.split('class="drift"')[1].split("</div>")[0]
+    assert '<span class="verdict drift">drift</span>' in drift
+    assert "as of 2026-01-12" in drift
+    assert "scoring run of 2026-01-05" in drift
+    flagged = re.findall(r"<td><code>([^<]+)</code></td>", drift)
+    assert flagged and set(flagged) <= set(second.flagged)

@@ -195,7 +195,7 @@ def rank(
     unscorable_path = out.with_name(out.stem + "-unscorable.csv")
     write_unscorable(result.unscorable, unscorable_path)
     if history:
-        _record_history(result, history_url or cfg.history_url(), out)
+        _record_history(result, history_url or cfg.history_url(), out, scorer, frame)
     console.print(_ranking_table(result, version, show))
     console.print(_basis_line(result.meta))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
@@ -274,17 +274,23 @@ def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, fi
     )
 
 
-def _record_history(result, url: str, out: Path) -> None:
+def _record_history(result, url: str, out: Path, scorer, accounts: pd.DataFrame) -> None:
     """Store the run in the score history and rewrite ``out`` with each account's movement.
+
+    The history's details keep each account's model inputs, so the account page can show every
+    factor's push with the model that issued the run (:mod:`abm_ml.web.waterfall`).
 
     A history that cannot be written (unreachable, locked, not a history table) costs the
     movement column only: one warning line, the ranking already written stays, exit 0.
     """
     from abm_ml.modeling.ranking import write_ranked
     from abm_ml.reporting.history import record_run
+    from abm_ml.web.waterfall import INPUTS_COLUMN, with_model_inputs
 
     try:
-        ranked = record_run(result.ranked, url, create_sqlite_folder=True)
+        ranked = record_run(
+            with_model_inputs(result.ranked, scorer, accounts), url, create_sqlite_folder=True
+        ).drop(columns=[INPUTS_COLUMN])
     except AbmInputError as error:
         err_console.print(
             f"[bold yellow]warning:[/] score history not updated, no movement shown ({escape(str(error))}); "

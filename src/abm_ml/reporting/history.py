@@ -267,6 +267,7 @@ def record_run(
         _create_table(engine, metadata)
         with engine.begin() as connection:
             _check_schema(connection, shown)
+            _add_detail_columns(connection, metadata)
             # Delete + insert rather than an upsert: portable, and a re-run that dropped an
             # account must not keep that account's stale row.
             connection.execute(
@@ -491,13 +492,17 @@ DETAIL_FLOAT_COLUMNS = (
     "days_to_close_p90",
     "amount",
 )
-DETAIL_LONG_TEXT_COLUMNS = ("top_reasons", "risk", "reasons")
+DETAIL_LONG_TEXT_COLUMNS = ("top_reasons", "risk", "reasons", "model_inputs")
 DETAIL_COLUMNS = DETAIL_TEXT_COLUMNS + DETAIL_FLOAT_COLUMNS + DETAIL_LONG_TEXT_COLUMNS
 """Per account and run, next to its score: what the pages filter on and show.
 
 ``reasons`` is the scorer's structured reasons (the factors raising and lowering the
-propensity, with their pushes in probability points) as JSON text.
+propensity, with their pushes in probability points) as JSON text. ``model_inputs`` is the
+values the model saw, by feature name, as JSON text (:mod:`abm_ml.web.waterfall`): with the
+model that issued the run they give back every feature's push.
 """
+ADDED_DETAIL_COLUMNS = ("model_inputs",)
+"""Columns added after the details table first shipped: added to an older table on write."""
 
 
 def details_table(metadata: sa.MetaData) -> sa.Table:
@@ -556,6 +561,19 @@ def _store_details(
     names = tuple(c.name for c in table.columns if c.name in columns)
     records = sorted(zip(*(columns[name] for name in names)), key=lambda record: record[0])
     _bulk_insert(connection, table, records, names)
+
+
+def _add_detail_columns(connection: sa.Connection, metadata: sa.MetaData) -> None:
+    """Add :data:`ADDED_DETAIL_COLUMNS` to a details table made before they existed."""
+    table = metadata.tables[DETAILS_TABLE]
+    present = {c["name"] for c in sa.inspect(connection).get_columns(DETAILS_TABLE)}
+    quote = connection.dialect.identifier_preparer.quote
+    for name in ADDED_DETAIL_COLUMNS:
+        if name not in present:
+            kind = table.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(
+                sa.text(f"ALTER TABLE {quote(DETAILS_TABLE)} ADD COLUMN {quote(name)} {kind}")
+            )
 
 
 def read_engine(url: str) -> sa.Engine:

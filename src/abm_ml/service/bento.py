@@ -93,6 +93,7 @@ class AbmScoringService:
             self.scorer = load_scorer(self.bento_model)
         except AbmInputError as exc:
             logger.error("the model cannot be loaded; the service stays not ready: %s", exc)
+        _SERVED["scorer"] = self.scorer  # web pages: the account page's waterfall uses it
 
     def __is_ready__(self) -> bool:
         return self.scorer is not None
@@ -170,5 +171,14 @@ AbmScoringService.add_asgi_middleware(BodyLimitMiddleware)
 
 # --- web pages (issue 18): the pages for sales ops at "/", a self-contained ASGI app that
 # answers only its own paths (abm_ml.web.paths), so the API and /docs.json are untouched.
-AbmScoringService.mount_asgi_app(create_web_app(), path="/", name="web")
+# The account page re-explains a run's stored inputs with this worker's own scorer (same
+# process, no second copy of the model) when the served version is the one that ranked the run.
+_SERVED: dict[str, AccountScorer | None] = {"scorer": None}
+
+
+def _served() -> tuple[AccountScorer | None, str | None]:
+    return _SERVED["scorer"], MODEL.version
+
+
+AbmScoringService.mount_asgi_app(create_web_app(served=_served), path="/", name="web")
 # --- end web pages ---

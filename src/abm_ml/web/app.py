@@ -6,8 +6,11 @@ line; it runs as well under any ASGI server or test client. Routes:
 
 * ``/`` the latest ranking: filters, search, sort, paging (an htmx request gets the table
   fragment only); ``/accounts.csv`` the filtered view as CSV;
-* ``/accounts/<id>`` one account: its factors, days to close, score over runs;
-* ``/model`` champion and challenger with metrics and capacity; ``/model/report/<version>``
+* ``/accounts/<id>`` one account: every factor's push when the served model ranked the run
+  (:mod:`abm_ml.web.waterfall`; else the factors stored with the run and why), its
+  buying-committee coverage (:mod:`abm_ml.web.committee`), days to close, score over runs;
+* ``/model`` champion and challenger with metrics, capacity and the latest drift verdict
+  (:mod:`abm_ml.web.drift`); ``/model/report/<version>``
   the training report logged with a version;
 * ``/login`` and ``/logout`` when ``ABM_ML_API_TOKEN`` is set (:mod:`abm_ml.web.session`);
 * ``/static/`` htmx (vendored, see ``static/htmx.SOURCE.md``) and the style sheet.
@@ -38,6 +41,8 @@ from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
 from abm_ml.service.settings import ENV_API_TOKEN
 from abm_ml.web import charts
+from abm_ml.web.committee import committee_coverage
+from abm_ml.web.drift import latest_verdict
 from abm_ml.web.queries import (
     CSV_COLUMNS,
     FILTER_COLUMNS,
@@ -56,6 +61,7 @@ from abm_ml.web.session import (
     SessionSigner,
     csrf_matches,
 )
+from abm_ml.web.waterfall import ServedModel, account_waterfall
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +158,14 @@ def _safe_next(target: str | None) -> str:
 class WebState:
     """Everything the routes share: settings, the history reader, the model view."""
 
-    def __init__(self, history_url: str | None, token: str | None, model_name: str | None):
+    def __init__(
+        self,
+        history_url: str | None,
+        token: str | None,
+        model_name: str | None,
+        served: ServedModel | None = None,
+    ):
+        self.served = served
         self._history_url = history_url
         self._token = token
         self.model_name = model_name
@@ -351,6 +364,11 @@ def account(state: WebState, request: Request) -> Response:
             request, "not_found.html.j2", status=404, account_id=account_id, latest=latest
         )
     points = charts.history_points(history)
+    waterfall = (
+        account_waterfall(state.served, latest.model_version, row.get("model_inputs"))
+        if row
+        else None
+    )
     return state.render(
         request,
         "account.html.j2",
@@ -362,6 +380,9 @@ def account(state: WebState, request: Request) -> Response:
         polyline=charts.polyline(points),
         chart={"width": charts.CHART_WIDTH, "height": charts.CHART_HEIGHT, "pad": charts.PAD},
         factors=charts.factor_bars(row["reasons"] if row else None),
+        waterfall=waterfall,
+        committee=committee_coverage(row.get("model_inputs")) if row else [],
+        steps=charts.waterfall_bars(waterfall) if waterfall else [],
         days=charts.days_range(
             row["days_to_close_p10"] if row else None,
             row["days_to_close_p50"] if row else None,
@@ -374,7 +395,9 @@ def account(state: WebState, request: Request) -> Response:
 def model(state: WebState, request: Request) -> Response:
     """Champion and challenger: metrics with intervals, capacity, training report links."""
     versions, why = state.model_view().versions()
-    return state.render(request, "model.html.j2", versions=versions, why=why)
+    # Read at every request, not cached with the version: a verdict may arrive at any time.
+    drift = {v.version: latest_verdict(v.version) for v in versions}
+    return state.render(request, "model.html.j2", versions=versions, why=why, drift=drift)
 
 
 @_guarded
@@ -461,6 +484,7 @@ def create_app(
     history_url: str | None = None,
     token: str | None = None,
     model_name: str | None = None,
+    served: ServedModel | None = None,
 ) -> Starlette:
     """The pages as an ASGI app.
 
@@ -469,6 +493,9 @@ def create_app(
             default SQLite file) when None.
         token: the token the pages ask for; ``ABM_ML_API_TOKEN`` when None; empty: open pages.
         model_name: registered model name; ``ABM_ML_MODEL_NAME`` (or the default) when None.
+        served: returns the scorer served in this process and its registry version; the
+            account page re-explains the run's stored inputs with it (every factor's push)
+            when that version issued the run. None: the pages show the stored factors.
 
     Returns:
         A Starlette app (sending security headers); mount it at ``/``.
@@ -486,5 +513,5 @@ def create_app(
     # BentoML's mount hands a path to this app only when one of these routes matches it, so
     # the pages never shadow the API (/score, /docs.json, /metrics ...).
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
-    app.state.web = WebState(history_url, token, model_name)
+    app.state.web = WebState(history_url, token, model_name, served)
     return app

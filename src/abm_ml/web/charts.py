@@ -66,6 +66,34 @@ def factor_bars(reasons: dict[str, list[dict]] | None) -> list[dict[str, Any]]:
     return factors
 
 
+def waterfall_bars(waterfall: Any) -> list[dict[str, Any]]:
+    """Waterfall geometry: each step's bar from its start to its end, in percent of the span.
+
+    The axis spans the lowest to the highest running propensity of the waterfall (base and
+    propensity included), so small steps of an account far from the base stay visible.
+    """
+    if waterfall is None or waterfall.source != "model" or not waterfall.steps:
+        return []
+    levels = [waterfall.base, waterfall.propensity]
+    levels += [s["start"] for s in waterfall.steps] + [s["end"] for s in waterfall.steps]
+    low, high = min(levels), max(levels)
+    span = (high - low) or 1.0
+    bars = []
+    for step in waterfall.steps:
+        left = (min(step["start"], step["end"]) - low) / span
+        width = abs(step["points"]) / span
+        bars.append(
+            {
+                **step,
+                "up": step["points"] >= 0,
+                "x": round(100 * left, 2),
+                # At least a hair wide: a step that rounds to nothing still shows where it is.
+                "width": round(max(100 * width, 0.2), 2),
+            }
+        )
+    return bars
+
+
 def days_range(p10: float | None, p50: float | None, p90: float | None) -> dict[str, float] | None:
     """Positions (percent of the bar) of P10, P50 and P90 on a 0..P90 x 1.2 axis."""
     if p10 is None or p50 is None or p90 is None:

@@ -191,6 +191,13 @@ class HistoryReader:
     def has_details(self, connection: sa.Connection) -> bool:
         return sa.inspect(connection).has_table(DETAILS_TABLE)
 
+    def has_model_inputs(self, connection: sa.Connection) -> bool:
+        """Whether the details table has the model inputs column (tables made before lack it)."""
+        if not self.has_details(connection):
+            return False
+        columns = sa.inspect(connection).get_columns(DETAILS_TABLE)
+        return any(c["name"] == "model_inputs" for c in columns)
+
     def runs(self, connection: sa.Connection, limit: int = 2) -> list[Run]:
         """The latest ``limit`` runs, newest first (by as-of date, then when they were stored).
 
@@ -286,6 +293,7 @@ class HistoryReader:
             "top_reasons": lambda: detail("top_reasons", sa.Text),
             "risk": lambda: detail("risk", sa.Text),
             "reasons": lambda: detail("reasons", sa.Text),
+            "model_inputs": lambda: detail("model_inputs", sa.Text),
             "model_version": lambda: cur.c.model_version,
             "as_of": lambda: cur.c.as_of,
         }
@@ -491,18 +499,23 @@ class HistoryReader:
     def account(
         self, connection: sa.Connection, latest: Run, previous: Run | None, account_id: str
     ) -> dict[str, Any] | None:
-        """The account's row in the latest run (with details and movement), or None."""
+        """The account's row in the latest run (with details and movement), or None.
+
+        ``model_inputs`` is the stored inputs' JSON text (None when the run stored none).
+        """
+        inputs = ("model_inputs",) if self.has_model_inputs(connection) else ()
         select, (cur, _, _) = self._base(
             latest,
             previous,
             details=self.has_details(connection),
             movement=True,
-            columns=(*PAGE_COLUMNS, "reasons"),
+            columns=(*PAGE_COLUMNS, "reasons", *inputs),
         )
         row = connection.execute(select.where(cur.c.account_id == account_id)).first()
         if row is None:
             return None
         out = dict(row._mapping)
+        out.setdefault("model_inputs", None)
         try:
             out["reasons"] = json.loads(out["reasons"]) if out.get("reasons") else None
         except ValueError:
