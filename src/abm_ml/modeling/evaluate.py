@@ -16,7 +16,7 @@ import pandas as pd
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.scorer import AccountScorer
-from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, LOST, OUTCOME, WON
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, DAYS_TO_CLOSE, LOST, OUTCOME, WON
 
 MIN_WON_FOR_VELOCITY = 10
 """Fewer won deals with a known duration than this give no velocity metrics (too noisy)."""
@@ -128,6 +128,8 @@ def evaluate_scorer(
         n_boot=n_boot,
         seed=seed,
         amounts=known_amounts(closed),
+        # Deals of one account are resampled together: their outcomes are not independent.
+        groups=closed[ACCOUNT_ID].to_numpy() if ACCOUNT_ID in closed.columns else None,
     )
     velocity: dict[str, m.Metric] = {}
     baseline: dict[str, m.Metric] = {}
