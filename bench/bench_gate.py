@@ -42,6 +42,7 @@ from common import (
 
 from abm_ml.data.spec import load_spec
 from abm_ml.data.validate import Dataset, load_dataset
+from abm_ml.errors import AbmInputError
 from abm_ml.modeling.boosting import TrainConfig
 from abm_ml.modeling.bootstrap import bootstrap, roc_auc_kernel
 from abm_ml.modeling.train import MODEL_NAME, train_models
@@ -83,7 +84,7 @@ def crm_dataset(n: int, seed: int, folder: Path) -> Dataset:
     return load_dataset(load_spec(folder / "spec.yaml"))
 
 
-def clustered(dataset: Dataset, seed: int, n_accounts: int = 40) -> Dataset:
+def clustered(dataset: Dataset, seed: int, n_accounts: int = 120) -> Dataset:
     """Noise that is correlated within accounts, as real outcomes are.
 
     Closed deals are spread over ``n_accounts`` accounts; each account gets its own win rate
@@ -145,7 +146,11 @@ def noise_runs(export: str, seeds: int, config: TrainConfig, args) -> list[dict]
             noise = (
                 clustered(data, seed) if args.clustered else shuffled(data, seed, args.everywhere)
             )
-            run = run_once(noise, dataclasses.replace(config, seed=seed))
+            try:
+                run = run_once(noise, dataclasses.replace(config, seed=seed))
+            except AbmInputError as err:  # e.g. a holdout of accounts that all lost
+                print(f"{export:10s} seed {seed:3d}  skipped: {err}", flush=True)
+                continue
         run.update(export=export, seed=seed, seconds=time.perf_counter() - started)
         print(
             f"{export:10s} seed {seed:3d}  AUC {run['roc_auc']:.3f} "
