@@ -8,11 +8,16 @@ one-sided 97.5 % bound, so an honest one passes about 2.5 % of noise models.
 
 Exports: the planted CRM export of :mod:`abm_ml.testing` (a fresh export per seed), a small
 synthetic world, and, when ``ABM_ML_SHARED_DATASETS`` is set, a row sample of UCI bank.
+``--everywhere`` permutes the whole label column (open deals too); ``--clustered`` draws
+outcomes from a per-account win rate unrelated to the features (noise correlated within
+accounts, as real outcomes are). Each run also records the verdict of the old gate (a
+percentile bootstrap of the AUC over rows) on the same holdout, as the in-run reference.
 
 Usage::
 
     python bench/bench_gate.py                          # 40 seeds per export, small config
     python bench/bench_gate.py --seeds 10 --exports crm
+    python bench/bench_gate.py --seeds 30 --exports crm --clustered
     python bench/bench_gate.py --real                   # the gate's verdicts on the real data
 
 Writes ``bench/results/gate.json``.
