@@ -18,9 +18,10 @@ import yaml
 
 from abm_ml.data.spec import load_spec
 from abm_ml.data.validate import Dataset, load_dataset
+from abm_ml.modeling.evaluate import evaluate_scorer
 from abm_ml.modeling.metrics import is_no_better_than_chance, propensity_metrics, roc_auc_delong
 from abm_ml.modeling.train import train_models
-from abm_ml.schema import LOST, OUTCOME, WON
+from abm_ml.schema import ACCOUNT_ID, LOST, OUTCOME, WON
 from abm_ml.testing import CRM_SPEC, make_crm_export, small_train_config
 
 
@@ -118,3 +119,11 @@ def test_models_trained_on_noise_are_no_better_than_chance(tmp_path: Path) -> No
 def test_a_small_planted_signal_export_still_passes(tmp_path: Path) -> None:
     result = train_models(_crm_dataset(tmp_path, 500, seed=22), small_train_config())
     assert not result.no_better_than_chance
+    # The evaluation resamples accounts, not rows: the same rows in three accounts give
+    # another interval around the same AUC.
+    holdout = result.holdout.copy()
+    rows = evaluate_scorer(result.scorer, holdout).propensity["roc_auc"]
+    holdout[ACCOUNT_ID] = [f"A{i % 3}" for i in range(len(holdout))]
+    accounts = evaluate_scorer(result.scorer, holdout).propensity["roc_auc"]
+    assert accounts.value == pytest.approx(rows.value)
+    assert (accounts.low, accounts.high) != pytest.approx((rows.low, rows.high), abs=1e-3)

@@ -68,6 +68,15 @@ def won_labels(frame: pd.DataFrame) -> np.ndarray:
     return (frame[OUTCOME].to_numpy() == WON).astype(int)
 
 
+def account_groups(frame: pd.DataFrame) -> np.ndarray | None:
+    """The account of each row, for intervals that resample accounts (None without accounts).
+
+    Deals of one account share their outcome drivers; resampled as independent rows they make
+    intervals too narrow and let a model trained on noise clear the chance gate.
+    """
+    return frame[ACCOUNT_ID].to_numpy() if ACCOUNT_ID in frame.columns else None
+
+
 def known_amounts(frame: pd.DataFrame) -> np.ndarray | None:
     """Deal amounts when every row has one (value metrics need them all), else None."""
     if AMOUNT not in frame.columns:
@@ -128,8 +137,7 @@ def evaluate_scorer(
         n_boot=n_boot,
         seed=seed,
         amounts=known_amounts(closed),
-        # Deals of one account are resampled together: their outcomes are not independent.
-        groups=closed[ACCOUNT_ID].to_numpy() if ACCOUNT_ID in closed.columns else None,
+        groups=account_groups(closed),
     )
     velocity: dict[str, m.Metric] = {}
     baseline: dict[str, m.Metric] = {}
