@@ -89,20 +89,46 @@ def as_probabilities(p_pred: object, n: int) -> np.ndarray:
     return p
 
 
-def _count_chunks(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+def cluster_codes(groups: object | None, n: int) -> np.ndarray | None:
+    """Cluster ids ``0..G-1`` per row from any labels (e.g. account ids), or None.
+
+    Rows with a missing label are clusters of their own. None (or one row per cluster) means
+    rows are independent and the plain row bootstrap applies.
+    """
+    if groups is None:
+        return None
+    values = np.asarray(groups, dtype=object)
+    if values.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {values.shape}")
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in values])
+    labels = np.where(missing, [f"\0row{i}" for i in range(n)], values.astype(str))
+    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    return None if codes.max() + 1 == n else codes
+
+
+def _count_chunks(
+    n: int, n_boot: int, seed: int, clusters: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
     """Yield bootstrap resamples as float count matrices, in chunks that bound memory.
 
+    With ``clusters`` (codes from :func:`cluster_codes`) whole clusters are drawn with
+    replacement and each row counts as often as its cluster: deals of one account move
+    together, so their correlated outcomes do not pass for independent evidence.
     The chunk size depends only on ``n``, so the same seed and data give the same intervals.
     """
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, _MAX_CHUNK_CELLS // n))
+    units = n if clusters is None else int(clusters.max()) + 1
+    chunk = max(1, min(n_boot, _MAX_CHUNK_CELLS // max(n, units)))
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
+        idx = rng.integers(0, units, size=(b, units))
         # Offsetting each resample's indices lets one bincount produce all count rows.
-        idx += (np.arange(b) * n)[:, None]
-        yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        idx += (np.arange(b) * units)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=b * units).reshape(b, units)
+        if clusters is not None:
+            counts = counts[:, clusters]
+        yield counts.astype(np.float64)
         done += b
 
 
@@ -112,8 +138,12 @@ def bootstrap(
     n_boot: int,
     seed: int,
     multi: Mapping[tuple[str, ...], Kernel] | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Metric]:
     """Evaluate kernels on the full data and on ``n_boot`` resamples; build intervals.
+
+    ``clusters`` (codes from :func:`cluster_codes`, aligned with the rows) resamples whole
+    clusters instead of rows.
 
     ``multi`` holds kernels returning several metrics at once as columns of a
     ``(n_resamples, len(names))`` array, for metrics that share an expensive pass.
@@ -131,7 +161,7 @@ def bootstrap(
     values = [kernel(ones)[0] for _, kernel in groups]
     draws: list[list[np.ndarray]] = [[] for _ in groups]
     if n_boot > 0:
-        for counts in _count_chunks(n, n_boot, seed):
+        for counts in _count_chunks(n, n_boot, seed, clusters):
             for draw, (_, kernel) in zip(draws, groups):
                 draw.append(kernel(counts))
     alpha = (1 - CI_LEVEL) / 2 * 100

@@ -16,7 +16,7 @@ import pandas as pd
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.scorer import AccountScorer
-from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, LOST, OUTCOME, WON
+from abm_ml.schema import ACCOUNT_ID, AMOUNT, DAYS_TO_CLOSE, LOST, OUTCOME, WON
 
 MIN_WON_FOR_VELOCITY = 10
 """Fewer won deals with a known duration than this give no velocity metrics (too noisy)."""
@@ -66,6 +66,15 @@ class Evaluation:
 def won_labels(frame: pd.DataFrame) -> np.ndarray:
     """1 for won, 0 otherwise, from the normalised ``outcome`` column."""
     return (frame[OUTCOME].to_numpy() == WON).astype(int)
+
+
+def account_groups(frame: pd.DataFrame) -> np.ndarray | None:
+    """The account of each row, for intervals that resample accounts (None without accounts).
+
+    Deals of one account share their outcome drivers; resampled as independent rows they make
+    intervals too narrow and let a model trained on noise clear the chance gate.
+    """
+    return frame[ACCOUNT_ID].to_numpy() if ACCOUNT_ID in frame.columns else None
 
 
 def known_amounts(frame: pd.DataFrame) -> np.ndarray | None:
@@ -128,6 +137,7 @@ def evaluate_scorer(
         n_boot=n_boot,
         seed=seed,
         amounts=known_amounts(closed),
+        groups=account_groups(closed),
     )
     velocity: dict[str, m.Metric] = {}
     baseline: dict[str, m.Metric] = {}
