@@ -39,7 +39,13 @@ from abm_ml.modeling import candidates as cand
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.baselines import RuleBasedFitScore, as_logistic_input, logistic_baseline
 from abm_ml.modeling.boosting import TrainConfig
-from abm_ml.modeling.evaluate import Evaluation, evaluate_scorer, known_amounts, won_labels
+from abm_ml.modeling.evaluate import (
+    Evaluation,
+    account_groups,
+    evaluate_scorer,
+    known_amounts,
+    won_labels,
+)
 from abm_ml.modeling.members import PropensityModel
 from abm_ml.modeling.refit import refit_propensity
 from abm_ml.modeling.scorer import (
@@ -338,6 +344,8 @@ def _compare_on_holdout(
             n_boot=config.n_boot,
             seed=config.seed,
             amounts=known_amounts(holdout),
+            # Like the model's: whole accounts resampled, so the intervals compare like for like.
+            groups=account_groups(holdout),
         )
         for name, p in baselines.items()
     }
