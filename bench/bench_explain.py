@@ -416,7 +416,8 @@ def markdown(report: dict) -> str:
     model, data = report["model"], report["data"]
     out = [
         f"Model: `train_models` on a synthetic world of {model['train_accounts']:,} accounts "
-        f"({model['propensity_trees']} propensity trees, {model['features']} features, trained in "
+        f"(propensity model {model.get('propensity_model', 'lightgbm')}: "
+        f"{model['propensity_trees']} boosting rounds in all; {model['features']} features, trained in "
         f"{fmt_seconds(model['train_s'])}). Scoring rows: "
         + (
             f"a synthetic world of {data['generated_accounts']:,} accounts tiled to {data['accounts']:,} rows"
@@ -670,7 +671,14 @@ def main(argv: list[str] | None = None) -> int:
             "train_accounts": train_accounts,
             "train_rows": len(dataset.frame),
             "train_s": sw.seconds,
-            "propensity_trees": int(result.best_iterations.get("propensity", 0)),
+            "propensity_model": result.propensity_choice,
+            "propensity_trees": int(
+                sum(
+                    v
+                    for k, v in result.best_iterations.items()
+                    if k.startswith("propensity_") and k != "propensity_refitted"
+                )
+            ),
             "velocity_trees": {
                 k: v for k, v in result.best_iterations.items() if k.startswith("velocity")
             },
