@@ -11,7 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, app, console, err_console, load_model, registered_input
+from abm_ml.cli.app import (
+    ModelOpt,
+    QueryOpt,
+    TableOpt,
+    app,
+    console,
+    err_console,
+    load_model,
+    registered_input,
+)
 from abm_ml.data.records import require_id_column
 from abm_ml.errors import AbmInputError
 
@@ -24,12 +33,8 @@ def rank(
             help="Accounts to rank: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query."
         ),
     ],
-    table: Annotated[
-        str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")
-    ] = None,
-    query: Annotated[
-        str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")
-    ] = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     model: ModelOpt = "champion",
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Date the ranking is as of (default today).")

@@ -35,6 +35,14 @@ SpecArg = Annotated[
 ]
 
 
+TableOpt = Annotated[
+    str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")
+]
+QueryOpt = Annotated[
+    str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")
+]
+
+
 ModelOpt = Annotated[
     str,
     typer.Option(

@@ -71,20 +71,8 @@ def demo(
     console.rule("4. Rank accounts")
     rank(
         accounts=str(Path(dataset.spec.tables.out) / "scoring_rows.parquet"),
-        table=None,
-        query=None,
-        model="champion",
         as_of=str(result.dataset.frame["created_at"].max().date()),
-        tiers="10,50,500",
-        segment=None,
-        region=None,
-        owner=None,
-        sort_by="priority",
-        out=None,
         show=10,
-        history=True,
-        history_url=None,
-        report=True,
     )
     # --- 5. Backtest and monitor (abm_ml.cli.monitoring) ------------------------------------
     console.rule("5. Backtest and monitor")

@@ -14,7 +14,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from abm_ml import config as cfg
-from abm_ml.cli.app import ModelOpt, SpecArg, app, console, err_console, load_model
+from abm_ml.cli.app import (
+    ModelOpt,
+    QueryOpt,
+    SpecArg,
+    TableOpt,
+    app,
+    console,
+    err_console,
+    load_model,
+)
 from abm_ml.errors import AbmInputError
 
 
@@ -108,12 +117,8 @@ def monitor(
             help="The accounts of a scoring run: a CSV/Parquet file, or a SQLAlchemy URL with --table or --query."
         ),
     ],
-    table: Annotated[
-        str | None, typer.Option(help="Table to read when ACCOUNTS is a database URL.")
-    ] = None,
-    query: Annotated[
-        str | None, typer.Option(help="SQL query to run when ACCOUNTS is a database URL.")
-    ] = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     model: ModelOpt = "champion",
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Date of the scoring run (default today).")
@@ -363,20 +368,8 @@ def retrain(
     console.rule("4. Rank and monitor with the champion")
     rank(
         accounts=accounts,
-        table=None,
-        query=None,
-        model="champion",
         as_of=as_of,
-        tiers="10,50,500",
-        segment=None,
-        region=None,
-        owner=None,
-        sort_by="priority",
-        out=None,
         show=10,
-        history=True,
-        history_url=None,
-        report=True,
         monitor=True,
     )
 
@@ -401,19 +394,8 @@ def demo_backtest_and_monitor(world_dir: Path, spec_path: Path, as_of: str) -> N
     with console.status(f"Ranking the accounts as of {earlier}..."):
         rank(
             accounts=str(rows),
-            table=None,
-            query=None,
-            model="champion",
             as_of=earlier,
-            tiers="10,50,500",
-            segment=None,
-            region=None,
-            owner=None,
-            sort_by="priority",
-            out=None,
             show=5,
-            history=True,
-            history_url=None,
             report=False,
         )
     console.print("[bold]Backtest[/] (in-sample here: the model trained on this world's outcomes)")
