@@ -296,15 +296,24 @@ def _create_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
     ``checkfirst`` alone is a check-then-act: two writers can both see no table and both
     issue CREATE TABLE, and the loser gets "table already exists" (SQLite) or a duplicate
     table/type error (PostgreSQL). The loser re-checks, in a fresh transaction, and carries on
-    when the table is there; any other error is raised.
+    when the tables are there (creating what is still missing); any other error is raised.
     """
-    try:
-        with engine.begin() as connection:
-            metadata.create_all(connection, checkfirst=True)
-    except sa.exc.SQLAlchemyError:
-        with engine.connect() as connection:
-            inspector = sa.inspect(connection)
-            if not all(inspector.has_table(name) for name in metadata.tables):
+    # With several tables the loser may lose on the first one while the winner has not yet
+    # created the next (SQLite commits each CREATE on its own): so the loser tries again, and
+    # checkfirst skips what exists by then. A writer that keeps failing while tables are
+    # still missing has a real error.
+    attempts = len(metadata.tables) + 2
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as connection:
+                metadata.create_all(connection, checkfirst=True)
+            return
+        except sa.exc.SQLAlchemyError:
+            with engine.connect() as connection:
+                inspector = sa.inspect(connection)
+                if all(inspector.has_table(name) for name in metadata.tables):
+                    return
+            if attempt == attempts - 1:
                 raise
 
 
