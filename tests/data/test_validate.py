@@ -309,6 +309,17 @@ def test_identifier_like_column_is_not_inferred_as_a_feature(tmp_path):
     assert any("'comment' looks like an identifier" in note for note in dataset.summary.notes)
 
 
+def test_blank_and_single_valued_features_are_noted_and_kept(tmp_path):
+    text = "id,stage,empty,region,size\nA,Won,,EU,1\nB,Lost,,EU,2\nC,Lost,,EU,3\n"
+    features = [{"column": c} for c in ("empty", "region", "size")]
+    dataset = _load(tmp_path, text, features=features)
+    notes = dataset.summary.notes
+    assert "column 'empty' is blank in every accepted row; it cannot inform the model" in notes
+    assert any("'region' has the same value in every accepted row" in note for note in notes)
+    assert not any("'size'" in note for note in notes)
+    assert {"empty", "region", "size"} <= set(dataset.summary.features)
+
+
 def test_infer_type_helper():
     assert infer_type(pd.Series(["1", "2.5", np.nan])) == "numeric"
     assert infer_type(pd.Series(["yes", "No", "YES"])) == "boolean"

@@ -342,6 +342,26 @@ def _features(
     return values_by_key, infos
 
 
+def _uninformative_features(accepted: pd.DataFrame, infos: list[FeatureInfo]) -> list[str]:
+    """Notes on features that cannot inform any model: blank or single-valued in every accepted
+    row. They stay in the spec (a later export may fill them); the user learns why they never
+    show up among the reasons."""
+    notes = []
+    for info in infos:
+        values = accepted[info.name]
+        filled = int(values.notna().sum())
+        if filled == 0:
+            notes.append(
+                f"column {info.column!r} is blank in every accepted row; it cannot inform the model"
+            )
+        elif values.nunique(dropna=True) == 1 and filled == len(values):
+            notes.append(
+                f"column {info.column!r} has the same value in every accepted row; "
+                "it cannot inform the model"
+            )
+    return notes
+
+
 def _rejects_table(read: _Sources, rejects: _Rejects) -> pd.DataFrame:
     """Rejected rows of the main source then of the joined sources: file, line, reason, values."""
     rejected_mask = rejects.mask
@@ -392,6 +412,7 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
     all_rejects = _rejects_table(read, rejects)
     accepted = out[~rejects.mask].reset_index(drop=True)
+    notes.extend(_uninformative_features(accepted, infos))
     outcomes = Counter(accepted[OUTCOME])
     if outcomes.get(WON, 0) == 0 or outcomes.get(LOST, 0) == 0:
         raise AbmInputError(
