@@ -264,3 +264,64 @@ def test_a_yes_no_feature_is_not_taken_for_the_label(tmp_path):
     assert draft_spec(tmp_path / "deals.csv").label["column"] == "is_won"
     (tmp_path / "features.csv").write_text("has_champion,visits\n1,3\n0,2\n")
     assert draft_spec(tmp_path / "features.csv").label is None
+
+
+def _french_export(n: int = 600, seed: int = 9) -> pd.DataFrame:
+    """The Salesforce-like export as a French org writes it: French headers and stage names,
+    day-first dates, decimal commas with spaces between thousands, ';' between fields."""
+    frame = _crm_like_export(n, seed)
+    rng = np.random.default_rng(seed)
+    stages = {"Closed Won": "Fermée gagnée", "Closed Lost": "Fermée perdue"}
+    amounts = rng.integers(100_000, 9_000_000, n) / 100
+    return pd.DataFrame(
+        {
+            "N° Opportunité": frame["Opportunity ID"],
+            "Société": frame["Account Name"],
+            "Étape": frame["Stage"].map(stages).fillna("Négociation"),
+            "Date de création": frame["Created Date"],
+            "Date de clôture": frame["Close Date"],
+            "Montant (€)": [f"{v:,.2f}".replace(",", "\u202f").replace(".", ",") for v in amounts],
+            "Taux d'ouverture": [f"{v:.2f}".replace(".", ",") for v in rng.random(n)],
+            "Secteur": frame["Industry"],
+            "Remise": frame["Discount"],
+        }
+    )
+
+
+def test_a_french_export_drafts_its_roles_and_decimal_comma(tmp_path):
+    export = tmp_path / "export.csv"
+    frame = _french_export()
+    frame.to_csv(export, index=False, sep=";", encoding="utf-8-sig")
+    spec, path = _write_draft(export, tmp_path / "spec.yaml")
+    assert spec["source"]["decimal"] == ","
+    assert spec["label"] == {
+        "column": "Étape",
+        "won": ["Fermée gagnée"],
+        "lost": ["Fermée perdue"],
+        "open": ["Négociation"],
+    }
+    assert spec["row_id"] == "N° Opportunité"
+    assert spec["account_id"] == "Société"
+    assert spec["created_at"]["column"] == "Date de création"
+    assert spec["closed_at"]["column"] == "Date de clôture"
+    assert spec["amount"] == "Montant (€)"
+    types = {f["column"]: f["type"] for f in spec["features"]}
+    assert types["Taux d'ouverture"] == "numeric"
+    assert {e["column"] for e in spec["exclude"]} == {"Remise"}  # 'remise' = discount
+    assert "Société" in path.read_text(encoding="utf-8")  # readable, not escaped
+
+    dataset = load_dataset(load_spec(path))
+    assert dataset.summary.rejected == 0
+    assert list(dataset.frame["row_id"]) == list(frame["N° Opportunité"])  # source order
+    amounts = frame["Montant (€)"].str.replace("\u202f", "").str.replace(",", ".").astype(float)
+    np.testing.assert_allclose(dataset.frame["amount"], amounts)
+    rates = frame["Taux d'ouverture"].str.replace(",", ".").astype(float)
+    np.testing.assert_allclose(dataset.frame["taux_d_ouverture"], rates)
+
+
+def test_a_point_decimal_file_keeps_the_point(tmp_path):
+    frame = _crm_like_export()
+    frame["Win Rate"] = [f"{v:.2f}" for v in np.random.default_rng(1).random(len(frame))]
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    spec, _ = _write_draft(tmp_path / "export.csv", tmp_path / "spec.yaml")
+    assert "decimal" not in spec["source"]

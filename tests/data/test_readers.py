@@ -513,3 +513,54 @@ def test_join_with_differently_named_keys(tmp_path):
         "L4": WON,
         "L5": LOST,
     }
+
+
+def test_source_decimal_comma_reads_features_and_amount_alike_for_training_and_scoring(tmp_path):
+    """`source.decimal: ','` applies to numeric features and the amount, in training and in the
+    scoring paths (a file and one record) alike; the amount's own `decimal` still wins."""
+    from abm_ml.data.records import InputSpec, canonical_record, canonical_records
+
+    text = "id;stage;rate;amount\n1;Won;0,25;1.234,5\n2;Lost;1,5;7,5\n3;Lost;12;12\n"
+    path = _write(tmp_path, "a.csv", text)
+    spec = parse_spec(
+        {
+            "name": "eu",
+            "source": {"path": str(path), "decimal": ","},
+            "row_id": "id",
+            "label": {"column": "stage", "won": ["Won"], "lost": ["Lost"]},
+            "amount": "amount",
+            "features": [{"column": "rate"}],
+        },
+        spec_path=tmp_path / "spec.yaml",
+    )
+    dataset = load_dataset(spec)
+    assert list(dataset.frame["rate"]) == [0.25, 1.5, 12.0]
+    assert list(dataset.frame["amount"]) == [1234.5, 7.5, 12.0]
+
+    info = [f for f in dataset.features if f.name == "rate"]
+    assert info[0].type == "numeric"
+    inputs = InputSpec.from_dataset_spec(spec)
+    records = pd.DataFrame({"id": ["9"], "rate": ["0,75"], "amount": ["2.000,5"]})
+    parsed = canonical_records(records, info, inputs).frame
+    assert parsed["rate"].tolist() == [0.75] and parsed["amount"].tolist() == [2000.5]
+    one = canonical_record({"id": "9", "rate": "0,75", "amount": "2.000,5"}, info, inputs)
+    assert one["rate"] == 0.75 and one["amount"] == 2000.5
+
+    point_amount = spec.model_copy(
+        update={"amount": spec.amount.model_copy(update={"decimal": "."})}
+    )
+    assert InputSpec.from_dataset_spec(point_amount).amount_decimal == "."
+    assert InputSpec.from_dataset_spec(point_amount).decimal == ","
+
+
+def test_a_model_pickled_before_source_decimal_reads_points():
+    import pickle
+
+    from abm_ml.data.records import InputSpec
+
+    state = InputSpec(row_id="id").__getstate__()
+    state["__dict__"] = {k: v for k, v in state["__dict__"].items() if k != "decimal"}
+    old = InputSpec.__new__(InputSpec)
+    old.__setstate__(state)
+    assert old.decimal == "." and old.row_id == "id"
+    assert pickle.loads(pickle.dumps(old)).decimal == "."

@@ -33,6 +33,7 @@ from abm_ml.data.leakage import (
 from abm_ml.data.parsing import clean_text, infer_type, parse_dates, parse_numbers
 from abm_ml.data.readers import SOURCE_ROW, read_table
 from abm_ml.data.spec import DEFAULT_MISSING_VALUES, LeakageSpec, SourceSpec, slugify
+from abm_ml.data.words import fold, name_words
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import CANONICAL_COLUMNS
 
@@ -48,31 +49,70 @@ PLACEHOLDERS = (
     "(blank)",
 )
 """Values CRMs write for "nothing chosen", beyond :data:`DEFAULT_MISSING_VALUES`."""
-WON_WORDS = frozenset({"won", "win", "yes", "y", "true", "success", "converted", "signed", "1"})
+# Vocabularies in folded form (lowercase, no accents: see abm_ml.data.words), in the languages
+# CRMs are most often run in: English, French, German, Spanish, Portuguese, Italian, Dutch.
+WON_WORDS = frozenset(
+    {"won", "win", "yes", "y", "true", "success", "converted", "signed", "1"}
+    | {"gagne", "gagnee", "gewonnen", "ganado", "ganada", "ganho", "ganha", "vinto", "vinta"}
+    | {"oui", "ja", "si", "sim"}
+)
 LOST_WORDS = frozenset(
     {"lost", "loss", "no", "n", "false", "failure", "failed", "rejected", "declined", "0"}
+    | {"perdu", "perdue", "verloren", "perdido", "perdida", "perso", "persa"}
+    | {"non", "nein", "nao", "nee"}
 )
 OUTCOME_WORDS = frozenset(
     {"won", "win", "lost", "loss", "success", "failure", "failed", "converted", "signed"}
+    | {"gagne", "gagnee", "perdu", "perdue", "gewonnen", "verloren", "ganado", "ganada"}
+    | {"perdido", "perdida", "ganho", "ganha", "vinto", "vinta", "perso", "persa"}
 )
 """Values that name an outcome by themselves, unlike yes/no or 0/1."""
 LABEL_NAMES = frozenset(
     {"y", "label", "target", "outcome", "result", "won", "win", "stage", "status", "converted"}
+    | {"etape", "statut", "resultat", "phase", "stufe", "ergebnis", "etapa", "estado"}
+    | {"resultado", "fase", "esito", "stadium", "uitkomst"}
 )
-ID_WORDS = frozenset({"id", "number", "key", "uuid", "ref", "code", "no"})
+ID_WORDS = frozenset(
+    {"id", "number", "key", "uuid", "ref", "code", "no"}
+    | {"numero", "nummer", "nr", "num", "identifiant", "reference", "referenz"}
+)
 ACCOUNT_WORDS = frozenset(
     {"account", "company", "customer", "client", "organisation", "organization", "org"}
+    | {"societe", "entreprise", "compte", "firma", "unternehmen", "kunde", "konto", "empresa"}
+    | {"cuenta", "cliente", "conta", "azienda", "bedrijf", "klant"}
 )
-CREATED_WORDS = frozenset({"created", "create", "creation", "engage", "first", "start", "opened"})
-CLOSED_WORDS = frozenset({"closed", "close", "closing", "won", "end", "signed"})
-AMOUNT_WORDS = frozenset({"amount", "acv", "arr", "mrr", "tcv"})
-DEAL_WORDS = frozenset({"deal", "opportunity", "opp", "sales", "contract", "order"})
-"""With 'value', 'price' or 'size', these name a deal amount ('Deal Value', 'sales_price')."""
+CREATED_WORDS = frozenset(
+    {"created", "create", "creation", "engage", "first", "start", "opened"}
+    | {"cree", "creee", "erstellt", "erstelldatum", "erstellungsdatum", "angelegt", "creacion"}
+    | {"creado", "creada", "criacao", "criado", "criada", "creazione", "creato", "creata"}
+    | {"aangemaakt"}
+)
+CLOSED_WORDS = frozenset(
+    {"closed", "close", "closing", "won", "end", "signed"}
+    | {"cloture", "fermeture", "ferme", "fermee", "abschluss", "abschlussdatum", "geschlossen"}
+    | {"cierre", "cerrado", "cerrada", "fechamento", "fechado", "fechada", "chiusura", "chiuso"}
+    | {"chiusa", "gesloten", "sluiting", "sluitingsdatum"}
+)
+AMOUNT_WORDS = frozenset(
+    {"amount", "acv", "arr", "mrr", "tcv"}
+    | {"montant", "betrag", "importe", "monto", "importo", "bedrag"}
+)
+DEAL_WORDS = frozenset(
+    {"deal", "opportunity", "opp", "sales", "contract", "order"}
+    | {"affaire", "opportunite", "geschaeft", "verkaufschance", "oportunidad", "negocio"}
+    | {"oportunidade", "trattativa", "opportunita", "kans"}
+)
+VALUE_WORDS = frozenset(
+    {"value", "price", "size"}
+    | {"valeur", "prix", "wert", "preis", "valor", "precio", "preco", "valore", "prezzo"}
+    | {"waarde", "prijs"}
+)
+"""With a word of :data:`DEAL_WORDS`, these name a deal amount ('Deal Value', 'valeur affaire')."""
 DATE_FORMATS = ("ISO", "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%Y", "%d-%b-%y")
 
 
 def _words(column: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", column).lower()))
+    return set(name_words(column))
 
 
 @dataclass
@@ -80,6 +120,7 @@ class Draft:
     """What the draft guessed, role by role, with a comment per guess."""
 
     source: str
+    decimal: str | None = None
     label: dict | None = None
     row_id: str | None = None
     account_id: str | None = None
@@ -111,11 +152,11 @@ def _label_values(values: pd.Series) -> tuple[list[str], list[str], list[str]] |
     distinct = [str(v) for v in pd.unique(values.dropna())]
     if not 2 <= len(distinct) <= 12:
         return None
-    won = [v for v in distinct if _words(v) & WON_WORDS or v.strip().lower() in WON_WORDS]
+    won = [v for v in distinct if _words(v) & WON_WORDS or fold(v.strip()) in WON_WORDS]
     lost = [
         v
         for v in distinct
-        if v not in won and (_words(v) & LOST_WORDS or v.strip().lower() in LOST_WORDS)
+        if v not in won and (_words(v) & LOST_WORDS or fold(v.strip()) in LOST_WORDS)
     ]
     if not won or not lost:
         return None
@@ -172,6 +213,35 @@ def _date_format(values: pd.Series) -> tuple[str, float] | None:
         if share >= 0.95 and (best is None or share > best[1]):
             best = (fmt, share)
     return best
+
+
+_POINT_DECIMAL = r"^[+-]?\d*\.(\d{1,2}|\d{4,})$"
+"""A point followed by other than three digits: a decimal point, never a thousands separator."""
+
+
+def _decimal_comma(text: dict[str, pd.Series], taken: set[str]) -> str | None:
+    """A comment when the file writes numbers with a decimal comma ('1 234,5'), else None.
+
+    A column votes for the comma when most of its values are numbers only when read with a
+    decimal comma, and for the point when it is all numbers with a point and some value has a
+    point that cannot separate thousands ('3.5'). One vote for the point keeps the default.
+    """
+    comma, point = [], []
+    for column, values in text.items():
+        present = values.dropna()
+        if column in taken or present.empty or pd.api.types.is_numeric_dtype(present):
+            continue
+        sample = present.astype(str).drop_duplicates().head(2000)
+        point_bad = float(parse_numbers(sample)[1].mean())
+        if point_bad <= 0.02:
+            if sample.str.strip().str.fullmatch(_POINT_DECIMAL).any():
+                point.append(column)
+        elif float(parse_numbers(sample, decimal=",")[1].mean()) <= 0.02:
+            comma.append(column)
+    if not comma or point:
+        return None
+    shown = ", ".join(repr(c) for c in comma[:3]) + (" ..." if len(comma) > 3 else "")
+    return f"numbers are written with a decimal comma in {shown}"
 
 
 def _is_identifier(values: pd.Series) -> bool:
@@ -238,9 +308,7 @@ def _assign_amount_and_duration(
         words = _words(column)
         if column in taken or kinds[column] != "numeric":
             continue
-        amount_like = bool(words & AMOUNT_WORDS) or bool(
-            words & DEAL_WORDS and words & {"value", "price", "size"}
-        )
+        amount_like = bool(words & AMOUNT_WORDS) or bool(words & DEAL_WORDS and words & VALUE_WORDS)
         if draft.amount is None and amount_like and not name_suggests_post_outcome(column):
             draft.amount = column
             draft.comments["amount"] = "a numeric column named like a deal amount"
@@ -256,10 +324,10 @@ def _assign_amount_and_duration(
 
 
 def _outcome_separation(
-    values: pd.Series, kind: str, won: np.ndarray, closed: np.ndarray
+    values: pd.Series, kind: str, won: np.ndarray, closed: np.ndarray, decimal: str = "."
 ) -> tuple[float, float, str | None]:
     """Single-feature and blank-or-not ROC AUC on closed rows, and a one-sided fill."""
-    typed = parse_numbers(values)[0] if kind == "numeric" else values
+    typed = parse_numbers(values, decimal=decimal)[0] if kind == "numeric" else values
     part = typed[closed].reset_index(drop=True)
     return (
         single_feature_auc(part, won, kind),
@@ -269,7 +337,11 @@ def _outcome_separation(
 
 
 def _exclusion_reason(
-    column: str, values: pd.Series, kind: str, outcome: tuple[np.ndarray, np.ndarray] | None
+    column: str,
+    values: pd.Series,
+    kind: str,
+    outcome: tuple[np.ndarray, np.ndarray] | None,
+    decimal: str = ".",
 ) -> str | None:
     """Why a column should not be a feature, or None."""
     if values.nunique(dropna=False) <= 1:
@@ -288,7 +360,7 @@ def _exclusion_reason(
     if outcome is None:
         return None
     won, closed = outcome
-    auc, blank_auc, one_sided = _outcome_separation(values, kind, won, closed)
+    auc, blank_auc, one_sided = _outcome_separation(values, kind, won, closed, decimal)
     guard = LeakageSpec()
     if one_sided:
         return one_sided
@@ -356,13 +428,17 @@ def draft_spec(path: str | Path, *, label: str | None = None) -> Draft:
         draft.exclude.append(
             {"column": column, "reason": "a date: features are values known at creation"}
         )
-    kinds = {c: infer_type(v) for c, v in text.items() if c not in taken}
+    decimal_note = _decimal_comma(text, taken)
+    if decimal_note:
+        draft.decimal, draft.comments["decimal"] = ",", decimal_note
+    decimal = draft.decimal or "."
+    kinds = {c: infer_type(v, decimal=decimal) for c, v in text.items() if c not in taken}
     _assign_amount_and_duration(draft, text, kinds, taken)
     names: set[str] = set()
     for column, kind in kinds.items():
         if column in taken:
             continue
-        reason = _exclusion_reason(column, text[column], kind, outcome)
+        reason = _exclusion_reason(column, text[column], kind, outcome, decimal)
         if reason:
             draft.exclude.append({"column": column, "reason": reason})
         else:
@@ -372,7 +448,9 @@ def draft_spec(path: str | Path, *, label: str | None = None) -> Draft:
 
 def _flow(value: object) -> str:
     """One YAML value on one line (quoted where YAML needs it: 'yes', 'no', ': ')."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False)
+    text = yaml.safe_dump(
+        value, default_flow_style=True, width=10_000, sort_keys=False, allow_unicode=True
+    )
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
@@ -416,7 +494,8 @@ def render_draft(draft: Draft, out: Path | None = None) -> str:
         "# Drafted by `abm-ml spec init`: check every guess, then run `abm-ml validate` on it.",
         "# Every key is described in docs/spec.md.",
         f"name: {_flow(name)}",
-        f"source: {_flow({'path': source})}",
+        *([f"# {draft.comments['decimal']}: check it"] if draft.decimal else []),
+        f"source: {_flow({'path': source} | ({'decimal': draft.decimal} if draft.decimal else {}))}",
         *_role_lines(draft),
     ]
     if draft.missing_values:

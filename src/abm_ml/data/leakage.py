@@ -31,13 +31,13 @@ A column listed in ``leakage.allow`` is kept despite a finding; the finding is s
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from abm_ml.data.spec import DatasetSpec
+from abm_ml.data.words import name_words
 from abm_ml.modeling.feature_info import FeatureInfo
 from abm_ml.schema import DAYS_TO_CLOSE, LOST, OUTCOME, WON
 
@@ -56,6 +56,10 @@ POST_OUTCOME_WORDS = frozenset(
         "won_date",
         "lost_date",
     }
+    # The same in the other languages CRMs are run in, folded (see abm_ml.data.words).
+    | {"etape", "stufe", "etapa", "fase", "fermeture", "cloture", "abschluss", "geschlossen"}
+    | {"cierre", "fechamento", "chiusura", "sluiting", "resultat", "ergebnis", "resultado"}
+    | {"esito", "duree", "dauer", "duracion", "duracao", "durata", "looptijd"}
 )
 SUSPICIOUS_WORDS = frozenset(
     {
@@ -73,6 +77,9 @@ SUSPICIOUS_WORDS = frozenset(
         "invoice",
         "contract",
     }
+    | {"statut", "raison", "motif", "grund", "motivo", "razon", "reden", "remise", "rabatt"}
+    | {"descuento", "desconto", "sconto", "korting", "facturation", "facture", "rechnung"}
+    | {"factura", "fatura", "fattura", "factuur", "contrat", "vertrag", "contrato", "contratto"}
 )
 """Words of column names sales usually fill in after the outcome: a warning, never a refusal."""
 SUSPICIOUS_PHRASES = (("last", "activity"), ("last", "contact"), ("last", "modified"))
@@ -118,7 +125,7 @@ class LeakFinding:
 
 
 def _words(name: str) -> list[str]:
-    return re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+    return name_words(name)
 
 
 def _name_match(column: str, words_set: frozenset[str], phrases: tuple) -> str | None:

@@ -121,7 +121,7 @@ def parse_dates(values: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Se
     return parsed, bad
 
 
-def infer_type(values: pd.Series) -> str:
+def infer_type(values: pd.Series, *, decimal: str = ".") -> str:
     """Numeric when (almost) every present value is a number, boolean for yes/no columns, else categorical."""
     present = values.dropna()
     if present.empty:
@@ -143,7 +143,7 @@ def infer_type(values: pd.Series) -> str:
         and not lowered <= {"0", "1"}
     ):
         return "boolean"
-    parsed, bad = parse_numbers(present)
+    parsed, bad = parse_numbers(present, decimal=decimal)
     if bad.mean() <= 0.02 and parsed.notna().any():
         return "numeric"
     return "categorical"
@@ -226,16 +226,18 @@ def category_value(value: object) -> object:
     return np.nan if is_missing_value(value) else str(value)
 
 
-def parse_feature_value(value: object, kind: str) -> object:
+def parse_feature_value(value: object, kind: str, *, decimal: str = ".") -> object:
     """:func:`parse_feature_values` of one (cleaned) value, without the problem mask."""
     if kind == "numeric":
-        return parse_number_value(value)
+        return parse_number_value(value, decimal=decimal)
     if kind == "boolean":
         return parse_yes_no_value(value)
     return category_value(value)
 
 
-def parse_feature_values(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
+def parse_feature_values(
+    raw: pd.Series, kind: str, *, decimal: str = "."
+) -> tuple[pd.Series, pd.Series, str]:
     """A feature column (placeholders already cleaned) as the model takes it, by type.
 
     Training (:func:`abm_ml.data.validate.load_dataset`) and scoring
@@ -247,7 +249,7 @@ def parse_feature_values(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Serie
         of values present but unreadable, and the words describing such a value.
     """
     if kind == "numeric":
-        values, bad = parse_numbers(raw)
+        values, bad = parse_numbers(raw, decimal=decimal)
         return values, bad, "unparseable number"
     if kind == "boolean":
         values = parse_yes_no(raw)

@@ -46,6 +46,7 @@ class InputSpec(BaseModel):
     label: str | None = None
     amount: str | None = None
     amount_decimal: Literal[".", ","] = "."
+    decimal: Literal[".", ","] = "."
     created_at: str | None = None
     created_at_formats: list[str] = Field(default_factory=list)
     missing_values: list[str] = Field(default_factory=list)
@@ -62,7 +63,8 @@ class InputSpec(BaseModel):
             account_id=spec.account_id,
             label=spec.label.column,
             amount=spec.amount.column if spec.amount else None,
-            amount_decimal=spec.amount.decimal if spec.amount else ".",
+            amount_decimal=spec.amount_decimal,
+            decimal=spec.number_decimal,
             created_at=spec.created_at.column if spec.created_at else None,
             created_at_formats=list(spec.created_at.formats) if spec.created_at else [],
             missing_values=sorted(spec.missing_tokens),
@@ -71,6 +73,16 @@ class InputSpec(BaseModel):
             has_dates=spec.has_dates,
             has_velocity=spec.has_velocity,
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model pickled before a field existed loads with that field's default, so models
+        # registered by an older version keep scoring.
+        defaults = {
+            name: info.get_default(call_default_factory=True)
+            for name, info in type(self).model_fields.items()
+        }
+        state = {**state, "__dict__": defaults | state.get("__dict__", {})}
+        super().__setstate__(state)
 
     @property
     def tokens(self) -> frozenset[str]:
@@ -156,7 +168,7 @@ def canonical_records(
             parsed[feature.name] = pd.Series(np.nan, index=records.index)
             continue
         raw = clean_text(records[column], tokens)
-        values, bad, problem = parse_feature_values(raw, feature.type)
+        values, bad, problem = parse_feature_values(raw, feature.type, decimal=spec.decimal)
         add(bad, f"{problem} in {column!r}", raw)
         parsed[feature.name] = values
     others = records.drop(columns=[c for c in parsed if c in records.columns])
@@ -201,7 +213,9 @@ def canonical_record(
         out[feature.name] = (
             np.nan
             if key is None
-            else parse_feature_value(clean_value(record[key], tokens), feature.type)
+            else parse_feature_value(
+                clean_value(record[key], tokens), feature.type, decimal=spec.decimal
+            )
         )
     return out
 

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from abm_ml.data.words import fold
 from abm_ml.errors import AbmInputError
 from abm_ml.schema import CANONICAL_COLUMNS
 
@@ -86,6 +87,11 @@ class SourceSpec(_Strict):
     encoding: str | None = Field(
         default=None,
         description="Text encoding; UTF-8 (with or without BOM), UTF-16 (with BOM), then cp1252 when absent",
+    )
+    decimal: Literal[".", ","] | None = Field(
+        default=None,
+        description="Decimal mark of the file's numbers (numeric features and the amount): "
+        "'.' (the default) or ',' as in many European exports ('1.234,5' or '1 234,5')",
     )
     allow_short_rows: bool = Field(
         default=False,
@@ -154,7 +160,9 @@ class DurationSpec(_Strict):
 
 class AmountSpec(_Strict):
     column: str
-    decimal: Literal[".", ","] = "."
+    decimal: Literal[".", ","] | None = Field(
+        default=None, description="Decimal mark of the amount; `source.decimal` when absent"
+    )
 
 
 class FeatureSpec(_Strict):
@@ -514,6 +522,16 @@ class DatasetSpec(_Strict):
         return frozenset(DEFAULT_MISSING_VALUES) | {v.strip().lower() for v in self.missing_values}
 
     @property
+    def number_decimal(self) -> str:
+        """The decimal mark of the file's numbers: `source.decimal`, else '.'."""
+        return self.source.decimal or "."
+
+    @property
+    def amount_decimal(self) -> str:
+        """The amount's decimal mark: its own, else the file's."""
+        return (self.amount.decimal if self.amount else None) or self.number_decimal
+
+    @property
     def has_dates(self) -> bool:
         return self.created_at is not None
 
@@ -537,7 +555,7 @@ class DatasetSpec(_Strict):
 
 def slugify(column: str) -> str:
     """Turn a CRM column header into a model identifier: 'Opportunity Amount USD' -> 'opportunity_amount_usd'."""
-    slug = re.sub(r"[^0-9a-zA-Z]+", "_", column.strip()).strip("_").lower()
+    slug = re.sub(r"[^0-9a-z]+", "_", fold(column.strip())).strip("_")
     if not slug:
         slug = "feature"
     if slug[0].isdigit():

@@ -295,7 +295,7 @@ def _amounts(spec: DatasetSpec, frame: pd.DataFrame, rejects: _Rejects) -> pd.Se
     if spec.amount is None:
         return pd.Series(np.nan, index=frame.index)
     raw = clean_text(frame[spec.amount.column], spec.missing_tokens)
-    return _numbers(raw, spec.amount.column, rejects, decimal=spec.amount.decimal)
+    return _numbers(raw, spec.amount.column, rejects, decimal=spec.amount_decimal)
 
 
 def _features(
@@ -308,7 +308,7 @@ def _features(
     infos: list[FeatureInfo] = []
     for feature in _feature_specs(spec, list(frame.columns), roles):
         raw = clean_text(frame[feature.column], spec.missing_tokens)
-        kind = feature.type or infer_type(raw)
+        kind = feature.type or infer_type(raw, decimal=spec.number_decimal)
         if not feature.type and kind == "categorical":
             distinct = raw.nunique(dropna=True)
             if distinct > 0.9 * raw.notna().sum() and distinct > 50:
@@ -323,7 +323,7 @@ def _features(
                 f"column {feature.column!r} is both a feature and the spec's id/label/date",
                 field="features",
             )
-        values, bad, problem = parse_feature_values(raw, kind)
+        values, bad, problem = parse_feature_values(raw, kind, decimal=spec.number_decimal)
         rejects.add(bad, f"{problem} in {feature.column!r}: " + raw.astype(str))
         values_by_key[feature.key] = values
         infos.append(
