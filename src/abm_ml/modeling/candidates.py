@@ -353,7 +353,9 @@ def search(
         return candidate, member, rounds, time.perf_counter() - t0
 
     if budget_s is None:
-        fits = parallel_map(fit, usable)
+        # Slowest first (the portfolio lists cheapest first), so the quick linear fits fill the
+        # gaps at the end instead of leaving one core idle behind the last tree model.
+        fits = parallel_map(fit, usable[::-1])[::-1]
     else:
         fits = []
         for candidate in usable:
