@@ -9,10 +9,10 @@ Each is early-stopped on the validation rows where that applies.
 They are compared by **validation log loss after a cross-validated Platt scaling** (the
 packaged model is calibrated anyway, so a well-ranking but poorly scaled model is not
 penalised for its scale), ties within :data:`TIE_TOLERANCE` going to the model cheaper to
-explain. A log-odds blend of the best two or three (:func:`choose_blend`, weights fitted on
-the validation rows) replaces the single winner only when it beats it by more than the same
-tolerance, measured by cross-validation over the validation rows so that no weight is judged
-on the rows it was fitted on.
+explain. A log-odds blend of two or three candidates (:func:`choose_blend`: forward selection
+over the whole leaderboard, weights fitted on the validation rows) replaces the single winner
+only when it beats it by more than the same tolerance, measured by cross-validation over the
+validation rows so that no weight is judged on the rows it was fitted on.
 """
 
 from __future__ import annotations
