@@ -15,12 +15,16 @@ and scores every contender on the SAME test rows (``result.split.test``) with
 :func:`abm_ml.metrics.propensity_metrics` (95 % bootstrap intervals). abm-ml "matches" a
 contender on a metric when the two intervals overlap, "beats" it when its interval lies
 entirely on the better side, and is "behind" otherwise; wins by point estimate are counted too.
+Because every contender is scored on the same rows, the difference is also bootstrapped
+**paired** (both models on the same resamples, :func:`paired_differences`): the overlap of two
+separate intervals is a conservative test, the paired interval of the difference the usual one.
 
 Usage::
 
     python bench/bench_quality.py                    # every dataset, FLAML 60 s each
     python bench/bench_quality.py --quick            # olist + synthetic, FLAML 10 s, 50 resamples
     python bench/bench_quality.py --datasets olist-marketing-funnel --flaml-budget 30
+    python bench/bench_quality.py --only-abm         # abm-ml and its baselines only (iterating)
 
 Writes ``bench/results/quality.json``.
 """
@@ -117,6 +121,38 @@ def point_verdict(ours: dict, theirs: dict, metric: str) -> str:
     return "better" if is_better(metric, a, b) else "worse"
 
 
+PAIRED_METRICS = ("roc_auc", "brier")
+
+
+def paired_differences(
+    y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, *, n_boot: int, seed: int
+) -> dict[str, dict]:
+    """abm-ml minus a contender on the same bootstrap resamples of the test rows.
+
+    Returns:
+        Per metric of :data:`PAIRED_METRICS` the difference oriented so that positive means
+        abm-ml is better (ROC AUC ours - theirs, Brier theirs - ours), with its 95 % interval
+        and a verdict: ``beats`` when the interval is above 0, ``behind`` when below,
+        ``matches`` otherwise.
+    """
+    from abm_ml.modeling.bootstrap import bootstrap, mean_kernel, roc_auc_kernel
+
+    auc_ours, auc_theirs = roc_auc_kernel(y, ours), roc_auc_kernel(y, theirs)
+    kernels = {
+        "roc_auc": lambda counts: auc_ours(counts) - auc_theirs(counts),
+        "brier": mean_kernel((theirs - y) ** 2 - (ours - y) ** 2),
+    }
+    out = {}
+    for metric, diff in bootstrap(kernels, len(y), n_boot, seed).items():
+        low, high = diff.low, diff.high
+        if not (np.isfinite(low) and np.isfinite(high)):
+            verdict_ = "n/a"
+        else:
+            verdict_ = "beats" if low > 0 else "behind" if high < 0 else "matches"
+        out[metric] = {**diff.to_dict(), "verdict": verdict_}
+    return out
+
+
 def _velocity_verdict(ours: dict, baseline: dict) -> str:
     """abm-ml's P50 vs the median-days baseline on MAE.
 
@@ -200,7 +236,6 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     """Train abm-ml and the contenders on one dataset; metrics on the same test rows."""
     import lightgbm as lgb
 
-    from abm_ml.data.leakage import refused
     from abm_ml.modeling import metrics as m
     from abm_ml.modeling.baselines import as_logistic_input, logistic_baseline
     from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
@@ -233,6 +268,9 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         )
 
     propensity = {k: v for k, v in result.propensity.items()}
+    holdout = result.holdout_predictions
+    # Test-row probabilities of every contender, for the paired differences.
+    test_p = {c: holdout[c].to_numpy(dtype=float) for c in (MODEL_NAME, "logistic_regression")}
     train_s: dict[str, float] = {
         "abm-ml": float(result.timings.get("propensity_fit_s", np.nan)),
     }
@@ -248,11 +286,15 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
     matrix = result.scorer.preprocessor.transform(frame)
     x_fit, y_fit, x_test = matrix.iloc[fit_rows], y[fit_rows], matrix.iloc[test]
 
+    if args.only_abm:
+        return _result(result, config, propensity, test_p, y_test, train_s, {}, sw_total)
+
     print(f"[{name}] LGBMClassifier() defaults...", flush=True)
     with Stopwatch() as sw:
         default = lgb.LGBMClassifier(verbose=-1, n_jobs=threads or None).fit(x_fit, y_fit)
     train_s["lightgbm_default"] = sw.seconds
-    propensity["lightgbm_default"] = score(default.predict_proba(x_test)[:, 1])
+    test_p["lightgbm_default"] = default.predict_proba(x_test)[:, 1]
+    propensity["lightgbm_default"] = score(test_p["lightgbm_default"])
 
     print(f"[{name}] CatBoostClassifier() defaults...", flush=True)
     from catboost import CatBoostClassifier, Pool
@@ -273,7 +315,8 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
             thread_count=threads or -1,
         ).fit(pool(fit_rows, y_fit))
     train_s["catboost_default"] = sw.seconds
-    propensity["catboost_default"] = score(catboost.predict_proba(pool(test))[:, 1])
+    test_p["catboost_default"] = catboost.predict_proba(pool(test))[:, 1]
+    propensity["catboost_default"] = score(test_p["catboost_default"])
 
     flaml_info: dict = {}
     budgets = {"flaml": args.flaml_budget}
@@ -287,12 +330,23 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
             with Stopwatch() as sw:
                 automl, info = _fit_flaml(x_fit, y_fit, budget=budget, seed=args.seed)
             train_s[contender] = sw.seconds
-            propensity[contender] = score(np.asarray(automl.predict_proba(x_test))[:, 1])
+            test_p[contender] = np.asarray(automl.predict_proba(x_test))[:, 1]
+            propensity[contender] = score(test_p[contender])
         except Exception as error:  # noqa: BLE001 - reported, the other contenders still count
             info = {"error": f"{type(error).__name__}: {error}"}
             print(f"[{name}] FLAML failed: {info['error']}", flush=True)
         flaml_info[contender] = info
+    return _result(result, config, propensity, test_p, y_test, train_s, flaml_info, sw_total)
 
+
+def _result(result, config, propensity, test_p, y_test, train_s, flaml_info, sw_total) -> dict:
+    """The dataset's entry of the report: metrics, verdicts (overlap, paired, point)."""
+    from abm_ml.data.leakage import refused
+    from abm_ml.modeling.train import MODEL_NAME
+
+    frame, split = result.dataset.frame, result.split
+    features = result.scorer.features
+    threads = int(getattr(config, "num_threads", 0) or 0)
     as_dicts = {
         model: {k: v.to_dict() for k, v in metrics.items()} for model, metrics in propensity.items()
     }
@@ -312,6 +366,17 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         }
         for other in COMPARED
         if other in as_dicts
+    }
+    paired = {
+        other: paired_differences(
+            y_test,
+            np.clip(test_p[MODEL_NAME], 0.0, 1.0),
+            np.clip(test_p[other], 0.0, 1.0),
+            n_boot=config.n_boot,
+            seed=config.seed,
+        )
+        for other in COMPARED
+        if other in test_p
     }
     velocity = {
         model: {k: v.to_dict() for k, v in metrics.items()}
@@ -338,6 +403,7 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         "flaml_same_budget": flaml_info.get("flaml_same_budget", {}),
         "verdicts": verdicts,
         "point_verdicts": point_verdicts,
+        "paired_differences": paired,
         "propensity_choice": result.propensity_choice,
         "leaderboard": result.leaderboard,
         "velocity": velocity,
@@ -354,7 +420,7 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
 def _summary_rows(datasets: dict) -> list[list[str]]:
     rows = []
     for name, res in datasets.items():
-        if res.get("status") != "ok":
+        if res.get("status") != "ok" or "flaml" not in res["propensity"]:
             continue
         prop = res["propensity"]
         vs = res["verdicts"].get("flaml", {})
@@ -406,17 +472,24 @@ def _quality_table(datasets: dict) -> list[str]:
     counts = []
     for other in COMPARED:
         tally = {"better": 0, "equal": 0, "worse": 0, "beats": 0, "matches": 0, "behind": 0}
+        paired = {"beats": 0, "matches": 0, "behind": 0}
         for res in ok.values():
             for metric in ("roc_auc", "brier"):
                 for table in ("point_verdicts", "verdicts"):
                     v = res.get(table, {}).get(other, {}).get(metric)
                     if v in tally:
                         tally[v] += 1
+                v = res.get("paired_differences", {}).get(other, {}).get(metric, {}).get("verdict")
+                if v in paired:
+                    paired[v] += 1
+        if not any(other in res.get("propensity", {}) for res in ok.values()):
+            continue
         counts.append(
             [
                 SHORT_LABELS[other],
                 f"{tally['better']} / {tally['equal']} / {tally['worse']}",
                 f"{tally['beats']} / {tally['matches']} / {tally['behind']}",
+                f"{paired['beats']} / {paired['matches']} / {paired['behind']}",
             ]
         )
     return [
@@ -424,9 +497,36 @@ def _quality_table(datasets: dict) -> list[str]:
         md_table(["dataset, metric", *[SHORT_LABELS[c] for c in TABLE_CONTENDERS]], rows),
         (
             "\n**abm-ml vs each contender over ROC AUC and Brier**: by point estimate "
-            "(better / equal / worse at 3 decimals) and by 95 % interval (beats / matches / behind)\n"
+            "(better / equal / worse at 3 decimals), by overlap of the two 95 % intervals and by "
+            "the paired 95 % interval of the difference (beats / matches / behind)\n"
         ),
-        md_table(["contender", "point estimate", "interval"], counts),
+        md_table(["contender", "point estimate", "interval overlap", "paired difference"], counts),
+        *_paired_table(ok),
+    ]
+
+
+def _paired_table(ok: dict) -> list[str]:
+    """abm-ml minus LR (the simplest contender) per dataset, paired on the same resamples."""
+    rows = []
+    for name, res in ok.items():
+        diff = res.get("paired_differences", {}).get("logistic_regression")
+        if not diff:
+            continue
+        rows.append(
+            [name]
+            + [
+                f"{fmt_metric(diff[metric])}: **{diff[metric]['verdict']}**"
+                for metric in PAIRED_METRICS
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        (
+            "\n**abm-ml vs logistic regression, paired** (ROC AUC ours - LR, Brier LR - ours: "
+            "above 0 = abm-ml better)\n"
+        ),
+        md_table(["dataset", *[METRIC_LABELS[m] for m in PAIRED_METRICS]], rows),
     ]
 
 
@@ -573,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--n-boot", type=int, help="bootstrap resamples (default 200; 50 with --quick)"
     )
+    parser.add_argument(
+        "--only-abm",
+        action="store_true",
+        help="abm-ml and its baselines only (no LightGBM/CatBoost defaults, no FLAML): they do "
+        "not change while abm-ml's training does",
+    )
     parser.add_argument("--synth-accounts", type=int, default=5000)
     parser.add_argument("--synth-seed", type=int, default=7)
     parser.add_argument("--seed", type=int, default=42)
@@ -591,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     report = base_report(NAME, quick=args.quick, argv=argv)
     report["config"] = {
         "flaml_budget_s": args.flaml_budget,
+        "only_abm": args.only_abm,
         "flaml_estimators": FLAML_ESTIMATORS,
         "n_boot": args.n_boot,
         "seed": args.seed,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,33 @@ def test_quality_verdict_uses_interval_overlap() -> None:
         == "beats"
     )
     assert verdict(a, None, "roc_auc") == "n/a"
+
+
+def test_quality_paired_difference_sees_a_consistent_gain_that_overlapping_intervals_hide():
+    """The same rows, a second model slightly but consistently better: the two separate ROC AUC
+    intervals overlap, the paired interval of the difference does not."""
+    bench = _bench_module("bench_quality")
+    from abm_ml.modeling.metrics import propensity_metrics
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-signal))).astype(int)
+    weak = 1 / (1 + np.exp(-(signal + rng.normal(scale=1.2, size=n))))
+    strong = 1 / (1 + np.exp(-(signal + rng.normal(scale=0.9, size=n))))
+    ours = propensity_metrics(y, strong, n_boot=200, seed=1)["roc_auc"].to_dict()
+    theirs = propensity_metrics(y, weak, n_boot=200, seed=1)["roc_auc"].to_dict()
+    assert bench.verdict(ours, theirs, "roc_auc") == "matches"
+    paired = bench.paired_differences(y, strong, weak, n_boot=200, seed=1)
+    assert paired["roc_auc"]["verdict"] == "beats" and paired["roc_auc"]["value"] > 0
+    assert paired["brier"]["verdict"] == "beats"  # positive = abm-ml's Brier is lower
+    assert bench.paired_differences(y, weak, strong, n_boot=200, seed=1)["roc_auc"]["verdict"] == (
+        "behind"
+    )
+    # The same model on both sides: a difference of exactly 0 is no win.
+    assert bench.paired_differences(y, weak, weak, n_boot=50, seed=1)["roc_auc"]["verdict"] == (
+        "matches"
+    )
 
 
 @pytest.mark.slow

@@ -156,6 +156,26 @@ def test_a_blend_is_chosen_only_when_it_beats_the_winner_on_held_out_folds():
     assert not cand.choose_blend([first, copy], y, seed=0).is_blend
 
 
+def test_the_blend_partner_is_the_one_that_adds_most_not_the_runner_up():
+    """Two near-identical tree models top a leaderboard; the partner that errs differently
+    (ranked last alone) is the one the forward selection adds."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(a + b)))).astype(int)
+    winner = _fitted("tree", 0.60, 40, a + 0.3 * b)
+    twin = _fitted("tree_twin", 0.601, 40, a + 0.3 * b + rng.normal(scale=1e-3, size=n))
+    other = _fitted("linear", 0.62, 1, b)
+    choice = cand.choose_blend([winner, twin, other], y, seed=0)
+    assert [f.candidate.name for f in choice.members] == ["tree", "linear"]
+    assert np.all(choice.weights > 0.3)
+    # The blend's held-out loss is what the choice reports, and it beats the winner's.
+    raws = np.column_stack([winner.valid_raw, other.valid_raw])
+    assert choice.valid_log_loss_calibrated == pytest.approx(cand.cross_validated_loss(raws, y, 0))
+    single = cand.cross_validated_loss(winner.valid_raw[:, None], y, 0)
+    assert choice.valid_log_loss_calibrated < single * (1 - cand.TIE_TOLERANCE)
+
+
 def test_weights_fitted_on_validation_are_not_negative():
     rng = np.random.default_rng(4)
     a = rng.normal(size=3000)

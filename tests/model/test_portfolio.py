@@ -78,3 +78,24 @@ def test_the_leaderboard_is_logged_to_mlflow_and_shown_in_the_report(
     assert 'id="leaderboard"' in html
     for row in portfolio_result.leaderboard:
         assert row["candidate"] in html
+
+
+def test_a_category_first_seen_in_validation_is_known_to_the_packaged_model(crm_dataset):
+    """The packaged model is refitted on train + validation, so a category that appears only
+    in the validation rows (a new campaign or page, on a time split) gets its own code
+    instead of being scored as unknown."""
+    import dataclasses
+
+    from abm_ml.data.split import make_split
+    from abm_ml.testing import small_train_config
+
+    config = small_train_config()
+    split = make_split(crm_dataset.frame, crm_dataset.spec, seed=config.seed)
+    feature = next(f.name for f in crm_dataset.features if f.type == "categorical")
+    frame = crm_dataset.frame.copy()
+    frame[feature] = frame[feature].astype(object)
+    frame.iloc[split.valid[:40], frame.columns.get_loc(feature)] = "first_seen_in_validation"
+    result = train_models(dataclasses.replace(crm_dataset, frame=frame), config)
+    assert "first_seen_in_validation" in result.scorer.preprocessor.categories_[feature]
+    test_values = set(frame.iloc[result.split.test][feature].dropna().astype(str))
+    assert "first_seen_in_validation" not in test_values  # the holdout is untouched

@@ -396,7 +396,11 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     started = time.perf_counter()
     frame = dataset.frame
     split, findings, features = _split_and_guard(dataset, config)
-    preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
+    # The category vocabulary (no labels) covers train + validation: the packaged model is
+    # refitted on both, and on a time split the newest categories appear only in validation.
+    preprocessor = Preprocessor(features).fit(
+        frame.iloc[np.concatenate([split.train, split.valid])]
+    )
     values = preprocessor.raw_values(frame)
     X = preprocessor.matrix(values)
     y = won_labels(frame)
