@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -180,35 +179,6 @@ def test_big_bodies_are_refused_before_they_are_read(server):
         assert status in line, line
         assert seconds < 10
     assert server["client"].get("/readyz", headers=AUTH).status_code == 200
-
-
-def test_connections_are_spread_over_the_workers(server, make_records):
-    """8 clients that connect at once and keep their connections: every worker serves some.
-
-    The workers share one listening socket; without libuv's single-accept mode (set by
-    ``serve_command``) the first worker to wake took all 8 connections and the other idled.
-    """
-    workers = [
-        p
-        for p in psutil.Process(server["proc"].pid).children(recursive=True)
-        if "_bentoml_impl.worker" in " ".join(p.cmdline())
-    ]
-    if len(workers) < 2:
-        pytest.skip("one worker on this machine (one core): nothing to spread")
-    payload = {"records": make_records(1)}
-    before = [sum(w.cpu_times()[:2]) for w in workers]
-    start = threading.Barrier(8)
-
-    def client_session(_: int) -> None:
-        with httpx.Client(base_url=server["url"], timeout=60, headers=AUTH) as client:
-            start.wait()
-            for _ in range(60):
-                assert client.post("/score", json=payload).status_code == 200
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(client_session, range(8)))
-    used = [sum(w.cpu_times()[:2]) - b for w, b in zip(workers, before, strict=True)]
-    assert min(used) > 0.1 * sum(used), used
 
 
 def test_concurrent_requests_get_their_own_scores(server, trained, make_records):

@@ -137,9 +137,13 @@ class AbmScoringService:
 # The endpoints are module-level coroutines, not methods of the service class: BentoML gives a
 # method route its ``self`` through a synchronous FastAPI dependency, which FastAPI runs in a
 # thread pool, one thread hop per request (a sixth of a worker's time at 8 clients, measured
-# with py-spy). The instance is BentoML's current service, the one this worker created.
+# with py-spy). The instance is BentoML's current service, the one this worker created
+# (looked up once here: ``bentoml.<name>`` goes through the package's lazy ``__getattr__``).
+_current_service = bentoml.get_current_service
+
+
 def _service() -> AbmScoringService:
-    return bentoml.get_current_service()
+    return _current_service()
 
 
 @app.post(

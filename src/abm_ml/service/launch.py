@@ -54,12 +54,6 @@ def serve_command(
     child.setdefault("BENTOML_DO_NOT_TRACK", "True")
     # One OpenMP thread per worker: LightGBM's thread start-up dominates small batches (see README).
     child.setdefault("OMP_NUM_THREADS", "1")
-    # The workers share one listening socket (BentoML's arbiter binds it; no SO_REUSEPORT, see
-    # bentoml/BentoML#5426). uvloop accepts every pending connection in one go, so the worker
-    # that wakes first took all of a client's connections and the others idled (measured: one
-    # worker busy at 8 and 32 clients). libuv's single-accept mode takes one connection per
-    # wake-up and lets the other workers take theirs.
-    child.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     argv = [
         sys.executable,
         "-m",
