@@ -19,8 +19,10 @@ The load generator runs on the same machine as the servers and takes CPU from th
 few percent of a core where the Python client took most of one and capped both servers. Without
 ``wrk`` the httpx client is used, with a printed note; the report names the generator and its
 CPU share, and each server's CPU time per request (robust when other jobs share the machine).
-Ratios (served / reference, served / in process) come from the same run, so they travel across
-machines; figures are for loopback.
+Both servers run at once and each throughput level is measured on the service, then on the
+reference, so a machine shared with other jobs loads both alike. Ratios (served / reference,
+served / in process) come from the same run, so they travel across machines; figures are for
+loopback.
 
 Self-contained by default: it trains a small model on the planted CRM export of abm_ml.testing,
 logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
@@ -334,21 +336,21 @@ def load_wrk(url: str, bodies: Path, concurrency: int, duration: float, headers:
     }
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds used so far by a server process and all its children (workers)."""
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by a server process and each of its children (workers), by pid."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    used: dict[int, float] = {}
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            used[proc.pid] = times.user + times.system
+    return used
 
 
 def start(argv: list[str], env: dict, run_dir: Path, port: int, name: str):
@@ -365,6 +367,7 @@ def start(argv: list[str], env: dict, run_dir: Path, port: int, name: str):
         stop_server(proc)
         raise
     proc.bench_startup = time.perf_counter() - t0  # type: ignore[attr-defined]
+    proc.bench_name = name  # type: ignore[attr-defined]
     print(f"  {name} ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
     return proc
 
@@ -392,56 +395,64 @@ def start_reference(workers: int, env: dict, run_dir: Path):
     return start(argv, {**os.environ, **env}, run_dir, port, "bare Starlette reference")
 
 
-def measure_served(
-    proc,
-    payload_1: list[dict],
-    payload_100: list[dict],
-    n_latency: int,
-    max_requests: int,
-    duration: float,
-    generator: str,
-    bodies: Path,
-) -> dict:
-    """Sequential latency (httpx), then throughput at each concurrency with ``generator``."""
+def measure_latency(proc, payload_1: list[dict], payload_100: list[dict], n_latency: int) -> dict:
+    """Warm-up, then sequential latency of 1- and 100-record ``POST /score`` (httpx, one client)."""
     import httpx
 
-    from abm_ml.service.settings import available_cores
-
-    url = proc.bench_url
-    served: dict = {"startup_seconds": proc.bench_startup}
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for i in range(30):  # warm-up, and the batching dispatcher's calibration requests
+    served: dict = {"startup_seconds": proc.bench_startup, "throughput": []}
+    with httpx.Client(base_url=proc.bench_url, timeout=60) as client:
+        for i in range(30):
             client.post("/score", json=payload_1[i % len(payload_1)])
         client.post("/score", json=payload_100[0])
         served["score_1"], e1 = sequential(client, "/score", payload_1, n_latency)
         served["score_100"], e100 = sequential(
             client, "/score", payload_100, max(10, n_latency // 3)
         )
-        served["latency_errors"] = e1 + e100
-        served["throughput"] = []
-        for c in CONCURRENCY:
-            server_cpu = tree_cpu_seconds(proc.pid)
-            if generator == "wrk":
-                run = load_wrk(url, bodies, c, duration, {})
-            else:
-                run = asyncio.run(_load(url, payload_1, c, max_requests, duration, {}))
-            server_cpu = tree_cpu_seconds(proc.pid) - server_cpu
-            run["server_cpu_ms_per_request"] = (
-                1000 * server_cpu / run["requests"] if run["requests"] else None
-            )
-            # share of the machine's cores the load generator used while it ran
-            run["generator_cpu_share"] = run["generator_cpu_seconds"] / (
-                run["seconds"] * available_cores()
-            )
-            served["throughput"].append(run)
-            print(
-                f"  {c:>2} clients: {run['requests_per_s']:.1f} req/s, "
-                f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}, "
-                f"server CPU {run['server_cpu_ms_per_request'] or float('nan'):.3f} ms/request, "
-                f"{generator} {100 * run['generator_cpu_share']:.0f}% of the cores",
-                flush=True,
-            )
+    served["latency_errors"] = e1 + e100
     return served
+
+
+def measure_throughput(
+    proc,
+    concurrency: int,
+    payload_1: list[dict],
+    max_requests: int,
+    duration: float,
+    generator: str,
+    bodies: Path,
+) -> dict:
+    """One throughput level of 1-record requests, with the server's CPU time per request."""
+    from abm_ml.service.settings import available_cores
+
+    url = proc.bench_url
+    cpu_before = tree_cpu_seconds(proc.pid)
+    if generator == "wrk":
+        run = load_wrk(url, bodies, concurrency, duration, {})
+    else:
+        run = asyncio.run(_load(url, payload_1, concurrency, max_requests, duration, {}))
+    cpu_after = tree_cpu_seconds(proc.pid)
+    by_process = [cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after]
+    server_cpu = sum(by_process)
+    run["server_cpu_ms_per_request"] = (
+        1000 * server_cpu / run["requests"] if run["requests"] else None
+    )
+    # The workers share one listening socket: a pool of connections opened at once can land on
+    # one worker. The busiest process's share shows it (1/workers = even).
+    run["server_cpu_share_busiest_process"] = (
+        max(by_process) / server_cpu if server_cpu > 0 else None
+    )
+    # share of the machine's cores the load generator used while it ran
+    run["generator_cpu_share"] = run["generator_cpu_seconds"] / (run["seconds"] * available_cores())
+    run["load_average_1m"] = os.getloadavg()[0]
+    print(
+        f"  {proc.bench_name}, {concurrency:>2} clients: {run['requests_per_s']:.1f} req/s, "
+        f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}, "
+        f"server CPU {run['server_cpu_ms_per_request'] or float('nan'):.3f} ms/request "
+        f"({100 * (run['server_cpu_share_busiest_process'] or 0):.0f}% in the busiest "
+        f"process), {generator} {100 * run['generator_cpu_share']:.0f}% of the cores",
+        flush=True,
+    )
+    return run
 
 
 def ratios(ip: dict, served: dict, reference: dict | None) -> dict[str, float | None]:
@@ -521,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
         k: os.environ.get(k)
         for k in ("ABM_ML_MODELS_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     }
-    proc = None
+    servers: dict = {}
     run_dir = tmp or Path(tempfile.gettempdir())
     env = {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
     try:
@@ -545,35 +556,32 @@ def main(argv: list[str] | None = None) -> dict:
             print("in process: the steps of a request, and AccountScorer.score ...", flush=True)
             report["in_process"] = in_process(scorer, pool, records_100, n_latency)
 
+            # Both servers are up at once and each throughput level runs on one, then the other:
+            # when other jobs share the machine, the two see the same load and the ratio holds.
             print(f"served ({workers} workers) ...", flush=True)
-            proc = start_service(tag, workers, env, run_dir)
-            report["served"] = measure_served(
-                proc, payload_1, payload_100, n_latency, max_requests, duration, generator, bodies
-            )
-            stop_server(proc)
-            proc = None
-            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
+            servers["served"] = start_service(tag, workers, env, run_dir)
             if not args.no_reference:
                 print(f"reference: bare Starlette + uvicorn ({workers} workers) ...", flush=True)
-                proc = start_reference(workers, env, run_dir)
-                report["reference"] = measure_served(
-                    proc,
-                    payload_1,
-                    payload_100,
-                    n_latency,
-                    max_requests,
-                    duration,
-                    generator,
-                    bodies,
-                )
-                stop_server(proc)
-                proc = None
+                servers["reference"] = start_reference(workers, env, run_dir)
+            for key, server in servers.items():
+                report[key] = measure_latency(server, payload_1, payload_100, n_latency)
+            for c in CONCURRENCY:
+                for key, server in servers.items():
+                    report[key]["throughput"].append(
+                        measure_throughput(
+                            server, c, payload_1, max_requests, duration, generator, bodies
+                        )
+                    )
+            for server in servers.values():
+                stop_server(server)
+            servers.clear()
+            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
             report["ratios"] = ratios(
                 report["in_process"], report["served"], report.get("reference")
             )
     finally:
-        if proc is not None:
-            stop_server(proc)
+        for server in servers.values():
+            stop_server(server)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
