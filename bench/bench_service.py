@@ -14,9 +14,15 @@ Measured in one run, on the same records:
   same number of worker processes, which parses the same JSON bodies and answers a constant, measured
   with the same client and loads: the framework cost any Python service pays here.
 
-Ratios (served / reference, served / in process) come from the same run, so they travel across
-machines. The client runs on the same machine as the servers and takes CPU from them; figures
-are for loopback.
+The load generator runs on the same machine as the servers and takes CPU from them. It is
+``wrk`` (C, one thread; ``bench/wrk_post.lua`` sends the bodies) when it is installed: it costs a
+few percent of a core where the Python client took most of one and capped both servers. Without
+``wrk`` the httpx client is used, with a printed note; the report names the generator and its
+CPU share, and each server's CPU time per request (robust when other jobs share the machine).
+Both servers run at once and each throughput level is measured on the service, then on the
+reference, so a machine shared with other jobs loads both alike. Ratios (served / reference,
+served / in process) come from the same run, so they travel across machines; figures are for
+loopback.
 
 Self-contained by default: it trains a small model on the planted CRM export of abm_ml.testing,
 logs it to a temporary MLflow store, makes it champion and deploys it into a temporary
@@ -29,6 +35,7 @@ Usage::
     python bench/bench_service.py               # 300 latency samples, 15 s per level
     python bench/bench_service.py --alias champion
     python bench/bench_service.py --workers 1   # one worker (default: one per core)
+    python bench/bench_service.py --generator httpx  # the Python client instead of wrk
 
 Writes ``bench/results/service.json``.
 """
@@ -45,7 +52,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import asyncio
 import contextlib
+import json
+import re
+import resource
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_report, quiet_warnings, write_result
 
 CONCURRENCY = (1, 8, 32)
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--no-reference", action="store_true", help="skip the bare Starlette reference server"
+    )
+    p.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="load generator for the throughput runs (auto: wrk when installed, else httpx)",
     )
     p.add_argument("--out", default=None, help="result file (default bench/results/service.json)")
     return p.parse_args(argv)
@@ -250,8 +268,10 @@ async def _load(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        generator_cpu = time.process_time() - cpu_started
     ok = statuses.get(200, 0)
     return {
         "concurrency": concurrency,
@@ -262,7 +282,75 @@ async def _load(
         "seconds": elapsed,
         "requests_per_s": ok / elapsed if elapsed else None,
         "latency": pct(latencies),
+        "generator_cpu_seconds": generator_cpu,
     }
+
+
+def load_wrk(url: str, bodies: Path, concurrency: int, duration: float, headers: dict) -> dict:
+    """One ``wrk`` run of 1-record ``POST /score`` at ``concurrency`` connections, one thread."""
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "60s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(bodies),
+        "/score",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=duration + 120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    found = re.search(r"^WRK_JSON (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}): {done.stdout[-800:]}{done.stderr[-800:]}"
+        )
+    w = json.loads(found.group(1))
+    errors = sum(w[k] for k in w if k.startswith("errors_"))
+    elapsed = w["duration_us"] / 1e6
+    ok = w["requests"] - w["errors_status"]
+    return {
+        "concurrency": concurrency,
+        "requests": w["requests"],
+        "ok": ok,
+        "errors": errors,
+        "errors_by_kind": {k[len("errors_") :]: w[k] for k in w if k.startswith("errors_")},
+        "seconds": elapsed,
+        "requests_per_s": ok / elapsed if elapsed else None,
+        # wrk's histogram covers every answered request (non-2xx included: errors shows those)
+        "latency": {
+            "p50_ms": w["latency_p50_us"] / 1000,
+            "p95_ms": w["latency_p95_us"] / 1000,
+            "p99_ms": w["latency_p99_us"] / 1000,
+            "mean_ms": w["latency_mean_us"] / 1000,
+            "n": w["requests"],
+        },
+        "generator_cpu_seconds": (after.ru_utime + after.ru_stime)
+        - (before.ru_utime + before.ru_stime),
+    }
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by a server process and each of its children (workers), by pid."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    used: dict[int, float] = {}
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            used[proc.pid] = times.user + times.system
+    return used
 
 
 def start(argv: list[str], env: dict, run_dir: Path, port: int, name: str):
@@ -279,6 +367,7 @@ def start(argv: list[str], env: dict, run_dir: Path, port: int, name: str):
         stop_server(proc)
         raise
     proc.bench_startup = time.perf_counter() - t0  # type: ignore[attr-defined]
+    proc.bench_name = name  # type: ignore[attr-defined]
     print(f"  {name} ready in {proc.bench_startup:.1f} s", flush=True)  # type: ignore[attr-defined]
     return proc
 
@@ -306,37 +395,64 @@ def start_reference(workers: int, env: dict, run_dir: Path):
     return start(argv, {**os.environ, **env}, run_dir, port, "bare Starlette reference")
 
 
-def measure_served(
-    proc,
-    payload_1: list[dict],
-    payload_100: list[dict],
-    n_latency: int,
-    max_requests: int,
-    duration: float,
-) -> dict:
+def measure_latency(proc, payload_1: list[dict], payload_100: list[dict], n_latency: int) -> dict:
+    """Warm-up, then sequential latency of 1- and 100-record ``POST /score`` (httpx, one client)."""
     import httpx
 
-    url = proc.bench_url
-    served: dict = {"startup_seconds": proc.bench_startup}
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for i in range(30):  # warm-up, and the batching dispatcher's calibration requests
+    served: dict = {"startup_seconds": proc.bench_startup, "throughput": []}
+    with httpx.Client(base_url=proc.bench_url, timeout=60) as client:
+        for i in range(30):
             client.post("/score", json=payload_1[i % len(payload_1)])
         client.post("/score", json=payload_100[0])
         served["score_1"], e1 = sequential(client, "/score", payload_1, n_latency)
         served["score_100"], e100 = sequential(
             client, "/score", payload_100, max(10, n_latency // 3)
         )
-        served["latency_errors"] = e1 + e100
-        served["throughput"] = []
-        for c in CONCURRENCY:
-            run = asyncio.run(_load(url, payload_1, c, max_requests, duration, {}))
-            served["throughput"].append(run)
-            print(
-                f"  {c:>2} clients: {run['requests_per_s']:.1f} req/s, "
-                f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}",
-                flush=True,
-            )
+    served["latency_errors"] = e1 + e100
     return served
+
+
+def measure_throughput(
+    proc,
+    concurrency: int,
+    payload_1: list[dict],
+    max_requests: int,
+    duration: float,
+    generator: str,
+    bodies: Path,
+) -> dict:
+    """One throughput level of 1-record requests, with the server's CPU time per request."""
+    from abm_ml.service.settings import available_cores
+
+    url = proc.bench_url
+    cpu_before = tree_cpu_seconds(proc.pid)
+    if generator == "wrk":
+        run = load_wrk(url, bodies, concurrency, duration, {})
+    else:
+        run = asyncio.run(_load(url, payload_1, concurrency, max_requests, duration, {}))
+    cpu_after = tree_cpu_seconds(proc.pid)
+    by_process = [cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after]
+    server_cpu = sum(by_process)
+    run["server_cpu_ms_per_request"] = (
+        1000 * server_cpu / run["requests"] if run["requests"] else None
+    )
+    # The workers share one listening socket: a pool of connections opened at once can land on
+    # one worker. The busiest process's share shows it (1/workers = even).
+    run["server_cpu_share_busiest_process"] = (
+        max(by_process) / server_cpu if server_cpu > 0 else None
+    )
+    # share of the machine's cores the load generator used while it ran
+    run["generator_cpu_share"] = run["generator_cpu_seconds"] / (run["seconds"] * available_cores())
+    run["load_average_1m"] = os.getloadavg()[0]
+    print(
+        f"  {proc.bench_name}, {concurrency:>2} clients: {run['requests_per_s']:.1f} req/s, "
+        f"p50 {run['latency']['p50_ms'] or float('nan'):.1f} ms, errors {run['errors']}, "
+        f"server CPU {run['server_cpu_ms_per_request'] or float('nan'):.3f} ms/request "
+        f"({100 * (run['server_cpu_share_busiest_process'] or 0):.0f}% in the busiest "
+        f"process), {generator} {100 * run['generator_cpu_share']:.0f}% of the cores",
+        flush=True,
+    )
+    return run
 
 
 def ratios(ip: dict, served: dict, reference: dict | None) -> dict[str, float | None]:
@@ -383,6 +499,17 @@ def main(argv: list[str] | None = None) -> dict:
     duration = 4.0 if args.quick else 15.0
     max_requests = 400 if args.quick else 5000
     workers = args.workers or available_cores()
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "httpx"
+        if generator == "httpx":
+            print(
+                "note: wrk is not installed (Debian: apt-get install wrk); the throughput runs "
+                "use the httpx client, which shares the cores with the servers and caps both",
+                flush=True,
+            )
+    elif generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--generator wrk: wrk is not installed (Debian: apt-get install wrk)")
     report = base_report("service", quick=args.quick, argv=argv)
     report["settings"] = {
         "workers": workers,
@@ -391,6 +518,12 @@ def main(argv: list[str] | None = None) -> dict:
         "throughput_seconds_per_level": duration,
         "throughput_max_requests_per_level": max_requests,
         "concurrency": list(CONCURRENCY),
+        "load_generator": generator,
+        "load_generator_detail": (
+            "wrk -t1 (C, one thread), bench/wrk_post.lua"
+            if generator == "wrk"
+            else "httpx.AsyncClient, one asyncio task per client"
+        ),
     }
 
     tmp = None if args.alias else Path(tempfile.mkdtemp(prefix="abm-bench-service-"))
@@ -399,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
         k: os.environ.get(k)
         for k in ("ABM_ML_MODELS_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     }
-    proc = None
+    servers: dict = {}
     run_dir = tmp or Path(tempfile.gettempdir())
     env = {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
     try:
@@ -417,32 +550,38 @@ def main(argv: list[str] | None = None) -> dict:
             payload_1 = [{"records": [r]} for r in pool]
             records_100 = pool[:100]
             payload_100 = [{"records": records_100}]
+            bodies = run_dir / "bench-service-bodies.jsonl"
+            bodies.write_text("".join(json.dumps(p) + "\n" for p in payload_1))
 
             print("in process: the steps of a request, and AccountScorer.score ...", flush=True)
             report["in_process"] = in_process(scorer, pool, records_100, n_latency)
 
+            # Both servers are up at once and each throughput level runs on one, then the other:
+            # when other jobs share the machine, the two see the same load and the ratio holds.
             print(f"served ({workers} workers) ...", flush=True)
-            proc = start_service(tag, workers, env, run_dir)
-            report["served"] = measure_served(
-                proc, payload_1, payload_100, n_latency, max_requests, duration
-            )
-            stop_server(proc)
-            proc = None
-            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
+            servers["served"] = start_service(tag, workers, env, run_dir)
             if not args.no_reference:
                 print(f"reference: bare Starlette + uvicorn ({workers} workers) ...", flush=True)
-                proc = start_reference(workers, env, run_dir)
-                report["reference"] = measure_served(
-                    proc, payload_1, payload_100, n_latency, max_requests, duration
-                )
-                stop_server(proc)
-                proc = None
+                servers["reference"] = start_reference(workers, env, run_dir)
+            for key, server in servers.items():
+                report[key] = measure_latency(server, payload_1, payload_100, n_latency)
+            for c in CONCURRENCY:
+                for key, server in servers.items():
+                    report[key]["throughput"].append(
+                        measure_throughput(
+                            server, c, payload_1, max_requests, duration, generator, bodies
+                        )
+                    )
+            for server in servers.values():
+                stop_server(server)
+            servers.clear()
+            report["server"] = {"startup_seconds": report["served"]["startup_seconds"]}
             report["ratios"] = ratios(
                 report["in_process"], report["served"], report.get("reference")
             )
     finally:
-        if proc is not None:
-            stop_server(proc)
+        for server in servers.values():
+            stop_server(server)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -489,7 +628,9 @@ def print_report(r: dict) -> None:
     for name, sv in modes.items():
         print(row(f"{name}: POST /score 1 record", sv["score_1"]))
         print(row(f"{name}: POST /score 100 records", sv["score_100"]))
-    print("throughput, 1-record requests")
+    print(
+        f"throughput, 1-record requests (load generator: {r['settings']['load_generator_detail']})"
+    )
     print(f"  {'in process, sequential requests':<48} {ip['records_per_s_1']:8.1f} records/s")
     for name, sv in modes.items():
         for run in sv["throughput"]:
@@ -498,7 +639,8 @@ def print_report(r: dict) -> None:
             print(
                 f"  {label:<48} {run['requests_per_s'] or 0:8.1f} req/s"
                 f"   p50 {lat['p50_ms'] or float('nan'):.1f}  p99 {lat['p99_ms'] or float('nan'):.1f} ms"
-                f"  errors {run['errors']}"
+                f"  errors {run['errors']}  server CPU {run.get('server_cpu_ms_per_request') or 0:.3f}"
+                f" ms/req  generator {100 * run.get('generator_cpu_share', 0):.0f}% of cores"
             )
     print("ratios (same run)")
     for k, v in r["ratios"].items():

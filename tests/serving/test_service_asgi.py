@@ -58,6 +58,21 @@ def test_health_ready_metadata(client, deployment, trained):
     assert meta["max_records"] == DEFAULT_MAX_RECORDS and meta["ignore_unknown_fields"] is False
 
 
+def test_requests_cost_no_thread_hop_and_no_idle_extras(svc):
+    """What the served throughput rests on (bench/bench_service.py measures the effect)."""
+    from fastapi.routing import APIRoute
+
+    routes = [r for r in svc.app.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {"/score", "/rank", "/explain", "/metadata"}
+    # A FastAPI dependency that is a plain function runs in a thread pool on every request;
+    # BentoML's class-view routes get ``self`` that way, so the endpoints take none.
+    assert not [r.path for r in routes if r.dependant.dependencies]
+    config = svc.AbmScoringService.config
+    assert config["logging"]["access"]["enabled"] is False
+    assert config["tracing"] == {"excluded_urls": [".*"]}
+    assert config["metrics"]["enabled"] is True
+
+
 def test_score_returns_the_scorers_numbers(client, trained, deployment, make_records):
     recs = make_records(6)
     resp = client.post("/score", json={"records": recs})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def test_score_matches_in_process(server, trained, deployment, make_records):
         [r["expected_value"] for r in body["results"]], expected["expected_value"], rtol=1e-9
     )
     assert [r["reasons"] for r in body["results"]] == expected["reasons"].tolist()
+
+
+def test_requests_are_not_logged_one_by_one(server, make_records):
+    """The access log is off by default (ABM_ML_ACCESS_LOG=1 turns it on): no line per call."""
+    c = server["client"]
+    for _ in range(3):
+        assert c.post("/score", json={"records": make_records(1)}, headers=AUTH).status_code == 200
+    time.sleep(0.5)  # the serve process relays worker output asynchronously
+    assert "path=/score" not in server["log"].read_text(errors="replace")
 
 
 def test_rank_explain_metadata(server, trained, deployment, make_records):

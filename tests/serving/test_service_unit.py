@@ -14,7 +14,7 @@ from abm_ml.service import contract, handlers, responses
 from abm_ml.service.auth import BearerAuthMiddleware
 from abm_ml.service.contract import ServingError, ValidatedRequest
 from abm_ml.service.deploy import DeployedModel
-from abm_ml.service.settings import Settings
+from abm_ml.service.settings import ServiceConfig, Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -132,6 +132,20 @@ def test_bearer_token_check():
     ):
         assert not auth.authorized(header)
     assert BearerAuthMiddleware(app=None, token="").authorized(None)
+
+
+def test_per_request_extras_are_switches():
+    """Access log and tracing off, metrics on, unless the operator's variables say otherwise."""
+    default = ServiceConfig.from_env({})
+    assert (default.metrics, default.access_log, default.tracing) == (True, False, False)
+    # tracing off = every URL excluded from BentoML's OpenTelemetry middleware
+    assert default.tracing_config() == {"excluded_urls": [".*"]}
+    flipped = ServiceConfig.from_env(
+        {"ABM_ML_METRICS": "0", "ABM_ML_ACCESS_LOG": "1", "ABM_ML_TRACING": "yes"}
+    )
+    assert (flipped.metrics, flipped.access_log, flipped.tracing) == (False, True, True)
+    assert flipped.tracing_config() == {}  # BentoML's own tracing settings apply
+    assert ServiceConfig.from_env({"ABM_ML_METRICS": " "}).metrics  # blank: the default
 
 
 def test_openapi_schema_conversion():

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from abm_ml import config as cfg
 from abm_ml.errors import AbmInputError
@@ -25,6 +26,12 @@ ENV_API_TOKEN = "ABM_ML_API_TOKEN"
 ENV_WORKERS = "ABM_ML_WORKERS"
 """Worker processes of the service (default: one per core available to the process)."""
 ENV_TIMEOUT_S = "ABM_ML_TIMEOUT_S"
+ENV_METRICS = "ABM_ML_METRICS"
+"""``0``: no Prometheus request metrics and no ``/metrics`` (on by default: see :class:`ServiceConfig`)."""
+ENV_ACCESS_LOG = "ABM_ML_ACCESS_LOG"
+"""``1``: BentoML's access log, one line per request (off by default: see :class:`ServiceConfig`)."""
+ENV_TRACING = "ABM_ML_TRACING"
+"""``1``: OpenTelemetry spans for requests (off by default: see :class:`ServiceConfig`)."""
 
 DEFAULT_MAX_RECORDS = 1000
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -48,7 +55,7 @@ def _env_int(name: str, default: int, env: Mapping[str, str], *, minimum: int = 
 
 def _env_flag(name: str, env: Mapping[str, str], *, default: bool = False) -> bool:
     raw = env.get(name)
-    if raw is None:
+    if raw is None or raw.strip() == "":
         return default
     return raw.strip().lower() in _TRUE
 
@@ -101,14 +108,27 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Process layout, read when :mod:`abm_ml.service.bento` is imported.
+    """Process layout and BentoML's per-request extras, read when :mod:`abm_ml.service.bento`
+    is imported.
 
     Each worker scores in process with one LightGBM thread, so one worker per core uses the
     machine without threads fighting over it.
+
+    What BentoML does around every request is priced against a one-record request that scores
+    in well under a millisecond (bench/bench_service.py, py-spy on a worker): the access log
+    writes a line per request through the serve process's pipes, and OpenTelemetry starts a
+    span per request even at BentoML's default sample rate of 0, where nothing is ever
+    exported; both are off unless ``ABM_ML_ACCESS_LOG=1`` / ``ABM_ML_TRACING=1`` (then
+    BentoML's own ``tracing`` settings, e.g. from ``BENTOML_CONFIG``, choose the exporter and
+    rate). Prometheus request metrics cost about a tenth of a request and are what operators
+    watch, so they stay on; ``ABM_ML_METRICS=0`` turns them off (``/metrics`` then answers 404).
     """
 
     workers: int = 1
     timeout_s: int = DEFAULT_TIMEOUT_S
+    metrics: bool = True
+    access_log: bool = False
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceConfig:
@@ -121,4 +141,11 @@ class ServiceConfig:
         return cls(
             workers=_env_int(ENV_WORKERS, available_cores(), env),
             timeout_s=_env_int(ENV_TIMEOUT_S, DEFAULT_TIMEOUT_S, env),
+            metrics=_env_flag(ENV_METRICS, env, default=True),
+            access_log=_env_flag(ENV_ACCESS_LOG, env),
+            tracing=_env_flag(ENV_TRACING, env),
         )
+
+    def tracing_config(self) -> dict[str, Any]:
+        """BentoML's ``tracing`` settings: every URL excluded unless :attr:`tracing` is on."""
+        return {} if self.tracing else {"excluded_urls": [".*"]}
