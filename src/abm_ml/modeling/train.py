@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +102,9 @@ class TrainingResult:
     """The packaged propensity model: a candidate's name or the blend's weighted members."""
     velocity_leaderboard: list[dict] = field(default_factory=list)
     """Velocity candidates' P50 MAE in days on the validation part's won deals; one is chosen."""
+    charts: dict[str, bytes] | None = field(default=None, repr=False)
+    """The run's PNG charts by file name, drawn once on first use
+    (:func:`abm_ml.reporting.training_report.training_charts`): MLflow and the report share them."""
 
     @property
     def headline(self) -> dict[str, float]:
@@ -384,6 +389,21 @@ def _serve_baseline_days(scorer: AccountScorer, evaluation: Evaluation) -> Evalu
     return dataclasses.replace(evaluation, scored=scored)
 
 
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    """Record ``<step>_s`` (wall) and ``<step>_cpu_s`` (CPU of all this process's threads).
+
+    Both, because on a shared machine the wall time measures the neighbours too, and the CPU
+    time shows what the parallel fits cost in total.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        timings[f"{step}_s"] = time.perf_counter() - wall
+        timings[f"{step}_cpu_s"] = time.process_time() - cpu
+
+
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
     """Fit, calibrate and package the propensity and velocity models, then evaluate the package.
 
@@ -393,44 +413,50 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     """
     config = config or TrainConfig()
     timings: dict[str, float] = {}
-    started = time.perf_counter()
+    with _timed(timings, "total"):
+        # The result holds this dict: the total is in it once the step is timed.
+        return _train(dataset, config, timings)
+
+
+def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> TrainingResult:
     frame = dataset.frame
-    split, findings, features = _split_and_guard(dataset, config)
-    preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
-    values = preprocessor.raw_values(frame)
-    X = preprocessor.matrix(values)
-    y = won_labels(frame)
-    setup = cand.FitSetup(
-        feature_names=[f.name for f in features],
-        categorical=[j for j, f in enumerate(features) if f.type == "categorical"],
-        monotone=[f.monotone for f in features],
-        config=config,
-    )
-    ranked = cand.search(
-        X,
-        y,
-        split.train,
-        split.valid,
-        setup,
-        budget_s=config.search_budget_s,
-        portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
-    )
-    choice = cand.choose_blend(ranked, y[split.valid], config.seed)
-    leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
-    timings["propensity_search_s"] = time.perf_counter() - started
-    best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
-    final = _final_propensity(choice, X, y, frame, split, setup)
+    with _timed(timings, "propensity_fit"):
+        with _timed(timings, "prepare"):
+            split, findings, features = _split_and_guard(dataset, config)
+            preprocessor = Preprocessor(features).fit(frame.iloc[split.train])
+            values = preprocessor.raw_values(frame)
+            X = preprocessor.matrix(values)
+            y = won_labels(frame)
+        setup = cand.FitSetup(
+            feature_names=[f.name for f in features],
+            categorical=[j for j, f in enumerate(features) if f.type == "categorical"],
+            monotone=[f.monotone for f in features],
+            config=config,
+        )
+        with _timed(timings, "propensity_search"):
+            ranked = cand.search(
+                X,
+                y,
+                split.train,
+                split.valid,
+                setup,
+                budget_s=config.search_budget_s,
+                portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
+            )
+            choice = cand.choose_blend(ranked, y[split.valid], config.seed)
+            leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
+        best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
+        with _timed(timings, "propensity_refit"):
+            final = _final_propensity(choice, X, y, frame, split, setup)
     if final.refitted:
         best["propensity_refitted"] = 1
     model, calibrator, thresholds = final.model, final.calibrator, final.tier_thresholds
-    timings["propensity_fit_s"] = time.perf_counter() - started
 
-    t0 = time.perf_counter()
-    velocity, velocity_best, fallback_days, velocity_board = fit_velocity(
-        frame, split, X, config.lgb_params(), config, setup.categorical, features
-    )
+    with _timed(timings, "velocity_fit"):
+        velocity, velocity_best, fallback_days, velocity_board = fit_velocity(
+            frame, split, X, config.lgb_params(), config, setup.categorical, features
+        )
     best.update(velocity_best)
-    timings["velocity_fit_s"] = time.perf_counter() - t0
 
     default_amount, amount_known = _default_amount(frame, split.train[y[split.train] == 1])
     scorer = AccountScorer(
@@ -448,28 +474,25 @@ def train_models(dataset: Dataset, config: TrainConfig | None = None) -> Trainin
     )
 
     # The packaged scorer and the baselines, on the same test rows with the same settings.
-    t0 = time.perf_counter()
-    holdout = frame.iloc[split.test][[*HOLDOUT_COLUMNS, *scorer.feature_names]]
-    holdout = holdout.reset_index(drop=True)
-    evaluation, baselines, propensity_results = _compare_on_holdout(
-        scorer, holdout, dataset, split, features, y, config
-    )
-    velocity_results = (
-        {MODEL_NAME: evaluation.velocity, "median_days_baseline": evaluation.velocity_baseline}
-        if velocity is not None and evaluation.velocity
-        else {}
-    )
-    velocity_extra = velocity_checks(dataset, split, X, velocity, config, features)
-    if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
-        evaluation = _serve_baseline_days(scorer, evaluation)
-    timings["evaluate_s"] = time.perf_counter() - t0
+    with _timed(timings, "evaluate"):
+        holdout = frame.iloc[split.test][[*HOLDOUT_COLUMNS, *scorer.feature_names]]
+        holdout = holdout.reset_index(drop=True)
+        evaluation, baselines, propensity_results = _compare_on_holdout(
+            scorer, holdout, dataset, split, features, y, config
+        )
+        velocity_results = (
+            {MODEL_NAME: evaluation.velocity, "median_days_baseline": evaluation.velocity_baseline}
+            if velocity is not None and evaluation.velocity
+            else {}
+        )
+        velocity_extra = velocity_checks(dataset, split, X, velocity, config, features)
+        if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
+            evaluation = _serve_baseline_days(scorer, evaluation)
 
-    t0 = time.perf_counter()
-    sample, contrib, importance = _shap_importance(
-        model, preprocessor, values, X, split.test, config.seed
-    )
-    timings["shap_sample_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - started
+    with _timed(timings, "shap_sample"):
+        sample, contrib, importance = _shap_importance(
+            model, preprocessor, values, X, split.test, config.seed
+        )
     return TrainingResult(
         dataset=dataset,
         scorer=scorer,

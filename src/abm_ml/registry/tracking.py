@@ -40,7 +40,7 @@ from abm_ml.registry.store import (
     input_spec_tag,
     version_by_alias,
 )
-from abm_ml.reporting import plots
+from abm_ml.reporting.training_report import training_charts
 
 __all__ = [
     "claim_challenger",
@@ -194,30 +194,11 @@ def _write_data(result: TrainingResult, out: Path) -> None:
 
 
 def _write_plots(result: TrainingResult, out: Path) -> None:
-    """Calibration, gains, velocity residuals and SHAP plots of the holdout predictions."""
-    predicted = result.holdout_predictions
-    y = predicted["won"].to_numpy()
-    predictions = {
-        name: predicted[name].to_numpy()
-        for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")
-    }
-    amounts = result.holdout["amount"].to_numpy(dtype=float)
-    plots.calibration_plot(y, predictions, out / "plots/calibration.png")
-    plots.gains_plot(
-        y,
-        predictions,
-        out / "plots/cumulative_gains.png",
-        amounts if np.isfinite(amounts).all() else None,
-    )
-    won = (y == 1) & result.holdout["days_to_close"].notna().to_numpy()
-    if result.scorer.velocity is not None and won.any():
-        plots.velocity_residuals_plot(
-            result.holdout.loc[won, "days_to_close"].to_numpy(),
-            predicted.loc[won, "days_to_close_p50"].to_numpy(),
-            out / "plots/velocity_residuals.png",
-        )
-    matrix, contrib = result.shap_sample
-    plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
+    """The run's charts (calibration, gains, velocity residuals, SHAP) into ``out/plots``."""
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in training_charts(result).items():
+        (folder / name).write_bytes(png)
 
 
 def _log_model(result: TrainingResult, out: Path):
