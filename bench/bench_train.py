@@ -297,7 +297,12 @@ def markdown(report: dict) -> str:
                 else []
             ),
             f"propensity search + refit {span(t, 'propensity_fit')}",
-            f"velocity fit {span(t, 'velocity_fit')}",
+            f"velocity fit {span(t, 'velocity_fit')}"
+            + (
+                f" (alongside the propensity fits, waited for {span(t, 'velocity_wait')})"
+                if "velocity_wait_s" in t
+                else ""
+            ),
             # Since the holdout is scored by the packaged scorer, the velocity metrics and the
             # censoring checks are part of the evaluation.
             f"evaluation (packaged scorer, baselines, velocity checks) {span(t, 'evaluate')}",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -399,18 +400,21 @@ def _serve_baseline_days(scorer: AccountScorer, evaluation: Evaluation) -> Evalu
 
 
 @contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+def _timed(timings: dict[str, float], step: str, *, cpu: bool = True) -> Iterator[None]:
     """Record ``<step>_s`` (wall) and ``<step>_cpu_s`` (CPU of all this process's threads).
 
     Both, because on a shared machine the wall time measures the neighbours too, and the CPU
-    time shows what the parallel fits cost in total.
+    time shows what the parallel fits cost in total. The CPU time of a step includes what a
+    step running alongside it spent meanwhile, so a step in a background thread records its
+    wall time only (``cpu=False``).
     """
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
         timings[f"{step}_s"] = time.perf_counter() - wall
-        timings[f"{step}_cpu_s"] = time.process_time() - cpu
+        if cpu:
+            timings[f"{step}_cpu_s"] = time.process_time() - cpu_start
 
 
 def train_models(dataset: Dataset, config: TrainConfig | None = None) -> TrainingResult:
@@ -442,29 +446,38 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
             monotone=[f.monotone for f in features],
             config=config,
         )
-        with _timed(timings, "propensity_search"):
-            ranked = cand.search(
-                X,
-                y,
-                split.train,
-                split.valid,
-                setup,
-                budget_s=config.search_budget_s,
-                portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
-            )
-            choice = cand.choose_blend(ranked, y[split.valid], config.seed)
-            leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
-        best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
-        with _timed(timings, "propensity_refit"):
-            final = _final_propensity(choice, X, y, frame, split, setup)
+
+        def fit_velocity_timed():
+            with _timed(timings, "velocity_fit", cpu=False):
+                return fit_velocity(
+                    frame, split, X, config.lgb_params(), config, setup.categorical, features
+                )
+
+        # The velocity models need nothing from the propensity model: their boosters fill the
+        # cores the propensity fits leave idle (LightGBM releases the GIL) instead of waiting
+        # for them. Each booster has fixed threads and seed, so the result is the same.
+        with ThreadPoolExecutor(1, thread_name_prefix="abm-ml-velocity") as background:
+            velocity_job = background.submit(fit_velocity_timed)
+            with _timed(timings, "propensity_search"):
+                ranked = cand.search(
+                    X,
+                    y,
+                    split.train,
+                    split.valid,
+                    setup,
+                    budget_s=config.search_budget_s,
+                    portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
+                )
+                choice = cand.choose_blend(ranked, y[split.valid], config.seed)
+                leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
+            best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
+            with _timed(timings, "propensity_refit"):
+                final = _final_propensity(choice, X, y, frame, split, setup)
+            with _timed(timings, "velocity_wait"):
+                velocity, velocity_best, fallback_days, velocity_board = velocity_job.result()
     if final.refitted:
         best["propensity_refitted"] = 1
     model, calibrator, thresholds = final.model, final.calibrator, final.tier_thresholds
-
-    with _timed(timings, "velocity_fit"):
-        velocity, velocity_best, fallback_days, velocity_board = fit_velocity(
-            frame, split, X, config.lgb_params(), config, setup.categorical, features
-        )
     best.update(velocity_best)
 
     default_amount, amount_known = _default_amount(frame, split.train[y[split.train] == 1])
