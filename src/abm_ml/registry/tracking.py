@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -50,6 +51,7 @@ __all__ = [
     "git_revision",
     "log_failed_training",
     "log_training",
+    "prepare_store",
     "register_version",
 ]
 
@@ -76,6 +78,28 @@ def _experiment(name: str) -> str:
         return experiment.experiment_id
     location = cfg.artifact_root() if cfg.tracking_uri().startswith("sqlite:") else None
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+def experiment_name(dataset_name: str) -> str:
+    """The MLflow experiment of a dataset's training runs."""
+    return f"abm-ml/{dataset_name}"
+
+
+def prepare_store(dataset_name: str) -> Future[str]:
+    """Open the configured store and find (or create) the dataset's experiment, in a thread.
+
+    For an entry point to call while the models train: opening a store costs seconds of
+    Python (MLflow's SQLAlchemy layer, a new store's ~50 schema migrations) that would
+    otherwise wait for the training to end, while the training spends most of its time in
+    LightGBM, which releases the GIL. Wait for the future before logging anything (two threads
+    must not create one store's tables at once); an error it holds is met again, and reported,
+    by the logging that follows.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="abm-ml-store")
+    try:
+        return pool.submit(_experiment, experiment_name(dataset_name))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def git_revision() -> str:
@@ -241,7 +265,7 @@ def log_training(
         )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
-    experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
+    experiment_id = _experiment(experiment_name(ds.spec.name))
     fail_abandoned_runs(experiment_id)
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
@@ -268,7 +292,7 @@ def log_training(
 
 def log_failed_training(dataset_name: str, error: BaseException) -> str:
     """Record a training that failed before it had a result: a FAILED run saying why; its id."""
-    experiment_id = _experiment(f"abm-ml/{dataset_name}")
+    experiment_id = _experiment(experiment_name(dataset_name))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{dataset_name}") as run:
         mlflow.set_tags({"abm_ml.dataset": dataset_name, ERROR_TAG: failure_message(error)})
     client().set_terminated(run.info.run_id, status="FAILED")
