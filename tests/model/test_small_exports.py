@@ -110,8 +110,8 @@ def test_a_failed_logging_marks_the_run_failed_with_one_line(
     monkeypatch.setattr(plots, "calibration_plot", broken)
     tracking.configure()
     with pytest.raises(ValueError):
-        # Charts not drawn yet (an earlier test's are cached on the shared result).
-        tracking.log_training(dataclasses.replace(small_result, charts=None))
+        # A copy: charts not drawn yet (an earlier test's are kept on the shared result).
+        tracking.log_training(dataclasses.replace(small_result))
     runs = MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("abm-ml/tiny-crm").experiment_id]
     )
@@ -136,7 +136,7 @@ def test_the_run_and_the_report_share_charts_drawn_once(
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(plots, name, counted)
-    result = dataclasses.replace(small_result, charts=None)
+    result = dataclasses.replace(small_result)
     tracking.configure()
     info = tracking.log_training(result, register=False)
     html = training_report(result, tmp_path / "report.html", run_id=info["run_id"]).read_text()

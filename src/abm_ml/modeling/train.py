@@ -103,9 +103,10 @@ class TrainingResult:
     """The packaged propensity model: a candidate's name or the blend's weighted members."""
     velocity_leaderboard: list[dict] = field(default_factory=list)
     """Velocity candidates' P50 MAE in days on the validation part's won deals; one is chosen."""
-    charts: dict[str, bytes] | None = field(default=None, repr=False)
+    charts: dict[str, bytes] | None = field(default=None, init=False, repr=False, compare=False)
     """The run's PNG charts by file name, drawn once on first use
-    (:func:`abm_ml.reporting.training_report.training_charts`): MLflow and the report share them."""
+    (:func:`abm_ml.reporting.training_report.training_charts`): MLflow and the report share them.
+    Not an init field, so a copy made with ``dataclasses.replace`` draws its own."""
 
     @property
     def headline(self) -> dict[str, float]:
