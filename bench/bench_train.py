@@ -307,7 +307,10 @@ def markdown(report: dict) -> str:
             # censoring checks are part of the evaluation.
             f"evaluation (packaged scorer, baselines, velocity checks) {span(t, 'evaluate')}",
         ]
-        parts.append(f"SHAP importance sample {span(t, 'shap_sample')}")
+        parts.append(
+            f"SHAP importance sample {span(t, 'shap_sample')}"
+            + (" (alongside the evaluation)" if "shap_sample_cpu_s" not in t else "")
+        )
         rest = cli["wall_s"] - ref["import_s"] - ref["load_dataset_s"] - ref["train_models_s"]
         if "mlflow_log_and_register_s" in ref:
             parts += [

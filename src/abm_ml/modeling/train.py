@@ -20,6 +20,7 @@ baselines on the same test rows with bootstrap intervals. Logging to MLflow is s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -496,26 +497,38 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
         input_spec=InputSpec.from_dataset_spec(dataset.spec).model_dump(),
     )
 
-    # The packaged scorer and the baselines, on the same test rows with the same settings.
-    with _timed(timings, "evaluate"):
-        holdout = frame.iloc[split.test][[*HOLDOUT_COLUMNS, *scorer.feature_names]]
-        holdout = holdout.reset_index(drop=True)
-        evaluation, baselines, propensity_results = _compare_on_holdout(
-            scorer, holdout, dataset, split, features, y, config
-        )
-        velocity_results = (
-            {MODEL_NAME: evaluation.velocity, "median_days_baseline": evaluation.velocity_baseline}
-            if velocity is not None and evaluation.velocity
-            else {}
-        )
-        velocity_extra = velocity_checks(dataset, split, X, velocity, config, features)
-        if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
-            evaluation = _serve_baseline_days(scorer, evaluation)
+    # A copy of the model, made here: one LightGBM booster must not be used by two threads at
+    # once (LightGBM issue #5482), and the evaluation predicts with the packaged one.
+    explained = copy.deepcopy(model)
 
-    with _timed(timings, "shap_sample"):
-        sample, contrib, importance = _shap_importance(
-            model, preprocessor, values, X, split.test, config.seed
-        )
+    def shap_sample_timed():
+        with _timed(timings, "shap_sample", cpu=False):
+            return _shap_importance(explained, preprocessor, values, X, split.test, config.seed)
+
+    # TreeSHAP of the holdout sample runs in LightGBM or CatBoost without the GIL: alongside
+    # the evaluation's Python on the other core instead of after it.
+    with ThreadPoolExecutor(1, thread_name_prefix="abm-ml-shap") as background:
+        shap_job = background.submit(shap_sample_timed)
+        # The packaged scorer and the baselines, on the same test rows with the same settings.
+        with _timed(timings, "evaluate"):
+            holdout = frame.iloc[split.test][[*HOLDOUT_COLUMNS, *scorer.feature_names]]
+            holdout = holdout.reset_index(drop=True)
+            evaluation, baselines, propensity_results = _compare_on_holdout(
+                scorer, holdout, dataset, split, features, y, config
+            )
+            velocity_results = (
+                {
+                    MODEL_NAME: evaluation.velocity,
+                    "median_days_baseline": evaluation.velocity_baseline,
+                }
+                if velocity is not None and evaluation.velocity
+                else {}
+            )
+            velocity_extra = velocity_checks(dataset, split, X, velocity, config, features)
+            if velocity is not None and not _velocity_beats_baseline(scorer, evaluation):
+                evaluation = _serve_baseline_days(scorer, evaluation)
+        sample, contrib, importance = shap_job.result()
+
     return TrainingResult(
         dataset=dataset,
         scorer=scorer,
