@@ -96,3 +96,25 @@ def test_a_new_store_prints_no_mlflow_log_lines(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "mlflow.db").exists()
     assert "INFO" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_a_local_store_logs_in_write_ahead_log_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import sqlite3
+
+    import mlflow
+
+    # A store made by an older release: SQLite's default rollback journal.
+    database = tmp_path / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    store.configure()
+    experiment = mlflow.create_experiment("wal-check")
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.log_params({"a": 1, "b": 2})
+    # The file keeps the mode: every later connection (any process) commits to the log.
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert mlflow.get_experiment(experiment).name == "wal-check"

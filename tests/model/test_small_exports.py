@@ -9,6 +9,7 @@ a baseline's design matrix).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import mlflow
@@ -109,7 +110,8 @@ def test_a_failed_logging_marks_the_run_failed_with_one_line(
     monkeypatch.setattr(plots, "calibration_plot", broken)
     tracking.configure()
     with pytest.raises(ValueError):
-        tracking.log_training(small_result)
+        # A copy: charts not drawn yet (an earlier test's are kept on the shared result).
+        tracking.log_training(dataclasses.replace(small_result))
     runs = MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("abm-ml/tiny-crm").experiment_id]
     )
@@ -117,3 +119,31 @@ def test_a_failed_logging_marks_the_run_failed_with_one_line(
     assert runs[0].data.tags[tracking.ERROR_TAG] == (
         "ValueError: 'yerr' must not contain negative values"
     )
+
+
+@pytest.mark.slow
+def test_the_run_and_the_report_share_charts_drawn_once(
+    small_result, mlflow_store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    import base64
+
+    drawn: list[str] = []
+    for name in ("calibration_plot", "gains_plot", "shap_plots"):
+        original = getattr(plots, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            drawn.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(plots, name, counted)
+    result = dataclasses.replace(small_result)
+    tracking.configure()
+    info = tracking.log_training(result, register=False)
+    html = training_report(result, tmp_path / "report.html", run_id=info["run_id"]).read_text()
+    assert sorted(drawn) == ["calibration_plot", "gains_plot", "shap_plots"]
+    logged = Path(mlflow.artifacts.download_artifacts(run_id=info["run_id"], artifact_path="plots"))
+    names = {p.name for p in logged.iterdir()}
+    assert {"calibration.png", "cumulative_gains.png", "shap_summary.png"} <= names
+    # The report embeds the very images the run logged.
+    for name in names:
+        assert base64.b64encode((logged / name).read_bytes()).decode("ascii") in html, name

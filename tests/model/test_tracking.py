@@ -394,3 +394,14 @@ def test_a_scorer_pickled_with_the_old_class_paths_loads_and_scores_the_same(
     expected = trained.scorer.score(trained.holdout, with_reasons=False)
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     pd.testing.assert_frame_equal(scored, expected)
+
+
+def test_the_store_prepared_while_training_is_the_one_the_run_logs_to(trained, mlflow_store: Path):
+    tracking.configure()
+    ready = tracking.prepare_store(trained.dataset.spec.name)
+    experiment_id = ready.result(timeout=300)
+    assert mlflow.get_experiment(experiment_id).name == f"abm-ml/{trained.dataset.spec.name}"
+    info = tracking.log_training(trained, register=False)
+    assert info["experiment_id"] == experiment_id
+    runs = MlflowClient().search_runs([experiment_id])
+    assert [r.info.run_id for r in runs] == [info["run_id"]]

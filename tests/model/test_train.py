@@ -194,3 +194,19 @@ def test_without_refit_the_early_stopped_booster_is_packaged(crm_dataset):
     result = train_models(crm_dataset, TrainConfig(seed=5, refit=False, **FAST))
     assert "propensity_refitted" not in result.best_iterations
     assert result.propensity[MODEL_NAME]["roc_auc"].low > 0.6
+
+
+def test_cross_fit_folds_of_one_row_accounts_are_stratified():
+    from abm_ml.modeling.refit import _folds
+
+    # An export without account ids: every row is its own account.
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.2).astype(int)
+    groups = np.array([f"row:{i}" for i in range(len(y))])
+    folds = _folds(y, groups, seed=1)
+    assert len(folds) == 3
+    assert sorted(np.concatenate([s for _, s in folds])) == list(range(len(y)))
+    wins = [int(y[score].sum()) for _, score in folds]
+    assert max(wins) - min(wins) <= 1, wins
+    assert _folds(y, groups, seed=1)[0][1].tolist() == folds[0][1].tolist()  # seeded
+    assert _folds(y, groups, seed=2)[0][1].tolist() != folds[0][1].tolist()

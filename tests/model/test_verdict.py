@@ -97,3 +97,18 @@ def test_train_refuses_to_register_without_force(
     assert forced.exit_code == 0, forced.output
     runs, versions = _runs_and_versions()
     assert len(runs) == 2 and len(versions) == 1
+
+
+def test_a_training_that_fails_is_logged_as_a_failed_run(
+    crm_dir: Path, mlflow_store: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(dataset, config):
+        raise ValueError("the candidates\ndiverged")
+
+    # The store is prepared while the models train: the failure is logged to it all the same.
+    monkeypatch.setattr(train_module, "train_models", broken)
+    failed = runner.invoke(app, ["train", str(crm_dir / "spec.yaml"), "--n-boot", "20"])
+    assert isinstance(failed.exception, ValueError), failed.output
+    runs, versions = _runs_and_versions()
+    assert [r.info.status for r in runs] == ["FAILED"] and versions == []
+    assert runs[0].data.tags["abm_ml.error"] == "ValueError: the candidates diverged"

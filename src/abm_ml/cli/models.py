@@ -65,6 +65,8 @@ def train(
     console.print(
         f"{dataset.summary.accepted:,} rows accepted, {dataset.summary.rejected:,} rejected."
     )
+    # The store opens while the models train; an error it meets is reported when logging.
+    store_ready = tracking.prepare_store(dataset.spec.name)
     with console.status("Training propensity and velocity models..."):
         try:
             result = train_models(
@@ -72,9 +74,11 @@ def train(
                 TrainConfig(seed=seed, capacity=capacity, n_boot=n_boot, search_budget_s=budget),
             )
         except Exception as error:
+            store_ready.exception()
             # The store keeps a record of the attempt: a FAILED run with the one-line reason.
             tracking.log_failed_training(dataset.spec.name, error)
             raise
+    store_ready.exception()
     for finding in result.leak_findings:
         colour = "red" if finding.refuses else "yellow"
         console.print(f"[{colour}]leakage guard[/]: {finding.message()}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from abm_ml.modeling.members import PropensityModel, parallel_map
 
@@ -46,9 +46,16 @@ class Refit:
 def _folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Account-grouped, outcome-stratified folds; empty when the data are too few to fold."""
     minority = int(min(np.bincount(y, minlength=2)))
-    n_splits = min(CROSS_FIT_FOLDS, minority // MIN_ROWS_PER_FOLD_CLASS, len(np.unique(groups)))
+    accounts = len(np.unique(groups))
+    n_splits = min(CROSS_FIT_FOLDS, minority // MIN_ROWS_PER_FOLD_CLASS, accounts)
     if n_splits < 2:
         return []
+    if accounts == len(groups):
+        # Every account has one row (e.g. an export without account ids): no fold can split
+        # an account, so plain stratified folds are the same constraint. StratifiedGroupKFold
+        # would place the rows one by one in Python (several CPU seconds for 60k rows).
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(len(y)), y))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(y)), y, groups))
 

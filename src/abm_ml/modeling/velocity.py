@@ -28,6 +28,7 @@ from abm_ml.data.validate import Dataset
 from abm_ml.modeling import metrics as m
 from abm_ml.modeling.boosting import TrainConfig, fit_booster
 from abm_ml.modeling.feature_info import FeatureInfo
+from abm_ml.modeling.members import parallel_map
 from abm_ml.modeling.scorer import VelocityModel
 from abm_ml.schema import CLOSED_AT, CREATED_AT, DAYS_TO_CLOSE, OPEN, OUTCOME, WON
 
@@ -147,26 +148,36 @@ def fit_velocity(
     target = np.log1p(days)
     candidates: dict[str, tuple[object, dict[str, int]]] = {}
     allowed = config.velocity_candidates
-    for name, overrides in QUANTILE_CONFIGS.items():
-        if allowed is not None and name not in allowed:
-            continue
-        boosters: dict[str, lgb.Booster] = {}
-        best: dict[str, int] = {}
-        for quantile, alpha in QUANTILES.items():
-            qparams = {
-                **params,
-                **overrides,
-                "objective": "quantile",
-                "alpha": alpha,
-                "metric": "quantile",
-                "learning_rate": max(config.velocity_learning_rate, params["learning_rate"]),
-            }
-            boosters[quantile] = fit_booster(
-                qparams, config, X[train], target[train], X[valid], target[valid], categorical, None
-            )
-            best[f"velocity_{quantile}"] = int(
-                boosters[quantile].best_iteration or boosters[quantile].current_iteration()
-            )
+    configs = {
+        name: overrides
+        for name, overrides in QUANTILE_CONFIGS.items()
+        if allowed is None or name in allowed
+    }
+    x_train, x_valid = X[train], X[valid]
+
+    def fit_quantile(job: tuple[str, str]) -> lgb.Booster:
+        name, quantile = job
+        qparams = {
+            **params,
+            **configs[name],
+            "objective": "quantile",
+            "alpha": QUANTILES[quantile],
+            "metric": "quantile",
+            "learning_rate": max(config.velocity_learning_rate, params["learning_rate"]),
+        }
+        return fit_booster(
+            qparams, config, x_train, target[train], x_valid, target[valid], categorical, None
+        )
+
+    # Every (candidate, quantile) booster is independent: fitted side by side on the cores.
+    jobs = [(name, quantile) for name in configs for quantile in QUANTILES]
+    fitted = dict(zip(jobs, parallel_map(fit_quantile, jobs), strict=True))
+    for name in configs:
+        boosters = {quantile: fitted[name, quantile] for quantile in QUANTILES}
+        best = {
+            f"velocity_{quantile}": int(booster.best_iteration or booster.current_iteration())
+            for quantile, booster in boosters.items()
+        }
         model = VelocityModel(
             boosters=boosters, fallback_days=fallback, feature_names=feature_names
         )

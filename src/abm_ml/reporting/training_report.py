@@ -30,7 +30,7 @@ from abm_ml.reporting.formatting import (
 from abm_ml.reporting.page import embed_chart, render
 from abm_ml.schema import AMOUNT, DAYS_TO_CLOSE, OUTCOME, WON
 
-__all__ = ["capacity_analysis", "training_report"]
+__all__ = ["capacity_analysis", "training_charts", "training_report"]
 
 CAPACITIES = (10, 50, 100, 500)
 """Team capacities (accounts worked) of the capacity analysis, next to 10 % of the holdout."""
@@ -202,111 +202,120 @@ def capacity_analysis(
     }
 
 
-def _training_charts(
-    result: TrainingResult, amounts: np.ndarray | None, directory: Path
-) -> dict[str, list[dict[str, str]]]:
-    """Render the run's charts with the plot functions MLflow logs, and embed them."""
-    return {
-        "propensity": _propensity_charts(result, amounts, directory),
-        "velocity": _velocity_charts(result, directory),
-        "shap": _shap_charts(result, directory),
-    }
+CALIBRATION_PNG, GAINS_PNG, VELOCITY_PNG = (
+    "calibration.png",
+    "cumulative_gains.png",
+    "velocity_residuals.png",
+)
+SHAP_SUMMARY_PNG, SHAP_IMPORTANCE_PNG, SHAP_DEPENDENCE_PREFIX = (
+    "shap_summary.png",
+    "shap_importance.png",
+    "shap_dependence_",
+)
 
 
-def _propensity_charts(
-    result: TrainingResult, amounts: np.ndarray | None, directory: Path
-) -> list[dict[str, str]]:
-    """Calibration and cumulative gains of the model and the baselines on the holdout."""
-    predictions = result.holdout_predictions
-    y = predictions["won"].to_numpy().astype(int)
+def training_charts(result: TrainingResult) -> dict[str, bytes]:
+    """Every chart of a training run as PNG bytes by file name, drawn once per result.
+
+    The MLflow run logs these files and the HTML report embeds the same images, so the charts
+    (and the SHAP import behind two of them) cost once per training, not once per consumer.
+    Charts: calibration and cumulative gains of the model and the baselines on the holdout,
+    the velocity residuals (when a velocity model is served), the SHAP summary, importance
+    and dependence plots of the explained holdout sample.
+    """
+    if result.charts is not None:
+        return result.charts
+    predicted = result.holdout_predictions
+    y = predicted["won"].to_numpy().astype(int)
     models = {
-        name: predictions[name].to_numpy(dtype=float)
+        name: predicted[name].to_numpy(dtype=float)
         for name in (MODEL_NAME, *BASELINES)
-        if name in predictions
+        if name in predicted
     }
-    charts: list[dict[str, str]] = []
-    charts.append(
-        embed_chart(
-            plots.calibration_plot(y, models, directory / "calibration.png"),
-            "Calibration",
-            "Predicted win probability against the observed win rate per decile of the holdout, "
-            "for the model and the baselines; points on the diagonal are well calibrated.",
-            "Points on the dashed diagonal mean a 30 % score wins about 30 % of the time. Bars are 95 % intervals.",
-        )
-    )
-    charts.append(
-        embed_chart(
-            plots.gains_plot(y, models, directory / "gains.png", amounts),
-            "Cumulative gains",
-            "Share of wins reached against the share of holdout accounts worked in score order, "
-            "for the model, the baselines and random picking.",
-            "The higher the curve above the dashed diagonal (random picking), the fewer accounts to work for the same wins.",
-        )
-    )
-
-    return charts
-
-
-def _velocity_charts(result: TrainingResult, directory: Path) -> list[dict[str, str]]:
-    """Predicted against actual days to close of won holdout deals (none without a velocity model)."""
-    charts: list[dict[str, str]] = []
     holdout = result.holdout
     won = (holdout[OUTCOME] == WON).to_numpy() & holdout[DAYS_TO_CLOSE].notna().to_numpy()
-    if result.scorer.velocity is not None and won.any():
-        scored = result.scorer.score(holdout[won], with_reasons=False)
-        charts.append(
-            embed_chart(
+    with tempfile.TemporaryDirectory(prefix="abm-ml-charts-") as tmp:
+        folder = Path(tmp)
+        paths = [
+            plots.calibration_plot(y, models, folder / CALIBRATION_PNG),
+            plots.gains_plot(y, models, folder / GAINS_PNG, _holdout_amounts(result)),
+        ]
+        if result.scorer.velocity is not None and won.any():
+            # The served P50 of these rows, as evaluated (holdout_predictions come from the scorer).
+            paths.append(
                 plots.velocity_residuals_plot(
                     holdout.loc[won, DAYS_TO_CLOSE].to_numpy(dtype=float),
-                    scored["days_to_close_p50"].to_numpy(dtype=float),
-                    directory / "velocity_residuals.png",
-                ),
-                "Velocity residuals",
-                "Predicted median days to close against actual days for won holdout deals, "
-                "and a histogram of the prediction errors.",
-                "Left: each dot is a won deal; on the diagonal the P50 forecast was exact. Right: errors in days.",
+                    predicted.loc[won, "days_to_close_p50"].to_numpy(dtype=float),
+                    folder / VELOCITY_PNG,
+                )
             )
-        )
-
-    return charts
+        if result.shap_sample is not None:
+            matrix, contrib = result.shap_sample
+            paths += plots.shap_plots(contrib.values, matrix, contrib.base, folder)
+        result.charts = {path.name: path.read_bytes() for path in paths}
+    return result.charts
 
 
-def _shap_charts(result: TrainingResult, directory: Path) -> list[dict[str, str]]:
-    """SHAP summary, importance and dependence plots of the run's explained sample."""
-    charts: list[dict[str, str]] = []
-    # The same sample as the MLflow run's plots: TreeSHAP is too costly to run twice.
-    matrix, contrib = result.shap_sample
-    shap_dir = directory / "shap"
-    paths = plots.shap_plots(contrib.values, matrix, contrib.base, shap_dir)
-    titles = {
-        "shap_summary.png": "SHAP summary",
-        "shap_importance.png": "Feature importance (mean |SHAP|)",
-    }
-    for path in paths:
-        name = path.name
-        if name in titles:
-            alt = (
-                "Beeswarm of each account's SHAP contribution per feature, coloured by the feature value."
-                if name == "shap_summary.png"
-                else "Bar chart of the mean absolute SHAP value per feature."
-            )
-            caption = (
-                "Each dot is an account; right of zero the feature raised its score. Colour is the feature's value."
-                if name == "shap_summary.png"
-                else "Average size of each feature's push, in either direction."
-            )
-            charts.append(embed_chart(path, titles[name], alt, caption))
+CHART_TEXT = {
+    CALIBRATION_PNG: (
+        "Calibration",
+        (
+            "Predicted win probability against the observed win rate per decile of the holdout, "
+            "for the model and the baselines; points on the diagonal are well calibrated."
+        ),
+        "Points on the dashed diagonal mean a 30 % score wins about 30 % of the time. Bars are 95 % intervals.",
+    ),
+    GAINS_PNG: (
+        "Cumulative gains",
+        (
+            "Share of wins reached against the share of holdout accounts worked in score order, "
+            "for the model, the baselines and random picking."
+        ),
+        "The higher the curve above the dashed diagonal (random picking), the fewer accounts to work for the same wins.",
+    ),
+    VELOCITY_PNG: (
+        "Velocity residuals",
+        (
+            "Predicted median days to close against actual days for won holdout deals, "
+            "and a histogram of the prediction errors."
+        ),
+        "Left: each dot is a won deal; on the diagonal the P50 forecast was exact. Right: errors in days.",
+    ),
+    SHAP_SUMMARY_PNG: (
+        "SHAP summary",
+        "Beeswarm of each account's SHAP contribution per feature, coloured by the feature value.",
+        "Each dot is an account; right of zero the feature raised its score. Colour is the feature's value.",
+    ),
+    SHAP_IMPORTANCE_PNG: (
+        "Feature importance (mean |SHAP|)",
+        "Bar chart of the mean absolute SHAP value per feature.",
+        "Average size of each feature's push, in either direction.",
+    ),
+}
+"""Title, alt text and caption of each chart in the report."""
+
+
+def _training_charts(result: TrainingResult) -> dict[str, list[dict[str, str]]]:
+    """The run's charts (:func:`training_charts`) embedded, by report section."""
+    sections: dict[str, list[dict[str, str]]] = {"propensity": [], "velocity": [], "shap": []}
+    for name, png in training_charts(result).items():
+        if name in (CALIBRATION_PNG, GAINS_PNG):
+            sections["propensity"].append(embed_chart(png, *CHART_TEXT[name]))
+        elif name == VELOCITY_PNG:
+            sections["velocity"].append(embed_chart(png, *CHART_TEXT[name]))
+        elif name in CHART_TEXT:
+            sections["shap"].append(embed_chart(png, *CHART_TEXT[name]))
         else:
-            feature = name.removeprefix("shap_dependence_").removesuffix(".png")
-            charts.append(
+            feature = name.removeprefix(SHAP_DEPENDENCE_PREFIX).removesuffix(".png")
+            sections["shap"].append(
                 embed_chart(
-                    path,
+                    png,
                     f"Dependence: {feature}",
                     f"SHAP contribution of {feature} against its value.",
                     "Above zero the value raised the score.",
                 )
             )
-    return charts
+    return sections
 
 
 def _data_summary(result: TrainingResult) -> dict[str, Any]:
@@ -389,9 +398,7 @@ def training_report(
     Returns:
         ``path``.
     """
-    amounts = _holdout_amounts(result)
-    with tempfile.TemporaryDirectory(prefix="abm-ml-report-") as tmp:
-        charts = _training_charts(result, amounts, Path(tmp))
+    charts = _training_charts(result)
     main_auc = result.propensity[MODEL_NAME]["roc_auc"]
     propensity = {
         name: result.propensity[name]
