@@ -413,3 +413,20 @@ def test_training_report_shows_leakage_warnings_and_refusals(trained, tmp_path, 
     # A warned feature is still used by the model.
     status = {f["name"]: f["status"] for f in training_page._data_summary(warned)["features"]}
     assert status[feature.name] == "used"
+
+
+def test_shap_charts_of_a_feature_blank_in_every_row_warn_nothing(tmp_path):
+    """A blank column (validation notes it) reaches the charts; numpy's All-NaN warning must
+    not reach the user's terminal, and every chart is still drawn."""
+    import warnings
+
+    from abm_ml.reporting import plots
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"visits": rng.poisson(3, 200).astype(float), "empty": np.nan})
+    values = np.column_stack([rng.normal(size=200), np.zeros(200)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        paths = plots.shap_plots(values, data, np.zeros(200), tmp_path, top=2)
+    assert {p.name for p in paths} >= {"shap_summary.png", "shap_importance.png"}
+    assert all(p.stat().st_size > 0 for p in paths)

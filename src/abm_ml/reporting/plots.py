@@ -8,6 +8,7 @@ picks its backend as usual (Agg on a server without a display) and the figure is
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.ticker
@@ -123,7 +124,12 @@ def shap_plots(
     )
     paths = []
     plt.figure()
-    shap.plots.beeswarm(explanation, max_display=15, show=False)
+    with warnings.catch_warnings():
+        # shap colours a feature by its 5th-95th percentiles; a feature blank in every row
+        # (validation notes it) has none, and numpy's "All-NaN slice" warning would reach
+        # the user's terminal. The feature is drawn grey, as shap draws missing values.
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        shap.plots.beeswarm(explanation, max_display=15, show=False)
     plt.title("SHAP summary (log-odds contribution per account)")
     paths.append(_save_pyplot(directory / "shap_summary.png"))
     plt.figure()
