@@ -20,7 +20,7 @@ import pandas as pd
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
 from abm_ml.data.records import InputSpec, ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.reasons import reasons_as_text
+from abm_ml.modeling.reasons import reasons_as_text, side_texts
 from abm_ml.modeling.scorer import AccountScorer
 from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
@@ -514,11 +514,9 @@ def chunk_rows(n: int, workers: int) -> int:
 
 def _reason_texts(scored: pd.DataFrame) -> None:
     """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored)."""
-    entries = scored["reasons"] if "reasons" in scored.columns else [None] * len(scored)
-    scored["top_reasons"] = [
-        reasons_as_text({"up": r["up"], "down": []}) if r else "" for r in entries
-    ]
-    scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) if r else "" for r in entries]
+    entries = scored["reasons"].tolist() if "reasons" in scored.columns else [None] * len(scored)
+    scored["top_reasons"] = ["; ".join(side_texts(r["up"], "+")) if r else "" for r in entries]
+    scored["risk"] = ["; ".join(side_texts(r["down"], "-")) if r else "" for r in entries]
     if "velocity_reasons" in scored.columns:
         scored["days_reasons"] = [
             reasons_as_text(r) if r else "" for r in scored["velocity_reasons"]

@@ -316,5 +316,9 @@ def _word_values(
 
 def reasons_as_text(entry: dict[str, list[dict]]) -> str:
     """'+ 12 web visits in the last 30 days; - No economic buyer in CRM' for tables and CSVs."""
-    parts = [f"+ {r['text']}" for r in entry["up"]] + [f"- {r['text']}" for r in entry["down"]]
-    return "; ".join(parts)
+    return "; ".join(side_texts(entry["up"], "+") + side_texts(entry["down"], "-"))
+
+
+def side_texts(side: list[dict], mark: str) -> list[str]:
+    """One side's reasons as '+ text' (raising) or '- text' (lowering) parts."""
+    return [f"{mark} {r['text']}" for r in side]

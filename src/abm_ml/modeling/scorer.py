@@ -47,7 +47,8 @@ OUTPUT_COLUMNS = (
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -35, 35)))
+    # np.minimum/np.maximum: np.clip's result at a fraction of its call cost on one record.
+    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(x, -35.0), 35.0)))
 
 
 @dataclass
@@ -530,7 +531,9 @@ class AccountScorer:
         """``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
 
         def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
-            return self.propensity_from_raw(with_c) - self.propensity_from_raw(without_c)
+            # One calibrator call for both (it maps each value on its own).
+            both = self.propensity_from_raw(np.concatenate([with_c, without_c]))
+            return both[: len(with_c)] - both[len(with_c) :]
 
         out = {
             "reasons": reasons.reasons(
