@@ -31,6 +31,8 @@ FILTER_COLUMNS = ("segment", "region", "owner")
 SORT_KEYS = ("priority", "propensity", "expected_value")
 CHUNK_ROWS = 100_000
 """Most rows scored at a time: bounds memory on million-account files."""
+CHUNKS_PER_WORKER = 4
+"""Chunks each worker gets of a list (see :func:`chunk_rows`)."""
 MIN_CHUNK_ROWS = 5_000
 """Fewest rows per chunk when a list is split across workers (a call has a fixed cost)."""
 
@@ -508,8 +510,15 @@ def rank_buy_and_win(
 
 
 def chunk_rows(n: int, workers: int) -> int:
-    """Rows per chunk: every worker busy, at most :data:`CHUNK_ROWS` (memory)."""
-    return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, -(-n // max(workers, 1))))
+    """Rows per chunk: :data:`CHUNKS_PER_WORKER` chunks per worker, at most :data:`CHUNK_ROWS`.
+
+    Several chunks per worker, not one: a chunk's parsing and reasons hold the GIL while its
+    TreeSHAP does not, and workers that start one chunk each at the same moment reach those
+    phases together and wait for each other; with more, smaller chunks they drift apart, so
+    one worker's Python runs while another's LightGBM does.
+    """
+    per_chunk = -(-n // (max(workers, 1) * CHUNKS_PER_WORKER))
+    return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, per_chunk))
 
 
 def _reason_texts(scored: pd.DataFrame) -> None:
