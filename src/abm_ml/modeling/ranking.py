@@ -20,7 +20,7 @@ import pandas as pd
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
 from abm_ml.data.records import InputSpec, ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.reasons import reasons_as_text
+from abm_ml.modeling.reasons import reasons_as_text, side_texts
 from abm_ml.modeling.scorer import AccountScorer
 from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
@@ -31,6 +31,8 @@ FILTER_COLUMNS = ("segment", "region", "owner")
 SORT_KEYS = ("priority", "propensity", "expected_value")
 CHUNK_ROWS = 100_000
 """Most rows scored at a time: bounds memory on million-account files."""
+CHUNKS_PER_WORKER = 4
+"""Chunks each worker gets of a list (see :func:`chunk_rows`)."""
 MIN_CHUNK_ROWS = 5_000
 """Fewest rows per chunk when a list is split across workers (a call has a fixed cost)."""
 
@@ -508,17 +510,22 @@ def rank_buy_and_win(
 
 
 def chunk_rows(n: int, workers: int) -> int:
-    """Rows per chunk: every worker busy, at most :data:`CHUNK_ROWS` (memory)."""
-    return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, -(-n // max(workers, 1))))
+    """Rows per chunk: :data:`CHUNKS_PER_WORKER` chunks per worker, at most :data:`CHUNK_ROWS`.
+
+    Several chunks per worker, not one: a chunk's parsing and reasons hold the GIL while its
+    TreeSHAP does not, and workers that start one chunk each at the same moment reach those
+    phases together and wait for each other; with more, smaller chunks they drift apart, so
+    one worker's Python runs while another's LightGBM does.
+    """
+    per_chunk = -(-n // (max(workers, 1) * CHUNKS_PER_WORKER))
+    return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, per_chunk))
 
 
 def _reason_texts(scored: pd.DataFrame) -> None:
     """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored)."""
-    entries = scored["reasons"] if "reasons" in scored.columns else [None] * len(scored)
-    scored["top_reasons"] = [
-        reasons_as_text({"up": r["up"], "down": []}) if r else "" for r in entries
-    ]
-    scored["risk"] = [reasons_as_text({"up": [], "down": r["down"]}) if r else "" for r in entries]
+    entries = scored["reasons"].tolist() if "reasons" in scored.columns else [None] * len(scored)
+    scored["top_reasons"] = ["; ".join(side_texts(r["up"], "+")) if r else "" for r in entries]
+    scored["risk"] = ["; ".join(side_texts(r["down"], "-")) if r else "" for r in entries]
     if "velocity_reasons" in scored.columns:
         scored["days_reasons"] = [
             reasons_as_text(r) if r else "" for r in scored["velocity_reasons"]

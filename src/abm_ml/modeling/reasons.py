@@ -11,8 +11,10 @@ removed, all else equal.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +60,26 @@ def contributions(
 
 
 def top_indices(values: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
-    """Column indices of the k largest (or smallest) values per row, strongest first."""
-    k = min(k, values.shape[1])
+    """Column indices of the k largest (or smallest) values per row, strongest first.
+
+    Ties go to the lower column index, as a stable sort would order them. On many rows a few
+    passes of ``argmax`` beat a partition plus a sort when k is small next to the columns
+    (3 reasons of 48 features); a few rows, or a large k, are sorted.
+    """
+    n, m = values.shape
+    k = min(k, m)
     if k <= 0:
-        return np.empty((values.shape[0], 0), dtype=int)
-    keyed = -values if largest else values
-    part = np.argpartition(keyed, k - 1, axis=1)[:, :k]
-    order = np.argsort(np.take_along_axis(keyed, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+        return np.empty((n, 0), dtype=np.intp)
+    if 4 * k > m or n <= 16:
+        return np.argsort(-values if largest else values, axis=1, kind="stable")[:, :k]
+    work = np.array(values, dtype=float) if largest else -values.astype(float)
+    rows = np.arange(n)
+    out = np.empty((n, k), dtype=np.intp)
+    for i in range(k):
+        best = work.argmax(axis=1)
+        out[:, i] = best
+        work[rows, best] = -np.inf
+    return out
 
 
 def _is_missing(value: object) -> bool:
@@ -107,6 +121,10 @@ def display_value(value: object) -> object:
     return str(value) if not isinstance(value, (int, bool)) else value
 
 
+SMALL_COLUMN = 64
+"""Up to this many values of a feature are worded one by one; more are worded per distinct value."""
+
+
 def reasons(
     contrib: Contributions,
     raw_values: Mapping[str, Any] | pd.DataFrame,
@@ -118,6 +136,10 @@ def reasons(
     effect_unit: str,
 ) -> list[dict[str, list[dict]]]:
     """Top factors raising and lowering each row's output, as JSON-ready dicts.
+
+    Everything but the final dicts is computed on arrays: the chosen features, their
+    contributions and effects for every (row, reason) at once, and the wording once per
+    distinct (feature, value) of the features that end up in a reason.
 
     Args:
         contrib: contributions of the rows.
@@ -133,60 +155,170 @@ def reasons(
     """
     by_name = {f.name: f for f in features}
     names = contrib.feature_names
-    raw = contrib.raw
-    n = contrib.values.shape[0]
+    values = contrib.values
+    n = values.shape[0]
+    up = top_indices(values, k_up, largest=True)
+    down = top_indices(values, k_down, largest=False)
+    n_up = up.shape[1]
+    # Slots: the k_up raising reasons, then the k_down lowering ones, strongest first.
+    idx = np.concatenate([up, down], axis=1)
+    c = values[np.arange(n)[:, None], idx]
+    sign = np.concatenate([np.ones(n_up), -np.ones(down.shape[1])])
+    valid = c * sign > 0
     # Effects for every (row, reason) at once: calling the calibrator per reason is the slow part.
-    picked: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for key, k, largest in (("up", k_up, True), ("down", k_down, False)):
-        idx = top_indices(contrib.values, k, largest=largest)
-        c = np.take_along_axis(contrib.values, idx, axis=1)
-        with_c = np.repeat(raw[:, None], idx.shape[1], axis=1)
-        eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
-        picked[key] = (idx, c, eff)
-    used = np.unique(np.concatenate([p[0].ravel() for p in picked.values()]))
-    columns = {names[j]: np.asarray(raw_values[names[j]], dtype=object) for j in used}
-    # Values repeat (categories, yes/no, round counts): each (feature, value) is worded once.
-    worded: dict[tuple, tuple[object, str]] = {}
+    with_c = np.repeat(contrib.raw[:, None], idx.shape[1], axis=1)
+    eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
+    shown, text = _words(idx, valid, names, raw_values, by_name)
 
-    def word(name: str, value: object) -> tuple[object, str]:
-        if _is_missing(value):
-            key: tuple = (name,)
-        elif isinstance(value, float) and value == 0 and math.copysign(1.0, value) < 0:
-            return display_value(value), reason_text(by_name[name], value)  # -0.0 == 0.0
+    feature = np.asarray(names, dtype=object)[idx]
+    with _collector_paused(n > SMALL_COLUMN):
+        return _entries(feature, shown, c, eff, text, valid, n_up, effect_unit)
+
+
+@contextlib.contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Python's cyclic garbage collector off while many small reason lists are made.
+
+    Hundreds of thousands of new lists trigger collections that scan every live object again
+    and again: 60 % of building the reasons of a 50k-row chunk. Nothing made here is cyclic.
+    Only the thread that turned it off turns it back on.
+    """
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _entries(
+    feature: np.ndarray,
+    shown: np.ndarray,
+    c: np.ndarray,
+    eff: np.ndarray,
+    text: np.ndarray,
+    valid: np.ndarray,
+    n_up: int,
+    effect_unit: str,
+) -> list[dict[str, list[dict]]]:
+    """The JSON-ready entries from (rows, slots) arrays: the k_up slots up, then the down ones."""
+    n = len(valid)
+    slots = [
+        [
+            {"feature": f, "value": v, "contribution": x, effect_unit: e, "text": t} if ok else None
+            for f, v, x, e, t, ok in zip(
+                feature[:, s].tolist(),
+                shown[:, s].tolist(),
+                c[:, s].tolist(),
+                eff[:, s].tolist(),
+                text[:, s].tolist(),
+                valid[:, s].tolist(),
+            )
+        ]
+        for s in range(valid.shape[1])
+    ]
+    ups = list(zip(*slots[:n_up])) if n_up else [()] * n
+    downs = list(zip(*slots[n_up:])) if valid.shape[1] > n_up else [()] * n
+    return [
+        {"up": [r for r in u if r is not None], "down": [r for r in d if r is not None]}
+        for u, d in zip(ups, downs)
+    ]
+
+
+def _words(
+    idx: np.ndarray,
+    valid: np.ndarray,
+    names: Sequence[str],
+    raw_values: Mapping[str, Any] | pd.DataFrame,
+    by_name: Mapping[str, FeatureInfo],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(display value, sentence) of each valid (row, slot) of ``idx``, as object arrays."""
+    shown = np.full(idx.shape, None, dtype=object)
+    text = np.full(idx.shape, None, dtype=object)
+    rows, slots = np.nonzero(valid)
+    if len(rows) <= SMALL_COLUMN:
+        # A few reasons (one record): worded one by one, without per-feature array work.
+        worded: dict[tuple, tuple[object, str]] = {}
+        columns: dict[str, np.ndarray] = {}
+        for r, s in zip(rows.tolist(), slots.tolist()):
+            name = names[idx[r, s]]
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = np.asarray(raw_values[name], dtype=object)
+            value = column[r]
+            key = (name, *_value_key(value))
+            found = worded.get(key)
+            if found is None:
+                found = worded[key] = (display_value(value), reason_text(by_name[name], value))
+            shown[r, s], text[r, s] = found
+        return shown, text
+    chosen = idx[rows, slots]
+    for j in np.unique(chosen).tolist():
+        at = chosen == j
+        r, s = rows[at], slots[at]
+        column = raw_values[names[j]]
+        shown[r, s], text[r, s] = _word_values(by_name[names[j]], column, r)
+    return shown, text
+
+
+def _value_key(value: object) -> tuple:
+    """What makes two values read the same: missing is missing, else type and value.
+
+    The type keeps 1, 1.0 and True apart, which == and hash do not; -0.0 == 0.0, but their
+    texts differ.
+    """
+    if _is_missing(value):
+        return (None,)
+    if isinstance(value, float) and value == 0:
+        return ("zero", math.copysign(1.0, value))
+    return (type(value), value)
+
+
+def _word_values(
+    feature: FeatureInfo, column: Any, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`display_value` and :func:`reason_text` of ``column[rows]``, each value worded once.
+
+    Values repeat (categories, yes/no, round counts), so each distinct value is worded once:
+    floats by their bits (so -0.0 and 0.0 stay apart, as their texts differ), text by
+    :func:`pandas.factorize`, anything else by :func:`_value_key`.
+    """
+    many = len(rows) > SMALL_COLUMN
+    array = np.asarray(column) if many else None
+    if array is not None and array.dtype.kind == "f":
+        picked = array[rows].astype(np.float64)
+        bits, codes = np.unique(picked.view(np.int64), return_inverse=True)
+        distinct = bits.view(np.float64).tolist()
+    else:
+        picked = np.asarray(column, dtype=object)[rows]
+        if many and pd.api.types.infer_dtype(picked, skipna=True) == "string":
+            codes, uniques = pd.factorize(picked, use_na_sentinel=True)
+            distinct = [*uniques.tolist(), None]  # code -1 (missing) is the last one
         else:
-            # The type keeps 1, 1.0 and True apart, which == and hash do not.
-            key = (name, type(value), value)
-        found = worded.get(key)
-        if found is None:
-            found = (display_value(value), reason_text(by_name[name], value))
-            worded[key] = found
-        return found
-
-    out: list[dict[str, list[dict]]] = []
-    for row in range(n):
-        entry: dict[str, list[dict]] = {"up": [], "down": []}
-        for key, sign in (("up", 1.0), ("down", -1.0)):
-            idx, c, eff = picked[key]
-            for j in range(idx.shape[1]):
-                contribution = float(c[row, j])
-                if contribution * sign <= 0:
-                    continue
-                name = names[idx[row, j]]
-                shown, text = word(name, columns[name][row])
-                entry[key].append(
-                    {
-                        "feature": name,
-                        "value": shown,
-                        "contribution": contribution,
-                        effect_unit: float(eff[row, j]),
-                        "text": text,
-                    }
-                )
-        out.append(entry)
-    return out
+            seen: dict[tuple, int] = {}
+            distinct, codes = [], np.empty(len(picked), dtype=np.intp)
+            for i, value in enumerate(picked.tolist()):
+                key = _value_key(value)
+                code = seen.get(key)
+                if code is None:
+                    code = seen[key] = len(distinct)
+                    distinct.append(value)
+                codes[i] = code
+    shown = np.empty(len(distinct), dtype=object)
+    text = np.empty(len(distinct), dtype=object)
+    for i, value in enumerate(distinct):
+        shown[i] = display_value(value)
+        text[i] = reason_text(feature, value)
+    return shown[codes], text[codes]
 
 
 def reasons_as_text(entry: dict[str, list[dict]]) -> str:
     """'+ 12 web visits in the last 30 days; - No economic buyer in CRM' for tables and CSVs."""
-    parts = [f"+ {r['text']}" for r in entry["up"]] + [f"- {r['text']}" for r in entry["down"]]
-    return "; ".join(parts)
+    return "; ".join(side_texts(entry["up"], "+") + side_texts(entry["down"], "-"))
+
+
+def side_texts(side: list[dict], mark: str) -> list[str]:
+    """One side's reasons as '+ text' (raising) or '- text' (lowering) parts."""
+    return [f"{mark} {r['text']}" for r in side]
