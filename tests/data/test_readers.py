@@ -545,6 +545,10 @@ def test_source_decimal_comma_reads_features_and_amount_alike_for_training_and_s
     assert parsed["rate"].tolist() == [0.75] and parsed["amount"].tolist() == [2000.5]
     one = canonical_record({"id": "9", "rate": "0,75", "amount": "2.000,5"}, info, inputs)
     assert one["rate"] == 0.75 and one["amount"] == 2000.5
+    for text in ("1.234", "1.5", "12", "-3,25", "1.234.567"):  # one value reads as its column
+        one = canonical_record({"id": "9", "rate": text}, info, inputs)
+        frame = canonical_records(pd.DataFrame({"id": ["9"], "rate": [text]}), info, inputs).frame
+        assert one["rate"] == frame["rate"].iloc[0], text
 
     point_amount = spec.model_copy(
         update={"amount": spec.amount.model_copy(update={"decimal": "."})}

@@ -201,7 +201,9 @@ def _number_text(text: str, decimal: str) -> float:
 def parse_number_value(value: object, *, decimal: str = ".") -> float:
     """:func:`parse_numbers` of one (cleaned) value: NaN when missing or unreadable."""
     if isinstance(value, str):
-        if _PLAIN_DECIMAL.fullmatch(value):
+        # With a decimal comma a point separates thousands ('1.234'): only the column parser
+        # knows, so plain text is a shortcut only where both read it alike.
+        if (decimal == "." or "." not in value) and _PLAIN_DECIMAL.fullmatch(value):
             return float(value)
         return _number_text(value, decimal)
     if is_missing_value(value):
