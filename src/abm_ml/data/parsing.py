@@ -151,12 +151,8 @@ def infer_type(values: pd.Series, *, decimal: str = ".") -> str:
 
 def category_text(values: pd.Series) -> pd.Series:
     """Categories as text: typed values (numbers from a SQL driver) become strings, missing is NaN."""
-    text = values.map(
-        lambda v: (
-            v
-            if isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v))
-            else str(v)
-        )
+    text = _by_unique(
+        values, lambda u: u.map(lambda v: v if isinstance(v, str) else str(v)).astype(object)
     )
     return text.astype(object).where(text.notna(), np.nan)
 

@@ -176,6 +176,10 @@ def canonical_records(
     return ScoringRecords(frame=frame, problems=problems, amount_column=amount_column)
 
 
+_ABSENT = object()
+"""A record's value for a key it does not have (None is a value: a blank)."""
+
+
 def _key(record: Mapping[str, Any], names: Sequence[str | None]) -> str | None:
     """The first of ``names`` that the record has."""
     return next((n for n in names if n and n in record), None)
@@ -208,14 +212,16 @@ def canonical_record(
         if amount_key
         else np.nan
     )
+    decimal = spec.decimal
     for feature in features:
-        key = _key(record, [feature.column, feature.name])
+        # The one-record path of every served request: a plain loop, no per-feature lists.
+        value = record.get(feature.column, _ABSENT)
+        if value is _ABSENT:
+            value = record.get(feature.name, _ABSENT)
         out[feature.name] = (
             np.nan
-            if key is None
-            else parse_feature_value(
-                clean_value(record[key], tokens), feature.type, decimal=spec.decimal
-            )
+            if value is _ABSENT
+            else parse_feature_value(clean_value(value, tokens), feature.type, decimal=decimal)
         )
     return out
 

@@ -45,12 +45,17 @@ def parse_yes_no(values: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         numbers = values.astype(float)
         return numbers.where(numbers.isna(), (numbers != 0).astype(float))
-    lowered = values.astype("string").str.strip().str.lower()
-    parsed = np.where(
+    # Each distinct value is read once: a yes/no column holds a handful of spellings.
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lowered = pd.Series(uniques, dtype=object).astype("string").str.strip().str.lower()
+    on_uniques = np.where(
         lowered.isin(YES_WORDS).fillna(False),
         1.0,
         np.where(lowered.isin(NO_WORDS).fillna(False), 0.0, np.nan),
     )
+    parsed = np.full(len(values), np.nan)
+    present = codes >= 0
+    parsed[present] = on_uniques[codes[present]]
     return pd.Series(parsed, index=values.index, dtype=float)
 
 
