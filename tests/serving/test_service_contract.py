@@ -29,7 +29,10 @@ def test_schema_follows_the_features(scorer, schema):
         if f.type == "categorical":
             assert p["type"] == "string"
         elif f.type == "boolean":
-            assert {v["type"] for v in p["anyOf"]} == {"boolean", "integer", "string"}
+            assert {v["type"] for v in p["anyOf"]} == {"boolean", "number", "string"}
+            # 0.0 and 1.0 are accepted as 0 and 1: the schema says so (a client's JSON
+            # library may write either)
+            assert next(v for v in p["anyOf"] if v["type"] == "number")["enum"] == [0, 1]
             assert {"yes", "no"} <= set(
                 next(v for v in p["anyOf"] if v["type"] == "string")["enum"]
             )

@@ -89,7 +89,7 @@ YesNo = Annotated[
         {
             "anyOf": [
                 {"type": "boolean"},
-                {"type": "integer", "enum": [0, 1]},
+                {"type": "number", "enum": [0, 1]},  # 0.0 and 1.0 too, as JSON numbers
                 {"type": "string", "enum": sorted(YES_WORDS | NO_WORDS)},
                 {"type": "null"},
             ]
