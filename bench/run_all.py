@@ -60,6 +60,7 @@ TITLES = {
     "roi": "ROI and pilot analysis",
 }
 DOCS = ROOT / "docs" / "benchmarks.md"
+HISTORY = ROOT / "bench" / "history.md"
 
 
 def script(name: str) -> Path:
@@ -385,6 +386,9 @@ def render(
     heads = _headlines(reports)
     if heads:
         out += ["", "## Summary", "", *heads]
+    if HISTORY.exists() and not quick:
+        # Earlier figures are facts of their date: kept by hand in one file, shown as written.
+        out += ["", HISTORY.read_text(encoding="utf-8").strip()]
     for name in BENCHMARKS:
         out += ["", f"## {TITLES[name]}", ""]
         run = runs.get(name)
