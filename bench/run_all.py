@@ -264,18 +264,38 @@ def service_markdown(report: dict) -> str:
         ["in process, sequential 1-record calls", f"{ip.get('records_per_s_1', 0):,.1f}", "", ""],
         ["in process, 100-record calls", f"{ip.get('records_per_s_100', 0):,.1f}", "", ""],
     ]
-    for run in sv.get("throughput", []):
-        la = run.get("latency", {})
-        rows.append(
-            [
-                f"served, {run.get('concurrency')} concurrent clients",
-                f"{run.get('requests_per_s') or 0:,.1f}",
-                f"{la.get('p50_ms') or float('nan'):.1f} / {la.get('p99_ms') or float('nan'):.1f}",
-                str(run.get("errors", "")),
-            ]
-        )
+    rows = [row + ["", ""] for row in rows]
+    bare = report.get("reference") or {}
+    for label, server in (("served", sv), ("bare Starlette reference", bare)):
+        for run in server.get("throughput", []):
+            la = run.get("latency", {})
+            cpu = run.get("server_cpu_ms_per_request")
+            share = run.get("server_cpu_share_busiest_process")
+            rows.append(
+                [
+                    f"{label}, {run.get('concurrency')} concurrent clients",
+                    f"{run.get('requests_per_s') or 0:,.1f}",
+                    f"{la.get('p50_ms') or float('nan'):.1f} / {la.get('p99_ms') or float('nan'):.1f}",
+                    str(run.get("errors", "")),
+                    "" if cpu is None else f"{cpu:.3f}",
+                    "" if share is None else f"{share:.0%}",
+                ]
+            )
+    settings = report.get("settings", {})
+    if settings.get("load_generator_detail"):
+        out.append(f"Load generator: {settings['load_generator_detail']}.\n")
     out.append(
-        md_table(["throughput (1-record requests)", "records/s", "p50 / p99 ms", "errors"], rows)
+        md_table(
+            [
+                "throughput (1-record requests)",
+                "records/s",
+                "p50 / p99 ms",
+                "errors",
+                "server CPU ms / request",
+                "busiest worker's CPU share",
+            ],
+            rows,
+        )
     )
     ratios = report.get("ratios", {})
     if ratios:
