@@ -819,28 +819,20 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-        for n in sizes:
-            print(f"streaming {n:,} rows...", flush=True)
-            run = _run_child(
+        def stream_child(n: int, reasons_for: int) -> dict:
+            """One streamed run of ``n`` rows in a fresh process (0: reasons for every row)."""
+            return _run_child(
                 [
-                    "--worker",
-                    "stream",
-                    "--rows-file",
-                    str(rows_file),
-                    "--scorer-file",
-                    str(scorer_file),
-                    "--n",
-                    str(n),
-                    "--chunk",
-                    str(args.chunk),
-                    "--k-up",
-                    str(args.k_up),
-                    "--workers",
-                    str(workers),
-                    "--reasons-for",
-                    "0",
+                    *("--worker", "stream", "--rows-file", str(rows_file)),
+                    *("--scorer-file", str(scorer_file), "--n", str(n)),
+                    *("--chunk", str(args.chunk), "--k-up", str(args.k_up)),
+                    *("--workers", str(workers), "--reasons-for", str(reasons_for)),
                 ]
             )
+
+        for n in sizes:
+            print(f"streaming {n:,} rows...", flush=True)
+            run = stream_child(n, 0)
             report["runs"].append(run)
             print(
                 f"  abm-ml {run['abm_ml_rows_per_s']:,.0f} rows/s vs LightGBM predict+pred_contrib "
@@ -856,26 +848,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"streaming {n:,} rows, reasons for {args.reasons_for:,} per chunk...", flush=True
             )
-            report["reasons_for_run"] = _run_child(
-                [
-                    "--worker",
-                    "stream",
-                    "--rows-file",
-                    str(rows_file),
-                    "--scorer-file",
-                    str(scorer_file),
-                    "--n",
-                    str(n),
-                    "--chunk",
-                    str(args.chunk),
-                    "--k-up",
-                    str(args.k_up),
-                    "--workers",
-                    str(workers),
-                    "--reasons-for",
-                    str(args.reasons_for),
-                ]
-            )
+            report["reasons_for_run"] = stream_child(n, args.reasons_for)
             r = report["reasons_for_run"]
             print(
                 f"  abm-ml {r['abm_ml_rows_per_s']:,.0f} rows/s with reasons for "
