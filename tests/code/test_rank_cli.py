@@ -261,3 +261,34 @@ def test_cli_explain_refuses_an_account_whose_row_is_cut(
     assert result.exit_code != 0
     assert isinstance(result.exception, AbmInputError)
     assert "line 2" in str(result.exception) and "fewer fields" in str(result.exception)
+
+
+def test_cli_rank_in_chunks_writes_what_one_chunk_writes(
+    champion, accounts_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``rank`` reads, scores and writes a large list in chunks: the files do not change."""
+    from abm_ml.modeling import rank_stream
+
+    parquet = tmp_path / "accounts.parquet"
+    pd.read_csv(accounts_csv, dtype=str, keep_default_na=False).to_parquet(parquet)
+    outputs = {}
+    for rows in (10_000, 25):
+        monkeypatch.setattr(rank_stream, "READ_ROWS", rows)
+        out = tmp_path / f"ranked-{rows}.csv"
+        result = runner.invoke(
+            app,
+            ["rank", str(parquet), "--as-of", "2026-01-05", "--tiers", "5,10,20", "--out", str(out)]
+            + ["--history-url", f"sqlite:///{tmp_path / f'history-{rows}.db'}"],
+        )
+        assert result.exit_code == 0, result.output
+        outputs[rows] = (
+            pd.read_csv(out, dtype={"account_id": str}),
+            pd.read_csv(out.with_name(out.stem + "-unscorable.csv"), dtype=str),
+        )
+    (whole, whole_bad), (chunked, chunked_bad) = outputs[10_000], outputs[25]
+    pd.testing.assert_frame_equal(chunked, whole)
+    pd.testing.assert_frame_equal(chunked_bad, whole_bad)
+    assert len(whole) > 100 and set(whole["movement"]) == {"new"}
+    # The repeated id is found across chunks (its first occurrence is in the first chunk).
+    assert "repeated account_id (first occurrence scored)" in set(chunked_bad["reason"])
+    assert (tmp_path / "ranked-25.html").is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -77,7 +79,8 @@ def rank(
     monitor: Annotated[
         bool,
         typer.Option(
-            help="Also check the accounts read for drift (abm-ml monitor); exit code 3 on drift."
+            help="Also check the accounts read for drift (abm-ml monitor; reads them again, "
+            "whole); exit code 3 on drift."
         ),
     ] = False,
     reasons_for: Annotated[
@@ -110,16 +113,11 @@ def rank(
     """Rank accounts: who to work first, in which ABM tier, and why.
 
     Writes the ranked list, a file of accounts that could not be scored (with the reason),
-    and an HTML report; prints the top of the list.
+    and an HTML report; prints the top of the list. Large lists are read, scored and written
+    in chunks, so memory does not grow with the list.
     """
-    from abm_ml.modeling.ranking import (
-        check_accounts_source,
-        load_accounts,
-        parse_tiers,
-        rank_accounts,
-        write_ranked,
-        write_unscorable,
-    )
+    from abm_ml.modeling.rank_stream import StreamedRanking
+    from abm_ml.modeling.ranking import check_accounts_source, parse_tiers, ranking_date
 
     sizes = parse_tiers(tiers)
     if engine != "local":
@@ -156,51 +154,66 @@ def rank(
         return
     check_accounts_source(accounts, table=table, query=query)
     _require_file(accounts)
-    # The file is read and its id column checked before the model is downloaded, with the
-    # input spec the registered version carries as a tag (older versions: after loading).
+    # The first chunk is read and its id column checked before the model is downloaded, with
+    # the input spec the registered version carries as a tag (older versions: after loading).
     input_spec = registered_input(model)
     if input_spec is not None:
-        with console.status("Reading accounts..."):
-            frame = load_accounts(accounts, table=table, query=query, input_spec=input_spec)
-        require_id_column(frame, input_spec, accounts)
+        chunks, first = _first_chunk(accounts, table, query, input_spec)
     scorer, version = load_model(model)
     if input_spec is None:
-        with console.status("Reading accounts..."):
-            frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
-        require_id_column(frame, scorer.input, accounts)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        chunks, first = _first_chunk(accounts, table, query, scorer.input)
+    as_of = ranking_date(as_of)
+    out = out or cfg.reports_dir() / "rankings" / f"ranking-{as_of}.csv"
+    unscorable_path = out.with_name(out.stem + "-unscorable.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from rich.progress import Progress, SpinnerColumn, TimeElapsedColumn
 
-    with Progress(
-        "Scoring accounts",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("score", total=len(frame))
-        result = rank_accounts(
+    # The chunks spill next to the ranked file (the user's disk, not a small /tmp).
+    with (
+        tempfile.TemporaryDirectory(prefix=".abm-ml-rank-", dir=out.parent) as spill,
+        Progress(
+            SpinnerColumn(),
+            "Scoring accounts: {task.completed:,} read",
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("score", total=None)
+        run = StreamedRanking(
             scorer,
-            frame,
+            Path(spill),
+            unscorable_path=unscorable_path,
             tiers=sizes,
             as_of=as_of,
             filters={"segment": segment or [], "region": region or [], "owner": owner or []},
             sort_by=sort_by,
             model_name=cfg.registered_model_name(),
             model_version=str(version.version),
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
             reasons_for=reasons_for,
             velocity_reasons=velocity_reasons,
             workers=workers,
+            details=history,
         )
-    folder = cfg.reports_dir() / "rankings"
-    out = out or folder / f"ranking-{result.meta['as_of']}.csv"
-    # The ranking is written before the history is touched: a history failure never loses it.
-    write_ranked(result.ranked, out)
-    unscorable_path = out.with_name(out.stem + "-unscorable.csv")
-    write_unscorable(result.unscorable, unscorable_path)
-    if history:
-        _record_history(result, history_url or cfg.history_url(), out, scorer, frame)
+        read = 0
+        for chunk in itertools.chain([first], chunks):
+            run.add(
+                chunk, progress=lambda done, _total, at=read: bar.update(task, completed=at + done)
+            )
+            read += len(chunk)
+            bar.update(task, completed=read)
+        run.finish()
+        ranked = run.light()
+        movement = None
+        try:
+            if history:
+                ranked, movement = _record_history(
+                    run, ranked, history_url or cfg.history_url(), out
+                )
+        finally:
+            # Written whatever happens to the history: a history failure never loses the ranking.
+            run.write(out, movement)
+        result = run.result(ranked)
     console.print(_ranking_table(result, version, show))
     console.print(_basis_line(result.meta))
     console.print(f"Ranked {result.meta['ranked']:,} accounts -> {out}")
@@ -220,11 +233,26 @@ def rank(
         console.print(f"Report -> {html}")
     if monitor:
         # Last, so a drift verdict (exit 3) never costs the ranking, its history or its report.
+        # The drift check reads the accounts again, whole.
         from abm_ml.cli.monitoring import run_monitor
+        from abm_ml.modeling.ranking import load_accounts
         from abm_ml.monitoring.drift import EXIT_DRIFT
 
+        frame = load_accounts(accounts, table=table, query=query, scorer=scorer)
         if run_monitor(scorer, version, frame, as_of=result.meta["as_of"]).drifted:
             raise typer.Exit(EXIT_DRIFT)
+
+
+def _first_chunk(accounts: str, table, query, input_spec) -> tuple:
+    """The accounts as chunks (an iterator) and the first chunk, its id column checked."""
+    from abm_ml.data.records import iter_records
+    from abm_ml.modeling.rank_stream import READ_ROWS
+
+    with console.status("Reading accounts..."):
+        chunks = iter_records(accounts, input_spec, table=table, query=query, rows=READ_ROWS)
+        first = next(chunks)
+    require_id_column(first, input_spec, accounts)
+    return chunks, first
 
 
 def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, filters) -> None:
@@ -279,23 +307,23 @@ def _rank_on_spark(accounts, engine, model, sizes, as_of, sort_by, out, show, fi
     )
 
 
-def _record_history(result, url: str, out: Path, scorer, accounts: pd.DataFrame) -> None:
-    """Store the run in the score history and rewrite ``out`` with each account's movement.
+def _record_history(run, ranked: pd.DataFrame, url: str, out: Path) -> tuple:
+    """Store the run in the score history; ``ranked`` with each account's movement.
 
     The history's details keep each account's model inputs, so the account page can show every
     factor's push with the model that issued the run (:mod:`abm_ml.web.waterfall`).
 
     A history that cannot be written (unreachable, locked, not a history table) costs the
-    movement column only: one warning line, the ranking already written stays, exit 0.
+    movement column only: one warning line, the ranking is written all the same, exit 0.
+
+    Returns:
+        ``ranked`` (with ``movement``) and the movement texts in rank order, or ``ranked``
+        unchanged and None when the history could not be written.
     """
-    from abm_ml.modeling.ranking import write_ranked
-    from abm_ml.reporting.history import record_run
-    from abm_ml.web.waterfall import INPUTS_COLUMN, with_model_inputs
+    from abm_ml.reporting.history import record_parts, with_movement
 
     try:
-        ranked = record_run(
-            with_model_inputs(result.ranked, scorer, accounts), url, create_sqlite_folder=True
-        ).drop(columns=[INPUTS_COLUMN])
+        previous = record_parts(run.history_parts(), url, create_sqlite_folder=True)
     except AbmInputError as error:
         err_console.print(
             f"[bold yellow]warning:[/] score history not updated, no movement shown ({escape(str(error))}); "
@@ -303,9 +331,9 @@ def _record_history(result, url: str, out: Path, scorer, accounts: pd.DataFrame)
             highlight=False,
             soft_wrap=True,
         )
-        return
-    result.ranked = ranked
-    write_ranked(result.ranked, out)
+        return ranked, None
+    ranked = with_movement(ranked, previous)
+    return ranked, ranked["movement"].to_numpy(dtype=object)
 
 
 def _require_file(accounts: str) -> None:

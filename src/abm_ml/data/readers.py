@@ -13,7 +13,9 @@ import csv
 import difflib
 import hashlib
 import io
+import itertools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,7 +247,8 @@ def _read_file(
     return RawTable(frame=frame, name=path, sha256=digest)
 
 
-def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
+def _sql_source(url: str, table: str | None, query: str | None):
+    """The engine, the statement and the name shown in messages of one SQL source."""
     import sqlalchemy as sa
 
     safe_url = mask_credentials(url)
@@ -258,12 +261,21 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
         ) from None
     # select_from: a bare sa.table() has no columns, so select(table) alone would have no FROM clause.
     statement = sa.text(query) if query else sa.select(sa.text("*")).select_from(sa.table(table))
+    return engine, statement, name
+
+
+def _sql_error(error: Exception, name: str) -> AbmInputError:
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    return AbmInputError(f"cannot read ({mask_credentials(first_line)})", source=name)
+
+
+def _read_sql(url: str, table: str | None, query: str | None) -> RawTable:
+    engine, statement, name = _sql_source(url, table, query)
     try:
         with engine.connect() as connection:
             frame = pd.read_sql(statement, connection)
     except Exception as error:  # noqa: BLE001
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        raise AbmInputError(f"cannot read ({mask_credentials(first_line)})", source=name) from None
+        raise _sql_error(error, name) from None
     finally:
         engine.dispose()
     if frame.empty:
@@ -297,3 +309,74 @@ def require_columns(table: RawTable, columns: list[tuple[str, str]]) -> None:
                 f"column {column!r} (the spec's `{role}`) is not in the file{_suggest(column, available)}",
                 source=table.name,
             )
+
+
+def iter_table(part: SourceSpec, rows: int) -> Iterator[pd.DataFrame]:
+    """One source read in frames of at most ``rows`` rows, as :func:`read_table` reads it.
+
+    Parquet files are read batch by batch and SQL results fetched in chunks, so a list of a
+    million accounts is never held whole; :data:`SOURCE_ROW` counts on across the frames. A
+    CSV file is parsed whole (its line layout is checked over the whole file) and handed out
+    in slices.
+
+    Raises:
+        AbmInputError: As for :func:`read_table`, raised before the first frame.
+    """
+    if part.url:
+        yield from _iter_sql(part.url, part.table, part.query, rows)
+        return
+    assert part.path is not None
+    file = Path(part.path)
+    fmt = part.format or ("parquet" if file.suffix.lower() in {".parquet", ".pq"} else "csv")
+    if fmt != "parquet" or not file.is_file():
+        frame = read_table(part).frame
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start : start + rows].reset_index(drop=True)
+        return
+    yield from _iter_parquet(part.path, rows)
+
+
+def _iter_parquet(path: str, rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        first = next(batches, None)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several unrelated types for a broken file
+        raise AbmInputError(f"not a readable Parquet file ({error})", source=path) from None
+    if first is None or first.num_rows == 0:
+        raise AbmInputError("the file has no rows", source=path)
+    done = 0
+    for batch in itertools.chain([first], batches):
+        # The file's pandas metadata (index, nullable dtypes) applies to each batch as a whole.
+        frame = pa.Table.from_batches([batch]).to_pandas()
+        frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
+        frame[SOURCE_ROW] = range(done + 1, done + len(frame) + 1)
+        done += len(frame)
+        yield frame
+
+
+def _iter_sql(url: str, table: str | None, query: str | None, rows: int) -> Iterator[pd.DataFrame]:
+    engine, statement, name = _sql_source(url, table, query)
+    done = 0
+    try:
+        with engine.connect() as connection:
+
+            def fetch(chunks: Iterator[pd.DataFrame] | None) -> tuple:
+                try:
+                    chunks = chunks or pd.read_sql(statement, connection, chunksize=rows)
+                    return chunks, next(chunks, None)
+                except Exception as error:  # noqa: BLE001 - the driver's errors are the input's
+                    raise _sql_error(error, name) from None
+
+            chunks, frame = fetch(None)
+            if frame is None or frame.empty:
+                raise AbmInputError("the query returned no rows", source=name)
+            while frame is not None:
+                frame[SOURCE_ROW] = range(done + 1, done + len(frame) + 1)
+                done += len(frame)
+                yield frame
+                chunks, frame = fetch(chunks)
+    finally:
+        engine.dispose()

@@ -11,7 +11,7 @@ Files in canonical form (``account_id``, ``amount``, feature names) are read too
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from abm_ml.data.parsing import (
     parse_number_value,
     parse_numbers,
 )
-from abm_ml.data.readers import read_table
+from abm_ml.data.readers import iter_table, read_table
 from abm_ml.data.spec import DatasetSpec, SourceSpec
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.feature_info import FeatureInfo
@@ -264,14 +264,35 @@ def read_records(
 
     The spec's separator and encoding are used when it sets them (sniffed otherwise).
     """
+    return read_table(_source_part(source, spec, table, query, allow_short_rows)).frame
+
+
+def iter_records(
+    source: str | Path,
+    spec: InputSpec | None = None,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    allow_short_rows: bool = False,
+    rows: int = 100_000,
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_records` in frames of at most ``rows`` rows (see :func:`iter_table`)."""
+    return iter_table(_source_part(source, spec, table, query, allow_short_rows), rows)
+
+
+def _source_part(
+    source: str | Path,
+    spec: InputSpec | None,
+    table: str | None,
+    query: str | None,
+    allow_short_rows: bool,
+) -> SourceSpec:
     text = str(source)
     if "://" in text:
-        part = SourceSpec(url=text, table=table, query=query)
-    else:
-        part = SourceSpec(
-            path=str(Path(text).resolve()),
-            sep=spec.sep if spec else None,
-            encoding=spec.encoding if spec else None,
-            allow_short_rows=allow_short_rows,
-        )
-    return read_table(part).frame
+        return SourceSpec(url=text, table=table, query=query)
+    return SourceSpec(
+        path=str(Path(text).resolve()),
+        sep=spec.sep if spec else None,
+        encoding=spec.encoding if spec else None,
+        allow_short_rows=allow_short_rows,
+    )

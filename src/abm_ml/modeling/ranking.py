@@ -158,9 +158,13 @@ def abm_tiers(n: int, sizes: tuple[int, ...]) -> np.ndarray:
 
 
 def _unscorable(
-    accounts: pd.DataFrame, scorer: AccountScorer, prepared: ScoringRecords | None
+    accounts: pd.DataFrame,
+    scorer: AccountScorer,
+    prepared: ScoringRecords | None,
+    seen_ids: set[str] | None = None,
 ) -> pd.Series:
-    """The reason each account cannot be scored, or NA (``prepared``: the parsed accounts)."""
+    """The reason each account cannot be scored, or NA (``prepared``: the parsed accounts;
+    ``seen_ids``: ids scored in earlier batches of the same list)."""
     reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
 
     def add(mask: pd.Series, reason: str | pd.Series) -> None:
@@ -175,7 +179,10 @@ def _unscorable(
         accounts = prepared.frame
     ids = accounts[ACCOUNT_ID].astype("string").str.strip()
     add(ids.isna() | (ids == ""), "missing account_id")
-    add(ids.duplicated(keep="first") & ids.notna(), "repeated account_id (first occurrence scored)")
+    repeated = ids.duplicated(keep="first") & ids.notna()
+    if seen_ids:
+        repeated |= ids.isin(seen_ids).fillna(False)
+    add(repeated, "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
     for feature in scorer.features:
         name = (
@@ -188,7 +195,7 @@ def _unscorable(
         if name is None:
             continue
         column = accounts[name]
-        blank = column.isna() | (column.astype("string").str.strip() == "").fillna(True)
+        blank = _blank(column)
         present |= ~blank
         if (
             prepared is None
@@ -204,21 +211,31 @@ def _unscorable(
     return reasons
 
 
-def amount_meta(scorer: AccountScorer, frame: pd.DataFrame, column: str | None) -> dict:
+def _blank(column: pd.Series) -> pd.Series:
+    """Missing or whitespace-only values; text is stripped once per distinct value."""
+    if not (
+        pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype)
+    ):
+        return column.isna()
+    codes, uniques = pd.factorize(column)
+    blank = np.array([str(u).strip() == "" for u in uniques] + [True], dtype=bool)
+    # factorize marks missing values -1, which picks the True appended last.
+    return pd.Series(blank[codes], index=column.index)
+
+
+def amount_meta(
+    scorer: AccountScorer, known: int, total: int, column: str | None
+) -> dict[str, str | None]:
     """Where the ranked amounts come from: per row from the file, the training median, or none.
 
     Args:
         scorer: the scorer that ranked the accounts.
-        frame: the scored accounts (canonical ``amount`` when known).
+        known: ranked accounts whose amount the file gives.
+        total: ranked accounts.
         column: the file's column the amounts were read from.
     """
     if not scorer.has_amount:
         return {"amount": None, "amount_note": "no deal amount in training: no expected value"}
-    known = (
-        int(pd.to_numeric(frame[AMOUNT], errors="coerce").notna().sum())
-        if AMOUNT in frame.columns
-        else 0
-    )
     median = f"the training median of won deals ({scorer.default_amount:,.0f})"
     if known == 0:
         note = f"every account's amount is {median}: the file has no amount"
@@ -226,10 +243,123 @@ def amount_meta(scorer: AccountScorer, frame: pd.DataFrame, column: str | None) 
             note += f" (expected column {scorer.input.amount!r})"
     else:
         source = f"column {column!r}" if column else "the file"
-        note = f"{known} of {len(frame)} amounts from {source}"
-        if known < len(frame):
-            note += f"; {len(frame) - known} blank, given {median}"
+        note = f"{known} of {total} amounts from {source}"
+        if known < total:
+            note += f"; {total - known} blank, given {median}"
     return {"amount": "per row" if known else "training median", "amount_note": note}
+
+
+def known_amounts(frame: pd.DataFrame) -> int:
+    """Accounts of ``frame`` (canonical columns) whose amount is given."""
+    if AMOUNT not in frame.columns:
+        return 0
+    return int(pd.to_numeric(frame[AMOUNT], errors="coerce").notna().sum())
+
+
+@dataclass
+class ScoredAccounts:
+    """One batch of accounts scored, in input order, and the ones that could not be scored.
+
+    Attributes:
+        scored: the scorer's output per scorable account with the reason texts and the
+            filter columns (``segment``, ``region``, ``owner``) the file has.
+        records: the rows that were scored, as the scorer takes them (``parsed`` tells how).
+        parsed: ``records`` are the :meth:`AccountScorer.prepare` frame.
+        unscorable: the other accounts with their ``reason`` (and ``line`` in the file).
+        read: accounts read, before the filters.
+        after_filters: accounts left by the filters.
+        amounts_known: scored accounts whose amount the file gives.
+        amount_column: the file's column the amounts were read from.
+    """
+
+    scored: pd.DataFrame
+    records: pd.DataFrame
+    parsed: bool
+    unscorable: pd.DataFrame
+    read: int
+    after_filters: int
+    amounts_known: int
+    amount_column: str | None
+
+
+def score_accounts(
+    scorer: AccountScorer,
+    accounts: pd.DataFrame,
+    *,
+    filters: dict[str, list[str]] | None = None,
+    k_up: int = 3,
+    with_reasons: bool = True,
+    velocity_reasons: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    seen_ids: set[str] | None = None,
+) -> ScoredAccounts:
+    """Filter, check and score one batch of accounts (in input order, not yet ranked).
+
+    Args:
+        seen_ids: account ids scored in earlier batches of the same list: their repeats here
+            are unscorable ("repeated account_id"), as a repeat in the same batch is. The ids
+            scored here are added to it.
+        Others: as for :func:`rank_accounts`.
+    """
+    accounts = accounts.reset_index(drop=True)
+    require_id_column(accounts, scorer.input, "accounts")
+    if scorer.input is None and ACCOUNT_ID not in accounts.columns:
+        accounts = accounts.assign(**{ACCOUNT_ID: accounts[ROW_ID]})
+    n_read = len(accounts)
+    for column, wanted in (filters or {}).items():
+        if not wanted:
+            continue
+        if column not in accounts.columns:
+            raise AbmInputError(
+                f"cannot filter by {column!r}: the accounts have no such column",
+                field=f"--{column}",
+            )
+        accounts = accounts[
+            accounts[column].astype(str).isin([str(w) for w in wanted])
+        ].reset_index(drop=True)
+
+    prepared = scorer.prepare(accounts)
+    reasons = _unscorable(accounts, scorer, prepared, seen_ids)
+    bad = reasons.notna()
+    if prepared is not None:
+        # Ids as the scorer gives them (the spec's account column, else the row id).
+        accounts = accounts.assign(**{ACCOUNT_ID: prepared.frame[ACCOUNT_ID].to_numpy()})
+    unscorable = accounts[bad].copy()
+    unscorable.insert(0, "reason", reasons[bad].astype(str))
+    if SOURCE_ROW in unscorable.columns:
+        unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
+    unscorable = unscorable.drop(columns=[ROW_PROBLEM], errors="ignore")
+    good = accounts[~bad].drop(columns=[ROW_PROBLEM], errors="ignore").reset_index(drop=True)
+    # The accounts were parsed once above; the scorer takes the parsed rows as they are.
+    to_score = (
+        prepared.frame[~bad.to_numpy()].reset_index(drop=True) if prepared is not None else good
+    )
+    if seen_ids is not None:
+        seen_ids.update(good[ACCOUNT_ID].astype("string").str.strip().tolist())
+    scored = score_in_chunks(
+        scorer,
+        to_score,
+        parsed=prepared is not None,
+        k_up=k_up,
+        with_reasons=with_reasons,
+        velocity_reasons=velocity_reasons,
+        workers=workers,
+        progress=progress,
+    )
+    for column in FILTER_COLUMNS:
+        if column in good.columns:
+            scored[column] = good[column].to_numpy()
+    return ScoredAccounts(
+        scored=scored,
+        records=to_score,
+        parsed=prepared is not None,
+        unscorable=unscorable.reset_index(drop=True),
+        read=n_read,
+        after_filters=len(accounts),
+        amounts_known=known_amounts(to_score),
+        amount_column=prepared.amount_column if prepared is not None else None,
+    )
 
 
 def rank_accounts(
@@ -250,6 +380,9 @@ def rank_accounts(
 ) -> RankResult:
     """Score, sort and tier accounts; list the unscorable ones with their reasons.
 
+    Every account is held in memory; :mod:`abm_ml.modeling.rank_stream` ranks a list read in
+    chunks with the same steps (:func:`score_accounts`, :func:`rank_order`, :func:`abm_tiers`).
+
     Args:
         reasons_for: compute reasons (TreeSHAP, most of the cost) only for the first
             ``reasons_for`` accounts of the ranking; the others get empty reason columns.
@@ -261,66 +394,31 @@ def rank_accounts(
         progress: ``progress(done, total)`` after each chunk of accounts scored.
     """
     check_sort_key(sort_by)
-    as_of = str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
-    accounts = accounts.reset_index(drop=True)
-    require_id_column(accounts, scorer.input, "accounts")
-    if scorer.input is None and ACCOUNT_ID not in accounts.columns:
-        accounts = accounts.assign(**{ACCOUNT_ID: accounts[ROW_ID]})
-    n_read = len(accounts)
-    for column, wanted in (filters or {}).items():
-        if not wanted:
-            continue
-        if column not in accounts.columns:
-            raise AbmInputError(
-                f"cannot filter by {column!r}: the accounts have no such column",
-                field=f"--{column}",
-            )
-        accounts = accounts[
-            accounts[column].astype(str).isin([str(w) for w in wanted])
-        ].reset_index(drop=True)
-
-    prepared = scorer.prepare(accounts)
-    reasons = _unscorable(accounts, scorer, prepared)
-    bad = reasons.notna()
-    if prepared is not None:
-        # Ids as the scorer gives them (the spec's account column, else the row id).
-        accounts = accounts.assign(**{ACCOUNT_ID: prepared.frame[ACCOUNT_ID].to_numpy()})
-    unscorable = accounts[bad].copy()
-    unscorable.insert(0, "reason", reasons[bad].astype(str))
-    if SOURCE_ROW in unscorable.columns:
-        unscorable = unscorable.rename(columns={SOURCE_ROW: "line"})
-    unscorable = unscorable.drop(columns=[ROW_PROBLEM], errors="ignore")
-    good = accounts[~bad].drop(columns=[ROW_PROBLEM], errors="ignore").reset_index(drop=True)
-    # The accounts were parsed once above; the scorer takes the parsed rows as they are.
-    to_score = (
-        prepared.frame[~bad.to_numpy()].reset_index(drop=True) if prepared is not None else good
-    )
-
-    explain_all = reasons_for is None or reasons_for >= len(good)
-    ranked = score_in_chunks(
+    as_of = ranking_date(as_of)
+    explain_all = reasons_for is None
+    part = score_accounts(
         scorer,
-        to_score,
-        parsed=prepared is not None,
+        accounts,
+        filters=filters,
         k_up=k_up,
         with_reasons=explain_all,
         velocity_reasons=velocity_reasons,
         workers=workers,
         progress=progress,
     )
-    if not explain_all:
+    ranked = part.scored
+    explain_all = explain_all or int(reasons_for or 0) >= len(ranked)
+    if reasons_for is not None:
         _add_reasons_for_top(
             scorer,
             ranked,
-            to_score,
-            parsed=prepared is not None,
-            top=max(int(reasons_for or 0), 0),
+            part.records,
+            parsed=part.parsed,
+            top=min(max(int(reasons_for), 0), len(ranked)),
             sort_by=sort_by,
             k_up=k_up,
             velocity_reasons=velocity_reasons,
         )
-    for column in FILTER_COLUMNS:
-        if column in good.columns:
-            ranked[column] = good[column].to_numpy()
     if ranked.empty:
         # dict.fromkeys: sorting by propensity must not name the column twice.
         ranked = pd.DataFrame(columns=list(dict.fromkeys(["account_id", "propensity", sort_by])))
@@ -328,26 +426,63 @@ def rank_accounts(
     ranked["model_name"] = model_name
     ranked["model_version"] = str(model_version)
     ranked["as_of"] = as_of
-    meta = {
+    meta = ranking_meta(
+        scorer,
+        as_of=as_of,
+        read=part.read,
+        after_filters=part.after_filters,
+        ranked=len(ranked),
+        unscorable=len(part.unscorable),
+        tiers=tiers,
+        sort_by=sort_by,
+        filters=filters,
+        model_name=model_name,
+        model_version=model_version,
+        reasons_for=len(ranked) if explain_all else min(int(reasons_for or 0), len(ranked)),
+        amounts_known=part.amounts_known,
+        amount_column=part.amount_column,
+    )
+    return RankResult(ranked=ranked, unscorable=part.unscorable, meta=meta)
+
+
+def ranking_date(as_of: str | None) -> str:
+    """The ranking's as-of date as ``YYYY-MM-DD`` (today when not given)."""
+    return str(pd.Timestamp(as_of).date()) if as_of else str(pd.Timestamp.now().date())
+
+
+def ranking_meta(
+    scorer: AccountScorer,
+    *,
+    as_of: str,
+    read: int,
+    after_filters: int,
+    ranked: int,
+    unscorable: int,
+    tiers: tuple[int, ...],
+    sort_by: str,
+    filters: dict[str, list[str]] | None,
+    model_name: str,
+    model_version: str,
+    reasons_for: int,
+    amounts_known: int,
+    amount_column: str | None,
+) -> dict:
+    """How a ranking run was made: counts, tiers, model, and what its columns are made of."""
+    return {
         "as_of": as_of,
-        "accounts_read": n_read,
-        "accounts_after_filters": len(accounts),
-        "ranked": len(ranked),
-        "unscorable": len(unscorable),
+        "accounts_read": read,
+        "accounts_after_filters": after_filters,
+        "ranked": ranked,
+        "unscorable": unscorable,
         "tiers": dict(zip(ABM_TIERS, tiers)),
         "sort_by": sort_by,
         "filters": {k: v for k, v in (filters or {}).items() if v},
         "model_name": model_name,
         "model_version": str(model_version),
-        "reasons_for": len(ranked) if explain_all else min(int(reasons_for or 0), len(ranked)),
+        "reasons_for": reasons_for,
         **scorer.basis(),
-        **amount_meta(
-            scorer,
-            prepared.frame[~bad.to_numpy()] if prepared is not None else good,
-            prepared.amount_column if prepared is not None else None,
-        ),
+        **amount_meta(scorer, amounts_known, ranked, amount_column),
     }
-    return RankResult(ranked=ranked, unscorable=unscorable.reset_index(drop=True), meta=meta)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ every backend; ``as_of`` is the ``YYYY-MM-DD`` text that :func:`abm_ml.modeling.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -236,27 +238,49 @@ def record_run(
         AbmInputError: The URL is invalid, the database cannot be reached or written, or the
             frame is not one run with unique account ids.
     """
-    shown = safe_url(url)
     if ranked.empty:
         # Nothing was ranked (e.g. filters left no account): no run to store, nothing moved.
         empty = pd.DataFrame(
             {"account_id": pd.Series(dtype=object), "score": [], "abm_tier": [], "rank": []}
         )
-        return _with_movement(
+        return with_movement(
             ranked.assign(account_id=ranked.get("account_id", pd.Series(dtype=object))), empty
         )
-    version, as_of = _check(ranked, shown)
-    stamp = _run_at(run_at)
-    constant = {"model_version": version, "as_of": as_of, "run_at": stamp}
-    columns = [
-        [constant[name]] * len(ranked) if name in constant else _column_values(ranked, name)
-        for name in HISTORY_COLUMNS
-    ]
-    columns[HISTORY_COLUMNS.index("account_id")] = ranked["account_id"].astype(str).tolist()
-    # Tuples in HISTORY_COLUMNS order, sorted by account: the primary key's B-tree then grows
-    # at one end instead of taking 100k random inserts.
-    records = sorted(zip(*columns), key=lambda record: record[0])
+    previous = record_parts([ranked], url, run_at=run_at, create_sqlite_folder=create_sqlite_folder)
+    return with_movement(ranked, previous)
 
+
+def record_parts(
+    parts: Iterable[pd.DataFrame],
+    url: str,
+    *,
+    run_at: str | None = None,
+    create_sqlite_folder: bool = False,
+) -> pd.DataFrame:
+    """Store one ranking run given in parts, in one transaction; each account's previous entry.
+
+    For runs too large to hold at once (:mod:`abm_ml.modeling.rank_stream`): each part is
+    inserted as it comes, so only one part's rows are in memory.
+
+    Args:
+        parts: The run's ranked accounts in parts (at least one), each as for
+            :func:`record_run`; an account id appears in one part only.
+        url: As for :func:`record_run`.
+        run_at: As for :func:`record_run`.
+        create_sqlite_folder: As for :func:`record_run`.
+
+    Returns:
+        ``account_id``, ``score``, ``abm_tier`` and ``rank`` of each account's latest earlier
+        entry (accounts without one are absent): give it to :func:`with_movement`.
+
+    Raises:
+        AbmInputError: As for :func:`record_run`, or parts of different runs.
+    """
+    shown = safe_url(url)
+    parts = iter(parts)
+    first = next(parts)
+    version, as_of = _check(first, shown)
+    stamp = _run_at(run_at)
     metadata = sa.MetaData()
     table = _table(metadata)
     details_table(metadata)  # web pages (issue 18): created with the history, race-safe
@@ -273,11 +297,24 @@ def record_run(
             connection.execute(
                 table.delete().where(table.c.model_version == version, table.c.as_of == as_of)
             )
-            _bulk_insert(connection, table, records)
-            # --- web pages (issue 18): what the pages show beyond the score, same transaction ---
-            _store_details(connection, metadata, ranked, version, as_of)
+            # --- web pages (issue 18): the details' rows of this run go too ---
+            details = metadata.tables[DETAILS_TABLE]
+            connection.execute(
+                details.delete().where(details.c.model_version == version, details.c.as_of == as_of)
+            )
             # --- end web pages ---
-            previous = _previous_entries(connection, table, version, as_of, stamp)
+            for part in itertools.chain([first], parts):
+                if part is not first and _check(part, shown) != (version, as_of):
+                    raise AbmInputError(
+                        "the parts of one run have one model version and one as-of date",
+                        source=shown,
+                        field="model_version, as_of",
+                    )
+                _bulk_insert(connection, table, _history_records(part, version, as_of, stamp))
+                # --- web pages (issue 18): what the pages show beyond the score ---
+                _store_details(connection, metadata, part, version, as_of)
+                # --- end web pages ---
+            return _previous_entries(connection, table, version, as_of, stamp)
     except AbmInputError:
         raise
     except database_errors as error:
@@ -287,7 +324,19 @@ def record_run(
         ) from None
     finally:
         engine.dispose()
-    return _with_movement(ranked, previous)
+
+
+def _history_records(ranked: pd.DataFrame, version: str, as_of: str, stamp: str) -> list[tuple]:
+    """The history rows of ``ranked``: tuples in :data:`HISTORY_COLUMNS` order, by account."""
+    constant = {"model_version": version, "as_of": as_of, "run_at": stamp}
+    columns = [
+        [constant[name]] * len(ranked) if name in constant else _column_values(ranked, name)
+        for name in HISTORY_COLUMNS
+    ]
+    columns[HISTORY_COLUMNS.index("account_id")] = ranked["account_id"].astype(str).tolist()
+    # Sorted by account: the primary key's B-tree then grows at one end instead of taking
+    # 100k random inserts.
+    return sorted(zip(*columns), key=lambda record: record[0])
 
 
 def _create_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
@@ -416,7 +465,8 @@ def _previous_entries(
     )
 
 
-def _with_movement(ranked: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+def with_movement(ranked: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``ranked`` with ``previous_*`` columns and ``movement`` (see :func:`record_run`)."""
     out = ranked.copy()
     keys = out["account_id"].astype(str)
     # One index lookup serves the three columns; get_indexer's -1 ("not found") picks the None
@@ -537,14 +587,12 @@ def history_table(metadata: sa.MetaData) -> sa.Table:
 def _store_details(
     connection: sa.Connection, metadata: sa.MetaData, ranked: pd.DataFrame, version: str, as_of: str
 ) -> None:
-    """Replace this run's details rows; a run without any detail column stores none."""
+    """Insert the details rows of ``ranked`` (the caller deleted the run's old ones); a run
+    without any detail column stores none."""
     import json
 
     present = [c for c in DETAIL_COLUMNS if c in ranked.columns]
     table = metadata.tables[DETAILS_TABLE]
-    connection.execute(
-        table.delete().where(table.c.model_version == version, table.c.as_of == as_of)
-    )
     if not present:
         return
     columns: dict[str, list] = {"account_id": ranked["account_id"].astype(str).tolist()}
@@ -553,8 +601,11 @@ def _store_details(
             continue
         if name == "reasons":
             # Structured reasons hold numpy floats: default=float makes them JSON numbers.
+            # Already JSON text when a streamed ranking spilled them.
             columns[name] = [
-                None if value is None else json.dumps(value, default=float)
+                value
+                if value is None or isinstance(value, str)
+                else json.dumps(value, default=float)
                 for value in ranked[name].tolist()
             ]
         elif name in DETAIL_FLOAT_COLUMNS:

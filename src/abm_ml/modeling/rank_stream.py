@@ -1,0 +1,437 @@
+"""Ranking a list too large to hold at once: read, scored and written in chunks.
+
+``abm-ml rank`` reads the accounts in chunks (:func:`abm_ml.data.records.iter_records`),
+scores each chunk with :func:`~abm_ml.modeling.ranking.score_accounts` (the batch ranker's own
+steps: filters, unscorable rows with their reasons, the one scorer) and spills what the written
+list needs to a Parquet file per chunk. Only what orders the list stays in memory: each
+account's sort key and propensity, its id (to find repeats across chunks) and the head of the
+list for the report. Once every chunk is scored, :func:`~abm_ml.modeling.ranking.rank_order`
+and :func:`~abm_ml.modeling.ranking.abm_tiers` rank the whole list, exactly as
+:func:`~abm_ml.modeling.ranking.rank_accounts` does in memory, and the ranked file is written
+in that order, slice by slice, from the spilled chunks. The score history is stored chunk by
+chunk in one transaction (:func:`abm_ml.reporting.history.record_parts`).
+
+With ``reasons_for=N`` the chunks are scored without reasons and the best N accounts seen so
+far are kept (a chunk's best N and the best N before it contain the best N of both), so only
+those N are explained at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from abm_ml.modeling.ranking import (
+    OUTPUT_COLUMNS,
+    RankResult,
+    ScoredAccounts,
+    abm_tiers,
+    check_sort_key,
+    neutralise_formulas,
+    rank_order,
+    ranking_date,
+    ranking_meta,
+    score_accounts,
+    score_in_chunks,
+)
+from abm_ml.modeling.scorer import AccountScorer
+
+READ_ROWS = 50_000
+"""Accounts read and scored at a time: a chunk's parsing and scoring hold a few KB per account."""
+REPORT_TOP = 200
+"""Accounts at the head of the list kept whole (structured reasons) for the report."""
+REASONS_JSON = "reasons"
+"""Spilled column: the structured reasons as JSON text (only when the history keeps them)."""
+INPUTS_JSON = "model_inputs"
+"""Spilled column: the model inputs as JSON text (see :mod:`abm_ml.web.waterfall`)."""
+_POSITION = "_abm_position"
+_RUN_COLUMNS = ("model_name", "model_version", "as_of")
+_REASON_COLUMNS = ("reasons", "top_reasons", "risk", "velocity_reasons", "days_reasons")
+_TEXT_REASONS = ("top_reasons", "risk", "days_reasons")
+_LIGHT = (
+    "account_id",
+    "tier",
+    "propensity",
+    "score",
+    "days_to_close_p10",
+    "days_to_close_p50",
+    "days_to_close_p90",
+    "amount",
+    "expected_value",
+    "priority",
+    "segment",
+    "region",
+    "owner",
+)
+"""Columns of every ranked account the report reads (tier cards, charts, totals)."""
+
+
+def release_memory() -> None:
+    """Hand the memory a finished chunk freed back to the system.
+
+    glibc keeps freed heap (per thread arena) and Arrow's allocator keeps its pool; without
+    this, the peak of every chunk's parsing and scoring stays resident for the whole run.
+    """
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    name = ctypes.util.find_library("c")
+    if name and "libc" in name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+            pass
+
+
+class StreamedRanking:
+    """One ranking run over chunks of accounts; see the module docstring.
+
+    Use: :meth:`add` each chunk, :meth:`finish`, then optionally :meth:`history_parts` for
+    the score history, :meth:`write` the ranked file and :meth:`result` for the report.
+    """
+
+    def __init__(
+        self,
+        scorer: AccountScorer,
+        folder: Path,
+        *,
+        unscorable_path: Path,
+        tiers: tuple[int, ...] = (10, 50, 500),
+        as_of: str | None = None,
+        filters: dict[str, list[str]] | None = None,
+        sort_by: str = "priority",
+        model_name: str = "",
+        model_version: str = "",
+        k_up: int = 3,
+        reasons_for: int | None = None,
+        velocity_reasons: bool = False,
+        workers: int | None = None,
+        details: bool = False,
+    ) -> None:
+        """Args as for :func:`~abm_ml.modeling.ranking.rank_accounts`, and:
+
+        Args:
+            folder: an empty folder for the spilled chunks (the caller removes it).
+            unscorable_path: the CSV the unscorable accounts are written to as they are found.
+            details: also spill the structured reasons and the model inputs as JSON, for
+                the score history's details (the account pages).
+        """
+        check_sort_key(sort_by)
+        self.scorer = scorer
+        self.folder = folder
+        self.unscorable_path = unscorable_path
+        self.tiers = tiers
+        self.as_of = ranking_date(as_of)
+        self.filters = filters
+        self.sort_by = sort_by
+        self.model_name = model_name
+        self.model_version = str(model_version)
+        self.k_up = k_up
+        self.reasons_for = None if reasons_for is None else max(int(reasons_for), 0)
+        self.velocity_reasons = velocity_reasons
+        self.workers = workers
+        self.details = details
+        self._files: list[Path] = []
+        self._sizes: list[int] = []
+        self._keys: list[np.ndarray] = []
+        self._propensity: list[np.ndarray] = []
+        self._seen: set[str] = set()
+        self._head: pd.DataFrame | None = None
+        self._head_records: pd.DataFrame | None = None
+        self._parsed = True
+        self._unscorable: list[pd.DataFrame] = []
+        self._unscorable_header: list[str] | None = None
+        self._unscorable_written = False
+        self._counts = {"read": 0, "after_filters": 0, "amounts_known": 0}
+        self._amount_column: str | None = None
+        self.order: np.ndarray | None = None
+        self._rank: np.ndarray | None = None
+        self._tier: np.ndarray | None = None
+        self._explained: pd.DataFrame | None = None
+
+    @property
+    def scored(self) -> int:
+        """Accounts scored so far."""
+        return int(sum(self._sizes))
+
+    def add(
+        self, accounts: pd.DataFrame, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Score one chunk of accounts (in input order after the chunks before it)."""
+        part = score_accounts(
+            self.scorer,
+            accounts,
+            filters=self.filters,
+            k_up=self.k_up,
+            with_reasons=self.reasons_for is None,
+            velocity_reasons=self.velocity_reasons,
+            workers=self.workers,
+            progress=progress,
+            seen_ids=self._seen,
+        )
+        self._counts["read"] += part.read
+        self._counts["after_filters"] += part.after_filters
+        self._counts["amounts_known"] += part.amounts_known
+        self._amount_column = self._amount_column or part.amount_column
+        self._parsed = part.parsed
+        self._write_unscorable(part.unscorable)
+        scored = part.scored
+        if scored.empty:
+            return
+        offset = self.scored
+        positions = np.arange(offset, offset + len(scored))
+        self._keys.append(scored[self.sort_by].to_numpy(dtype=float))
+        self._propensity.append(scored["propensity"].to_numpy(dtype=float))
+        self._keep_head(scored, part, positions)
+        self._spill(scored, part)
+        self._sizes.append(len(scored))
+        del part, scored
+        release_memory()
+
+    def _keep_head(self, scored: pd.DataFrame, part: ScoredAccounts, positions: np.ndarray) -> None:
+        """Keep the best accounts seen so far, whole: the report's head and ``reasons_for``."""
+        keep = max(REPORT_TOP, self.reasons_for or 0)
+        mine = rank_order(scored[self.sort_by], scored["propensity"])[:keep]
+        # Positions stay in input order, so rank_order's last tie-break (input order) holds.
+        mine = np.sort(mine)
+        head = scored.iloc[mine].assign(**{_POSITION: positions[mine]})
+        records = part.records.iloc[mine]
+        if self._head is not None:
+            head = pd.concat([self._head, head], ignore_index=True)
+            records = pd.concat([self._head_records, records], ignore_index=True)
+        best = np.sort(rank_order(head[self.sort_by], head["propensity"])[:keep])
+        self._head = head.iloc[best].reset_index(drop=True)
+        self._head_records = records.iloc[best].reset_index(drop=True)
+
+    def _spill(self, scored: pd.DataFrame, part: ScoredAccounts) -> None:
+        """Write what the ranked file and the history need of this chunk to Parquet."""
+        columns = [c for c in (*OUTPUT_COLUMNS, *_LIGHT) if c in scored.columns]
+        frame = scored[list(dict.fromkeys(columns))].copy()
+        if self.details and len(scored):
+            from abm_ml.web.waterfall import inputs_json
+
+            if "reasons" in scored.columns:
+                frame[REASONS_JSON] = [
+                    None if r is None else json.dumps(r, default=float) for r in scored["reasons"]
+                ]
+            frame[INPUTS_JSON] = inputs_json(self.scorer.preprocessor.raw_values(part.records))
+        path = self.folder / f"chunk-{len(self._files):05d}.parquet"
+        frame.to_parquet(path, index=False)
+        self._files.append(path)
+
+    def _write_unscorable(self, unscorable: pd.DataFrame) -> None:
+        """Append this chunk's unscorable accounts to the CSV; keep their reasons and ids."""
+        if self._unscorable_header is None:
+            self._unscorable_header = list(unscorable.columns)
+        if unscorable.empty:
+            return
+        self.unscorable_path.parent.mkdir(parents=True, exist_ok=True)
+        neutralise_formulas(unscorable.reindex(columns=self._unscorable_header)).to_csv(
+            self.unscorable_path,
+            mode="a" if self._unscorable_written else "w",
+            header=not self._unscorable_written,
+            index=False,
+        )
+        self._unscorable_written = True
+        light = [c for c in ("reason", "line", "account_id") if c in unscorable.columns]
+        self._unscorable.append(unscorable[light])
+
+    def finish(self) -> None:
+        """Rank the whole list; explain the head when reasons are for the top N only."""
+        if not self._unscorable_written:
+            # An empty file with the header says "none", as the in-memory ranking writes it.
+            self.unscorable_path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(columns=self._unscorable_header or ["reason"]).to_csv(
+                self.unscorable_path, index=False
+            )
+        keys = np.concatenate(self._keys) if self._keys else np.array([])
+        propensity = np.concatenate(self._propensity) if self._propensity else np.array([])
+        self.order = rank_order(keys, propensity)
+        n = len(self.order)
+        self._rank = np.empty(n, dtype=np.int64)
+        self._rank[self.order] = np.arange(1, n + 1)
+        self._tier = np.empty(n, dtype=object)
+        self._tier[self.order] = abm_tiers(n, self.tiers)
+        if self.reasons_for is not None and self._head is not None:
+            self._explain_head(min(self.reasons_for, n))
+        self._seen = set()  # repeats are all found: ~100 bytes per account back
+        release_memory()
+
+    def _explain_head(self, top: int) -> None:
+        """Reasons for the first ``top`` accounts of the whole list (kept in the head)."""
+        head = self._head
+        wanted = set(self.order[:top].tolist())
+        chosen = np.flatnonzero(head[_POSITION].isin(wanted).to_numpy())
+        explained = score_in_chunks(
+            self.scorer,
+            self._head_records.iloc[chosen],
+            parsed=self._parsed,
+            k_up=self.k_up,
+            with_reasons=True,
+            velocity_reasons=self.velocity_reasons,
+            workers=self.workers,
+        )
+        explained[_POSITION] = head[_POSITION].to_numpy()[chosen]
+        self._explained = explained.set_index(_POSITION)
+        for column in _REASON_COLUMNS:
+            empty = "" if column in _TEXT_REASONS else None
+            values = np.full(len(head), empty, dtype=object)
+            if column in explained.columns:
+                values[chosen] = explained[column].to_numpy(dtype=object)
+                head[column] = values
+
+    def _with_run_columns(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+        """``rank``, ``abm_tier``, the run's model and date, and the top-N reasons if any."""
+        frame.insert(0, "rank", self._rank[positions])
+        frame.insert(2, "abm_tier", self._tier[positions])
+        frame["model_name"] = self.model_name
+        frame["model_version"] = self.model_version
+        frame["as_of"] = self.as_of
+        explained = self._explained
+        if explained is not None:
+            # Reasons for the top N only: theirs from the explained head, empty for the others.
+            where = explained.index.get_indexer(positions)
+            for column in _TEXT_REASONS:
+                if column in explained.columns:
+                    frame[column] = np.append(explained[column].to_numpy(dtype=object), "")[where]
+            if self.details and "reasons" in explained.columns:
+                frame[REASONS_JSON] = [
+                    None if r is None else json.dumps(r, default=float)
+                    for r in np.append(explained["reasons"].to_numpy(dtype=object), None)[where]
+                ]
+        return frame
+
+    def _read_spill(self, columns: tuple[str, ...] | list[str]):
+        """The spilled chunks' ``columns`` (those they have) as one Arrow table, or None."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = []
+        for path in self._files:
+            present = pq.read_schema(path).names
+            tables.append(pq.read_table(path, columns=[c for c in columns if c in present]))
+        return pa.concat_tables(tables, promote_options="default") if tables else None
+
+    def history_parts(self) -> Iterator[pd.DataFrame]:
+        """The ranked accounts chunk by chunk (input order), with the history's columns."""
+        start = 0
+        for path, size in zip(self._files, self._sizes):
+            frame = pd.read_parquet(path)
+            positions = np.arange(start, start + size)
+            start += size
+            if size:
+                yield self._with_run_columns(frame, positions)
+
+    def light(self) -> pd.DataFrame:
+        """Every ranked account in rank order, with the columns the report and movement need."""
+        import pyarrow as pa
+
+        table = self._read_spill(_LIGHT)
+        if table is None:
+            frame = pd.DataFrame(
+                columns=list(dict.fromkeys(["account_id", "propensity", self.sort_by]))
+            )
+        else:
+            taken = table.take(pa.array(self.order))
+            del table
+            frame = taken.to_pandas(split_blocks=True, self_destruct=True)
+            del taken
+        frame = self._with_run_columns(frame, self.order)
+        # A million accounts share a handful of tiers, segments, models and dates.
+        for column in ("abm_tier", "tier", "segment", "region", "owner", *_RUN_COLUMNS):
+            if column in frame.columns:
+                frame[column] = frame[column].astype("category")
+        release_memory()
+        return frame
+
+    def write(self, path: Path, movement: np.ndarray | None = None, slice_rows: int = 100_000):
+        """Write the ranked list in rank order (CSV or Parquet by suffix), slice by slice.
+
+        Args:
+            path: the ranked file.
+            movement: each ranked account's movement text, in rank order, or None.
+            slice_rows: rows converted and written at a time.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = self._read_spill(OUTPUT_COLUMNS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parquet = path.suffix.lower() in {".parquet", ".pq"}
+        writer = None
+        n = len(self.order)
+        try:
+            for start in range(0, max(n, 1), slice_rows):
+                positions = self.order[start : start + slice_rows]
+                if table is not None and n:
+                    frame = table.take(pa.array(positions)).to_pandas()
+                else:
+                    frame = pd.DataFrame(
+                        columns=list(dict.fromkeys(["account_id", "propensity", self.sort_by]))
+                    )
+                frame = self._with_run_columns(frame, positions)
+                if movement is not None:
+                    frame["movement"] = movement[start : start + slice_rows]
+                frame = frame[[c for c in OUTPUT_COLUMNS if c in frame.columns]]
+                if parquet:
+                    arrow = pa.Table.from_pandas(
+                        frame, schema=writer.schema if writer else None, preserve_index=False
+                    )
+                    writer = writer or pq.ParquetWriter(path, arrow.schema)
+                    writer.write_table(arrow)
+                else:
+                    neutralise_formulas(frame).to_csv(
+                        path,
+                        mode="a" if start else "w",
+                        header=not start,
+                        index=False,
+                        float_format="%.4f",
+                    )
+        finally:
+            if writer is not None:
+                writer.close()
+            del table
+            release_memory()
+        return path
+
+    def result(self, ranked: pd.DataFrame) -> RankResult:
+        """The run for the report: ``ranked`` (from :meth:`light`) with the head's reasons."""
+        head = self._head
+        if head is not None and len(head):
+            top = min(len(head), len(ranked))
+            where = pd.Index(head[_POSITION]).get_indexer(self.order[:top])
+            for column in _REASON_COLUMNS:
+                if column in head.columns:
+                    values = np.full(len(ranked), None, dtype=object)
+                    values[:top] = np.append(head[column].to_numpy(dtype=object), None)[where]
+                    ranked[column] = values
+        unscorable = (
+            pd.concat(self._unscorable, ignore_index=True)
+            if self._unscorable
+            else pd.DataFrame(columns=["reason"])
+        )
+        n = len(ranked)
+        meta = ranking_meta(
+            self.scorer,
+            as_of=self.as_of,
+            read=self._counts["read"],
+            after_filters=self._counts["after_filters"],
+            ranked=n,
+            unscorable=len(unscorable),
+            tiers=self.tiers,
+            sort_by=self.sort_by,
+            filters=self.filters,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            reasons_for=n if self.reasons_for is None else min(self.reasons_for, n),
+            amounts_known=self._counts["amounts_known"],
+            amount_column=self._amount_column,
+        )
+        return RankResult(ranked=ranked, unscorable=unscorable, meta=meta)
