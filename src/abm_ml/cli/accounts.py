@@ -320,6 +320,7 @@ def _record_history(run, ranked: pd.DataFrame, url: str, out: Path) -> tuple:
         ``ranked`` (with ``movement``) and the movement texts in rank order, or ``ranked``
         unchanged and None when the history could not be written.
     """
+    from abm_ml.modeling.rank_stream import release_memory
     from abm_ml.reporting.history import record_parts, with_movement
 
     try:
@@ -333,6 +334,8 @@ def _record_history(run, ranked: pd.DataFrame, url: str, out: Path) -> tuple:
         )
         return ranked, None
     ranked = with_movement(ranked, previous)
+    del previous
+    release_memory()
     return ranked, ranked["movement"].to_numpy(dtype=object)
 
 

@@ -326,8 +326,9 @@ class StreamedRanking:
             frame = pd.read_parquet(path)
             positions = np.arange(start, start + size)
             start += size
-            if size:
-                yield self._with_run_columns(frame, positions)
+            yield self._with_run_columns(frame, positions)
+            del frame
+            release_memory()
 
     def light(self) -> pd.DataFrame:
         """Every ranked account in rank order, with the columns the report and movement need."""
