@@ -9,9 +9,9 @@ scorer's feature order, categories as integer codes, NaN for missing or unseen) 
 
 Members: LightGBM (native TreeSHAP, ``pred_contrib``), CatBoost (its ``ShapValues``), and a
 regularised logistic regression on one-hot categories and spline (or plain scaled) numerics,
-whose SHAP values are exact in closed form (an additive model's contribution of a feature is its term minus the
-term's training mean). :class:`Blend` is a weighted sum of members in log-odds space; its
-contributions are the same weighted sum of the members' contributions.
+whose SHAP values are exact in closed form (an additive model's contribution of a feature is
+its term minus the term's training mean). :class:`Blend` is a weighted sum of members in
+log-odds space; its contributions are the same weighted sum of the members' contributions.
 """
 
 from __future__ import annotations
