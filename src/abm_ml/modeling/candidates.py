@@ -6,7 +6,8 @@ deeper LightGBM, a regularised one, CatBoost (strong on categorical fields), a r
 logistic regression with spline numerics (strong when the signal is simple and the data few)
 and the plain logistic regression the model is judged against (one slope per number), so
 that validation, not the benchmark, decides whether a dataset is better served by it alone or
-in a blend. Each is early-stopped on the validation rows where that applies.
+in a blend (under a ``--budget``: see :data:`DEFAULT_CANDIDATES`). Each is early-stopped on
+the validation rows where that applies.
 
 They are compared by **validation log loss after a cross-validated Platt scaling** (the
 packaged model is calibrated anyway, so a well-ranking but poorly scaled model is not
@@ -186,8 +187,6 @@ class Candidate:
 
 
 PORTFOLIO = (
-    # The bench's logistic regression baseline (baselines.logistic_baseline) as a member.
-    Candidate("linear_plain", "linear", {"C": 1.0, "basis": "linear"}),
     Candidate("linear_splines", "linear", {"C": 0.5}),
     Candidate("linear_strong_l2", "linear", {"C": 0.05}),
     Candidate(
@@ -208,6 +207,8 @@ PORTFOLIO = (
             "feature_fraction": 0.6,
         },
     ),
+    # The bench's logistic regression baseline (baselines.logistic_baseline) as a member.
+    Candidate("linear_plain", "linear", {"C": 1.0, "basis": "linear"}),
     Candidate("catboost_depth6", "catboost", {}),
     Candidate("lightgbm_63_leaves", "lightgbm", {"num_leaves": 63, "learning_rate": 0.05}),
     Candidate("catboost_depth8", "catboost", {"depth": 8, "learning_rate": 0.05}),
@@ -217,16 +218,21 @@ PORTFOLIO = (
 slower configurations."""
 
 
-DEFAULT_CANDIDATES = 6
-"""A default training fits the first six of :data:`PORTFOLIO` (the plain logistic regression,
-the spline one at two strengths of L2, its C chosen on validation like everything else, and
-three LightGBMs: shallow, 31 leaves, regularised); a ``--budget`` goes down the whole list,
-CatBoost included. The plain logistic regression adds about 1 s of CPU to IBM's search
-(12.4 s vs 11.5 s, median of 2); it has not won validation on a shared dataset so far, but
-with it in the portfolio the choice against the baseline is made on validation. The second
-spline fit is cheap (about 3 s of one core on IBM's 50k training rows) and the stronger
-penalty won validation on Olist and the synthetic world, where the spline terms of few rows
-overfit at C = 0.5.
+DEFAULT_CANDIDATES = 5
+"""A default training fits the first five of :data:`PORTFOLIO` (the spline logistic
+regression at two strengths of L2, its C chosen on validation like everything else, and three
+LightGBMs: shallow, 31 leaves, regularised); a ``--budget`` goes down the whole list, the plain
+logistic regression and CatBoost included. The second spline fit is cheap (about 3 s of one
+core on IBM's 50k training rows) and the stronger penalty won validation on Olist and the
+synthetic world, where the spline terms of few rows overfit at C = 0.5.
+
+The plain logistic regression (``linear_plain``) is not a default yet. It is cheap (about 1 s
+of CPU on IBM's search) and never won validation on a shared dataset or the synthetic world,
+but on the planted CRM export of the retraining test it did (0.4993 vs 0.5018 for the splines)
+and its holdout ROC AUC and Brier were better (0.750 vs 0.743, 0.165 vs 0.168) while its
+holdout ECE was worse (0.056 vs 0.039 on 472 rows), so the promotion gate's calibration
+tolerance (0.02) refused the better-ranking model. Making it a default waits on that gate
+judging ECE with its sampling noise; until then ``--budget`` or ``--candidates`` reach it.
 
 CatBoost is not a default: on IBM (50k x 10) it took 20x the CPU of a LightGBM for a worse
 validation log loss (0.390 vs 0.383); on the synthetic world a blend with it won by 0.4 % of
