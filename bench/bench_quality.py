@@ -392,6 +392,7 @@ def _result(result, config, propensity, test_p, y_test, train_s, flaml_info, sw_
         "n_features": len(features),
         "features_refused_by_leakage_guard": sorted(refused(result.leak_findings)),
         "calibration": result.scorer.calibrator.method,
+        "calibration_losses": dict(result.calibration_choice),
         "lightgbm_threads": threads,
         "best_iterations": result.best_iterations,
         "no_better_than_chance": bool(result.no_better_than_chance),
@@ -530,6 +531,52 @@ def _paired_table(ok: dict) -> list[str]:
     ]
 
 
+def _leaderboard_lines(res: dict) -> list[str]:
+    """abm-ml's own choice on its validation rows: the candidates and the calibration.
+
+    These figures, not the test rows', decided the packaged model; they are shown so that a
+    change of design can be judged on them without looking at the test rows."""
+    board = res.get("leaderboard") or []
+    if not board:
+        return []
+    rows = [
+        [
+            ("**" + row["candidate"] + "**") if row["chosen"] else row["candidate"],
+            f"{row['valid_log_loss_calibrated']:.4f}",
+            f"{row['valid_roc_auc']:.3f}",
+            str(row["rounds"]),
+            fmt_seconds(row["fit_s"]),
+            f"{row['explain_ms_per_1k']:.0f}",
+        ]
+        for row in board
+    ]
+    losses = res.get("calibration_losses") or {}
+    calibration = ", ".join(
+        f"{name.removeprefix('calibration_cv_log_loss_')} {value:.4f}"
+        for name, value in sorted(losses.items())
+    )
+    return [
+        (
+            "\nCandidates on the validation rows (held-out log loss after a cross-validated "
+            "Platt scaling; the chosen one in bold):\n"
+        ),
+        md_table(
+            [
+                "candidate",
+                "valid log loss",
+                "valid ROC AUC",
+                "rounds",
+                "fit",
+                "explain ms / 1k rows",
+            ],
+            rows,
+        ),
+        f"\nCalibration, cross-fitted log loss: {calibration} (chosen: {res.get('calibration')})."
+        if calibration
+        else "",
+    ]
+
+
 def markdown(report: dict) -> str:
     """The quality section of docs/benchmarks.md."""
     cfg = report.get("config", {})
@@ -592,6 +639,7 @@ def markdown(report: dict) -> str:
                 ]
             )
         out.append(md_table(["model", *[METRIC_LABELS[m] for m in METRICS], "train time"], table))
+        out.extend(_leaderboard_lines(res))
         for model in ("flaml", "flaml_same_budget"):
             if res.get(model, {}).get("error"):
                 out.append(f"\nFLAML failed: `{res[model]['error']}`")

@@ -41,15 +41,14 @@ def data(crm_dataset):
 def members(data):
     _, _, X, y, train, valid, setup = data
     out = {}
-    for name in ("lightgbm_shallow", "catboost_depth6", "linear_splines"):
+    for name in ("lightgbm_shallow", "catboost_depth6", "linear_splines", "linear_plain"):
         (candidate,) = cand.portfolio((name,))
-        out[candidate.kind], _ = candidate.fit(
-            X[train], y[train], setup, valid=(X[valid], y[valid])
-        )
+        key = "linear_plain" if name == "linear_plain" else candidate.kind
+        out[key], _ = candidate.fit(X[train], y[train], setup, valid=(X[valid], y[valid]))
     return out
 
 
-@pytest.mark.parametrize("kind", ["lightgbm", "catboost", "linear"])
+@pytest.mark.parametrize("kind", ["lightgbm", "catboost", "linear", "linear_plain"])
 def test_base_plus_contributions_is_the_raw_score(members, data, kind):
     X = data[2]
     member = members[kind]
@@ -77,10 +76,37 @@ def test_linear_shap_is_each_term_minus_its_training_mean(members, data):
     assert (delta[:, j] > 0).mean() > 0.9  # the planted driver raises the odds
 
 
+def test_the_plain_linear_member_is_one_slope_per_number_like_the_baseline(members, data):
+    """The portfolio's plain logistic regression is the benchmark's baseline as a member: a
+    numeric feature's contribution moves by the same amount for the same change on every row
+    (one slope, unlike the splines), and it ranks the rows as the baseline pipeline does."""
+    from abm_ml.modeling.baselines import as_logistic_input, logistic_baseline
+
+    preprocessor, values, X, y, train, valid, setup = data
+    plain, splines = members["linear_plain"], members["linear"]
+    j = setup.feature_names.index("web_visits_30d")
+    rows = X[valid][np.isfinite(X[valid][:, j])][:200]
+    changed = rows.copy()
+    changed[:, j] += 7
+    plain_step = plain.contributions(changed).values[:, j] - plain.contributions(rows).values[:, j]
+    assert np.ptp(plain_step) < 1e-9 and plain_step[0] > 0
+    spline_step = (
+        splines.contributions(changed).values[:, j] - splines.contributions(rows).values[:, j]
+    )
+    assert np.ptp(spline_step) > 1e-3  # the spline member is not one slope: the test can tell
+
+    features = preprocessor.features
+    baseline = logistic_baseline(features).fit(
+        as_logistic_input(values.iloc[train], features), y[train]
+    )
+    expected = baseline.decision_function(as_logistic_input(values.iloc[valid], features))
+    assert np.corrcoef(plain.raw(X[valid]), expected)[0, 1] > 0.99
+
+
 def test_blend_contributions_are_the_weighted_sum_and_add_up(members, data):
     X = data[2]
-    parts = [members["lightgbm"], members["catboost"], members["linear"]]
-    blend = Blend(parts, [0.5, 0.3, 0.4], -0.2, data[6].feature_names)
+    parts = [members["lightgbm"], members["catboost"], members["linear"], members["linear_plain"]]
+    blend = Blend(parts, [0.5, 0.3, 0.4, 0.2], -0.2, data[6].feature_names)
     contrib = blend.contributions(X)
     expected = sum(w * m.contributions(X).values for w, m in zip(blend.weights, parts))
     np.testing.assert_allclose(contrib.values, expected, atol=1e-10)
@@ -204,3 +230,67 @@ def test_a_scorer_pickled_with_a_bare_booster_still_loads(trained):
     assert old.propensity_booster is booster
     expected = scorer.calibrator(booster.predict(matrix, raw_score=True))
     np.testing.assert_allclose(old.score(holdout)["propensity"], expected)
+
+
+def _noisy_pair(n: int, seed: int):
+    """Per-row losses of a cheap and a costly candidate on n validation rows: the costly one
+    is better on average by 0.6 % of log loss, with row-to-row noise much larger than that."""
+    rng = np.random.default_rng(seed)
+    cheap = rng.exponential(0.5, size=n)
+    noise = rng.normal(scale=0.15, size=n)
+    costly = cheap + noise - noise.mean() - 0.006 * cheap.mean()
+    return cheap, costly
+
+
+def test_a_gain_within_one_standard_error_of_the_validation_rows_is_not_clear():
+    """The same relative gain (0.6 % of log loss, above the fixed tolerance) is clear on
+    20,000 validation rows, far beyond the paired standard error, and not on 150 rows, where
+    the noise of the sample is larger than the gain."""
+    for n, clear in ((150, False), (20_000, True)):
+        cheap_rows, costly_rows = _noisy_pair(n, seed=1)
+        gain = (cheap_rows.mean() - costly_rows.mean()) / cheap_rows.mean()
+        assert gain == pytest.approx(0.006) and gain > cand.TIE_TOLERANCE
+        assert cand.clearly_better(costly_rows.mean(), cheap_rows.mean()), n  # tolerance alone
+        verdict = cand.clearly_better(
+            costly_rows.mean(), cheap_rows.mean(), costly_rows, cheap_rows
+        )
+        assert verdict is clear, n
+
+
+def test_the_margin_is_the_paired_standard_error_of_the_difference():
+    rng = np.random.default_rng(2)
+    reference = rng.exponential(0.5, size=400)
+    # A constant improvement has no noise: any gain above the tolerance is clear ...
+    assert cand.clearly_better(
+        reference.mean() * 0.99, reference.mean(), reference * 0.99, reference
+    )
+    # ... while the same mean gain with noise per row is not, though the means are identical.
+    noisy = reference * 0.99 + rng.normal(scale=0.3, size=400)
+    noisy += reference.mean() * 0.99 - noisy.mean()
+    assert not cand.clearly_better(noisy.mean(), reference.mean(), noisy, reference)
+    se = np.std(reference - noisy, ddof=1) / np.sqrt(400)
+    assert reference.mean() - noisy.mean() < se
+
+
+def test_a_blend_within_the_noise_of_small_validation_rows_is_not_taken():
+    """A partner with a little signal of its own lowers the held-out loss on average, but on
+    a few hundred rows by less than the paired standard error: the winner stays alone; with
+    many rows the same construction is a clear gain and the blend is taken."""
+    for n, blended in ((300, False), (20_000, True)):
+        rng = np.random.default_rng(7)
+        a, b = rng.normal(size=n), rng.normal(size=n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-(a + 0.25 * b)))).astype(int)
+        winner = _fitted("tree", 0.6, 40, a)
+        winner.valid_row_losses = cand.cross_validated_row_losses(a[:, None], y, 0)
+        other = _fitted("linear", 0.65, 1, b)
+        choice = cand.choose_blend([winner, other], y, seed=0)
+        assert choice.is_blend is blended, n
+
+
+def test_the_plain_logistic_regression_is_searched_under_a_budget_not_by_default():
+    """See DEFAULT_CANDIDATES for why: a budget reaches it, before the costly CatBoosts."""
+    default = [c.name for c in cand.portfolio(None)]
+    budgeted = [c.name for c in cand.portfolio(None, budget_s=30.0)]
+    assert "linear_plain" not in default
+    assert budgeted[: len(default)] == default
+    assert budgeted.index("linear_plain") < budgeted.index("catboost_depth6")

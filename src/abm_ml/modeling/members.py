@@ -8,10 +8,10 @@ scorer's feature order, categories as integer codes, NaN for missing or unseen) 
   exactly, so the reasons and the waterfall work the same whatever model was chosen.
 
 Members: LightGBM (native TreeSHAP, ``pred_contrib``), CatBoost (its ``ShapValues``), and a
-regularised logistic regression on one-hot categories and spline numerics, whose SHAP values
-are exact in closed form (an additive model's contribution of a feature is its term minus the
-term's training mean). :class:`Blend` is a weighted sum of members in log-odds space; its
-contributions are the same weighted sum of the members' contributions.
+regularised logistic regression on one-hot categories and spline (or plain scaled) numerics,
+whose SHAP values are exact in closed form (an additive model's contribution of a feature is
+its term minus the term's training mean). :class:`Blend` is a weighted sum of members in
+log-odds space; its contributions are the same weighted sum of the members' contributions.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sklearn.preprocessing import (
     OneHotEncoder,
     QuantileTransformer,
     SplineTransformer,
+    StandardScaler,
 )
 
 from abm_ml.config import num_threads
@@ -139,6 +140,22 @@ def _numeric_basis(column: np.ndarray) -> Pipeline | FeatureUnion:
     return FeatureUnion([("missing", indicator), ("spline", spline)])
 
 
+def _linear_basis(column: np.ndarray) -> FeatureUnion:
+    """Missing indicator plus the value itself, median-imputed and scaled: one slope per
+    feature, as the plain logistic regression baseline has (:mod:`abm_ml.modeling.baselines`)."""
+    del column  # same signature as the spline basis; a slope needs nothing fitted beforehand
+    value = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+    )
+    return FeatureUnion(
+        [("missing", MissingIndicator(features="all", error_on_new=False)), ("value", value)]
+    )
+
+
+NUMERIC_BASES = {"spline": _numeric_basis, "linear": _linear_basis}
+"""How a :class:`LinearMember` expands a numeric column, by the name its ``basis`` gives."""
+
+
 def _missing_as_level(codes: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(codes), -1.0, codes)
 
@@ -155,6 +172,8 @@ def _categorical_basis() -> Pipeline:
 class LinearMember:
     """Regularised logistic regression, additive per feature, so its SHAP values are exact.
 
+    Numeric columns enter as cubic splines of their quantile (``basis="spline"``) or as one
+    scaled slope (``basis="linear"``, the plain logistic regression); categories one-hot.
     The log-odds are ``intercept + sum_j term_j(x_j)``; with the training rows as background,
     feature j's SHAP value is ``term_j(x_j) - mean(term_j)`` (an additive model has no
     interactions), and the base is ``intercept + sum_j mean(term_j)``.
@@ -164,15 +183,18 @@ class LinearMember:
     categorical: list[int]
     C: float = 0.5
     seed: int = 0
+    basis: str = "spline"
+    """A key of :data:`NUMERIC_BASES` (members pickled before it existed were splines)."""
     kind: str = "linear"
     name: str = ""
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearMember:
         self.bases_ = []
         blocks = []
+        numeric_basis = NUMERIC_BASES[self.basis]
         for j in range(X.shape[1]):
             column = X[:, j : j + 1]
-            basis = _categorical_basis() if j in self.categorical else _numeric_basis(column[:, 0])
+            basis = _categorical_basis() if j in self.categorical else numeric_basis(column[:, 0])
             blocks.append(sp.csr_matrix(basis.fit_transform(column)))
             self.bases_.append(basis)
         design = sp.hstack(blocks, format="csr")

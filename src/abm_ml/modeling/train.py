@@ -8,8 +8,8 @@ account), refuses leaking features, fits
   part, keeps the best by validation log loss or a log-odds blend of the best two or three,
   refits it with the same rounds and weights on train + validation
   (:mod:`abm_ml.modeling.refit`), calibrated with isotonic
-  or sigmoid regression (whichever has the lower cross-validated log loss) on cross-fitted
-  scores of those rows; the holdout stays untouched,
+  or sigmoid regression or left as it is (whichever has the lowest cross-validated log loss)
+  on cross-fitted scores of those rows; the holdout stays untouched,
 - the deal-velocity quantile models (:mod:`abm_ml.modeling.velocity`),
 - the baselines (logistic regression, a rule-based fit score, the median-days velocity),
 
@@ -137,7 +137,16 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> LogisticRegression:
 def choose_calibrator(
     raw: np.ndarray, y: np.ndarray, *, seed: int
 ) -> tuple[Calibrator, dict[str, float]]:
-    """Isotonic or sigmoid, whichever has the lower cross-validated log loss on held-out rows."""
+    """The calibration with the lowest cross-validated log loss on held-out rows.
+
+    ``none`` (the model's own probability, ``sigmoid(raw)``) competes with Platt's sigmoid
+    and isotonic regression: a model fitted on log loss is often calibrated already, and a
+    recalibration fitted on a few hundred rows then only adds noise. Exact ties go to the
+    simpler one (none, then sigmoid, then isotonic).
+
+    Returns:
+        The calibrator fitted on all of ``raw``, and each method's cross-validated log loss.
+    """
     n_splits = int(min(5, max(2, min(np.bincount(y, minlength=2)))))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     losses: dict[str, list[float]] = {"isotonic": [], "sigmoid": [], "none": []}
@@ -158,8 +167,10 @@ def choose_calibrator(
                 float(-np.mean(y[eval_idx] * np.log(p) + (1 - y[eval_idx]) * np.log(1 - p)))
             )
     mean_loss = {name: float(np.mean(v)) for name, v in losses.items()}
-    best = min(("isotonic", "sigmoid"), key=lambda k: mean_loss[k])
-    if best == "isotonic":
+    best = min(("none", "sigmoid", "isotonic"), key=lambda k: mean_loss[k])
+    if best == "none":
+        calibrator = Calibrator("none")
+    elif best == "isotonic":
         calibrator = Calibrator(
             "isotonic",
             isotonic=IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(raw, y),

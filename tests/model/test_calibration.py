@@ -1,0 +1,39 @@
+"""The calibration chosen by cross-fitting: none, Platt's sigmoid or isotonic regression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from abm_ml.modeling.train import choose_calibrator
+
+
+def _labels(rng: np.random.Generator, log_odds: np.ndarray) -> np.ndarray:
+    return (rng.random(len(log_odds)) < 1 / (1 + np.exp(-log_odds))).astype(int)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_model_calibrated_already_is_left_as_it_is(seed):
+    """Labels drawn from exactly sigmoid(raw) on a few hundred rows: any recalibration fitted
+    on them adds noise, so the model's own probability wins on held-out folds."""
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(-1.0, 1.2, size=400)
+    calibrator, losses = choose_calibrator(raw, _labels(rng, raw), seed=0)
+    assert calibrator.method == "none"
+    assert losses["calibration_cv_log_loss_none"] == min(losses.values())
+    np.testing.assert_allclose(calibrator(raw), 1 / (1 + np.exp(-raw)))
+
+
+def test_an_overconfident_model_is_recalibrated():
+    """Raw scores three times too large: sigmoid(raw) is overconfident, so a fitted
+    calibration wins and maps the scores back towards the true probabilities."""
+    rng = np.random.default_rng(3)
+    true_log_odds = rng.normal(-1.0, 1.2, size=3000)
+    y = _labels(rng, true_log_odds)
+    raw = 3.0 * true_log_odds
+    calibrator, losses = choose_calibrator(raw, y, seed=0)
+    assert calibrator.method in {"sigmoid", "isotonic"}
+    assert losses["calibration_cv_log_loss_none"] > min(losses.values()) * 1.05
+    truth = 1 / (1 + np.exp(-true_log_odds))
+    own = 1 / (1 + np.exp(-raw))
+    assert np.abs(calibrator(raw) - truth).mean() < 0.5 * np.abs(own - truth).mean()
