@@ -156,3 +156,26 @@ def test_sql_is_fetched_in_chunks(tmp_path):
     parts = list(iter_records(url, table="accounts", rows=10))
     assert [len(p) for p in parts] == [10, 10, 3]
     assert list(pd.concat(parts)[SOURCE_ROW]) == list(range(1, 24))
+
+
+def test_csv_is_parsed_in_chunks_with_its_lines_and_problems(tmp_path):
+    """Chunks of a CSV carry the lines and the cut or wide records of the whole-file reader."""
+    from abm_ml.data.records import read_records
+
+    text = (
+        "Account;Employees;Notes\n"
+        'A1;10;"two\nlines"\n'
+        "A2;20\n"  # cut short
+        "\n"
+        "A3;30;x;extra\n" + "".join(f"B{i};{i}; pad \n" for i in range(9))  # wider than the header
+    )
+    path = tmp_path / "export.csv"
+    path.write_text(text, encoding="cp1252")
+    whole = read_records(path)
+    parts = list(iter_records(path, rows=4))
+    assert len(parts) > 2 and sum(len(p) for p in parts) == len(whole) == 12
+    joined = pd.concat(parts, ignore_index=True)
+    assert list(joined[SOURCE_ROW]) == list(whole[SOURCE_ROW]) == [2, 4, 6, *range(7, 16)]
+    assert list(joined["_row_problem"].fillna("")) == list(whole["_row_problem"].fillna(""))
+    assert joined["_row_problem"].notna().sum() == 2
+    assert list(joined["Notes"]) == list(whole["Notes"])  # stripped: 'pad'

@@ -157,60 +157,109 @@ def read_csv_text(
     rejects it and ranking lists it as unscorable instead of reading blanks or shifted values.
     A last line cut inside its last field cannot be told from a complete one.
     """
-    text = _normalise_text(_decode(data, encoding, name))
-    if not text.strip():
-        raise AbmInputError("the file is empty", source=name)
-    sep = sep or _sniff_separator(text)
-    layout = _scan(text, sep, name)
-    extra = max(layout.widths, default=0) - len(layout.header)
-    # Rows wider than the header get named spare columns (checked, then dropped) so that pandas
-    # neither refuses the file nor silently drops or shifts their values.
-    names = (
-        [c or f"Unnamed: {i}" for i, c in enumerate(layout.header)]
-        + [f"{_SPARE}{i}" for i in range(extra)]
-        if extra > 0
-        else None
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.StringIO(text),
-                sep=sep,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=True,
-                quotechar='"',
-                engine="c",
-                # With spare columns the header is read as a record (then dropped): the C
-                # engine would otherwise expect the header's width on every row.
-                header=None if names else 0,
-                names=names,
-                # A trailing separator on every row must not turn the first column into the index.
-                index_col=False,
-            )
-    except (pd.errors.ParserError, ValueError) as error:
-        raise AbmInputError(f"not a readable CSV ({str(error).strip()})", source=name) from None
-    if names:
-        frame = frame.iloc[1:].reset_index(drop=True)
-        frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith(_SPARE)])
-    frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if dupes:
-        raise AbmInputError(f"the header repeats columns {dupes}", source=name)
-    for column in frame.columns:
-        # Strip each distinct value once: CRM columns repeat a few values over many rows.
-        codes, uniques = pd.factorize(frame[column])
-        stripped = np.array([u.strip() for u in uniques] + [""], dtype=object)
-        frame[column] = stripped[codes]
-    if len(layout.lines) == len(frame):
-        frame[SOURCE_ROW] = layout.lines
-        problems = _row_problems(layout, allow_short_rows)
-        if any(problems):
-            frame[ROW_PROBLEM] = pd.Series(problems, index=frame.index, dtype=object)
-    else:  # the csv module and pandas disagree on this file's records
-        frame[SOURCE_ROW] = list(range(2, len(frame) + 2))
-    return frame
+    csv_file = _CsvFile.parse(data, name=name, sep=sep, encoding=encoding)
+    frame = csv_file.frames(None, allow_short_rows=allow_short_rows, records=None)
+    return next(frame)
+
+
+@dataclass
+class _CsvFile:
+    """A decoded CSV text, its separator, and the record layout the csv module saw."""
+
+    text: str
+    name: str
+    sep: str
+    layout: _Layout
+    names: list[str] | None
+    """Column names given to pandas when some rows are wider than the header (spare columns)."""
+
+    @classmethod
+    def parse(cls, data: bytes, *, name: str, sep: str | None, encoding: str | None) -> _CsvFile:
+        text = _normalise_text(_decode(data, encoding, name))
+        if not text.strip():
+            raise AbmInputError("the file is empty", source=name)
+        sep = sep or _sniff_separator(text)
+        layout = _scan(text, sep, name)
+        extra = max(layout.widths, default=0) - len(layout.header)
+        # Rows wider than the header get named spare columns (checked, then dropped) so that
+        # pandas neither refuses the file nor silently drops or shifts their values.
+        names = (
+            [c or f"Unnamed: {i}" for i, c in enumerate(layout.header)]
+            + [f"{_SPARE}{i}" for i in range(extra)]
+            if extra > 0
+            else None
+        )
+        return cls(text=text, name=name, sep=sep, layout=layout, names=names)
+
+    def _read(self, **options) -> pd.DataFrame | Iterator[pd.DataFrame]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                return pd.read_csv(
+                    io.StringIO(self.text),
+                    sep=self.sep,
+                    dtype=str,
+                    keep_default_na=False,
+                    skip_blank_lines=True,
+                    quotechar='"',
+                    engine="c",
+                    # With spare columns the header is read as a record (then dropped): the C
+                    # engine would otherwise expect the header's width on every row.
+                    header=None if self.names else 0,
+                    names=self.names,
+                    # A trailing separator on every row must not turn the first column into
+                    # the index.
+                    index_col=False,
+                    **options,
+                )
+        except (pd.errors.ParserError, ValueError) as error:
+            raise AbmInputError(
+                f"not a readable CSV ({str(error).strip()})", source=self.name
+            ) from None
+
+    def records(self) -> int:
+        """How many records pandas reads (one narrow pass over the text)."""
+        return len(self._read(usecols=[0])) - (1 if self.names else 0)
+
+    def frames(
+        self, rows: int | None, *, allow_short_rows: bool, records: int | None
+    ) -> Iterator[pd.DataFrame]:
+        """The file's records in frames of ``rows`` (None: one frame).
+
+        Args:
+            rows: records per frame, or None for all in one.
+            allow_short_rows: a row with fewer fields than the header is not a problem.
+            records: the count of :meth:`records` when known in advance (frames in parts);
+                None: counted from the one frame.
+        """
+        lines = self.layout.lines
+        problems = _row_problems(self.layout, allow_short_rows)
+        done = 0
+        parts = self._read(chunksize=rows) if rows else iter([self._read()])
+        for frame in parts:
+            if self.names and done == 0:
+                frame = frame.iloc[1:].reset_index(drop=True)
+            if self.names:
+                frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith(_SPARE)])
+            frame.columns = [str(c).strip() for c in frame.columns]
+            dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+            if dupes:
+                raise AbmInputError(f"the header repeats columns {dupes}", source=self.name)
+            for column in frame.columns:
+                # Strip each distinct value once: CRM columns repeat a few values over many rows.
+                codes, uniques = pd.factorize(frame[column])
+                stripped = np.array([u.strip() for u in uniques] + [""], dtype=object)
+                frame[column] = stripped[codes]
+            n = len(frame)
+            if (records if records is not None else n) == len(lines):
+                frame[SOURCE_ROW] = lines[done : done + n]
+                mine = problems[done : done + n]
+                if any(mine):
+                    frame[ROW_PROBLEM] = pd.Series(mine, index=frame.index, dtype=object)
+            else:  # the csv module and pandas disagree on this file's records
+                frame[SOURCE_ROW] = list(range(done + 2, done + n + 2))
+            done += n
+            yield frame
 
 
 def _read_file(
@@ -314,10 +363,10 @@ def require_columns(table: RawTable, columns: list[tuple[str, str]]) -> None:
 def iter_table(part: SourceSpec, rows: int) -> Iterator[pd.DataFrame]:
     """One source read in frames of at most ``rows`` rows, as :func:`read_table` reads it.
 
-    Parquet files are read batch by batch and SQL results fetched in chunks, so a list of a
-    million accounts is never held whole; :data:`SOURCE_ROW` counts on across the frames. A
-    CSV file is parsed whole (its line layout is checked over the whole file) and handed out
-    in slices.
+    Parquet files are read batch by batch, CSV text parsed ``rows`` records at a time and SQL
+    results fetched in chunks, so a list of a million accounts is never held whole as a frame
+    (a CSV file's text is: its records' layout is checked over the whole file first);
+    :data:`SOURCE_ROW` counts on across the frames.
 
     Raises:
         AbmInputError: As for :func:`read_table`, raised before the first frame.
@@ -328,12 +377,19 @@ def iter_table(part: SourceSpec, rows: int) -> Iterator[pd.DataFrame]:
     assert part.path is not None
     file = Path(part.path)
     fmt = part.format or ("parquet" if file.suffix.lower() in {".parquet", ".pq"} else "csv")
-    if fmt != "parquet" or not file.is_file():
-        frame = read_table(part).frame
-        for start in range(0, len(frame), rows):
-            yield frame.iloc[start : start + rows].reset_index(drop=True)
+    if not file.is_file():
+        read_table(part)  # its message: a folder, or no such file
+    if fmt == "parquet":
+        yield from _iter_parquet(part.path, rows)
         return
-    yield from _iter_parquet(part.path, rows)
+    csv_file = _CsvFile.parse(
+        file.read_bytes(), name=part.path, sep=part.sep, encoding=part.encoding
+    )
+    # Counted first, so every frame knows whether the csv module's line numbers apply.
+    records = csv_file.records()
+    if records == 0:
+        raise AbmInputError("the file has a header but no rows", source=part.path)
+    yield from csv_file.frames(rows, allow_short_rows=part.allow_short_rows, records=records)
 
 
 def _iter_parquet(path: str, rows: int) -> Iterator[pd.DataFrame]:
