@@ -35,6 +35,27 @@ def test_single_row_predictions_equal_booster_predict(trained, matrix, kind, opt
         np.testing.assert_array_equal(got, expected)
 
 
+def test_single_row_results_are_not_overwritten_by_the_next_call(trained, matrix):
+    """Each thread predicts into one buffer: a result handed out must be a copy of it."""
+    predict = SingleRowPredictor(trained.scorer.propensity_booster, "contrib", matrix.shape[1])
+    first = predict(matrix[0])
+    kept = first.copy()
+    second = predict(matrix[1])
+    np.testing.assert_array_equal(first, kept)
+    assert not np.array_equal(first, second)
+
+
+def test_one_row_velocity_quantiles_equal_the_batch_ones(trained, matrix):
+    velocity = trained.scorer.velocity
+    batch = velocity.predict_log(matrix)
+    for i in range(len(matrix)):
+        one = velocity.predict_log(matrix[i : i + 1])
+        for q in ("p10", "p50", "p90"):
+            assert one[q].shape == (1,) and one[q].dtype == np.float64
+            assert one[q][0] == batch[q][i], (q, i)
+    assert (batch["p10"] <= batch["p50"]).all() and (batch["p50"] <= batch["p90"]).all()
+
+
 def test_single_row_predictor_refuses_a_row_of_the_wrong_width(trained, matrix):
     predict = SingleRowPredictor(trained.scorer.propensity_booster, "raw", matrix.shape[1])
     with pytest.raises(ValueError, match="expected"):

@@ -178,17 +178,18 @@ class VelocityModel:
         return {k: v for k, v in self.__dict__.items() if k != "_single_row"}
 
     def predict_log(self, matrix: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
-        if _one_row(matrix):
-            preds = {
-                q: single_row.predictor(self, b, "normal", matrix.shape[1])(matrix)
-                for q, b in self.boosters.items()
-            }
-        else:
-            preds = {
-                q: np.asarray(b.predict(matrix, num_threads=num_threads()))
-                for q, b in self.boosters.items()
-            }
         # Quantile models are fitted separately and may cross; sort so P10 <= P50 <= P90.
+        if _one_row(matrix):
+            # Three numbers, sorted as such: stacking 1-element arrays costs more than predicting.
+            p10, p50, p90 = sorted(
+                single_row.predictor(self, self.boosters[q], "normal", matrix.shape[1])(matrix)[0]
+                for q in ("p10", "p50", "p90")
+            )
+            return {"p10": np.array([p10]), "p50": np.array([p50]), "p90": np.array([p90])}
+        preds = {
+            q: np.asarray(b.predict(matrix, num_threads=num_threads()))
+            for q, b in self.boosters.items()
+        }
         stacked = np.sort(np.vstack([preds["p10"], preds["p50"], preds["p90"]]), axis=0)
         return {"p10": stacked[0], "p50": stacked[1], "p90": stacked[2]}
 
