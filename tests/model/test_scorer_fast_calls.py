@@ -124,3 +124,34 @@ def test_distinct_values_are_worded_like_each_value_alone(values):
     # repr tells -0.0 from 0.0 and 1 from 1.0 and True.
     assert [repr(v) for v in shown.tolist()] == [repr(v) for v in expected_shown]
     assert len(set(text.tolist())) > 3
+
+
+@pytest.mark.parametrize(("k_up", "k_down"), [(3, 1), (0, 2), (60, 60), (5, 0)])
+def test_one_row_reasons_equal_the_array_path_on_each_row(k_up, k_down):
+    """The plain-Python one-row path picks, orders and words the reasons as the array path."""
+    rng = np.random.default_rng(1)
+    n, m = 300, 40
+    # Many exact ties and zeros (which are no reason), mixed with ordinary values.
+    values = rng.integers(-3, 4, size=(n, m)).astype(float)
+    values[: n // 2] += rng.normal(0, 0.01, size=(n // 2, m)).round(3)
+    features = [
+        FeatureInfo(f"f{j}", f"F{j}", "numeric", f"signal {j}", template="{value} hits")
+        for j in range(m)
+    ]
+    raw_values = {f.name: rng.choice([1.0, 2.5, np.nan, 1234.0], size=n).tolist() for f in features}
+    contrib = reasons.Contributions(
+        values=values, base=rng.normal(size=n), feature_names=[f.name for f in features]
+    )
+
+    def effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-with_c)) - 1 / (1 + np.exp(-without_c))
+
+    options = {"k_up": k_up, "k_down": k_down, "effect": effect, "effect_unit": "points"}
+    batch = reasons.reasons(contrib, raw_values, features, **options)
+    for i in range(n):
+        one = reasons.Contributions(
+            values[i : i + 1], contrib.base[i : i + 1], contrib.feature_names
+        )
+        row_values = {name: [column[i]] for name, column in raw_values.items()}
+        assert reasons.reasons(one, row_values, features, **options) == [batch[i]], i
+    assert sum(len(r["up"]) + len(r["down"]) for r in batch) > n
