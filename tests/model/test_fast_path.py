@@ -115,14 +115,20 @@ def test_the_matrix_predicts_as_the_pandas_categorical_frame(trained):
 
 
 def test_category_codes_survive_pickling_and_are_rebuilt(trained):
+    trained.scorer.score_record({"Industry": "software"})  # the derived lookups made
+    assert "_row_plan" in trained.scorer.preprocessor.__dict__
     scorer: AccountScorer = pickle.loads(pickle.dumps(trained.scorer))
     assert "_lookups" not in scorer.preprocessor.__dict__
+    assert "_row_plan" not in scorer.preprocessor.__dict__
     record = {"Industry": "software", "Account": "x"}
     assert (
         scorer.score_record(record)["propensity"]
         == trained.scorer.score_record(record)["propensity"]
     )
     assert "_lookups" not in pickle.loads(pickle.dumps(scorer)).preprocessor.__dict__
+    # Refitting forgets the codes of the categories fitted before.
+    refitted = scorer.preprocessor.fit(trained.holdout.head(0))
+    assert "_row_plan" not in refitted.__dict__ and "_lookups" not in refitted.__dict__
 
 
 @pytest.mark.parametrize(
