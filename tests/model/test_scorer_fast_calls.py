@@ -155,3 +155,34 @@ def test_one_row_reasons_equal_the_array_path_on_each_row(k_up, k_down):
         row_values = {name: [column[i]] for name, column in raw_values.items()}
         assert reasons.reasons(one, row_values, features, **options) == [batch[i]], i
     assert sum(len(r["up"]) + len(r["down"]) for r in batch) > n
+
+
+def test_one_value_calibration_equals_the_array_calibration_bit_for_bit():
+    """Scalar arithmetic plus numpy's own exp gives the array path's every bit (math.exp does not)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from abm_ml.modeling.scorer import Calibrator
+
+    rng = np.random.default_rng(4)
+    raw = np.concatenate(
+        [
+            rng.normal(0, 3, 20_000),
+            [0.0, -0.0, 35.0, -35.0, 35.5, -40.0, 1e300, -1e300, np.inf, -np.inf, np.nan],
+        ]
+    )
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4)
+    iso.fit(raw[:500], (raw[:500] + rng.normal(0, 1, 500) > 0).astype(int))
+    for calibrator in (
+        Calibrator("sigmoid", coef=0.8317, intercept=-1.2093),
+        Calibrator("none"),
+        Calibrator("isotonic", isotonic=iso),
+    ):
+        values = raw if calibrator.method != "isotonic" else raw[np.isfinite(raw)]  # as sklearn
+        expected = calibrator(values)
+        one = np.array([calibrator.one(x) for x in values.tolist()])
+        np.testing.assert_array_equal(one, expected)
+        # A 1-element array takes the scalar path: the same number as inside a big array.
+        np.testing.assert_array_equal(
+            np.concatenate([calibrator(values[i : i + 1]) for i in range(len(values))]), expected
+        )
+        assert calibrator(values[:1]).shape == (1,) and calibrator(values[:1]).dtype == np.float64

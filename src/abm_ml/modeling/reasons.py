@@ -12,6 +12,7 @@ removed, all else equal.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,8 +35,9 @@ class Contributions:
     base: np.ndarray  # (n_rows,)
     feature_names: list[str]
 
-    @property
+    @functools.cached_property
     def raw(self) -> np.ndarray:
+        # Once: the scorer's propensity and the reasons' effects both start from it.
         return self.values.sum(axis=1) + self.base
 
 
