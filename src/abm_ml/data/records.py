@@ -183,7 +183,10 @@ _ABSENT = object()
 
 def _key(record: Mapping[str, Any], names: Sequence[str | None]) -> str | None:
     """The first of ``names`` that the record has."""
-    return next((n for n in names if n and n in record), None)
+    for name in names:  # a loop, not next() over a generator: this runs thrice a record
+        if name and name in record:
+            return name
+    return None
 
 
 def canonical_record(
@@ -213,6 +216,8 @@ class RecordParser:
         self.row_keys = [spec.row_id, ROW_ID]
         self.account_keys = [spec.account_id, ACCOUNT_ID]
         self.amount_keys = [spec.amount, AMOUNT]
+        self.blank = frozenset({""})  # a blank row id is missing; placeholders are not
+        self.account_tokens = self.tokens | self.blank
         self.fields = [
             (f.name, f.column, _value_parser(f.type, self.tokens, spec.decimal)) for f in features
         ]
@@ -222,11 +227,11 @@ class RecordParser:
         out: dict[str, Any] = {}
         row_key = _key(record, self.row_keys)
         if row_key:
-            out[ROW_ID] = clean_value(record[row_key], frozenset({""}))
+            out[ROW_ID] = clean_value(record[row_key], self.blank)
         account_key = _key(record, self.account_keys)
         if account_key:
-            account = clean_value(record[account_key], tokens | {""})
-            if ROW_ID in out and isinstance(account, float) and np.isnan(account):
+            account = clean_value(record[account_key], self.account_tokens)
+            if ROW_ID in out and isinstance(account, float) and math.isnan(account):
                 account = out[ROW_ID]
             out[ACCOUNT_ID] = account
         elif ROW_ID in out:
