@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 
@@ -115,14 +116,20 @@ def test_the_matrix_predicts_as_the_pandas_categorical_frame(trained):
 
 
 def test_category_codes_survive_pickling_and_are_rebuilt(trained):
+    trained.scorer.score_record({"Industry": "software"})  # the derived lookups made
+    assert "_row_plan" in trained.scorer.preprocessor.__dict__
     scorer: AccountScorer = pickle.loads(pickle.dumps(trained.scorer))
     assert "_lookups" not in scorer.preprocessor.__dict__
+    assert "_row_plan" not in scorer.preprocessor.__dict__
     record = {"Industry": "software", "Account": "x"}
     assert (
         scorer.score_record(record)["propensity"]
         == trained.scorer.score_record(record)["propensity"]
     )
     assert "_lookups" not in pickle.loads(pickle.dumps(scorer)).preprocessor.__dict__
+    # Refitting forgets the codes of the categories fitted before.
+    refitted = scorer.preprocessor.fit(trained.holdout.head(0))
+    assert "_row_plan" not in refitted.__dict__ and "_lookups" not in refitted.__dict__
 
 
 @pytest.mark.parametrize(
@@ -147,3 +154,33 @@ def test_velocity_contributions_add_up_to_the_p50_log_days(trained):
     contrib = scorer.velocity.contributions(X)
     p50: lgb.Booster = scorer.velocity.boosters["p50"]
     np.testing.assert_allclose(contrib.raw, p50.predict(X), rtol=1e-9, atol=1e-9)
+
+
+def _variants(scorer: AccountScorer, propensities: np.ndarray) -> dict[str, AccountScorer]:
+    """The scorer as trained without amounts, without a velocity model, without any days,
+    and with tier cut-offs at records' exact propensities (where a tie decides the tier)."""
+    cuts = sorted(np.unique(propensities).tolist(), reverse=True)
+    at_ties = [cuts[len(cuts) // 10], cuts[len(cuts) // 3], cuts[len(cuts) // 2]]
+    return {
+        "as trained": scorer,
+        "no amounts": dataclasses.replace(
+            scorer, metadata={**scorer.metadata, "amount_known": False}
+        ),
+        "median days": dataclasses.replace(scorer, velocity=None, default_days=41.5),
+        "no days": dataclasses.replace(scorer, velocity=None, default_days=float("nan")),
+        "tier ties": dataclasses.replace(scorer, tier_thresholds=at_ties),
+    }
+
+
+@pytest.mark.parametrize("options", [{}, {"with_reasons": False}, {"k_up": 0, "k_down": 3}])
+def test_the_scalar_one_record_steps_equal_the_batch_in_every_variant(trained, options):
+    """Days, amounts, priority, score and tier in Python numbers give the array path's values."""
+    records = _records(120, seed=21)
+    frame = pd.DataFrame.from_records(records)
+    propensities = trained.scorer.score(frame, with_reasons=False)["propensity"].to_numpy()
+    for name, scorer in _variants(trained.scorer, propensities).items():
+        batch = scorer.score(frame, **options).to_dict(orient="records")
+        for record, expected in zip(records, batch):
+            _assert_rows_equal(scorer.score_record(record, **options), expected)
+        tiers = {row["tier"] for row in batch}
+        assert len(tiers) >= 3, (name, tiers)

@@ -11,7 +11,8 @@ Files in canonical form (``account_id``, ``amount``, feature names) are read too
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -182,7 +183,10 @@ _ABSENT = object()
 
 def _key(record: Mapping[str, Any], names: Sequence[str | None]) -> str | None:
     """The first of ``names`` that the record has."""
-    return next((n for n in names if n and n in record), None)
+    for name in names:  # a loop, not next() over a generator: this runs thrice a record
+        if name and name in record:
+            return name
+    return None
 
 
 def canonical_record(
@@ -193,37 +197,107 @@ def canonical_record(
     The one-record scoring path: ids, ``amount`` and one parsed value per feature, read value
     by value with the scalar twins of the column parsers, without building a frame.
     """
-    tokens = spec.tokens
-    out: dict[str, Any] = {}
-    row_key = _key(record, [spec.row_id, ROW_ID])
-    if row_key:
-        out[ROW_ID] = clean_value(record[row_key], frozenset({""}))
-    account_key = _key(record, [spec.account_id, ACCOUNT_ID])
-    if account_key:
-        account = clean_value(record[account_key], tokens | {""})
-        if ROW_ID in out and isinstance(account, float) and np.isnan(account):
-            account = out[ROW_ID]
-        out[ACCOUNT_ID] = account
-    elif ROW_ID in out:
-        out[ACCOUNT_ID] = out[ROW_ID]
-    amount_key = _key(record, [spec.amount, AMOUNT])
-    out[AMOUNT] = (
-        parse_number_value(clean_value(record[amount_key], tokens), decimal=spec.amount_decimal)
-        if amount_key
-        else np.nan
-    )
-    decimal = spec.decimal
-    for feature in features:
-        # The one-record path of every served request: a plain loop, no per-feature lists.
-        value = record.get(feature.column, _ABSENT)
-        if value is _ABSENT:
-            value = record.get(feature.name, _ABSENT)
-        out[feature.name] = (
-            np.nan
-            if value is _ABSENT
-            else parse_feature_value(clean_value(value, tokens), feature.type, decimal=decimal)
+    return record_parser(features, spec)(record)
+
+
+class RecordParser:
+    """:func:`canonical_record` for one (features, spec), with what depends on them done once.
+
+    Each feature gets a parser chosen by its type when this is made, with a shortcut for
+    the values a JSON request carries most (a float for a number, a bool for a yes/no, a
+    string for a category) that gives what the general parser gives; every other value goes
+    through :func:`~abm_ml.data.parsing.clean_value` and
+    :func:`~abm_ml.data.parsing.parse_feature_value` as before.
+    """
+
+    def __init__(self, features: Sequence[FeatureInfo], spec: InputSpec) -> None:
+        self.spec = spec
+        self.tokens = spec.tokens
+        self.row_keys = [spec.row_id, ROW_ID]
+        self.account_keys = [spec.account_id, ACCOUNT_ID]
+        self.amount_keys = [spec.amount, AMOUNT]
+        self.blank = frozenset({""})  # a blank row id is missing; placeholders are not
+        self.account_tokens = self.tokens | self.blank
+        self.fields = [
+            (f.name, f.column, _value_parser(f.type, self.tokens, spec.decimal)) for f in features
+        ]
+
+    def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        spec, tokens = self.spec, self.tokens
+        out: dict[str, Any] = {}
+        row_key = _key(record, self.row_keys)
+        if row_key:
+            out[ROW_ID] = clean_value(record[row_key], self.blank)
+        account_key = _key(record, self.account_keys)
+        if account_key:
+            account = clean_value(record[account_key], self.account_tokens)
+            if ROW_ID in out and isinstance(account, float) and math.isnan(account):
+                account = out[ROW_ID]
+            out[ACCOUNT_ID] = account
+        elif ROW_ID in out:
+            out[ACCOUNT_ID] = out[ROW_ID]
+        amount_key = _key(record, self.amount_keys)
+        out[AMOUNT] = (
+            parse_number_value(clean_value(record[amount_key], tokens), decimal=spec.amount_decimal)
+            if amount_key
+            else np.nan
         )
-    return out
+        get = record.get
+        for name, column, parse in self.fields:
+            # The one-record path of every served request: a plain loop, no per-feature lists.
+            value = get(column, _ABSENT)
+            if value is _ABSENT:
+                value = get(name, _ABSENT)
+            out[name] = np.nan if value is _ABSENT else parse(value)
+        return out
+
+
+def _value_parser(kind: str, tokens: frozenset[str], decimal: str) -> Callable[[object], object]:
+    """``parse_feature_value(clean_value(value, tokens), kind)`` of one raw value, for ``kind``."""
+
+    def general(value: object) -> object:
+        return parse_feature_value(clean_value(value, tokens), kind, decimal=decimal)
+
+    if kind == "numeric":
+
+        def numeric(value: object) -> object:
+            if type(value) is float:  # as parsed: itself, NaN as NaN
+                return np.nan if math.isnan(value) else value
+            return general(value)
+
+        return numeric
+    if kind == "boolean":
+
+        def boolean(value: object) -> object:
+            if type(value) is bool:  # a number: non-zero is yes
+                return 1.0 if value else 0.0
+            return general(value)
+
+        return boolean
+
+    def categorical(value: object) -> object:
+        if type(value) is str:  # stripped, NaN when a placeholder, else the text itself
+            text = value.strip()
+            return np.nan if text.lower() in tokens else text
+        return general(value)
+
+    return categorical
+
+
+_PARSERS: dict[tuple[int, int], tuple[Sequence[FeatureInfo], InputSpec, RecordParser]] = {}
+"""Record parsers by the ids of their features and spec (held, so the ids stay theirs)."""
+
+
+def record_parser(features: Sequence[FeatureInfo], spec: InputSpec) -> RecordParser:
+    """The :class:`RecordParser` of ``features`` and ``spec``, made once per pair of objects."""
+    key = (id(features), id(spec))
+    cached = _PARSERS.get(key)
+    if cached is None or cached[0] is not features or cached[1] is not spec:
+        if len(_PARSERS) > 64:  # scorers come and go in tests and notebooks
+            _PARSERS.clear()
+        cached = (features, spec, RecordParser(features, spec))
+        _PARSERS[key] = cached
+    return cached[2]
 
 
 def require_id_column(records: pd.DataFrame, spec: InputSpec | None, name: str) -> None:

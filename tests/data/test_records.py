@@ -1,0 +1,87 @@
+"""One record parsed by the precompiled record parser reads as the general value parsers read it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from abm_ml.data.parsing import clean_value, parse_feature_value
+from abm_ml.data.records import InputSpec, canonical_record, canonical_records, record_parser
+from abm_ml.modeling.feature_info import FeatureInfo
+
+FEATURES = [
+    FeatureInfo("visits", "Web Visits", "numeric", "web visits"),
+    FeatureInfo("buyer", "Economic Buyer", "boolean", "economic buyer"),
+    FeatureInfo("industry", "Industry", "categorical", "industry"),
+]
+SPEC = InputSpec(account_id="Account", amount="Amount", missing_values=["n/a", "unknown"])
+# Every type a JSON body or a Python caller may send, for every kind of feature.
+VALUES = [
+    1.5,
+    -0.0,
+    0.0,
+    math.nan,
+    math.inf,
+    3,
+    True,
+    False,
+    None,
+    np.float64(2.5),
+    np.int64(4),
+    np.nan,
+    np.True_,
+    " 12 ",
+    "1,234.5",
+    "yes",
+    " No ",
+    "n/a",
+    "UNKNOWN",
+    "",
+    "  software ",
+    "maybe",
+    "0",
+    "1.0",
+]
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b and repr(a) == repr(b)  # repr: -0.0 is not 0.0
+
+
+def test_each_shortcut_gives_what_the_general_value_parser_gives():
+    parse = record_parser(FEATURES, SPEC)
+    for feature in FEATURES:
+        for value in VALUES:
+            got = parse({feature.column: value})[feature.name]
+            expected = parse_feature_value(clean_value(value, SPEC.tokens), feature.type)
+            assert _same(got, expected), (feature.type, value, got, expected)
+
+
+def test_the_parser_reads_a_record_as_a_one_row_frame_of_it():
+    records = [
+        {"Account": " A-1 ", "Amount": "2,000", "Web Visits": 4.0, "Economic Buyer": True},
+        {"Account": "n/a", "visits": "7", "buyer": "no", "industry": "unknown"},
+        {"Industry": 5, "Economic Buyer": 0.0, "Web Visits": None},
+        {},
+    ]
+    for record in records:
+        one = canonical_record(record, FEATURES, SPEC)
+        frame = canonical_records(pd.DataFrame([record]), FEATURES, SPEC).frame
+        for name in ("visits", "buyer", "industry", "amount"):
+            cell = frame[name].iloc[0]
+            cell = float(cell) if isinstance(cell, np.floating) else cell  # a frame's float
+            assert _same(one[name], cell), (record, name, one[name], cell)
+    assert math.isnan(canonical_record({}, FEATURES, SPEC)["visits"])
+
+
+def test_a_parser_is_made_once_per_features_and_spec():
+    assert record_parser(FEATURES, SPEC) is record_parser(FEATURES, SPEC)
+    other = InputSpec(missing_values=["-"])
+    assert record_parser(FEATURES, other) is not record_parser(FEATURES, SPEC)
+    # The placeholders are the spec's own: "-" is missing under one and text under the other.
+    assert math.isnan(canonical_record({"Industry": "-"}, FEATURES, other)["industry"])
+    assert canonical_record({"Industry": "-"}, FEATURES, SPEC)["industry"] == "-"
