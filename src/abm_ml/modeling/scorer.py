@@ -247,7 +247,8 @@ def _one_row(matrix: pd.DataFrame | np.ndarray) -> bool:
 
 @dataclass
 class Calibrator:
-    """Maps raw log-odds to calibrated probabilities (isotonic or sigmoid, chosen on held-out data)."""
+    """Maps raw log-odds to calibrated probabilities: sigmoid, isotonic or none (the model's own
+    probability), whichever cross-fitting on held-out data prefers."""
 
     method: str
     isotonic: IsotonicRegression | None = None
