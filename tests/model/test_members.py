@@ -294,3 +294,32 @@ def test_the_plain_logistic_regression_is_searched_under_a_budget_not_by_default
     assert "linear_plain" not in default
     assert budgeted[: len(default)] == default
     assert budgeted.index("linear_plain") < budgeted.index("catboost_depth6")
+
+
+@pytest.mark.parametrize("kind", ["linear", "linear_plain"])
+def test_a_linear_record_alone_gets_the_bits_of_the_whole_batch(members, data, kind):
+    """One record's terms come from remembered values, not 48 transforms, with the same bits."""
+    X = data[2].copy()
+    X[3, :] = np.nan  # every feature missing
+    member = pickle.loads(pickle.dumps(members[kind]))
+    whole = member.terms(X)
+    calls = []
+    for basis in member.bases_:
+        transform = basis.transform
+
+        def counted(values, transform=transform):
+            calls.append(len(values))
+            return transform(values)
+
+        basis.transform = counted
+    alone = np.vstack([member.terms(X[i : i + 1]) for i in range(40)])
+    np.testing.assert_array_equal(alone, whole[:40])  # bit for bit, NaN rows included
+    first = len(calls)
+    again = np.vstack([member.terms(X[i : i + 1]) for i in range(40)])
+    np.testing.assert_array_equal(again, whole[:40])
+    assert first > 0 and len(calls) == first  # the second pass transformed nothing
+    # The remembered values are not part of the pickled model.
+    for basis in member.bases_:
+        del basis.transform
+    assert member.__dict__["_remembered"][0]
+    assert "_remembered" not in pickle.loads(pickle.dumps(member)).__dict__

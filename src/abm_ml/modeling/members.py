@@ -17,6 +17,7 @@ log-odds space; its contributions are the same weighted sum of the members' cont
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,10 @@ def _linear_basis(column: np.ndarray) -> FeatureUnion:
 
 
 NUMERIC_BASES = {"spline": _numeric_basis, "linear": _linear_basis}
+REMEMBER_ROWS = 64
+"""Calls of at most this many rows (one record, a small request) remember their terms."""
+REMEMBER_VALUES = 50_000
+"""Distinct values remembered per feature before the memory starts again."""
 """How a :class:`LinearMember` expands a numeric column, by the name its ``basis`` gives."""
 
 
@@ -211,12 +216,46 @@ class LinearMember:
             [np.asarray(block @ coef[s]).ravel() for block, s in zip(blocks, self.slices_)]
         )
 
+    def __getstate__(self) -> dict:
+        # The remembered terms are rebuilt on use, never pickled with the model.
+        return {k: v for k, v in self.__dict__.items() if k != "_remembered"}
+
     def terms(self, X: np.ndarray) -> np.ndarray:
-        """(rows, features) each feature's term of the log-odds."""
-        blocks = [
-            sp.csr_matrix(basis.transform(X[:, j : j + 1])) for j, basis in enumerate(self.bases_)
-        ]
-        return self._terms_from(blocks)
+        """(rows, features) each feature's term of the log-odds.
+
+        A feature's term depends on its own value only, so each column is transformed once per
+        distinct value. The terms of the values of small calls (one record) are remembered,
+        so a record costs a dict lookup per feature instead of a scikit-learn transform per
+        feature (about 0.5 ms each). Every value is transformed and multiplied on its own, so
+        the terms are the same bits whichever rows share the call.
+        """
+        remembered = self.__dict__.get("_remembered")
+        if remembered is None:
+            remembered = self.__dict__["_remembered"] = [{} for _ in self.bases_]
+        out = np.empty((len(X), len(self.bases_)))
+        for j in range(len(self.bases_)):
+            column = X[:, j]
+            if len(column) > REMEMBER_ROWS:
+                values, inverse = np.unique(column, return_inverse=True)
+                out[:, j] = self._column_terms(j, values)[inverse]
+                continue
+            known = remembered[j]
+            # NaN (missing) is one key: NaN != NaN would miss every time.
+            keys = [None if math.isnan(v) else float(v) for v in column.tolist()]
+            new = [k for k in dict.fromkeys(keys) if k not in known]
+            if new:
+                values = np.array([np.nan if k is None else k for k in new])
+                if len(known) + len(new) > REMEMBER_VALUES:
+                    known.clear()
+                known.update(zip(new, self._column_terms(j, values).tolist()))
+            out[:, j] = [known[k] for k in keys]
+        return out
+
+    def _column_terms(self, j: int, values: np.ndarray) -> np.ndarray:
+        """Feature ``j``'s term for each of ``values``."""
+        coef = self.model_.coef_[0][self.slices_[j]]
+        block = sp.csr_matrix(self.bases_[j].transform(values.reshape(-1, 1)))
+        return np.asarray(block @ coef).ravel()
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         return self.contributions(X).raw
