@@ -6,11 +6,13 @@ accounts). Scoring rows for a large synthetic world (``generate_world`` +
 (100k and 1M accounts by default) is processed in a fresh child process that streams the file
 in chunks of 100k rows:
 
-* **abm-ml**: read the chunk, :meth:`AccountScorer.score` (preprocessing, calibrated
-  propensity, P10/P50/P90 days to close, top-3 reasons up and the top risk, as in
-  ``abm-ml rank``), flatten the reasons to text, append to an output Parquet file; at the end,
-  sort every account by priority (only ids and priorities are kept across chunks, so memory is
-  bounded by the chunk size, not the row count);
+* **abm-ml**: read the chunk and hand it to
+  :class:`~abm_ml.modeling.rank_stream.StreamedRanking`, what ``abm-ml rank`` runs:
+  :meth:`AccountScorer.score` (preprocessing, calibrated propensity, P10/P50/P90 days to close,
+  top-3 reasons up and the top risk), the reasons as text, the chunk spilled to Parquet; at the
+  end, the whole list ranked and tiered and written in order (only ids, sort keys and
+  propensities are kept across chunks, so memory is bounded by the chunk size, not the row
+  count);
 * **reference** (the practical limit), on the same chunk in the same loop: LightGBM's own
   ``booster.predict`` + ``booster.predict(pred_contrib=True)`` on the already preprocessed
   matrix, with no I/O, calibration, velocity or text.
@@ -62,19 +64,6 @@ NAME = "explain"
 ONE_RECORD_ROUNDS = 3
 GOAL_RATIO = 0.5
 CHUNK_ROWS = 100_000
-OUTPUT_COLUMNS = [
-    "account_id",
-    "propensity",
-    "score",
-    "tier",
-    "days_to_close_p10",
-    "days_to_close_p50",
-    "days_to_close_p90",
-    "expected_value",
-    "priority",
-    "top_reasons",
-    "risk",
-]
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,19 +149,18 @@ def stream(
 ) -> dict:
     """Child: stream ``n_rows`` rows through abm-ml and through the LightGBM reference.
 
-    abm-ml scores each streamed chunk with :func:`abm_ml.modeling.ranking.score_in_chunks`
-    (``workers`` sub-chunks at once, one LightGBM thread each, as ``abm-ml rank``); the
+    abm-ml ranks the streamed chunks with :class:`abm_ml.modeling.rank_stream.StreamedRanking`,
+    what ``abm-ml rank`` runs (``workers`` sub-chunks at once, one LightGBM thread each); the
     reference runs LightGBM with ``workers`` x ``ABM_ML_NUM_THREADS`` threads, the same CPU.
-    With ``reasons_for``, abm-ml explains only that many of each chunk's accounts (the
-    share ``--reasons-for`` leaves on a whole list), to measure what the option saves.
+    With ``reasons_for``, abm-ml explains only the top ``reasons_for`` accounts of the whole
+    list (``--reasons-for``), to measure what the option saves.
     """
     quiet_warnings()
     import joblib
-    import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from abm_ml.modeling.ranking import chunk_rows, score_in_chunks
+    from abm_ml.modeling.rank_stream import StreamedRanking
+    from abm_ml.modeling.ranking import chunk_rows
 
     scorer = joblib.load(scorer_file)
     # The reference is the propensity model's own library (LightGBM, CatBoost, a blend of them).
@@ -196,12 +184,19 @@ def stream(
         ),
         0.0,
     )
-    priorities, ids = [], []
     done = 0
     chunk_peaks = []
     with tempfile.TemporaryDirectory(prefix="abm-bench-explain-") as tmp:
         out_path = Path(tmp) / "ranked.parquet"
-        writer = None
+        (Path(tmp) / "spill").mkdir()
+        ranking = StreamedRanking(
+            scorer,
+            Path(tmp) / "spill",
+            unscorable_path=Path(tmp) / "unscorable.csv",
+            k_up=k_up,
+            reasons_for=reasons_for,
+            workers=workers,
+        )
         source = pq.ParquetFile(rows_file)
         started = time.perf_counter()
         batches = source.iter_batches(batch_size=chunk)
@@ -244,45 +239,23 @@ def stream(
             t["ref_contrib_in_workers"] += time.perf_counter() - t0
             del matrix
 
-            # abm-ml: what `abm-ml rank` computes per chunk, written out as it goes.
+            # abm-ml: what `abm-ml rank` does with each chunk it reads (score, spill).
             t0 = time.perf_counter()
-            if reasons_for is None:
-                scored = score_in_chunks(scorer, frame, parsed=False, k_up=k_up, workers=workers)
-            else:
-                scored = score_in_chunks(
-                    scorer, frame, parsed=False, k_up=k_up, with_reasons=False, workers=workers
-                )
-                top = np.argsort(-scored["priority"].to_numpy(), kind="stable")[:reasons_for]
-                explained = score_in_chunks(
-                    scorer, frame.iloc[np.sort(top)], parsed=False, k_up=k_up, workers=workers
-                )
-                for column in ("top_reasons", "risk"):
-                    values = np.full(len(scored), "", dtype=object)
-                    values[np.sort(top)] = explained[column].to_numpy(dtype=object)
-                    scored[column] = values
-            t1 = time.perf_counter()
-            t2 = t1  # reasons are words inside score_in_chunks
-            table = pa.Table.from_pandas(scored[OUTPUT_COLUMNS], preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(out_path, table.schema)
-            writer.write_table(table)
-            priorities.append(scored["priority"].to_numpy(dtype=np.float64))
-            ids.append(scored["account_id"].to_numpy())
-            t3 = time.perf_counter()
-            t["score"] += t1 - t0
-            t["flatten"] += t2 - t1
-            t["write"] += t3 - t2
+            ranking.add(frame)
+            t["score"] += time.perf_counter() - t0
             done += len(frame)
             chunk_peaks.append(peak_rss_self())
-            del scored, frame, table
-        if writer is not None:
-            writer.close()
-        # The ranking itself: sort every account by priority (ids and priorities only).
+            del frame
+        # The ranking itself: the whole list ordered and tiered, written in order from the
+        # spilled chunks, and the report's view of it (what `abm-ml rank` does at the end).
         t0 = time.perf_counter()
-        all_priority = np.concatenate(priorities) if priorities else np.empty(0)
-        order = np.argsort(-all_priority, kind="stable")
-        top_ids = np.concatenate(ids)[order[:10]].tolist() if ids else []
+        ranking.finish()
         t["rank"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = ranking.result(ranking.light())
+        ranking.write(out_path)
+        t["write"] = time.perf_counter() - t0
+        top_ids = result.ranked["account_id"].head(10).astype(str).tolist()
         wall = time.perf_counter() - started
         output_bytes = out_path.stat().st_size if out_path.exists() else 0
 
@@ -293,7 +266,7 @@ def stream(
         "rows": done,
         "lightgbm_threads": threads,
         "workers": workers,
-        "reasons_for_per_chunk": reasons_for,
+        "reasons_for": reasons_for,
         "chunk_rows": chunk,
         "chunks": len(chunk_peaks),
         "k_up": k_up,
@@ -485,10 +458,11 @@ def markdown(report: dict) -> str:
         )
         + f", read from Parquet in chunks of {report['config']['chunk_rows']:,} rows in a fresh process per size. "
         f"abm-ml = read + `AccountScorer.score` (top-{report['config']['k_up']} reasons up, top risk, P10/P50/P90 days) "
-        "+ reasons to text + write Parquet + final sort by priority. Reference = LightGBM `predict` + "
+        "+ reasons to text, spilled per chunk; then the whole list ranked, tiered and written in order "
+        "(`StreamedRanking`, what `abm-ml rank` runs). Reference = LightGBM `predict` + "
         "`predict(pred_contrib=True)` on the preprocessed chunk, timed in the same loop. "
         f"abm-ml scores {report['config'].get('workers', 1)} chunks at once "
-        f"(`score_in_chunks`, {threads_label(report['config'].get('lightgbm_threads', 0))} each); "
+        f"(`score_in_chunks` inside `StreamedRanking`, {threads_label(report['config'].get('lightgbm_threads', 0))} each); "
         "the reference's LightGBM gets as many threads in total. "
         f"Goal: ratio >= {report['goal_ratio']}.\n"
     ]
@@ -530,8 +504,8 @@ def markdown(report: dict) -> str:
         s = last["seconds"]
         out.append(
             f"\nWhere abm-ml's time goes at {last['rows']:,} rows: score (TreeSHAP + calibration + velocity + reasons) "
-            f"{fmt_seconds(s['score'])}, reasons to text {fmt_seconds(s['flatten'])}, read {fmt_seconds(s['read'])}, "
-            f"write {fmt_seconds(s['write'])}, sort {fmt_seconds(s['rank'])}; the reference's `pred_contrib` alone took "
+            f"{fmt_seconds(s['score'])} (with the reasons' text and the spill), read {fmt_seconds(s['read'])}, "
+            f"rank the whole list {fmt_seconds(s['rank'])}, write it in order {fmt_seconds(s['write'])}; the reference's `pred_contrib` alone took "
             f"{fmt_seconds(s['ref_contrib'])} and `predict` {fmt_seconds(s['ref_predict'])}. "
             '"Same LightGBM work" = `pred_contrib` + the three velocity quantile predictions, the LightGBM calls '
             "abm-ml itself makes."
@@ -543,14 +517,14 @@ def markdown(report: dict) -> str:
         out.append(
             f"\nMemory while streaming {r['rows']:,} rows: peak RSS {fmt_bytes(peaks[0])} after the first chunk, "
             f"{fmt_bytes(peaks[-1])} after the last ({(peaks[-1] - peaks[0]) / max(len(peaks) - 1, 1) / 2**20:.0f} MiB per "
-            "further chunk: ids and priorities kept for the final sort, Arrow and allocator buffers)."
+            "further chunk: ids, sort keys and propensities kept for the final ranking, allocator buffers)."
         )
     rf = report.get("reasons_for_run")
     if rf and report["runs"]:
         full = report["runs"][-1]
         out.append(
-            f"\nWith reasons for only {rf['reasons_for_per_chunk']:,} accounts per "
-            f"{rf['chunk_rows']:,}-row chunk (`--reasons-for`): {rf['abm_ml_rows_per_s']:,.0f} rows/s "
+            f"\nWith reasons for only the top {rf.get('reasons_for', rf.get('reasons_for_per_chunk')):,} "
+            f"accounts of the list (`--reasons-for`): {rf['abm_ml_rows_per_s']:,.0f} rows/s "
             f"vs {full['abm_ml_rows_per_s']:,.0f} explaining every account "
             f"({full['abm_ml_s'] / rf['abm_ml_s']:.1f}x faster; same run, same rows)."
         )
@@ -608,7 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="rows per run (default 100000 1000000; 20000 with --quick)",
     )
-    parser.add_argument("--chunk", type=int, default=CHUNK_ROWS)
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        help="rows read and ranked at a time (default: what `abm-ml rank` reads at a time)",
+    )
     parser.add_argument("--k-up", type=int, default=3)
     parser.add_argument(
         "--train-accounts",
@@ -638,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reasons-for",
         type=int,
-        default=1000,
-        help="also stream the biggest size explaining only this many accounts per chunk "
+        default=10_000,
+        help="also rank the biggest size explaining only the top N accounts of the list "
         "(0 skips that run)",
     )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/explain.json)")
@@ -656,6 +634,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tile-from", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.chunk is None:
+        from abm_ml.modeling.rank_stream import READ_ROWS
+
+        args.chunk = READ_ROWS
 
     if args.worker == "rows":
         print(
