@@ -215,13 +215,13 @@ class StreamedRanking:
         columns = [c for c in (*OUTPUT_COLUMNS, *_LIGHT) if c in scored.columns]
         frame = scored[list(dict.fromkeys(columns))].copy()
         if self.details and len(scored):
-            from abm_ml.web.waterfall import inputs_json
+            from abm_ml.web.waterfall import record_inputs
 
             if "reasons" in scored.columns:
                 frame[REASONS_JSON] = [
                     None if r is None else json.dumps(r, default=float) for r in scored["reasons"]
                 ]
-            frame[INPUTS_JSON] = inputs_json(self.scorer.preprocessor.raw_values(part.records))
+            frame[INPUTS_JSON] = record_inputs(self.scorer, part.records)
         path = self.folder / f"chunk-{len(self._files):05d}.parquet"
         frame.to_parquet(path, index=False)
         self._files.append(path)

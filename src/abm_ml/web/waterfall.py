@@ -54,9 +54,19 @@ def model_inputs(scorer: AccountScorer, accounts: pd.DataFrame) -> pd.Series:
         ids = frame[ROW_ID]
     else:
         ids = pd.Series(np.arange(len(frame)), index=frame.index)
-    lines = inputs_json(scorer.preprocessor.raw_values(frame))
-    out = pd.Series(lines, index=ids.astype(str).to_numpy(), dtype=object)
+    out = pd.Series(record_inputs(scorer, frame), index=ids.astype(str).to_numpy(), dtype=object)
     return out[~out.index.duplicated()]
+
+
+def record_inputs(scorer: AccountScorer, records: pd.DataFrame) -> list[str]:
+    """Each record's model inputs as JSON text, in row order: what a ranking run stores.
+
+    Args:
+        scorer: The scorer that ranked the records.
+        records: The records as the scorer scored them (:meth:`AccountScorer.prepare`'s frame
+            when it carries an input spec).
+    """
+    return inputs_json(scorer.preprocessor.raw_values(records))
 
 
 def inputs_json(values: pd.DataFrame) -> list[str]:
