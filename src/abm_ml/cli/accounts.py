@@ -178,9 +178,7 @@ def rank(
             console=console,
             transient=True,
         ) as bar,
-    ):
-        task = bar.add_task("score", total=None)
-        run = StreamedRanking(
+        StreamedRanking(
             scorer,
             Path(spill),
             unscorable_path=unscorable_path,
@@ -194,7 +192,9 @@ def rank(
             velocity_reasons=velocity_reasons,
             workers=workers,
             details=history,
-        )
+        ) as run,
+    ):
+        task = bar.add_task("score", total=None)
         read = 0
         for chunk in itertools.chain([first], chunks):
             run.add(

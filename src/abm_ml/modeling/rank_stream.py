@@ -19,8 +19,11 @@ those N are explained at the end.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -30,12 +33,13 @@ from abm_ml.modeling.ranking import (
     RankResult,
     ScoredAccounts,
     abm_tiers,
+    check_accounts,
     check_sort_key,
     neutralise_formulas,
     rank_order,
     ranking_date,
     ranking_meta,
-    score_accounts,
+    score_checked,
     score_in_chunks,
 )
 from abm_ml.modeling.scorer import AccountScorer
@@ -155,6 +159,8 @@ class StreamedRanking:
         self._rank: np.ndarray | None = None
         self._tier: np.ndarray | None = None
         self._explained: pd.DataFrame | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
 
     @property
     def scored(self) -> int:
@@ -164,27 +170,39 @@ class StreamedRanking:
     def add(
         self, accounts: pd.DataFrame, progress: Callable[[int, int], None] | None = None
     ) -> None:
-        """Score one chunk of accounts (in input order after the chunks before it)."""
-        part = score_accounts(
-            self.scorer,
-            accounts,
-            filters=self.filters,
-            k_up=self.k_up,
-            with_reasons=self.reasons_for is None,
-            velocity_reasons=self.velocity_reasons,
-            workers=self.workers,
-            progress=progress,
-            seen_ids=self._seen,
-        )
+        """Take one chunk of accounts (in input order after the chunks before it).
+
+        The chunk is checked here (filters, unscorable rows, repeats of earlier chunks) and
+        scored in a background thread while the caller reads and checks the next one, so one
+        chunk's parsing overlaps the other's TreeSHAP; at most two chunks are in memory.
+        """
+        part = check_accounts(self.scorer, accounts, filters=self.filters, seen_ids=self._seen)
         self._counts["read"] += part.read
         self._counts["after_filters"] += part.after_filters
         self._counts["amounts_known"] += part.amounts_known
         self._amount_column = self._amount_column or part.amount_column
         self._parsed = part.parsed
         self._write_unscorable(part.unscorable)
-        scored = part.scored
-        if scored.empty:
+        if part.records.empty:
             return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-ml-rank")
+        self._pending.append(self._pool.submit(self._score, part, progress))
+        while len(self._pending) > 1:
+            self._pending.popleft().result()
+
+    def _score(self, part: ScoredAccounts, progress: Callable[[int, int], None] | None) -> None:
+        """Score a checked chunk, keep its keys and head, spill it (one chunk at a time)."""
+        part = score_checked(
+            self.scorer,
+            part,
+            k_up=self.k_up,
+            with_reasons=self.reasons_for is None,
+            velocity_reasons=self.velocity_reasons,
+            workers=self.workers,
+            progress=progress,
+        )
+        scored = part.scored
         offset = self.scored
         positions = np.arange(offset, offset + len(scored))
         self._keys.append(scored[self.sort_by].to_numpy(dtype=float))
@@ -194,6 +212,19 @@ class StreamedRanking:
         self._sizes.append(len(scored))
         del part, scored
         release_memory()
+
+    def close(self) -> None:
+        """Stop the background scoring (after an error) or wait for it; idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _keep_head(self, scored: pd.DataFrame, part: ScoredAccounts, positions: np.ndarray) -> None:
         """Keep the best accounts seen so far, whole: the report's head and ``reasons_for``."""
@@ -245,6 +276,9 @@ class StreamedRanking:
 
     def finish(self) -> None:
         """Rank the whole list; explain the head when reasons are for the top N only."""
+        while self._pending:
+            self._pending.popleft().result()
+        self.close()
         if not self._unscorable_written:
             # An empty file with the header says "none", as the in-memory ranking writes it.
             self.unscorable_path.parent.mkdir(parents=True, exist_ok=True)

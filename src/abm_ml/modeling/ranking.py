@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +181,9 @@ def _unscorable(
     add(ids.isna() | (ids == ""), "missing account_id")
     repeated = ids.duplicated(keep="first") & ids.notna()
     if seen_ids:
-        repeated |= ids.isin(seen_ids).fillna(False)
+        # A set lookup per id: Series.isin would turn the whole set into an array per batch.
+        earlier = [False if pd.isna(i) else i in seen_ids for i in ids.tolist()]
+        repeated |= pd.Series(earlier, index=ids.index, dtype=bool)
     add(repeated, "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
     for feature in scorer.features:
@@ -262,17 +264,20 @@ class ScoredAccounts:
 
     Attributes:
         scored: the scorer's output per scorable account with the reason texts and the
-            filter columns (``segment``, ``region``, ``owner``) the file has.
-        records: the rows that were scored, as the scorer takes them (``parsed`` tells how).
+            filter columns (``segment``, ``region``, ``owner``) the file has; None until
+            :func:`score_checked` has scored the batch.
+        records: the rows that were (or are to be) scored, as the scorer takes them
+            (``parsed`` tells how).
         parsed: ``records`` are the :meth:`AccountScorer.prepare` frame.
         unscorable: the other accounts with their ``reason`` (and ``line`` in the file).
         read: accounts read, before the filters.
         after_filters: accounts left by the filters.
-        amounts_known: scored accounts whose amount the file gives.
+        amounts_known: scorable accounts whose amount the file gives.
         amount_column: the file's column the amounts were read from.
+        context: the filter columns of the scorable accounts, copied into ``scored``.
     """
 
-    scored: pd.DataFrame
+    scored: pd.DataFrame | None
     records: pd.DataFrame
     parsed: bool
     unscorable: pd.DataFrame
@@ -280,26 +285,23 @@ class ScoredAccounts:
     after_filters: int
     amounts_known: int
     amount_column: str | None
+    context: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def score_accounts(
+def check_accounts(
     scorer: AccountScorer,
     accounts: pd.DataFrame,
     *,
     filters: dict[str, list[str]] | None = None,
-    k_up: int = 3,
-    with_reasons: bool = True,
-    velocity_reasons: bool = False,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
     seen_ids: set[str] | None = None,
 ) -> ScoredAccounts:
-    """Filter, check and score one batch of accounts (in input order, not yet ranked).
+    """Filter one batch of accounts and set the unscorable ones apart; score with
+    :func:`score_checked`.
 
     Args:
         seen_ids: account ids scored in earlier batches of the same list: their repeats here
             are unscorable ("repeated account_id"), as a repeat in the same batch is. The ids
-            scored here are added to it.
+            to score here are added to it.
         Others: as for :func:`rank_accounts`.
     """
     accounts = accounts.reset_index(drop=True)
@@ -337,21 +339,8 @@ def score_accounts(
     )
     if seen_ids is not None:
         seen_ids.update(good[ACCOUNT_ID].astype("string").str.strip().tolist())
-    scored = score_in_chunks(
-        scorer,
-        to_score,
-        parsed=prepared is not None,
-        k_up=k_up,
-        with_reasons=with_reasons,
-        velocity_reasons=velocity_reasons,
-        workers=workers,
-        progress=progress,
-    )
-    for column in FILTER_COLUMNS:
-        if column in good.columns:
-            scored[column] = good[column].to_numpy()
     return ScoredAccounts(
-        scored=scored,
+        scored=None,
         records=to_score,
         parsed=prepared is not None,
         unscorable=unscorable.reset_index(drop=True),
@@ -359,6 +348,57 @@ def score_accounts(
         after_filters=len(accounts),
         amounts_known=known_amounts(to_score),
         amount_column=prepared.amount_column if prepared is not None else None,
+        context=good[[c for c in FILTER_COLUMNS if c in good.columns]],
+    )
+
+
+def score_checked(
+    scorer: AccountScorer,
+    part: ScoredAccounts,
+    *,
+    k_up: int = 3,
+    with_reasons: bool = True,
+    velocity_reasons: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoredAccounts:
+    """``part`` (from :func:`check_accounts`) with its scorable accounts scored."""
+    scored = score_in_chunks(
+        scorer,
+        part.records,
+        parsed=part.parsed,
+        k_up=k_up,
+        with_reasons=with_reasons,
+        velocity_reasons=velocity_reasons,
+        workers=workers,
+        progress=progress,
+    )
+    for column in part.context.columns:
+        scored[column] = part.context[column].to_numpy()
+    return replace(part, scored=scored)
+
+
+def score_accounts(
+    scorer: AccountScorer,
+    accounts: pd.DataFrame,
+    *,
+    filters: dict[str, list[str]] | None = None,
+    k_up: int = 3,
+    with_reasons: bool = True,
+    velocity_reasons: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    seen_ids: set[str] | None = None,
+) -> ScoredAccounts:
+    """:func:`check_accounts` then :func:`score_checked`: one batch filtered, checked, scored."""
+    return score_checked(
+        scorer,
+        check_accounts(scorer, accounts, filters=filters, seen_ids=seen_ids),
+        k_up=k_up,
+        with_reasons=with_reasons,
+        velocity_reasons=velocity_reasons,
+        workers=workers,
+        progress=progress,
     )
 
 
