@@ -179,3 +179,15 @@ def test_csv_is_parsed_in_chunks_with_its_lines_and_problems(tmp_path):
     assert list(joined["_row_problem"].fillna("")) == list(whole["_row_problem"].fillna(""))
     assert joined["_row_problem"].notna().sum() == 2
     assert list(joined["Notes"]) == list(whole["Notes"])  # stripped: 'pad'
+
+
+@pytest.mark.parametrize("sort_by", ["priority", "propensity"])
+def test_a_list_with_nothing_to_score_writes_an_empty_ranking(trained, accounts, tmp_path, sort_by):
+    # Ids but no feature value at all: nothing can be scored.
+    bad = accounts.head(30)[["Opportunity ID", "Account"]]
+    run = _streamed(trained.scorer, bad, tmp_path, rows=10, sort_by=sort_by)
+    written = pd.read_csv(run.write(tmp_path / "ranked.csv"))
+    assert written.empty and {"rank", "account_id", "abm_tier", sort_by} <= set(written.columns)
+    result = run.result(run.light())
+    assert result.meta["ranked"] == 0 and result.meta["unscorable"] == 30
+    assert len(pd.read_csv(tmp_path / "unscorable.csv")) == 30

@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.modeling.ranking import (
+    FILTER_COLUMNS,
     OUTPUT_COLUMNS,
     RankResult,
     ScoredAccounts,
     abm_tiers,
     check_accounts,
     check_sort_key,
+    empty_ranking,
     neutralise_formulas,
     rank_order,
     ranking_date,
@@ -42,6 +44,7 @@ from abm_ml.modeling.ranking import (
     score_checked,
     score_in_chunks,
 )
+from abm_ml.modeling.scorer import OUTPUT_COLUMNS as SCORED_COLUMNS
 from abm_ml.modeling.scorer import AccountScorer
 
 READ_ROWS = 50_000
@@ -56,22 +59,9 @@ _POSITION = "_abm_position"
 _RUN_COLUMNS = ("model_name", "model_version", "as_of")
 _REASON_COLUMNS = ("reasons", "top_reasons", "risk", "velocity_reasons", "days_reasons")
 _TEXT_REASONS = ("top_reasons", "risk", "days_reasons")
-_LIGHT = (
-    "account_id",
-    "tier",
-    "propensity",
-    "score",
-    "days_to_close_p10",
-    "days_to_close_p50",
-    "days_to_close_p90",
-    "amount",
-    "expected_value",
-    "priority",
-    "segment",
-    "region",
-    "owner",
-)
-"""Columns of every ranked account the report reads (tier cards, charts, totals)."""
+_LIGHT = (*SCORED_COLUMNS, *FILTER_COLUMNS)
+"""Columns of every ranked account the report reads (tier cards, charts, totals): the scorer's
+own columns and the filter columns."""
 
 
 def release_memory() -> None:
@@ -370,9 +360,7 @@ class StreamedRanking:
 
         table = self._read_spill(_LIGHT)
         if table is None:
-            frame = pd.DataFrame(
-                columns=list(dict.fromkeys(["account_id", "propensity", self.sort_by]))
-            )
+            frame = empty_ranking(self.sort_by)
         else:
             taken = table.take(pa.array(self.order))
             del table
@@ -408,9 +396,7 @@ class StreamedRanking:
                 if table is not None and n:
                     frame = table.take(pa.array(positions)).to_pandas()
                 else:
-                    frame = pd.DataFrame(
-                        columns=list(dict.fromkeys(["account_id", "propensity", self.sort_by]))
-                    )
+                    frame = empty_ranking(self.sort_by)
                 frame = self._with_run_columns(frame, positions)
                 if movement is not None:
                     frame["movement"] = movement[start : start + slice_rows]

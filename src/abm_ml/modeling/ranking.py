@@ -460,8 +460,7 @@ def rank_accounts(
             velocity_reasons=velocity_reasons,
         )
     if ranked.empty:
-        # dict.fromkeys: sorting by propensity must not name the column twice.
-        ranked = pd.DataFrame(columns=list(dict.fromkeys(["account_id", "propensity", sort_by])))
+        ranked = empty_ranking(sort_by)
     ranked = rank_scored(ranked, sort_by=sort_by, tiers=tiers)
     ranked["model_name"] = model_name
     ranked["model_version"] = str(model_version)
@@ -483,6 +482,12 @@ def rank_accounts(
         amount_column=part.amount_column,
     )
     return RankResult(ranked=ranked, unscorable=part.unscorable, meta=meta)
+
+
+def empty_ranking(sort_by: str) -> pd.DataFrame:
+    """A ranking of no account: the columns ranking needs, for a list with nothing to score."""
+    # dict.fromkeys: sorting by propensity must not name the column twice.
+    return pd.DataFrame(columns=list(dict.fromkeys(["account_id", "propensity", sort_by])))
 
 
 def ranking_date(as_of: str | None) -> str:
