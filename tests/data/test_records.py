@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from abm_ml.data.parsing import clean_value, parse_feature_value
+from abm_ml.data.parsing import category_value, clean_text, clean_value, parse_feature_value
 from abm_ml.data.records import InputSpec, canonical_record, canonical_records, record_parser
 from abm_ml.modeling.feature_info import FeatureInfo
 
@@ -85,3 +85,44 @@ def test_a_parser_is_made_once_per_features_and_spec():
     # The placeholders are the spec's own: "-" is missing under one and text under the other.
     assert math.isnan(canonical_record({"Industry": "-"}, FEATURES, other)["industry"])
     assert canonical_record({"Industry": "-"}, FEATURES, SPEC)["industry"] == "-"
+
+
+def test_a_column_of_mixed_values_parses_each_value_as_the_one_record_path_does():
+    # factorize takes False, 0, 0.0 and -0.0 for one value and True for 1: a column of a
+    # JSON body or SQL driver that mixes them must still parse each value on its own.
+    records = pd.DataFrame(
+        {
+            "Account": [f"A-{i}" for i in range(len(VALUES))],
+            "Web Visits": pd.Series(VALUES, dtype=object),
+            "Economic Buyer": pd.Series(VALUES, dtype=object),
+            "Industry": pd.Series(VALUES, dtype=object),
+        }
+    )
+    frame = canonical_records(records, FEATURES, SPEC).frame
+    for i, value in enumerate(VALUES):
+        one = canonical_record(records.iloc[i].to_dict(), FEATURES, SPEC)
+        for name in ("visits", "buyer", "industry"):
+            cell = frame[name].iloc[i]
+            cell = float(cell) if isinstance(cell, np.floating) else cell
+            assert _same(one[name], cell), (value, name, one[name], cell)
+
+
+def test_clean_text_is_the_one_value_cleaner_on_every_value():
+    mixed = pd.Series(VALUES, dtype=object)
+    text = pd.Series(["  a ", "n/a", None, " UNKNOWN", "b", "", "a"], dtype="str")
+    for column in (mixed, text, mixed.astype("string")):
+        got = clean_text(column, SPEC.tokens).tolist()
+        expected = [clean_value(v, SPEC.tokens) for v in column.tolist()]
+        assert all(_same(g, e) for g, e in zip(got, expected, strict=True)), (got, expected)
+
+
+def test_category_texts_of_a_column_are_the_one_value_texts():
+    from abm_ml.modeling.scorer import _category_texts
+
+    for values in (
+        np.array(VALUES, dtype=object),  # typed values: 1.0 and True are different texts
+        np.array(["b", "a", None, "b", np.nan, "a"], dtype=object),  # text: once per value
+    ):
+        got = _category_texts(values).tolist()
+        expected = [category_value(v) for v in values.tolist()]
+        assert all(_same(g, e) for g, e in zip(got, expected, strict=True)), (got, expected)

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, parse_yes_no
+from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, parse_yes_no, yes_no_value
 
 _NUMBER_JUNK = re.compile(r"[\s$€£¥%]")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
@@ -26,6 +26,11 @@ _THOUSANDS_EU = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
 def _by_unique(values: pd.Series, parse) -> pd.Series:
     """Apply ``parse`` (Series -> Series) to the distinct values only: CRM columns repeat a lot."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if values.dtype == object and len({type(u) for u in uniques.tolist()}) > 1:
+        # Mixed types (a JSON body, a SQL driver): factorize takes False, 0 and 0.0 for one
+        # value, and 1 for True, though each parses on its own. Every value, then.
+        parsed = parse(pd.Series(values.to_numpy(dtype=object), dtype=object)).to_numpy()
+        return pd.Series(parsed, index=values.index).where(codes >= 0, None)
     parsed_uniques = parse(pd.Series(uniques, dtype=object)).to_numpy()
     result = pd.Series(
         parsed_uniques.take(np.where(codes < 0, 0, codes))
@@ -54,8 +59,12 @@ def clean_text(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
     """Text with missing placeholders ('unknown', 'Select', blanks) turned into missing values."""
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return values
-    text = _by_unique(values, lambda u: u.map(lambda v: v.strip() if isinstance(v, str) else v))
-    return text.where(~missing_mask(values, tokens), np.nan).astype(object)
+    # One pass over the distinct values with the one-value cleaner (a plain loop: Series.map
+    # with a lambda, twice, cost ~2.5 us per row on id columns, where every value is distinct).
+    text = _by_unique(
+        values, lambda u: pd.Series([clean_value(v, tokens) for v in u.tolist()], dtype=object)
+    )
+    return text.where(text.notna(), np.nan).astype(object)
 
 
 def _parse_number_text(text: pd.Series, decimal: str) -> pd.Series:
@@ -80,9 +89,27 @@ def parse_numbers(values: pd.Series, *, decimal: str = ".") -> tuple[pd.Series, 
     """
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return values.astype(float), pd.Series(False, index=values.index)
-    parsed = _by_unique(values, lambda u: _parse_number_text(u, decimal)).astype(float)
+    parsed = _by_unique(values, lambda u: _parse_number_uniques(u, decimal)).astype(float)
     bad = values.notna() & parsed.isna()
     return parsed, bad
+
+
+def _parse_number_uniques(uniques: pd.Series, decimal: str) -> pd.Series:
+    """Distinct values as numbers: text through the text parser, typed values (a JSON body's
+    numbers and booleans, a SQL driver's decimals) as the numbers they are."""
+    parsed = _parse_number_text(uniques, decimal)
+    typed = [i for i, v in enumerate(uniques.tolist()) if not isinstance(v, str)]
+    if typed:
+        parsed.iloc[typed] = [_typed_number(uniques.iloc[i]) for i in typed]
+    return parsed
+
+
+def _typed_number(value: object) -> float:
+    """A present value that is not text, as a number; NaN when it is none (a date, a list)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def parse_dates(values: pd.Series, formats: list[str]) -> tuple[pd.Series, pd.Series]:
@@ -204,17 +231,14 @@ def parse_number_value(value: object, *, decimal: str = ".") -> float:
         return _number_text(value, decimal)
     if is_missing_value(value):
         return np.nan
-    return float(value)  # int, float, numpy number: as a numeric column is read
+    return _typed_number(value)  # int, float, bool, numpy number: as a numeric column is read
 
 
 def parse_yes_no_value(value: object) -> float:
     """:func:`~abm_ml.modeling.feature_info.parse_yes_no` of one value: 1.0, 0.0 or NaN."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        return 1.0 if word in YES_WORDS else 0.0 if word in NO_WORDS else np.nan
     if is_missing_value(value):
         return np.nan
-    return float(float(value) != 0)
+    return yes_no_value(value)
 
 
 def category_value(value: object) -> object:

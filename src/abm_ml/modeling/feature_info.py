@@ -45,18 +45,26 @@ def parse_yes_no(values: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         numbers = values.astype(float)
         return numbers.where(numbers.isna(), (numbers != 0).astype(float))
-    # Each distinct value is read once: a yes/no column holds a handful of spellings.
+    # Each distinct value is read once: a yes/no column holds a handful of spellings. A column
+    # of mixed values (a JSON body) may hold numbers and booleans too: read as numbers.
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    lowered = pd.Series(uniques, dtype=object).astype("string").str.strip().str.lower()
-    on_uniques = np.where(
-        lowered.isin(YES_WORDS).fillna(False),
-        1.0,
-        np.where(lowered.isin(NO_WORDS).fillna(False), 0.0, np.nan),
-    )
-    parsed = np.full(len(values), np.nan)
-    present = codes >= 0
-    parsed[present] = on_uniques[codes[present]]
-    return pd.Series(parsed, index=values.index, dtype=float)
+    on_uniques = np.array([yes_no_value(u) for u in uniques.tolist()] + [np.nan])
+    return pd.Series(on_uniques.take(codes), index=values.index, dtype=float)
+
+
+def yes_no_value(value: object) -> float:
+    """One present value read as yes/no: 1.0, 0.0, or NaN for anything else.
+
+    Text is compared with :data:`YES_WORDS` and :data:`NO_WORDS` after stripping and
+    lower-casing; numbers and booleans are yes when non-zero.
+    """
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return 1.0 if word in YES_WORDS else 0.0 if word in NO_WORDS else np.nan
+    try:
+        return float(float(value) != 0)
+    except (TypeError, ValueError):
+        return np.nan  # a date or other object: not a yes/no value
 
 
 def is_yes(value: object) -> bool:

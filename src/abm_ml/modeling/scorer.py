@@ -174,7 +174,14 @@ class Preprocessor:
 
 def _category_texts(values: np.ndarray) -> np.ndarray:
     """Categories as text (typed values such as numbers become strings), NaN when missing."""
-    return np.array([category_value(v) for v in values], dtype=object)
+    codes, uniques = pd.factorize(values)
+    uniques = np.asarray(uniques, dtype=object)
+    if not all(isinstance(u, str) for u in uniques.tolist()):
+        # Typed values: factorize takes 1, 1.0 and True for one value; their texts differ.
+        return np.array([category_value(v) for v in values], dtype=object)
+    # Text and missing values only (parsed records): each distinct text once.
+    out = np.append(uniques, np.nan).take(codes)  # code -1 (missing) takes the NaN
+    return out
 
 
 @dataclass
