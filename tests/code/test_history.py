@@ -437,3 +437,22 @@ def test_first_writers_at_once_both_store_their_run(url: str):
         thread.join(timeout=120)
     assert errors == []
     assert sorted(set(load_history(url)["model_version"])) == [str(v) for v in range(n)]
+
+
+def test_a_new_sqlite_history_packs_its_rows_in_large_pages(tmp_path: Path):
+    import sqlite3
+
+    from abm_ml.reporting.history import SQLITE_PAGE_SIZE
+
+    new = tmp_path / "new.db"
+    record_run(ranked_frame(RUN1, as_of=WEEK1), f"sqlite:///{new}")
+    with sqlite3.connect(new) as connection:
+        assert connection.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE
+    # A history made before keeps its own page size, and its runs.
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:
+        connection.execute("CREATE TABLE other (x)")
+    record_run(ranked_frame(RUN1, as_of=WEEK1), f"sqlite:///{old}")
+    with sqlite3.connect(old) as connection:
+        assert connection.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert len(load_history(f"sqlite:///{old}")) == len(RUN1)

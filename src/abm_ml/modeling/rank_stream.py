@@ -18,7 +18,6 @@ those N are explained at the end.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
+from abm_ml.jsontext import json_text
 from abm_ml.modeling.ranking import (
     FILTER_COLUMNS,
     OUTPUT_COLUMNS,
@@ -233,18 +233,23 @@ class StreamedRanking:
 
     def _spill(self, scored: pd.DataFrame, part: ScoredAccounts) -> None:
         """Write what the ranked file and the history need of this chunk to Parquet."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         columns = [c for c in (*OUTPUT_COLUMNS, *_LIGHT) if c in scored.columns]
-        frame = scored[list(dict.fromkeys(columns))].copy()
+        table = pa.Table.from_pandas(scored[list(dict.fromkeys(columns))], preserve_index=False)
         if self.details and len(scored):
             from abm_ml.web.waterfall import record_inputs
 
+            # ~2 KB of JSON per account: made into Arrow strings directly, since pandas'
+            # conversion of object columns cost several times the encoding itself.
             if "reasons" in scored.columns:
-                frame[REASONS_JSON] = [
-                    None if r is None else json.dumps(r, default=float) for r in scored["reasons"]
-                ]
-            frame[INPUTS_JSON] = record_inputs(self.scorer, part.records)
+                reasons = [None if r is None else json_text(r) for r in scored["reasons"]]
+                table = table.append_column(REASONS_JSON, pa.array(reasons, pa.string()))
+            inputs = record_inputs(self.scorer, part.records)
+            table = table.append_column(INPUTS_JSON, pa.array(inputs, pa.string()))
         path = self.folder / f"chunk-{len(self._files):05d}.parquet"
-        frame.to_parquet(path, index=False)
+        pq.write_table(table, path)
         self._files.append(path)
 
     def _write_unscorable(self, unscorable: pd.DataFrame) -> None:
@@ -327,7 +332,7 @@ class StreamedRanking:
                     frame[column] = np.append(explained[column].to_numpy(dtype=object), "")[where]
             if self.details and "reasons" in explained.columns:
                 frame[REASONS_JSON] = [
-                    None if r is None else json.dumps(r, default=float)
+                    None if r is None else json_text(r)
                     for r in np.append(explained["reasons"].to_numpy(dtype=object), None)[where]
                 ]
         return frame

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.errors import AbmInputError
+from abm_ml.jsontext import rows_json
 from abm_ml.schema import ACCOUNT_ID, ROW_ID
 
 if TYPE_CHECKING:
@@ -70,14 +71,11 @@ def record_inputs(scorer: AccountScorer, records: pd.DataFrame) -> list[str]:
 
 
 def inputs_json(values: pd.DataFrame) -> list[str]:
-    """One JSON object per row of feature values (missing as null), in row order.
-
-    One vectorised encoding of all rows: ``json.dumps`` per row costs several times more on
-    a 100k-account ranking.
-    """
+    """One JSON object per row of feature values (missing as null), in row order."""
     if values.empty:
         return []
-    return values.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    names = [str(name) for name in values.columns]
+    return rows_json(names, (values[name].tolist() for name in values.columns))
 
 
 def with_model_inputs(
