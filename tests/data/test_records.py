@@ -126,3 +126,22 @@ def test_category_texts_of_a_column_are_the_one_value_texts():
         got = _category_texts(values).tolist()
         expected = [category_value(v) for v in values.tolist()]
         assert all(_same(g, e) for g, e in zip(got, expected, strict=True)), (got, expected)
+
+
+def test_plain_numbers_read_directly_are_what_the_text_parser_reads():
+    from abm_ml.data.parsing import _parse_number_text, _parse_plain_or_text
+
+    rng = np.random.default_rng(7)
+    texts = [
+        *(repr(x) for x in rng.normal(0, 1e6, 200)),
+        *(str(i) for i in rng.integers(-1000, 1000, 50)),
+        *[" 12 ", "1,234.5", "(1,234)", "$12 000", "1e5", "-3", "+4.5", "inf", "-inf", "nan"],
+        *["Infinity", "0x10", "1_000", "12%", "€5", "1.2.3", "", " ", "abc", "1,23", ".5", "5."],
+        *["-.5", "1E-3", "  -7  ", "١٢", "1\u00a0000", "0012", "-0", "1,234,567", "True", "\t3\n"],
+    ]
+    uniques = pd.Series(texts, dtype=object)
+    for decimal in (".", ","):
+        expected = _parse_number_text(uniques, decimal).astype(float).tolist()
+        got = _parse_plain_or_text(uniques, decimal).astype(float).tolist()
+        for text, e, g in zip(texts, expected, got, strict=True):
+            assert repr(e) == repr(g), (decimal, text, e, g)
