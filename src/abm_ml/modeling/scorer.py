@@ -180,8 +180,7 @@ def _category_texts(values: np.ndarray) -> np.ndarray:
         # Typed values: factorize takes 1, 1.0 and True for one value; their texts differ.
         return np.array([category_value(v) for v in values], dtype=object)
     # Text and missing values only (parsed records): each distinct text once.
-    out = np.append(uniques, np.nan).take(codes)  # code -1 (missing) takes the NaN
-    return out
+    return np.append(uniques, np.nan).take(codes)  # code -1 (missing) takes the NaN
 
 
 @dataclass
