@@ -158,8 +158,8 @@ SQLITE_PAGE_SIZE = 65536
 """Page size of a new SQLite history file (an existing file keeps its own).
 
 A run's details are about 2 KB per account: with SQLite's default 4 KiB pages each row took a
-page of its own (3.7 GB for a million accounts, 19 s to insert); with 64 KiB pages they pack
-(2.0 GB, 9 s)."""
+page of its own (3.8 GB for a million accounts, 19 s to insert); with 64 KiB pages they pack
+(2.1 GB, 9 s)."""
 
 
 def _large_pages(dbapi_connection, _record) -> None:
