@@ -191,3 +191,19 @@ def test_a_list_with_nothing_to_score_writes_an_empty_ranking(trained, accounts,
     result = run.result(run.light())
     assert result.meta["ranked"] == 0 and result.meta["unscorable"] == 30
     assert len(pd.read_csv(tmp_path / "unscorable.csv")) == 30
+
+
+def test_reason_texts_without_the_dicts_are_the_dicts_texts(trained, accounts):
+    """The streamed ranking words its chunks without dicts: the same texts, both models."""
+    scorer = trained.scorer
+    options = {"k_up": 3, "k_down": 1, "with_velocity_reasons": True}
+    structured = scorer.score(accounts, **options)
+    ranking._reason_texts(structured)
+    texts = scorer.score(accounts, structured_reasons=False, **options)
+    assert "velocity_reasons" in structured.columns  # the velocity model is explained too
+    assert not {"reasons", "velocity_reasons"} & set(texts.columns)
+    for column in ("top_reasons", "risk", "days_reasons"):
+        assert texts[column].tolist() == structured[column].tolist(), column
+    # Rows with several reasons on a side, and rows with none, are both compared.
+    assert texts["top_reasons"].str.count("; ").max() >= 2
+    assert (texts["risk"] == "").any() or (texts["top_reasons"] == "").any()

@@ -36,16 +36,19 @@ from abm_ml.modeling.ranking import (
     abm_tiers,
     check_accounts,
     check_sort_key,
+    chunk_scorer,
     empty_ranking,
     neutralise_formulas,
     rank_order,
     ranking_date,
     ranking_meta,
-    score_checked,
     score_in_chunks,
+    split_rows,
+    with_scores,
 )
 from abm_ml.modeling.scorer import OUTPUT_COLUMNS as SCORED_COLUMNS
 from abm_ml.modeling.scorer import AccountScorer
+from abm_ml.service.settings import available_cores
 
 READ_ROWS = 50_000
 """Accounts read and scored at a time: a chunk's parsing and scoring hold a few KB per account."""
@@ -149,8 +152,12 @@ class StreamedRanking:
         self._rank: np.ndarray | None = None
         self._tier: np.ndarray | None = None
         self._explained: pd.DataFrame | None = None
+        self._workers = workers or available_cores()
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[Future] = deque()
+        self._score_chunk: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+        self._pending: deque[tuple[ScoredAccounts, list[slice], list[Future], Callable | None]] = (
+            deque()
+        )
 
     @property
     def scored(self) -> int:
@@ -163,8 +170,10 @@ class StreamedRanking:
         """Take one chunk of accounts (in input order after the chunks before it).
 
         The chunk is checked here (filters, unscorable rows, repeats of earlier chunks) and
-        scored in a background thread while the caller reads and checks the next one, so one
-        chunk's parsing overlaps the other's TreeSHAP; at most two chunks are in memory.
+        its parts are queued for the scoring threads behind the chunk before it; then the
+        chunk before it is collected (kept and spilled). The threads never wait for the
+        caller: while they score this chunk, the caller collects the one before and reads
+        and checks the next. At most three chunks are in memory.
         """
         part = check_accounts(self.scorer, accounts, filters=self.filters, seen_ids=self._seen)
         self._counts["read"] += part.read
@@ -176,22 +185,41 @@ class StreamedRanking:
         if part.records.empty:
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-ml-rank")
-        self._pending.append(self._pool.submit(self._score, part, progress))
+            self._pool = ThreadPoolExecutor(
+                max_workers=self._workers, thread_name_prefix="abm-ml-rank"
+            )
+            self._score_chunk = chunk_scorer(
+                self.scorer,
+                parsed=part.parsed,
+                k_up=self.k_up,
+                with_reasons=self.reasons_for is None,
+                velocity_reasons=self.velocity_reasons,
+                # The reasons' dicts only where they are kept for every account (the
+                # history); the head's are made for it at the end (_structure_head).
+                structured=self.details,
+            )
+        records = part.records
+        rows = split_rows(len(records), self._workers)
+        futures = [self._pool.submit(self._score_chunk, records.iloc[r]) for r in rows]
+        self._pending.append((part, rows, futures, progress))
         while len(self._pending) > 1:
-            self._pending.popleft().result()
+            self._collect(*self._pending.popleft())
 
-    def _score(self, part: ScoredAccounts, progress: Callable[[int, int], None] | None) -> None:
-        """Score a checked chunk, keep its keys and head, spill it (one chunk at a time)."""
-        part = score_checked(
-            self.scorer,
-            part,
-            k_up=self.k_up,
-            with_reasons=self.reasons_for is None,
-            velocity_reasons=self.velocity_reasons,
-            workers=self.workers,
-            progress=progress,
-        )
+    def _collect(
+        self,
+        part: ScoredAccounts,
+        rows: list[slice],
+        futures: list[Future],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """Wait for a chunk's scores; keep its keys and head, spill it."""
+        parts = []
+        for r, future in zip(rows, futures):
+            parts.append(future.result())
+            if progress is not None:
+                progress(r.stop, len(part.records))
+        part = with_scores(part, pd.concat(parts, ignore_index=True))
+        del parts
         scored = part.scored
         offset = self.scored
         positions = np.arange(offset, offset + len(scored))
@@ -209,6 +237,7 @@ class StreamedRanking:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
+        self._score_chunk = None
 
     def __enter__(self) -> Self:
         return self
@@ -272,7 +301,7 @@ class StreamedRanking:
     def finish(self) -> None:
         """Rank the whole list; explain the head when reasons are for the top N only."""
         while self._pending:
-            self._pending.popleft().result()
+            self._collect(*self._pending.popleft())
         self.close()
         if not self._unscorable_written:
             # An empty file with the header says "none", as the in-memory ranking writes it.
@@ -290,6 +319,8 @@ class StreamedRanking:
         self._tier[self.order] = abm_tiers(n, self.tiers)
         if self.reasons_for is not None and self._head is not None:
             self._explain_head(min(self.reasons_for, n))
+        elif self._head is not None and not self.details:
+            self._structure_head()
         self._seen = set()  # repeats are all found: ~100 bytes per account back
         release_memory()
 
@@ -315,6 +346,25 @@ class StreamedRanking:
             if column in explained.columns:
                 values[chosen] = explained[column].to_numpy(dtype=object)
                 head[column] = values
+
+    def _structure_head(self) -> None:
+        """The head's reasons as dicts (for the report): the chunks were scored with texts only.
+
+        The head's rows are scored again, a few hundred at most: the same rows give the same
+        contributions, so the dicts match the texts already spilled.
+        """
+        explained = score_in_chunks(
+            self.scorer,
+            self._head_records,
+            parsed=self._parsed,
+            k_up=self.k_up,
+            with_reasons=True,
+            velocity_reasons=self.velocity_reasons,
+            workers=1,
+        )
+        for column in ("reasons", "velocity_reasons"):
+            if column in explained.columns:
+                self._head[column] = explained[column].to_numpy(dtype=object)
 
     def _with_run_columns(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
         """``rank``, ``abm_tier``, the run's model and date, and the top-N reasons if any."""

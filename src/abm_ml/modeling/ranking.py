@@ -373,6 +373,11 @@ def score_checked(
         workers=workers,
         progress=progress,
     )
+    return with_scores(part, scored)
+
+
+def with_scores(part: ScoredAccounts, scored: pd.DataFrame) -> ScoredAccounts:
+    """``part`` with ``scored`` (its records' scores, in order) and its filter columns."""
     for column in part.context.columns:
         scored[column] = part.context[column].to_numpy()
     return replace(part, scored=scored)
@@ -702,7 +707,10 @@ def chunk_rows(n: int, workers: int) -> int:
 
 
 def _reason_texts(scored: pd.DataFrame) -> None:
-    """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored)."""
+    """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored),
+    unless the scorer gave the texts only."""
+    if "top_reasons" in scored.columns:
+        return
     entries = scored["reasons"].tolist() if "reasons" in scored.columns else [None] * len(scored)
     scored["top_reasons"] = ["; ".join(side_texts(r["up"], "+")) if r else "" for r in entries]
     scored["risk"] = ["; ".join(side_texts(r["down"], "-")) if r else "" for r in entries]
@@ -710,6 +718,44 @@ def _reason_texts(scored: pd.DataFrame) -> None:
         scored["days_reasons"] = [
             reasons_as_text(r) if r else "" for r in scored["velocity_reasons"]
         ]
+
+
+def chunk_scorer(
+    scorer: AccountScorer,
+    *,
+    parsed: bool,
+    k_up: int = 3,
+    with_reasons: bool = True,
+    velocity_reasons: bool = False,
+    structured: bool = True,
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """What scoring one chunk of records is: :meth:`AccountScorer.score` and the reason texts.
+
+    :func:`score_in_chunks` and the streamed ranking
+    (:class:`~abm_ml.modeling.rank_stream.StreamedRanking`) run it on their chunks. With
+    ``structured`` False the reasons are their texts only (no ``reasons`` dicts).
+    """
+
+    def score_chunk(records: pd.DataFrame) -> pd.DataFrame:
+        scored = scorer.score(
+            records,
+            k_up=k_up,
+            k_down=1,
+            with_reasons=with_reasons,
+            with_velocity_reasons=velocity_reasons,
+            parsed=parsed,
+            structured_reasons=structured,
+        )
+        _reason_texts(scored)
+        return scored
+
+    return score_chunk
+
+
+def split_rows(n: int, workers: int) -> list[slice]:
+    """The chunks (row slices) ``n`` records are scored in by ``workers`` workers."""
+    size = chunk_rows(n, workers)
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def score_in_chunks(
@@ -733,27 +779,21 @@ def score_in_chunks(
     from abm_ml.service.settings import available_cores
 
     workers = workers or available_cores()
-    size = chunk_rows(len(records), workers)
-    starts = list(range(0, len(records), size))
-
-    def one(start: int) -> pd.DataFrame:
-        scored = scorer.score(
-            records.iloc[start : start + size],
-            k_up=k_up,
-            k_down=1,
-            with_reasons=with_reasons,
-            with_velocity_reasons=velocity_reasons,
-            parsed=parsed,
-        )
-        _reason_texts(scored)
-        return scored
-
+    score_chunk = chunk_scorer(
+        scorer,
+        parsed=parsed,
+        k_up=k_up,
+        with_reasons=with_reasons,
+        velocity_reasons=velocity_reasons,
+    )
+    chunks = split_rows(len(records), workers)
     parts = []
-    with ThreadPoolExecutor(max_workers=min(workers, max(len(starts), 1))) as pool:
-        for start, scored in zip(starts, pool.map(one, starts)):
-            parts.append(scored)
+    with ThreadPoolExecutor(max_workers=min(workers, max(len(chunks), 1))) as pool:
+        scored = pool.map(lambda rows: score_chunk(records.iloc[rows]), chunks)
+        for rows, part in zip(chunks, scored):
+            parts.append(part)
             if progress is not None:
-                progress(min(start + size, len(records)), len(records))
+                progress(rows.stop, len(records))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

@@ -139,9 +139,7 @@ def reasons(
 ) -> list[dict[str, list[dict]]]:
     """Top factors raising and lowering each row's output, as JSON-ready dicts.
 
-    Everything but the final dicts is computed on arrays: the chosen features, their
-    contributions and effects for every (row, reason) at once, and the wording once per
-    distinct (feature, value) of the features that end up in a reason.
+    Everything but the final dicts is computed on arrays (:func:`reason_table`).
 
     Args:
         contrib: contributions of the rows.
@@ -157,6 +155,81 @@ def reasons(
     """
     if contrib.values.shape[0] == 1:
         return [_one_row(contrib, raw_values, features, k_up, k_down, effect, effect_unit)]
+    table = reason_table(
+        contrib,
+        raw_values,
+        features,
+        k_up=k_up,
+        k_down=k_down,
+        effect=effect,
+        effect_unit=effect_unit,
+    )
+    return table.entries()
+
+
+@dataclass(frozen=True)
+class ReasonTable:
+    """Every row's reasons as (rows, slots) arrays: the ``k_up`` raising slots, then the
+    lowering ones, strongest first; a slot is a reason where ``valid``.
+
+    :meth:`entries` makes the JSON-ready dicts; :meth:`texts` the one-line texts of lists
+    and CSVs without them (a million accounts' dicts cost more than their TreeSHAP's tail).
+    """
+
+    feature: np.ndarray
+    shown: np.ndarray
+    contribution: np.ndarray
+    effect: np.ndarray
+    text: np.ndarray
+    valid: np.ndarray
+    n_up: int
+    effect_unit: str
+
+    def entries(self) -> list[dict[str, list[dict]]]:
+        """``{"up": [...], "down": [...]}`` per row, each reason a dict."""
+        with _collector_paused(len(self.valid) > SMALL_COLUMN):
+            return _entries(
+                self.feature,
+                self.shown,
+                self.contribution,
+                self.effect,
+                self.text,
+                self.valid,
+                self.n_up,
+                self.effect_unit,
+            )
+
+    def texts(self, *, up: bool = True, down: bool = True) -> np.ndarray:
+        """Per row, the chosen sides' reasons as one text: what :func:`reasons_as_text` (both
+        sides) and :func:`side_texts` joined (one side) give for the row's entry."""
+        n, slots = self.valid.shape
+        out = np.full(n, "", dtype=object)
+        started = np.zeros(n, dtype=bool)
+        for s in range(slots):
+            raising = s < self.n_up
+            if not (up if raising else down):
+                continue
+            rows = np.flatnonzero(self.valid[:, s])
+            marked = ("+ " if raising else "- ") + self.text[rows, s]
+            out[rows] = np.where(started[rows], out[rows] + "; " + marked, marked)
+            started[rows] = True
+        return out
+
+
+def reason_table(
+    contrib: Contributions,
+    raw_values: Mapping[str, Any] | pd.DataFrame,
+    features: list[FeatureInfo],
+    *,
+    k_up: int = 3,
+    k_down: int = 1,
+    effect: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    effect_unit: str,
+) -> ReasonTable:
+    """:func:`reasons` as arrays: the chosen features, their contributions and effects for
+    every (row, reason) at once, and the wording once per distinct (feature, value) of the
+    features that end up in a reason. Arguments as for :func:`reasons`.
+    """
     by_name = {f.name: f for f in features}
     names = contrib.feature_names
     values = contrib.values
@@ -173,10 +246,8 @@ def reasons(
     with_c = np.repeat(contrib.raw[:, None], idx.shape[1], axis=1)
     eff = np.asarray(effect(with_c.ravel(), (with_c - c).ravel())).reshape(idx.shape)
     shown, text = _words(idx, valid, names, raw_values, by_name)
-
     feature = np.asarray(names, dtype=object)[idx]
-    with _collector_paused(n > SMALL_COLUMN):
-        return _entries(feature, shown, c, eff, text, valid, n_up, effect_unit)
+    return ReasonTable(feature, shown, c, eff, text, valid, n_up, effect_unit)
 
 
 def _one_row(

@@ -430,6 +430,7 @@ class AccountScorer:
         with_reasons: bool = True,
         with_velocity_reasons: bool = True,
         parsed: bool = False,
+        structured_reasons: bool = True,
     ) -> pd.DataFrame:
         """Score raw account records.
 
@@ -444,6 +445,10 @@ class AccountScorer:
             with_velocity_reasons: add velocity reasons when a velocity model exists.
             parsed: the records are already the ``frame`` of :meth:`prepare` (batch ranking
                 parses once to find unscorable rows); they are not parsed again.
+            structured_reasons: False gives the reasons as one-line texts only
+                (``top_reasons``, ``risk`` and, with velocity reasons, ``days_reasons``)
+                instead of the ``reasons`` and ``velocity_reasons`` dicts: what a ranked
+                list writes, without a million accounts' dicts.
 
         Returns:
             One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
@@ -460,6 +465,7 @@ class AccountScorer:
             k_down=k_down,
             with_reasons=with_reasons,
             with_velocity_reasons=with_velocity_reasons,
+            structured_reasons=structured_reasons,
         )
         return pd.DataFrame(columns)
 
@@ -579,6 +585,7 @@ class AccountScorer:
         k_down: int,
         with_reasons: bool,
         with_velocity_reasons: bool,
+        structured_reasons: bool = True,
     ) -> dict[str, Any]:
         """The output columns for the matrix ``X``: the array code shared by every path.
 
@@ -615,7 +622,11 @@ class AccountScorer:
             "priority": priority,
         }
         if contrib is not None:
-            out.update(self._reasons(contrib, values, X, k_up, k_down, with_velocity_reasons))
+            out.update(
+                self._reasons(
+                    contrib, values, X, k_up, k_down, with_velocity_reasons, structured_reasons
+                )
+            )
         return out
 
     def _canonical(self, records: pd.DataFrame) -> pd.DataFrame:
@@ -651,25 +662,32 @@ class AccountScorer:
         k_up: int,
         k_down: int,
         with_velocity_reasons: bool,
-    ) -> dict[str, list[dict[str, list[dict]]]]:
-        """``reasons`` (in probability points) and ``velocity_reasons`` (in days)."""
+        structured: bool = True,
+    ) -> dict[str, Any]:
+        """``reasons`` (in probability points) and ``velocity_reasons`` (in days); with
+        ``structured`` False, their texts: ``top_reasons`` and ``risk``, ``days_reasons``."""
 
         def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
             # One calibrator call for both (it maps each value on its own).
             both = self.propensity_from_raw(np.concatenate([with_c, without_c]))
             return both[: len(with_c)] - both[len(with_c) :]
 
-        out = {
-            "reasons": reasons.reasons(
-                contrib,
-                values,
-                self.features,
-                k_up=k_up,
-                k_down=k_down,
-                effect=probability_effect,
-                effect_unit="probability_points",
-            )
-        }
+        explain = reasons.reasons if structured else reasons.reason_table
+        out: dict[str, Any] = {}
+        table = explain(
+            contrib,
+            values,
+            self.features,
+            k_up=k_up,
+            k_down=k_down,
+            effect=probability_effect,
+            effect_unit="probability_points",
+        )
+        if structured:
+            out["reasons"] = table
+        else:
+            out["top_reasons"] = table.texts(down=False)
+            out["risk"] = table.texts(up=False)
         vcontrib = (
             self.velocity.contributions(X)
             if self.velocity is not None and with_velocity_reasons
@@ -680,7 +698,7 @@ class AccountScorer:
             def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return np.expm1(with_c) - np.expm1(without_c)
 
-            out["velocity_reasons"] = reasons.reasons(
+            table = explain(
                 vcontrib,
                 values,
                 self.features,
@@ -689,6 +707,10 @@ class AccountScorer:
                 effect=days_effect,
                 effect_unit="days",
             )
+            if structured:
+                out["velocity_reasons"] = table
+            else:
+                out["days_reasons"] = table.texts()
         return out
 
     def explain(self, records: pd.DataFrame) -> Explanation:
