@@ -73,6 +73,10 @@ def test_chunks_rank_as_the_whole_list(trained, accounts, tmp_path, monkeypatch)
     pd.testing.assert_frame_equal(written, expected)
     assert (written["rank"].to_numpy() == np.arange(1, len(expected) + 1)).all()
     assert set(COMPARED) <= set(written.columns)
+    # Parquet is written from the spilled Arrow tables directly: the same values and types.
+    streamed = pd.read_parquet(run.write(tmp_path / "ranked.parquet", slice_rows=200))
+    whole_parquet = ranking.write_ranked(whole.ranked, tmp_path / "whole.parquet")
+    pd.testing.assert_frame_equal(streamed, pd.read_parquet(whole_parquet))
     # The repeat three chunks later and the blank id are unscorable, as in memory.
     bad = pd.read_csv(tmp_path / "unscorable.csv", keep_default_na=False)
     assert sorted(bad["reason"]) == sorted(whole.unscorable["reason"])

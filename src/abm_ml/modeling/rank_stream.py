@@ -366,26 +366,59 @@ class StreamedRanking:
             if column in explained.columns:
                 self._head[column] = explained[column].to_numpy(dtype=object)
 
-    def _with_run_columns(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
-        """``rank``, ``abm_tier``, the run's model and date, and the top-N reasons if any."""
-        frame.insert(0, "rank", self._rank[positions])
-        frame.insert(2, "abm_tier", self._tier[positions])
-        frame["model_name"] = self.model_name
-        frame["model_version"] = self.model_version
-        frame["as_of"] = self.as_of
+    def _run_columns(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns a ranked slice gets besides the spilled ones, for ``positions``:
+        ``rank``, ``abm_tier``, the run's model and date, and the top-N reasons if any."""
+        n = len(positions)
+        columns = {
+            "rank": self._rank[positions],
+            "abm_tier": self._tier[positions],
+            "model_name": np.full(n, self.model_name, dtype=object),
+            "model_version": np.full(n, self.model_version, dtype=object),
+            "as_of": np.full(n, self.as_of, dtype=object),
+        }
         explained = self._explained
         if explained is not None:
             # Reasons for the top N only: theirs from the explained head, empty for the others.
             where = explained.index.get_indexer(positions)
             for column in _TEXT_REASONS:
                 if column in explained.columns:
-                    frame[column] = np.append(explained[column].to_numpy(dtype=object), "")[where]
+                    texts = explained[column].to_numpy(dtype=object)
+                    columns[column] = np.append(texts, "")[where]
             if self.details and "reasons" in explained.columns:
-                frame[REASONS_JSON] = [
-                    None if r is None else json_text(r)
-                    for r in np.append(explained["reasons"].to_numpy(dtype=object), None)[where]
-                ]
+                entries = np.append(explained["reasons"].to_numpy(dtype=object), None)[where]
+                columns[REASONS_JSON] = np.array(
+                    [None if r is None else json_text(r) for r in entries], dtype=object
+                )
+        return columns
+
+    def _with_run_columns(self, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+        """``frame`` (spilled columns) with :meth:`_run_columns`: ``rank`` first, ``abm_tier`` third."""
+        columns = self._run_columns(positions)
+        frame.insert(0, "rank", columns.pop("rank"))
+        frame.insert(2, "abm_tier", columns.pop("abm_tier"))
+        for name, values in columns.items():
+            frame[name] = values
         return frame
+
+    def _arrow_slice(self, table, positions: np.ndarray, movement: np.ndarray | None):
+        """The ranked file's slice at ``positions`` as Arrow, with no pandas round trip.
+
+        Converting a million spilled rows to pandas and back cost more than writing them.
+        Text columns are typed as strings (a slice whose movements are all missing stays a
+        string column, as the file's schema says).
+        """
+        import pyarrow as pa
+
+        taken = table.take(pa.array(positions))
+        columns = dict(zip(taken.column_names, taken.columns))
+        extra = self._run_columns(positions)
+        if movement is not None:
+            extra["movement"] = movement
+        for name, values in extra.items():
+            kind = pa.string() if np.asarray(values).dtype == object else None
+            columns[name] = pa.array(values, type=kind)
+        return pa.table({c: columns[c] for c in OUTPUT_COLUMNS if c in columns})
 
     def _read_spill(self, columns: tuple[str, ...] | list[str]):
         """The spilled chunks' ``columns`` (those they have) as one Arrow table, or None."""
@@ -448,18 +481,22 @@ class StreamedRanking:
         try:
             for start in range(0, max(n, 1), slice_rows):
                 positions = self.order[start : start + slice_rows]
+                moved = None if movement is None else movement[start : start + slice_rows]
+                if parquet and table is not None and n:
+                    arrow = self._arrow_slice(table, positions, moved)
+                    writer = writer or pq.ParquetWriter(path, arrow.schema)
+                    writer.write_table(arrow.cast(writer.schema))
+                    continue
                 if table is not None and n:
                     frame = table.take(pa.array(positions)).to_pandas()
                 else:
                     frame = empty_ranking(self.sort_by)
                 frame = self._with_run_columns(frame, positions)
-                if movement is not None:
-                    frame["movement"] = movement[start : start + slice_rows]
+                if moved is not None:
+                    frame["movement"] = moved
                 frame = frame[[c for c in OUTPUT_COLUMNS if c in frame.columns]]
                 if parquet:
-                    arrow = pa.Table.from_pandas(
-                        frame, schema=writer.schema if writer else None, preserve_index=False
-                    )
+                    arrow = pa.Table.from_pandas(frame, preserve_index=False)
                     writer = writer or pq.ParquetWriter(path, arrow.schema)
                     writer.write_table(arrow)
                 else:
