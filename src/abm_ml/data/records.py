@@ -146,7 +146,10 @@ def canonical_records(
 
     def add(bad: pd.Series, words: str, raw: pd.Series) -> None:
         """'<words>: <value>' for the rows newly found bad (texts built for those rows only)."""
-        fresh = bad.to_numpy(dtype=bool) & problems.isna().to_numpy()
+        bad = bad.to_numpy(dtype=bool)
+        if not bad.any():  # the common case: no isna() over the problems per column
+            return
+        fresh = bad & problems.isna().to_numpy()
         if fresh.any():
             problems[fresh] = (f"{words}: " + raw[fresh].astype(str)).to_numpy(dtype=object)
 

@@ -182,8 +182,10 @@ def _unscorable(
     repeated = ids.duplicated(keep="first") & ids.notna()
     if seen_ids:
         # A set lookup per id: Series.isin would turn the whole set into an array per batch.
-        earlier = [False if pd.isna(i) else i in seen_ids for i in ids.tolist()]
-        repeated |= pd.Series(earlier, index=ids.index, dtype=bool)
+        known = ids.notna().to_numpy()
+        texts = ids.to_numpy(dtype=object, na_value="")
+        earlier = np.fromiter((i in seen_ids for i in texts), dtype=bool, count=len(texts))
+        repeated |= pd.Series(earlier & known, index=ids.index)
     add(repeated, "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
     for feature in scorer.features:
