@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,20 @@ _TEXT_REASONS = ("top_reasons", "risk", "days_reasons")
 _LIGHT = (*SCORED_COLUMNS, *FILTER_COLUMNS)
 """Columns of every ranked account the report reads (tier cards, charts, totals): the scorer's
 own columns and the filter columns."""
+
+
+_END = object()
+T = TypeVar("T")
+
+
+def _one_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items`` in order, each made in a background thread while the caller uses the last."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-ml-write") as pool:
+        it = iter(items)
+        upcoming = pool.submit(next, it, _END)
+        while (item := upcoming.result()) is not _END:
+            upcoming = pool.submit(next, it, _END)
+            yield item
 
 
 def release_memory() -> None:
@@ -465,6 +479,9 @@ class StreamedRanking:
     def write(self, path: Path, movement: np.ndarray | None = None, slice_rows: int = 100_000):
         """Write the ranked list in rank order (CSV or Parquet by suffix), slice by slice.
 
+        Each slice is taken from the spill and converted in a background thread while the
+        one before is written: both are mostly Arrow's C++ work, which releases the GIL.
+
         Args:
             path: the ranked file.
             movement: each ranked account's movement text, in rank order, or None.
@@ -477,30 +494,13 @@ class StreamedRanking:
         path.parent.mkdir(parents=True, exist_ok=True)
         parquet = path.suffix.lower() in {".parquet", ".pq"}
         writer = None
-        n = len(self.order)
         try:
-            for start in range(0, max(n, 1), slice_rows):
-                positions = self.order[start : start + slice_rows]
-                moved = None if movement is None else movement[start : start + slice_rows]
-                if parquet and table is not None and n:
-                    arrow = self._arrow_slice(table, positions, moved)
-                    writer = writer or pq.ParquetWriter(path, arrow.schema)
-                    writer.write_table(arrow.cast(writer.schema))
-                    continue
-                if table is not None and n:
-                    frame = table.take(pa.array(positions)).to_pandas()
+            for start, part in _one_ahead(self._slices(table, movement, slice_rows, parquet)):
+                if isinstance(part, pa.Table):
+                    writer = writer or pq.ParquetWriter(path, part.schema)
+                    writer.write_table(part.cast(writer.schema))
                 else:
-                    frame = empty_ranking(self.sort_by)
-                frame = self._with_run_columns(frame, positions)
-                if moved is not None:
-                    frame["movement"] = moved
-                frame = frame[[c for c in OUTPUT_COLUMNS if c in frame.columns]]
-                if parquet:
-                    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(path, arrow.schema)
-                    writer.write_table(arrow)
-                else:
-                    neutralise_formulas(frame).to_csv(
+                    neutralise_formulas(part).to_csv(
                         path,
                         mode="a" if start else "w",
                         header=not start,
@@ -513,6 +513,28 @@ class StreamedRanking:
             del table
             release_memory()
         return path
+
+    def _slices(self, table, movement: np.ndarray | None, slice_rows: int, parquet: bool):
+        """(first row, slice) of the ranked file in rank order: Arrow tables for Parquet
+        (no pandas round trip), frames for CSV; one empty frame for an empty list."""
+        import pyarrow as pa
+
+        n = len(self.order)
+        for start in range(0, max(n, 1), slice_rows):
+            positions = self.order[start : start + slice_rows]
+            moved = None if movement is None else movement[start : start + slice_rows]
+            if parquet and table is not None and n:
+                yield start, self._arrow_slice(table, positions, moved)
+                continue
+            if table is not None and n:
+                frame = table.take(pa.array(positions)).to_pandas()
+            else:
+                frame = empty_ranking(self.sort_by)
+            frame = self._with_run_columns(frame, positions)
+            if moved is not None:
+                frame["movement"] = moved
+            frame = frame[[c for c in OUTPUT_COLUMNS if c in frame.columns]]
+            yield start, pa.Table.from_pandas(frame, preserve_index=False) if parquet else frame
 
     def result(self, ranked: pd.DataFrame) -> RankResult:
         """The run for the report: ``ranked`` (from :meth:`light`) with the head's reasons."""
