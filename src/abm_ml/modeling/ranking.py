@@ -162,9 +162,10 @@ def _unscorable(
     scorer: AccountScorer,
     prepared: ScoringRecords | None,
     seen_ids: set[str] | None = None,
-) -> pd.Series:
-    """The reason each account cannot be scored, or NA (``prepared``: the parsed accounts;
-    ``seen_ids``: ids scored in earlier batches of the same list)."""
+) -> tuple[pd.Series, pd.Series]:
+    """The reason each account cannot be scored, or NA, and each account's id as stripped
+    text (``prepared``: the parsed accounts; ``seen_ids``: ids scored in earlier batches of
+    the same list)."""
     reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
 
     def add(mask: pd.Series, reason: str | pd.Series) -> None:
@@ -212,7 +213,7 @@ def _unscorable(
             bad = parsed.isna() & ~blank
             add(bad, f"unparseable value in {name!r}: " + column.astype(str))
     add(~present, "no feature values at all")
-    return reasons
+    return reasons, ids
 
 
 def _blank(column: pd.Series) -> pd.Series:
@@ -324,7 +325,7 @@ def check_accounts(
         ].reset_index(drop=True)
 
     prepared = scorer.prepare(accounts)
-    reasons = _unscorable(accounts, scorer, prepared, seen_ids)
+    reasons, ids = _unscorable(accounts, scorer, prepared, seen_ids)
     bad = reasons.notna()
     if prepared is not None:
         # Ids as the scorer gives them (the spec's account column, else the row id).
@@ -340,7 +341,7 @@ def check_accounts(
         prepared.frame[~bad.to_numpy()].reset_index(drop=True) if prepared is not None else good
     )
     if seen_ids is not None:
-        seen_ids.update(good[ACCOUNT_ID].astype("string").str.strip().tolist())
+        seen_ids.update(ids[~bad].tolist())
     return ScoredAccounts(
         scored=None,
         records=to_score,
