@@ -52,6 +52,11 @@ from abm_ml.service.settings import available_cores
 
 READ_ROWS = 50_000
 """Accounts read and scored at a time: a chunk's parsing and scoring hold a few KB per account."""
+RELEASE_EVERY = 8
+"""Chunks between two :func:`release_memory` calls while scoring. Memory handed back is
+faulted in again by the next chunk (zeroed page by page): after every chunk that was 180k page
+faults and ~0.5 s of system time per million accounts, with the same peak RSS (1M accounts:
+1.21 vs 1.22 GiB streamed, 1.45 GiB through the default ``abm-ml rank``)."""
 REPORT_TOP = 200
 """Accounts at the head of the list kept whole (structured reasons) for the report."""
 REASONS_JSON = "reasons"
@@ -82,10 +87,11 @@ def _one_ahead(items: Iterator[T]) -> Iterator[T]:
 
 
 def release_memory() -> None:
-    """Hand the memory a finished chunk freed back to the system.
+    """Hand the memory freed so far back to the system (every :data:`RELEASE_EVERY` chunks,
+    and before each step of the end: ranking, history, writing).
 
     glibc keeps freed heap (per thread arena) and Arrow's allocator keeps its pool; without
-    this, the peak of every chunk's parsing and scoring stays resident for the whole run.
+    this, the peak of the chunks' parsing and scoring stays resident under the end's own.
     """
     import ctypes
     import ctypes.util
@@ -243,7 +249,8 @@ class StreamedRanking:
         self._spill(scored, part)
         self._sizes.append(len(scored))
         del part, scored
-        release_memory()
+        if len(self._sizes) % RELEASE_EVERY == 0:
+            release_memory()
 
     def close(self) -> None:
         """Stop the background scoring (after an error) or wait for it; idempotent."""
