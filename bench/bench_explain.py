@@ -470,8 +470,8 @@ def markdown(report: dict) -> str:
         "+ reasons to text, spilled per chunk; then the whole list ranked, tiered and written in order "
         "(`StreamedRanking`, what `abm-ml rank` runs). Reference = LightGBM `predict` + "
         "`predict(pred_contrib=True)` on the preprocessed chunks, timed right after abm-ml in the same process. "
-        f"abm-ml scores {report['config'].get('workers', 1)} chunks at once "
-        f"(`score_in_chunks` inside `StreamedRanking`, {threads_label(report['config'].get('lightgbm_threads', 0))} each); "
+        f"abm-ml scores each chunk's parts on {report['config'].get('workers', 1)} threads shared across chunks "
+        f"(`StreamedRanking`, LightGBM {threads_label(report['config'].get('lightgbm_threads', 0))} in each); "
         "the reference's LightGBM gets as many threads in total. "
         f"Goal: ratio >= {report['goal_ratio']}.\n"
     ]

@@ -1,9 +1,12 @@
 """Ranking a list too large to hold at once: read, scored and written in chunks.
 
 ``abm-ml rank`` reads the accounts in chunks (:func:`abm_ml.data.records.iter_records`),
-scores each chunk with :func:`~abm_ml.modeling.ranking.score_accounts` (the batch ranker's own
-steps: filters, unscorable rows with their reasons, the one scorer) and spills what the written
-list needs to a Parquet file per chunk. Only what orders the list stays in memory: each
+checks each chunk with :func:`~abm_ml.modeling.ranking.check_accounts` and scores its parts
+with :func:`~abm_ml.modeling.ranking.chunk_scorer` (the batch ranker's own steps: filters,
+unscorable rows with their reasons, the one scorer) on threads shared across chunks, and spills
+what the written list needs to a Parquet file per chunk. The reasons are worded as texts from
+their arrays; their dicts are made only where they are kept (the history's details, the head
+of the list the report shows). Only what orders the list stays in memory: each
 account's sort key and propensity, its id (to find repeats across chunks) and the head of the
 list for the report. Once every chunk is scored, :func:`~abm_ml.modeling.ranking.rank_order`
 and :func:`~abm_ml.modeling.ranking.abm_tiers` rank the whole list, exactly as
