@@ -156,7 +156,7 @@ class StreamedRanking:
         self.k_up = k_up
         self.reasons_for = None if reasons_for is None else max(int(reasons_for), 0)
         self.velocity_reasons = velocity_reasons
-        self.workers = workers
+        self.workers = workers or available_cores()
         self.details = details
         self._files: list[Path] = []
         self._sizes: list[int] = []
@@ -175,7 +175,6 @@ class StreamedRanking:
         self._rank: np.ndarray | None = None
         self._tier: np.ndarray | None = None
         self._explained: pd.DataFrame | None = None
-        self._workers = workers or available_cores()
         self._pool: ThreadPoolExecutor | None = None
         self._score_chunk: Callable[[pd.DataFrame], pd.DataFrame] | None = None
         self._pending: deque[tuple[ScoredAccounts, list[slice], list[Future], Callable | None]] = (
@@ -209,7 +208,7 @@ class StreamedRanking:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
-                max_workers=self._workers, thread_name_prefix="abm-ml-rank"
+                max_workers=self.workers, thread_name_prefix="abm-ml-rank"
             )
             self._score_chunk = chunk_scorer(
                 self.scorer,
@@ -222,7 +221,7 @@ class StreamedRanking:
                 structured=self.details,
             )
         records = part.records
-        rows = split_rows(len(records), self._workers)
+        rows = split_rows(len(records), self.workers)
         futures = [self._pool.submit(self._score_chunk, records.iloc[r]) for r in rows]
         self._pending.append((part, rows, futures, progress))
         while len(self._pending) > 1:

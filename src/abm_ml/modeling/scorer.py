@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -673,16 +673,14 @@ class AccountScorer:
             return both[: len(with_c)] - both[len(with_c) :]
 
         explain = reasons.reasons if structured else reasons.reason_table
+
+        def explained(of: reasons.Contributions, effect: Callable, unit: str) -> Any:
+            return explain(
+                of, values, self.features, k_up=k_up, k_down=k_down, effect=effect, effect_unit=unit
+            )
+
         out: dict[str, Any] = {}
-        table = explain(
-            contrib,
-            values,
-            self.features,
-            k_up=k_up,
-            k_down=k_down,
-            effect=probability_effect,
-            effect_unit="probability_points",
-        )
+        table = explained(contrib, probability_effect, "probability_points")
         if structured:
             out["reasons"] = table
         else:
@@ -698,15 +696,7 @@ class AccountScorer:
             def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return np.expm1(with_c) - np.expm1(without_c)
 
-            table = explain(
-                vcontrib,
-                values,
-                self.features,
-                k_up=k_up,
-                k_down=k_down,
-                effect=days_effect,
-                effect_unit="days",
-            )
+            table = explained(vcontrib, days_effect, "days")
             if structured:
                 out["velocity_reasons"] = table
             else:
