@@ -202,12 +202,23 @@ def test_reason_texts_without_the_dicts_are_the_dicts_texts(trained, accounts):
     scorer = trained.scorer
     options = {"k_up": 3, "k_down": 1, "with_velocity_reasons": True}
     structured = scorer.score(accounts, **options)
-    ranking._reason_texts(structured)
-    texts = scorer.score(accounts, structured_reasons=False, **options)
+    texts = scorer.score(accounts, structured_reasons=False, reason_texts=True, **options)
     assert "velocity_reasons" in structured.columns  # the velocity model is explained too
     assert not {"reasons", "velocity_reasons"} & set(texts.columns)
-    for column in ("top_reasons", "risk", "days_reasons"):
-        assert texts[column].tolist() == structured[column].tolist(), column
+    # The dicts' texts, joined as a ranked list shows them: raising first, then lowering.
+    expected = {
+        "top_reasons": [_joined(r, up=True, down=False) for r in structured["reasons"]],
+        "risk": [_joined(r, up=False, down=True) for r in structured["reasons"]],
+        "days_reasons": [_joined(r, up=True, down=True) for r in structured["velocity_reasons"]],
+    }
+    for column, wanted in expected.items():
+        assert texts[column].tolist() == wanted, column
     # Rows with several reasons on a side, and rows with none, are both compared.
     assert texts["top_reasons"].str.count("; ").max() >= 2
     assert (texts["risk"] == "").any() or (texts["top_reasons"] == "").any()
+
+
+def _joined(entry: dict, *, up: bool, down: bool) -> str:
+    """One entry's reasons as '+ text; - text', from its dicts."""
+    sides = [("up", "+")] * up + [("down", "-")] * down
+    return "; ".join(f"{mark} {r['text']}" for side, mark in sides for r in entry[side])

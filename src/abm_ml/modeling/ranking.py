@@ -20,7 +20,6 @@ import pandas as pd
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
 from abm_ml.data.records import InputSpec, ScoringRecords, read_records, require_id_column
 from abm_ml.errors import AbmInputError
-from abm_ml.modeling.reasons import reasons_as_text, side_texts
 from abm_ml.modeling.scorer import AccountScorer
 from abm_ml.redact import mask_credentials
 from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
@@ -709,20 +708,6 @@ def chunk_rows(n: int, workers: int) -> int:
     return max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, per_chunk))
 
 
-def _reason_texts(scored: pd.DataFrame) -> None:
-    """``top_reasons`` and ``risk`` as text (and ``velocity_reasons`` text when scored),
-    unless the scorer gave the texts only."""
-    if "top_reasons" in scored.columns:
-        return
-    entries = scored["reasons"].tolist() if "reasons" in scored.columns else [None] * len(scored)
-    scored["top_reasons"] = ["; ".join(side_texts(r["up"], "+")) if r else "" for r in entries]
-    scored["risk"] = ["; ".join(side_texts(r["down"], "-")) if r else "" for r in entries]
-    if "velocity_reasons" in scored.columns:
-        scored["days_reasons"] = [
-            reasons_as_text(r) if r else "" for r in scored["velocity_reasons"]
-        ]
-
-
 def chunk_scorer(
     scorer: AccountScorer,
     *,
@@ -732,7 +717,7 @@ def chunk_scorer(
     velocity_reasons: bool = False,
     structured: bool = True,
 ) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """What scoring one chunk of records is: :meth:`AccountScorer.score` and the reason texts.
+    """What scoring one chunk of records is: :meth:`AccountScorer.score` with the reason texts.
 
     :func:`score_in_chunks` and the streamed ranking
     (:class:`~abm_ml.modeling.rank_stream.StreamedRanking`) run it on their chunks. With
@@ -740,7 +725,7 @@ def chunk_scorer(
     """
 
     def score_chunk(records: pd.DataFrame) -> pd.DataFrame:
-        scored = scorer.score(
+        return scorer.score(
             records,
             k_up=k_up,
             k_down=1,
@@ -748,9 +733,8 @@ def chunk_scorer(
             with_velocity_reasons=velocity_reasons,
             parsed=parsed,
             structured_reasons=structured,
+            reason_texts=True,
         )
-        _reason_texts(scored)
-        return scored
 
     return score_chunk
 

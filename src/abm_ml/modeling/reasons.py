@@ -200,8 +200,9 @@ class ReasonTable:
             )
 
     def texts(self, *, up: bool = True, down: bool = True) -> np.ndarray:
-        """Per row, the chosen sides' reasons as one text: what :func:`reasons_as_text` (both
-        sides) and :func:`side_texts` joined (one side) give for the row's entry."""
+        """Per row, the chosen sides' reasons as one text for tables and CSVs:
+        '+ 12 web visits in the last 30 days; - No economic buyer in CRM' (raising ones
+        first, each side strongest first; empty without a reason)."""
         n, slots = self.valid.shape
         out = np.full(n, "", dtype=object)
         started = np.zeros(n, dtype=bool)
@@ -445,13 +446,3 @@ def _word_values(
         shown[i] = display_value(value)
         text[i] = reason_text(feature, value)
     return shown[codes], text[codes]
-
-
-def reasons_as_text(entry: dict[str, list[dict]]) -> str:
-    """'+ 12 web visits in the last 30 days; - No economic buyer in CRM' for tables and CSVs."""
-    return "; ".join(side_texts(entry["up"], "+") + side_texts(entry["down"], "-"))
-
-
-def side_texts(side: list[dict], mark: str) -> list[str]:
-    """One side's reasons as '+ text' (raising) or '- text' (lowering) parts."""
-    return [f"{mark} {r['text']}" for r in side]

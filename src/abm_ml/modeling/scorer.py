@@ -431,6 +431,7 @@ class AccountScorer:
         with_velocity_reasons: bool = True,
         parsed: bool = False,
         structured_reasons: bool = True,
+        reason_texts: bool = False,
     ) -> pd.DataFrame:
         """Score raw account records.
 
@@ -445,10 +446,10 @@ class AccountScorer:
             with_velocity_reasons: add velocity reasons when a velocity model exists.
             parsed: the records are already the ``frame`` of :meth:`prepare` (batch ranking
                 parses once to find unscorable rows); they are not parsed again.
-            structured_reasons: False gives the reasons as one-line texts only
-                (``top_reasons``, ``risk`` and, with velocity reasons, ``days_reasons``)
-                instead of the ``reasons`` and ``velocity_reasons`` dicts: what a ranked
-                list writes, without a million accounts' dicts.
+            structured_reasons: add the ``reasons`` and ``velocity_reasons`` dicts; False
+                leaves them out (a ranked list of a million accounts writes texts only).
+            reason_texts: also add the reasons as one-line texts: ``top_reasons``, ``risk``
+                (empty without reasons) and, with velocity reasons, ``days_reasons``.
 
         Returns:
             One row per record, in input order, with :data:`OUTPUT_COLUMNS` plus reasons.
@@ -466,6 +467,7 @@ class AccountScorer:
             with_reasons=with_reasons,
             with_velocity_reasons=with_velocity_reasons,
             structured_reasons=structured_reasons,
+            reason_texts=reason_texts,
         )
         return pd.DataFrame(columns)
 
@@ -586,6 +588,7 @@ class AccountScorer:
         with_reasons: bool,
         with_velocity_reasons: bool,
         structured_reasons: bool = True,
+        reason_texts: bool = False,
     ) -> dict[str, Any]:
         """The output columns for the matrix ``X``: the array code shared by every path.
 
@@ -624,9 +627,18 @@ class AccountScorer:
         if contrib is not None:
             out.update(
                 self._reasons(
-                    contrib, values, X, k_up, k_down, with_velocity_reasons, structured_reasons
+                    contrib,
+                    values,
+                    X,
+                    k_up,
+                    k_down,
+                    with_velocity_reasons,
+                    structured=structured_reasons,
+                    texts=reason_texts,
                 )
             )
+        elif reason_texts:
+            out["top_reasons"] = out["risk"] = np.full(len(X), "", dtype=object)
         return out
 
     def _canonical(self, records: pd.DataFrame) -> pd.DataFrame:
@@ -662,28 +674,34 @@ class AccountScorer:
         k_up: int,
         k_down: int,
         with_velocity_reasons: bool,
+        *,
         structured: bool = True,
+        texts: bool = False,
     ) -> dict[str, Any]:
-        """``reasons`` (in probability points) and ``velocity_reasons`` (in days); with
-        ``structured`` False, their texts: ``top_reasons`` and ``risk``, ``days_reasons``."""
+        """``reasons`` (in probability points) and ``velocity_reasons`` (in days) when
+        ``structured``; with ``texts``, their one-line texts: ``top_reasons`` and ``risk``,
+        ``days_reasons``. Both come from one :class:`~abm_ml.modeling.reasons.ReasonTable`."""
 
         def probability_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
             # One calibrator call for both (it maps each value on its own).
             both = self.propensity_from_raw(np.concatenate([with_c, without_c]))
             return both[: len(with_c)] - both[len(with_c) :]
 
-        explain = reasons.reasons if structured else reasons.reason_table
-
-        def explained(of: reasons.Contributions, effect: Callable, unit: str) -> Any:
-            return explain(
-                of, values, self.features, k_up=k_up, k_down=k_down, effect=effect, effect_unit=unit
-            )
+        def explained(
+            of: reasons.Contributions, effect: Callable, unit: str
+        ) -> tuple[list | None, reasons.ReasonTable | None]:
+            """(dicts, table): the dicts alone take the one-record path of reasons.reasons."""
+            options = {"k_up": k_up, "k_down": k_down, "effect": effect, "effect_unit": unit}
+            if not texts:
+                return reasons.reasons(of, values, self.features, **options), None
+            table = reasons.reason_table(of, values, self.features, **options)
+            return (table.entries() if structured else None), table
 
         out: dict[str, Any] = {}
-        table = explained(contrib, probability_effect, "probability_points")
-        if structured:
-            out["reasons"] = table
-        else:
+        entries, table = explained(contrib, probability_effect, "probability_points")
+        if entries is not None:
+            out["reasons"] = entries
+        if table is not None:
             out["top_reasons"] = table.texts(down=False)
             out["risk"] = table.texts(up=False)
         vcontrib = (
@@ -696,10 +714,10 @@ class AccountScorer:
             def days_effect(with_c: np.ndarray, without_c: np.ndarray) -> np.ndarray:
                 return np.expm1(with_c) - np.expm1(without_c)
 
-            table = explained(vcontrib, days_effect, "days")
-            if structured:
-                out["velocity_reasons"] = table
-            else:
+            entries, table = explained(vcontrib, days_effect, "days")
+            if entries is not None:
+                out["velocity_reasons"] = entries
+            if table is not None:
                 out["days_reasons"] = table.texts()
         return out
 
