@@ -137,19 +137,26 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> LogisticRegression:
 def choose_calibrator(
     raw: np.ndarray, y: np.ndarray, *, seed: int
 ) -> tuple[Calibrator, dict[str, float]]:
-    """The calibration with the lowest cross-validated log loss on held-out rows.
+    """The simplest calibration no other is clearly better than, on held-out rows.
 
     ``none`` (the model's own probability, ``sigmoid(raw)``) competes with Platt's sigmoid
     and isotonic regression: a model fitted on log loss is often calibrated already, and a
-    recalibration fitted on a few hundred rows then only adds noise. Exact ties go to the
-    simpler one (none, then sigmoid, then isotonic).
+    recalibration fitted on a few hundred rows then only adds noise. Each method's log loss
+    is cross-validated per row; a more complex method (none, then sigmoid, then isotonic)
+    replaces the simpler one only when it is :func:`~abm_ml.modeling.candidates.clearly_better`
+    (by more than the candidates' tie tolerance and one standard error of the paired
+    difference), the rule a blend must pass too. Isotonic regression is a step function: it
+    gives every account of a step the same probability, so the ranking within a step is lost
+    (on Olist's holdout, a ROC AUC of 0.688 became 0.681 for a cross-validated log loss 0.15 %
+    lower); it must pay for that beyond the noise.
 
     Returns:
         The calibrator fitted on all of ``raw``, and each method's cross-validated log loss.
     """
     n_splits = int(min(5, max(2, min(np.bincount(y, minlength=2)))))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    losses: dict[str, list[float]] = {"isotonic": [], "sigmoid": [], "none": []}
+    methods = ("none", "sigmoid", "isotonic")  # simplest first
+    row_losses = {name: np.empty(len(y)) for name in methods}
     eps = 1e-4
     for fit_idx, eval_idx in folds.split(raw, y):
         iso = IsotonicRegression(out_of_bounds="clip", y_min=eps, y_max=1 - eps).fit(
@@ -157,17 +164,22 @@ def choose_calibrator(
         )
         sig = _platt(raw[fit_idx], y[fit_idx])
         candidates = {
-            "isotonic": np.clip(iso.predict(raw[eval_idx]), eps, 1 - eps),
+            "isotonic": iso.predict(raw[eval_idx]),
             "sigmoid": sig.predict_proba(raw[eval_idx, None])[:, 1],
             "none": 1 / (1 + np.exp(-raw[eval_idx])),
         }
         for name, p in candidates.items():
             p = np.clip(p, eps, 1 - eps)
-            losses[name].append(
-                float(-np.mean(y[eval_idx] * np.log(p) + (1 - y[eval_idx]) * np.log(1 - p)))
+            row_losses[name][eval_idx] = -(
+                y[eval_idx] * np.log(p) + (1 - y[eval_idx]) * np.log(1 - p)
             )
-    mean_loss = {name: float(np.mean(v)) for name, v in losses.items()}
-    best = min(("none", "sigmoid", "isotonic"), key=lambda k: mean_loss[k])
+    mean_loss = {name: float(np.mean(losses)) for name, losses in row_losses.items()}
+    best = methods[0]
+    for name in methods[1:]:
+        if cand.clearly_better(
+            mean_loss[name], mean_loss[best], row_losses[name], row_losses[best]
+        ):
+            best = name
     if best == "none":
         calibrator = Calibrator("none")
     elif best == "isotonic":
