@@ -202,6 +202,24 @@ def test_the_blend_partner_is_the_one_that_adds_most_not_the_runner_up():
     assert choice.valid_log_loss_calibrated < single * (1 - cand.TIE_TOLERANCE)
 
 
+def test_of_partners_tied_in_the_blend_the_one_cheaper_to_explain_joins():
+    """Two tree partners blend equally well with the linear winner (one is a near copy of the
+    other): the cheaper one joins, as ties go in rank(). A partner clearly better joins
+    however costly."""
+    rng = np.random.default_rng(6)
+    n = 4000
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(a + b)))).astype(int)
+    winner = _fitted("linear", 0.60, 1, b)
+    costly = _fitted("deep_tree", 0.61, 400, a)
+    cheap = _fitted("shallow_tree", 0.612, 40, a + rng.normal(scale=0.02, size=n))
+    choice = cand.choose_blend([winner, costly, cheap], y, seed=0)
+    assert [f.candidate.name for f in choice.members] == ["linear", "shallow_tree"]
+    weak = _fitted("shallow_tree", 0.65, 40, 0.3 * a + rng.normal(size=n))
+    choice = cand.choose_blend([winner, costly, weak], y, seed=0)
+    assert choice.members[1].candidate.name == "deep_tree"
+
+
 def test_weights_fitted_on_validation_are_not_negative():
     rng = np.random.default_rng(4)
     a = rng.normal(size=3000)

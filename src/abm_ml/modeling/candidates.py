@@ -490,7 +490,8 @@ def choose_blend(ranked: list[Fitted], y_valid: np.ndarray, seed: int) -> Choice
     """The winner alone, or a log-odds blend built by greedy forward selection.
 
     Starting from the winner, each step adds the candidate (from the whole leaderboard, not
-    only the runner-up) that lowers the cross-validated validation log loss most, as long as
+    only the runner-up) that lowers the cross-validated validation log loss most (of those
+    within the tie tolerance of the lowest, the one cheaper to explain), as long as
     it is :func:`clearly_better` (by more than the tolerance and the paired standard error),
     up to :data:`MAX_BLEND` members. Each blend costs the sum of its members' explain time,
     so a gain within the noise of the validation rows does not pay for it. A blend
@@ -508,16 +509,31 @@ def choose_blend(ranked: list[Fitted], y_valid: np.ndarray, seed: int) -> Choice
         winner.valid_row_losses,
     )
     while len(best.members) < min(MAX_BLEND, len(ranked)):
-        step = None
+        steps = []
         for partner in ranked:
             if any(partner is f for f in best.members):
                 continue
             members = [*best.members, partner]
             raws = np.column_stack([f.valid_raw for f in members])
             row_losses = cross_validated_row_losses(raws, y_valid, seed)
-            loss = float(np.mean(row_losses))
-            if loss < (step.valid_log_loss_calibrated if step else np.inf):
-                step = Choice(members, np.ones(len(members)), 0.0, loss, row_losses)
+            steps.append(
+                (
+                    partner,
+                    Choice(members, np.ones(len(members)), 0.0, row_losses.mean(), row_losses),
+                )
+            )
+        step = None
+        if steps:
+            # As in rank(): partners within the tie tolerance of the best one are equally good,
+            # and the one cheaper to explain joins (on the synthetic world, the regularised
+            # LightGBM instead of the 31-leaf one: the same log loss to 0.04 %, 8x cheaper).
+            lowest = min(s.valid_log_loss_calibrated for _, s in steps)
+            tied = [
+                (partner, s)
+                for partner, s in steps
+                if not clearly_better(lowest, s.valid_log_loss_calibrated)
+            ]
+            step = min(tied, key=lambda t: (t[0].explain_units, t[1].valid_log_loss_calibrated))[1]
         if step is None or not clearly_better(
             step.valid_log_loss_calibrated,
             best.valid_log_loss_calibrated,
