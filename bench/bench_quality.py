@@ -555,16 +555,22 @@ def _leaderboard_lines(res: dict) -> list[str]:
         f"{name.removeprefix('calibration_cv_log_loss_')} {value:.4f}"
         for name, value in sorted(losses.items())
     )
+    where = (
+        "on cross-fitted scores of train + validation (the validation rows were too few to "
+        "tell candidates apart)"
+        if board[0].get("cross_fitted")
+        else "on the validation rows"
+    )
     return [
         (
-            "\nCandidates on the validation rows (held-out log loss after a cross-validated "
+            f"\nCandidates {where} (held-out log loss after a cross-validated "
             "Platt scaling; the chosen one in bold):\n"
         ),
         md_table(
             [
                 "candidate",
-                "valid log loss",
-                "valid ROC AUC",
+                "log loss",
+                "ROC AUC",
                 "rounds",
                 "fit",
                 "explain ms / 1k rows",

@@ -341,3 +341,46 @@ def test_a_linear_record_alone_gets_the_bits_of_the_whole_batch(members, data, k
         del basis.transform
     assert member.__dict__["_remembered"][0]
     assert "_remembered" not in pickle.loads(pickle.dumps(member)).__dict__
+
+
+def test_candidates_are_compared_on_cross_fitted_scores_when_validation_rows_are_few(members, data):
+    """Each candidate's figures come from its fold models (its rounds fixed) scoring rows
+    they did not see; the chosen model's cross-fitted scores are what calibration takes."""
+    from abm_ml.modeling.refit import cross_fit_folds
+
+    _, _, X, y, train, valid, setup = data
+    assert cand.needs_cross_fit(y[valid])  # the small export: a few hundred validation rows
+    assert not cand.needs_cross_fit(np.r_[np.ones(1000, int), np.zeros(3000, int)])
+    ranked = cand.search(
+        X,
+        y,
+        train,
+        valid,
+        setup,
+        budget_s=None,
+        portfolio=cand.portfolio(("linear_splines", "lightgbm_shallow")),
+    )
+    rows = np.concatenate([train, valid])
+    folds = cross_fit_folds(y[rows], rows.astype(str), seed=0)
+    crossed = cand.cross_fit(ranked, X, y, rows, folds, setup)
+    assert {f.candidate.name for f in crossed} == {"linear_splines", "lightgbm_shallow"}
+    for f in crossed:
+        assert f.cross_fitted and len(f.valid_raw) == len(rows)
+        fit_part, score_part = folds[1]
+        fold_model, _ = f.candidate.fit(
+            X[rows[fit_part]], y[rows[fit_part]], setup, rounds=f.rounds
+        )
+        np.testing.assert_allclose(f.valid_raw[score_part], fold_model.raw(X[rows[score_part]]))
+        assert f.valid_log_loss_calibrated == pytest.approx(
+            cand.cross_validated_loss(f.valid_raw[:, None], y[rows], setup.config.seed)
+        )
+        assert f.member is next(r.member for r in ranked if r.candidate == f.candidate)
+    choice = cand.choose_blend(crossed, y[rows], seed=0)
+    blend = cand.Choice(crossed, np.array([0.7, 0.4]), -0.1, 0.5)
+    np.testing.assert_allclose(
+        blend.cross_fitted_raw, -0.1 + 0.7 * crossed[0].valid_raw + 0.4 * crossed[1].valid_raw
+    )
+    if not choice.is_blend:
+        np.testing.assert_allclose(choice.cross_fitted_raw, choice.members[0].valid_raw)
+    # Chosen on the validation rows alone: there are no cross-fitted scores to calibrate on.
+    assert cand.Choice(ranked[:1], np.ones(1), 0.0, 0.5).cross_fitted_raw is None

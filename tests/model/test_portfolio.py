@@ -66,6 +66,8 @@ def test_the_leaderboard_is_logged_to_mlflow_and_shown_in_the_report(
 
     params = tracking._run_params(portfolio_result)
     assert params["propensity_model"] == portfolio_result.propensity_choice
+    # The small export's few validation rows: compared on cross-fitted scores, and said so.
+    assert params["candidates_compared_on"] == "cross-fitted train + validation"
     metrics = tracking._run_metrics(portfolio_result)
     for row in portfolio_result.leaderboard:
         name = "blend" if row["kind"] == "blend" else row["candidate"]
@@ -76,6 +78,7 @@ def test_the_leaderboard_is_logged_to_mlflow_and_shown_in_the_report(
     assert list(logged["candidate"]) == [r["candidate"] for r in portfolio_result.leaderboard]
     html = training_report(portfolio_result, tmp_path / "report.html").read_text()
     assert 'id="leaderboard"' in html
+    assert "Candidates chosen on cross-fitted scores of train + validation" in html
     for row in portfolio_result.leaderboard:
         assert row["candidate"] in html
 

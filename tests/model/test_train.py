@@ -155,9 +155,11 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
 
     seen = {}
 
-    def spy(fit, X, y, rows, groups, *, seed):
-        seen["rows"], seen["groups"] = rows, groups
-        seen["refit"] = refit_module.refit_propensity(fit, X, y, rows, groups, seed=seed)
+    def spy(fit, X, rows, folds, *, cross_fitted_raw=None):
+        seen["rows"], seen["cross_fitted_raw"] = rows, cross_fitted_raw
+        seen["refit"] = refit_module.refit_propensity(
+            fit, X, rows, folds, cross_fitted_raw=cross_fitted_raw
+        )
         return seen["refit"]
 
     monkeypatch.setattr(train_module, "refit_propensity", spy)
@@ -173,21 +175,28 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
     x = result.scorer.preprocessor.transform(crm_dataset.frame.iloc[seen["rows"]])
     in_sample = result.scorer.propensity_booster.predict(x, raw_score=True)
     assert not np.allclose(seen["refit"].cross_fitted_raw, in_sample)
+    # A few hundred validation rows: the candidates were compared on the cross-fitted scores,
+    # and those are the ones the calibrator learns from (no second set of fold models).
+    assert seen["cross_fitted_raw"] is seen["refit"].cross_fitted_raw
+    assert all(row["cross_fitted"] for row in result.leaderboard)
 
 
 def test_cross_fit_folds_never_split_an_account():
-    from abm_ml.modeling.refit import _folds
+    from abm_ml.modeling.refit import cross_fit_folds
 
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 60, 400).astype(str)
     y = (rng.random(400) < 0.3).astype(int)
-    folds = _folds(y, groups, seed=1)
+    folds = cross_fit_folds(y, groups, seed=1)
     assert len(folds) == 3
     for fit_part, score_part in folds:
         assert not set(groups[fit_part]) & set(groups[score_part])
     assert sorted(np.concatenate([s for _, s in folds])) == list(range(400))
     # Too few wins to fold: no refit (the caller keeps the early-stopped booster).
-    assert _folds(np.r_[np.ones(4, int), np.zeros(100, int)], np.arange(104).astype(str), 1) == []
+    assert (
+        cross_fit_folds(np.r_[np.ones(4, int), np.zeros(100, int)], np.arange(104).astype(str), 1)
+        == []
+    )
 
 
 def test_without_refit_the_early_stopped_booster_is_packaged(crm_dataset):
@@ -197,16 +206,16 @@ def test_without_refit_the_early_stopped_booster_is_packaged(crm_dataset):
 
 
 def test_cross_fit_folds_of_one_row_accounts_are_stratified():
-    from abm_ml.modeling.refit import _folds
+    from abm_ml.modeling.refit import cross_fit_folds
 
     # An export without account ids: every row is its own account.
     rng = np.random.default_rng(3)
     y = (rng.random(3000) < 0.2).astype(int)
     groups = np.array([f"row:{i}" for i in range(len(y))])
-    folds = _folds(y, groups, seed=1)
+    folds = cross_fit_folds(y, groups, seed=1)
     assert len(folds) == 3
     assert sorted(np.concatenate([s for _, s in folds])) == list(range(len(y)))
     wins = [int(y[score].sum()) for _, score in folds]
     assert max(wins) - min(wins) <= 1, wins
-    assert _folds(y, groups, seed=1)[0][1].tolist() == folds[0][1].tolist()  # seeded
-    assert _folds(y, groups, seed=2)[0][1].tolist() != folds[0][1].tolist()
+    assert cross_fit_folds(y, groups, seed=1)[0][1].tolist() == folds[0][1].tolist()  # seeded
+    assert cross_fit_folds(y, groups, seed=2)[0][1].tolist() != folds[0][1].tolist()

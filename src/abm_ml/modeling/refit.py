@@ -43,7 +43,9 @@ class Refit:
         return self.model.booster
 
 
-def _folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def cross_fit_folds(
+    y: np.ndarray, groups: np.ndarray, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Account-grouped, outcome-stratified folds; empty when the data are too few to fold."""
     minority = int(min(np.bincount(y, minlength=2)))
     accounts = len(np.unique(groups))
@@ -63,11 +65,10 @@ def _folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarra
 def refit_propensity(
     fit: Callable[[np.ndarray], PropensityModel],
     X: np.ndarray,
-    y: np.ndarray,
     rows: np.ndarray,
-    groups: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
     *,
-    seed: int,
+    cross_fitted_raw: np.ndarray | None = None,
 ) -> Refit | None:
     """Refit on ``rows`` with the chosen settings, with cross-fitted scores for calibration.
 
@@ -75,18 +76,20 @@ def refit_propensity(
         fit: fits the chosen model (a member or a blend with fixed weights, with the
             early-stopped round counts) on the given row positions of X.
         X: the feature matrix of every dataset row.
-        y: 1 for won, 0 for lost, per dataset row.
         rows: positions of the train + validation rows.
-        groups: account id per dataset row (folds never split an account).
-        seed: fold shuffling seed.
+        folds: :func:`cross_fit_folds` of ``rows`` (positions into ``rows``).
+        cross_fitted_raw: the chosen model's cross-fitted scores on these folds when the
+            candidates were compared on them (:func:`abm_ml.modeling.candidates.cross_fit`):
+            then only the final model is fitted.
 
     Returns:
         The refit, or None when the rows are too few to cross-fit (then the early-stopped
         model and its validation-fitted calibrator are kept).
     """
-    folds = _folds(y[rows], np.asarray(groups)[rows].astype(str), seed)
     if not folds:
         return None
+    if cross_fitted_raw is not None:
+        return Refit(model=fit(rows), rows=rows, cross_fitted_raw=cross_fitted_raw)
     # The fold models and the final one are independent: fitted side by side on the cores.
     *fold_models, model = parallel_map(fit, [rows[fit_part] for fit_part, _ in folds] + [rows])
     cross_fitted = np.empty(len(rows))

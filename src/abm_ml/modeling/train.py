@@ -51,7 +51,7 @@ from abm_ml.modeling.evaluate import (
     won_labels,
 )
 from abm_ml.modeling.members import PropensityModel
-from abm_ml.modeling.refit import refit_propensity
+from abm_ml.modeling.refit import cross_fit_folds, refit_propensity
 from abm_ml.modeling.scorer import (
     TIER_SHARES,
     AccountScorer,
@@ -239,15 +239,16 @@ def _final_propensity(
     choice: cand.Choice,
     X: np.ndarray,
     y: np.ndarray,
-    frame: pd.DataFrame,
     split: Split,
     setup: cand.FitSetup,
+    folds: list[tuple[np.ndarray, np.ndarray]],
 ) -> FinalPropensity:
     """Refit on train + validation, calibrated on cross-fitted scores, when configured and
-    the data allow; else the early-stopped model calibrated on the validation rows."""
+    the data allow (``folds``: :func:`cross_fit_folds` of train + validation, empty when not);
+    else the early-stopped model calibrated on the validation rows."""
     config = setup.config
     refit = None
-    if config.refit:
+    if folds:
 
         def fit(rows: np.ndarray) -> PropensityModel:
             members = [
@@ -260,10 +261,9 @@ def _final_propensity(
         refit = refit_propensity(
             fit,
             X,
-            y,
             np.concatenate([split.train, split.valid]),
-            frame[ACCOUNT_ID].to_numpy(),
-            seed=config.seed,
+            folds,
+            cross_fitted_raw=choice.cross_fitted_raw,
         )
     if refit is None:
         model = choice.package([f.member for f in choice.members], setup.feature_names)
@@ -498,11 +498,23 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
                     budget_s=config.search_budget_s,
                     portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
                 )
-                choice = cand.choose_blend(ranked, y[split.valid], config.seed)
-                leaderboard = cand.leaderboard(ranked, choice, y[split.valid])
+                fit_rows = np.concatenate([split.train, split.valid])
+                folds = (
+                    cross_fit_folds(
+                        y[fit_rows], frame[ACCOUNT_ID].to_numpy()[fit_rows].astype(str), config.seed
+                    )
+                    if config.refit
+                    else []
+                )
+                compared_on = split.valid
+                if folds and cand.needs_cross_fit(y[split.valid]):
+                    ranked = cand.cross_fit(ranked, X, y, fit_rows, folds, setup)
+                    compared_on = fit_rows
+                choice = cand.choose_blend(ranked, y[compared_on], config.seed)
+                leaderboard = cand.leaderboard(ranked, choice, y[compared_on])
             best = {f"propensity_{f.candidate.name}": f.rounds for f in choice.members}
             with _timed(timings, "propensity_refit"):
-                final = _final_propensity(choice, X, y, frame, split, setup)
+                final = _final_propensity(choice, X, y, split, setup, folds)
             with _timed(timings, "velocity_wait"):
                 velocity, velocity_best, fallback_days, velocity_board = velocity_job.result()
     if final.refitted:

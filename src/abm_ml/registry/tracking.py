@@ -141,6 +141,11 @@ def _run_params(result: TrainingResult) -> dict[str, str]:
             (r["candidate"] for r in result.velocity_leaderboard if r["chosen"]), "none"
         ),
         "search_budget_s": result.config.search_budget_s or "default candidates",
+        "candidates_compared_on": (
+            "cross-fitted train + validation"
+            if result.leaderboard and result.leaderboard[0].get("cross_fitted")
+            else "validation rows"
+        ),
         "n_boot": result.config.n_boot,
         "capacity": result.config.capacity or "10% of test",
         "features": ",".join(result.scorer.feature_names)[:6000],
