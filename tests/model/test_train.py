@@ -155,11 +155,9 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
 
     seen = {}
 
-    def spy(fit, X, rows, folds, *, cross_fitted_raw=None):
-        seen["rows"], seen["cross_fitted_raw"] = rows, cross_fitted_raw
-        seen["refit"] = refit_module.refit_propensity(
-            fit, X, rows, folds, cross_fitted_raw=cross_fitted_raw
-        )
+    def spy(fit, rows, cross_fitted):
+        seen["rows"] = rows
+        seen["refit"] = refit_module.refit_propensity(fit, rows, cross_fitted)
         return seen["refit"]
 
     monkeypatch.setattr(train_module, "refit_propensity", spy)
@@ -177,8 +175,28 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
     assert not np.allclose(seen["refit"].cross_fitted_raw, in_sample)
     # A few hundred validation rows: the candidates were compared on the cross-fitted scores,
     # and those are the ones the calibrator learns from (no second set of fold models).
-    assert seen["cross_fitted_raw"] is seen["refit"].cross_fitted_raw
     assert all(row["cross_fitted"] for row in result.leaderboard)
+    # One fold by hand: a booster with the chosen rounds on the fold's other rows scores it.
+    from abm_ml.modeling import candidates as cand
+    from abm_ml.modeling.evaluate import won_labels
+    from abm_ml.modeling.refit import cross_fit_folds
+
+    rows, frame = seen["rows"], crm_dataset.frame
+    y = won_labels(frame)
+    folds = cross_fit_folds(y[rows], frame[ACCOUNT_ID].to_numpy()[rows].astype(str), 5)
+    fit_part, score_part = folds[0]
+    X = result.scorer.preprocessor.matrix(result.scorer.preprocessor.raw_values(frame))
+    (candidate,) = cand.portfolio(("lightgbm",))
+    setup = cand.FitSetup(
+        result.scorer.feature_names,
+        [j for j, f in enumerate(result.scorer.features) if f.type == "categorical"],
+        [f.monotone for f in result.scorer.features],
+        result.config,
+    )
+    fold_model, _ = candidate.fit(X[rows[fit_part]], y[rows[fit_part]], setup, rounds=rounds)
+    np.testing.assert_allclose(
+        seen["refit"].cross_fitted_raw[score_part], fold_model.raw(X[rows[score_part]])
+    )
 
 
 def test_cross_fit_folds_never_split_an_account():

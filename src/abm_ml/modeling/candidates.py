@@ -480,7 +480,8 @@ def cross_fit(
     members (trained on the training rows) are kept; their validation figures are replaced.
 
     Returns:
-        The candidates ranked again (:func:`rank`) on the cross-fitted scores.
+        The candidates in the order given, with the cross-fitted figures (:func:`rank` them
+        to compare).
     """
     y_rows = y[rows]
     jobs = [(f, fit_part, score_part) for f in ranked for fit_part, score_part in folds]
@@ -510,7 +511,7 @@ def cross_fit(
                 cross_fitted=True,
             )
         )
-    return rank(out)
+    return out
 
 
 def rank(fitted: list[Fitted]) -> list[Fitted]:
@@ -539,6 +540,21 @@ class Choice:
     @property
     def is_blend(self) -> bool:
         return len(self.members) > 1
+
+    def cross_fitted(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        rows: np.ndarray,
+        folds: list[tuple[np.ndarray, np.ndarray]],
+        setup: FitSetup,
+    ) -> np.ndarray:
+        """:attr:`cross_fitted_raw`, cross-fitting the members first when they were compared
+        on the validation rows alone."""
+        if self.cross_fitted_raw is not None:
+            return self.cross_fitted_raw
+        members = cross_fit(self.members, X, y, rows, folds, setup)
+        return replace(self, members=members).cross_fitted_raw
 
     @property
     def cross_fitted_raw(self) -> np.ndarray | None:

@@ -13,13 +13,14 @@ scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from abm_ml.modeling.members import PropensityModel, parallel_map
+from abm_ml.modeling.members import PropensityModel
 
 CROSS_FIT_FOLDS = 3
 """Folds of the cross-fitted scores: each fold booster trains on two thirds of the rows."""
@@ -64,35 +65,20 @@ def cross_fit_folds(
 
 def refit_propensity(
     fit: Callable[[np.ndarray], PropensityModel],
-    X: np.ndarray,
     rows: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    cross_fitted_raw: np.ndarray | None = None,
-) -> Refit | None:
-    """Refit on ``rows`` with the chosen settings, with cross-fitted scores for calibration.
+    cross_fitted: Callable[[], np.ndarray],
+) -> Refit:
+    """Refit on ``rows`` with the chosen settings, beside its cross-fitted scores.
 
     Args:
         fit: fits the chosen model (a member or a blend with fixed weights, with the
-            early-stopped round counts) on the given row positions of X.
-        X: the feature matrix of every dataset row.
+            early-stopped round counts) on the given row positions.
         rows: positions of the train + validation rows.
-        folds: :func:`cross_fit_folds` of ``rows`` (positions into ``rows``).
-        cross_fitted_raw: the chosen model's cross-fitted scores on these folds when the
-            candidates were compared on them (:func:`abm_ml.modeling.candidates.cross_fit`):
-            then only the final model is fitted.
-
-    Returns:
-        The refit, or None when the rows are too few to cross-fit (then the early-stopped
-        model and its validation-fitted calibrator are kept).
+        cross_fitted: gives the chosen model's cross-fitted raw scores of ``rows``
+            (:func:`abm_ml.modeling.candidates.cross_fit`, or the ones the candidates were
+            compared on); they are computed while another thread fits the final model.
     """
-    if not folds:
-        return None
-    if cross_fitted_raw is not None:
-        return Refit(model=fit(rows), rows=rows, cross_fitted_raw=cross_fitted_raw)
-    # The fold models and the final one are independent: fitted side by side on the cores.
-    *fold_models, model = parallel_map(fit, [rows[fit_part] for fit_part, _ in folds] + [rows])
-    cross_fitted = np.empty(len(rows))
-    for fold_model, (_, score_part) in zip(fold_models, folds, strict=True):
-        cross_fitted[score_part] = fold_model.raw(X[rows[score_part]])
-    return Refit(model=model, rows=rows, cross_fitted_raw=cross_fitted)
+    with ThreadPoolExecutor(1, thread_name_prefix="abm-ml-refit") as pool:
+        final = pool.submit(fit, rows)
+        raw = cross_fitted()
+        return Refit(model=final.result(), rows=rows, cross_fitted_raw=raw)

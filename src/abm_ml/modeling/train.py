@@ -247,29 +247,22 @@ def _final_propensity(
     the data allow (``folds``: :func:`cross_fit_folds` of train + validation, empty when not);
     else the early-stopped model calibrated on the validation rows."""
     config = setup.config
-    refit = None
-    if folds:
-
-        def fit(rows: np.ndarray) -> PropensityModel:
-            members = [
-                f.candidate.fit(X[rows], y[rows], setup, rounds=f.rounds)[0] for f in choice.members
-            ]
-            for member, f in zip(members, choice.members):
-                member.name = f.candidate.name
-            return choice.package(members, setup.feature_names)
-
-        refit = refit_propensity(
-            fit,
-            X,
-            np.concatenate([split.train, split.valid]),
-            folds,
-            cross_fitted_raw=choice.cross_fitted_raw,
-        )
-    if refit is None:
+    if not folds:
         model = choice.package([f.member for f in choice.members], setup.feature_names)
         raw_valid = model.raw(X[split.valid])
         calibrator, losses, thresholds = _calibrate(raw_valid, y[split.valid], config.seed)
         return FinalPropensity(model, calibrator, losses, thresholds, split.train, False)
+
+    def fit(rows: np.ndarray) -> PropensityModel:
+        members = [
+            f.candidate.fit(X[rows], y[rows], setup, rounds=f.rounds)[0] for f in choice.members
+        ]
+        for member, f in zip(members, choice.members):
+            member.name = f.candidate.name
+        return choice.package(members, setup.feature_names)
+
+    rows = np.concatenate([split.train, split.valid])
+    refit = refit_propensity(fit, rows, lambda: choice.cross_fitted(X, y, rows, folds, setup))
     calibrator, losses, thresholds = _calibrate(refit.cross_fitted_raw, y[refit.rows], config.seed)
     return FinalPropensity(refit.model, calibrator, losses, thresholds, refit.rows, True)
 
@@ -508,7 +501,7 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
                 )
                 compared_on = split.valid
                 if folds and cand.needs_cross_fit(y[split.valid]):
-                    ranked = cand.cross_fit(ranked, X, y, fit_rows, folds, setup)
+                    ranked = cand.rank(cand.cross_fit(ranked, X, y, fit_rows, folds, setup))
                     compared_on = fit_rows
                 choice = cand.choose_blend(ranked, y[compared_on], config.seed)
                 leaderboard = cand.leaderboard(ranked, choice, y[compared_on])
