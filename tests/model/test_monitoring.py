@@ -387,3 +387,38 @@ def test_backtest_counts_what_it_cannot_match_and_refuses_undated_outcomes():
     assert "1 won deals have no account id" in backtest.note
     with pytest.raises(AbmInputError, match="no dates"):
         account_outcomes(deals.drop(columns=["closed_at", "created_at"]), "2026-01-01")
+
+
+def test_a_backtest_whose_won_accounts_match_no_scored_account_is_refused():
+    """The outcomes name accounts one way ("001A1", a Salesforce id), the scores another
+    ("A1"): not one won account joins, and a table of zeros would look like a measured result."""
+    from abm_ml.errors import AbmInputError
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest
+
+    run = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2", "A3", "A4"],
+            "rank": [1, 2, 3, 4],
+            "abm_tier": ["1:1", "1:few", "nurture", "nurture"],
+            "score": [90, 70, 20, 10],
+            "propensity": [0.9, 0.7, 0.2, 0.1],
+            "as_of": "2026-01-31",
+            "model_version": "3",
+        }
+    )
+    deals = pd.DataFrame(
+        {
+            "account_id": ["001A1", "001A3", "001A2"],
+            "outcome": ["won", "won", "lost"],
+            "closed_at": pd.to_datetime(["2026-02-10", "2026-03-01", "2026-02-20"]),
+        }
+    )
+    with pytest.raises(AbmInputError) as refused:
+        run_backtest(run, account_outcomes(deals, "2026-01-31", source="later.csv"))
+    message = str(refused.value)
+    assert "later.csv" in message and "account ids differ" in message
+    assert "'001A1'" in message and "'A1'" in message
+    # The same ids on both sides: measured, and the one won account outside the run is noted.
+    deals["account_id"] = ["A1", "A9", "A2"]
+    backtest = run_backtest(run, account_outcomes(deals, "2026-01-31"))
+    assert backtest.won_accounts == 1 and backtest.unscored_won_accounts == 1

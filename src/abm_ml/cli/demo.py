@@ -35,8 +35,8 @@ def demo(
     console.rule("1. Synthesize a world")
     # The world as a Salesforce export, its rows built point in time through a multi-table spec.
     synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="salesforce")
-    # The same world (same seed) as its own tables too: the backtest and the monitor (step 5)
-    # read the world's dated outcomes directly; the buy model (step 6) reads the export.
+    # The same world (same seed) as its own tables too, for the README's commands on
+    # data/synth; every step below reads the Salesforce export.
     synth(accounts=accounts, seed=seed, out=world_dir, as_of=None, format="rows")
     spec_path = cfg.specs_dir() / "synthetic-salesforce.yaml"
     os.environ.setdefault("ABM_ML_SYNTH_DIR", str(world_dir))
@@ -78,9 +78,7 @@ def demo(
     console.rule("5. Backtest and monitor")
     from abm_ml.cli.monitoring import demo_backtest_and_monitor
 
-    demo_backtest_and_monitor(
-        world_dir, spec_path, str(result.dataset.frame["created_at"].max().date())
-    )
+    demo_backtest_and_monitor(spec_path, str(result.dataset.frame["created_at"].max().date()))
     # --- end of step 5 ------------------------------------------------------------------------
     # --- 6. Propensity to buy within a horizon (docs/horizon.md) --------------------------------
     # Accounts without an open deal get their own model instead of an assumed outbound deal;

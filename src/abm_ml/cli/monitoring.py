@@ -222,12 +222,19 @@ def backtest(
         )
     )
     console.print(_frame_table("By score decile", shown["deciles"]))
-    for line in result.capture_lines():
-        console.print(line)
-    console.print(
-        f"ROC AUC of the scores as issued: {result.roc_auc:.3f}; mean issued propensity "
-        f"{result.mean_propensity:.1%}, realised win rate {result.win_rate:.1%}."
-    )
+    if result.won_accounts:
+        for line in result.capture_lines():
+            console.print(line)
+        console.print(
+            f"ROC AUC of the scores as issued: {result.roc_auc:.3f}; mean issued propensity "
+            f"{result.mean_propensity:.1%}, realised win rate {result.win_rate:.1%}."
+        )
+    else:
+        console.print(
+            f"[yellow]No scored account won a deal between {as_of} and {result.outcomes_to}[/]: "
+            "what each tier captured and the ROC AUC cannot be measured yet (mean issued "
+            f"propensity {result.mean_propensity:.1%})."
+        )
     console.print(
         f"{len(result.false_negatives):,} won accounts were in the nurture tier"
         + ("" if reasons is not None else " (no ranking file of this run: reasons not shown)")
@@ -374,9 +381,10 @@ def retrain(
     )
 
 
-def demo_backtest_and_monitor(world_dir: Path, spec_path: Path, as_of: str) -> None:
+def demo_backtest_and_monitor(spec_path: Path, as_of: str) -> None:
     """The demo's closing step: a backtest of a ranking issued 180 days before ``as_of``, and
-    the drift verdicts of two scoring runs (that earlier one, then ``as_of``'s).
+    the drift verdicts of two scoring runs (that earlier one, then ``as_of``'s), all from the
+    multi-table export of ``spec_path``.
 
     In the demo the model was trained on the same world, so the backtest is in-sample: it
     shows the report, not the model's true forward performance.
@@ -384,13 +392,17 @@ def demo_backtest_and_monitor(world_dir: Path, spec_path: Path, as_of: str) -> N
     import pandas as pd
 
     from abm_ml.cli.accounts import rank
-    from abm_ml.features.point_in_time import build_scoring_rows
+    from abm_ml.data.spec import load_spec
+    from abm_ml.features.build import SCORING_ROWS, build_rows
     from abm_ml.modeling.ranking import load_accounts
-    from abm_ml.synthetic.world import load_world
 
     earlier = str((pd.Timestamp(as_of) - pd.Timedelta(days=180)).date())
-    rows = world_dir / f"scoring_rows-{earlier}.parquet"
-    build_scoring_rows(load_world(world_dir), earlier).to_parquet(rows, index=False)
+    # Built from the same CRM export as the outcomes (and the ranking of step 4), so that the
+    # accounts carry the same ids ("001..." in a Salesforce export) on both sides of the join.
+    spec = load_spec(spec_path)
+    out = Path(spec.tables.out)  # type: ignore[union-attr]
+    rows = out / f"scoring_rows-{earlier}.parquet"
+    build_rows(spec, earlier).scoring.to_parquet(rows, index=False)
     with console.status(f"Ranking the accounts as of {earlier}..."):
         rank(
             accounts=str(rows),
@@ -408,6 +420,6 @@ def demo_backtest_and_monitor(world_dir: Path, spec_path: Path, as_of: str) -> N
         review=50,
     )
     scorer, version = load_model("champion")
-    for day, path in ((earlier, rows), (as_of, world_dir / "scoring_rows.parquet")):
+    for day, path in ((earlier, rows), (as_of, out / SCORING_ROWS)):
         console.print(f"[bold]Monitor[/] the accounts as of {day}")
         run_monitor(scorer, version, load_accounts(str(path), scorer=scorer), as_of=day)

@@ -153,6 +153,8 @@ class Outcomes:
     """The export's last date: the end of the window."""
     won_deals_without_account: int = 0
     """Won deals with no account id: they cannot be matched to a scored account."""
+    source: str = "outcomes"
+    """The export's name, for messages."""
 
 
 def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes") -> Outcomes:
@@ -208,6 +210,7 @@ def account_outcomes(deals: pd.DataFrame, as_of: str, *, source: str = "outcomes
         outcomes_to=str(pd.to_datetime(when).max().date()),
         # Won deals without an account cannot be matched to a scored account: counted, not hidden.
         won_deals_without_account=int(without_account.sum()),
+        source=source,
     )
 
 
@@ -282,6 +285,17 @@ def run_backtest(
         columns += kept
     scored = set(frame[ACCOUNT_ID])
     unscored = int((~outcomes.per_account[ACCOUNT_ID].isin(scored)).sum())
+    if unscored and unscored == len(outcomes.per_account):
+        # Not one won account among the scored ones: the two files name accounts differently
+        # (a CRM id prefix, another id column), and every figure below would be a made-up zero.
+        raise AbmInputError(
+            f"none of the {unscored:,} accounts that won a deal after {as_of} is among the "
+            f"{len(frame):,} accounts scored that day: the account ids differ (for example "
+            f"{outcomes.per_account[ACCOUNT_ID].iloc[0]!r} in the outcomes, "
+            f"{frame[ACCOUNT_ID].iloc[0]!r} in the scores)",
+            source=outcomes.source,
+            field="account_id",
+        )
     note = (
         "A won account is one with a deal won after the scores were issued, up to the "
         "export's last date. Issued propensities are per deal at its creation, so compare "
