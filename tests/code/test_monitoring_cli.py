@@ -127,6 +127,18 @@ def test_backtest_cli_reads_the_history_and_logs_to_the_issuing_version(
     assert sum(t["accounts"] for t in report["tiers"]) == report["accounts"]
     run = mlflow.get_run(store["info"]["run_id"])
     assert "backtest_roc_auc" in run.data.metrics
+    # Scores issued after the export's last deal: nothing won since, said in words (no "nan").
+    later = runner.invoke(
+        app, ["rank", str(accounts_csv), "--as-of", "2029-01-01", "--history-url", history]
+    )
+    assert later.exit_code == 0, later.output
+    quiet = runner.invoke(
+        app,
+        ["backtest", str(crm_dir / "spec.yaml"), "--since", "2029-01-01", "--history-url", history],
+    )
+    assert quiet.exit_code == 0, quiet.output
+    assert "No scored account won a deal between 2029-01-01" in " ".join(quiet.output.split())
+    assert "nan" not in quiet.output
     # A date after every stored run: one line naming the option.
     late = runner.invoke(
         app,
