@@ -23,16 +23,17 @@ tenths of a percent is noise.
 
 **Small data: cross-fitted comparison.** Every candidate is early-stopped on the time-ordered
 validation rows, which fixes its number of rounds. When those rows hold fewer than
-:data:`CROSS_FIT_BELOW` of the rarer outcome (the synthetic world's 587 rows, Olist's 125 won
-leads, Maven's 159 deals), the comparison itself moves to cross-fitted scores: each candidate,
-with its rounds fixed, is fitted on the account-grouped folds of train + validation that the
-calibration uses (:func:`abm_ml.modeling.refit.cross_fit_folds`) and scored on the fold it did
-not see (:func:`cross_fit`). Ranking, blend selection and blend weights then rest on every row
-before the holdout instead of on the last fifth of them, four to five times the rows, and the
-chosen model's cross-fitted scores are the ones it is calibrated on, so nothing is fitted
-twice. This is how post-hoc ensembles are built on small tabular data (AutoGluon's bagged
-out-of-fold predictions, TabRepo); with thousands of validation rows one split is precise
-enough and the extra fits (a fold per candidate) would cost more than the 30 s training budget.
+:data:`CROSS_FIT_BELOW` of the rarer outcome (the synthetic world's 131 won deals, Olist's 185
+won leads, Maven's 68 lost deals), the comparison itself moves to cross-fitted scores: each
+candidate, with its rounds fixed, is fitted on the account-grouped folds of train + validation
+that the calibration uses (:func:`abm_ml.modeling.refit.cross_fit_folds`) and scored on the
+fold it did not see (:func:`cross_fit`). Ranking, blend selection and blend weights then rest
+on every row before the holdout instead of on the last fifth of them, four to five times the
+rows, and the chosen model's cross-fitted scores are the ones it is calibrated on, so nothing
+is fitted twice. This is how post-hoc ensembles are built on small tabular data (AutoGluon's
+bagged out-of-fold predictions, TabRepo); with thousands of validation rows one split is
+precise enough and the extra fits (a fold per candidate) would cost more than the 30 s training
+budget.
 
 The standard error guards the blend only. Applied to the choice between single candidates
 as well, it changed one shared dataset's pick (UCI bank: the shallow LightGBM seeded the
