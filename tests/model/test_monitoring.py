@@ -348,21 +348,26 @@ def test_monitoring_and_backtest_pages_render_in_headless_chromium(world_model, 
         assert (tmp_path / name).stat().st_size > 10_000
 
 
-def test_backtest_counts_what_it_cannot_match_and_refuses_undated_outcomes():
-    from abm_ml.errors import AbmInputError
-    from abm_ml.monitoring.backtest import account_outcomes, run_backtest
-
-    run = pd.DataFrame(
+def _issued_run(accounts: list[str], as_of: str) -> pd.DataFrame:
+    """Four accounts' scores as the score history stores one run of model version 3."""
+    return pd.DataFrame(
         {
-            "account_id": ["a", "b", "c", "d"],
+            "account_id": accounts,
             "rank": [1, 2, 3, 4],
             "abm_tier": ["1:1", "1:few", "nurture", "nurture"],
             "score": [80, 50, 10, 5],
             "propensity": [0.8, 0.5, 0.1, 0.05],
             "model_version": "3",
-            "as_of": "2026-01-01",
+            "as_of": as_of,
         }
     )
+
+
+def test_backtest_counts_what_it_cannot_match_and_refuses_undated_outcomes():
+    from abm_ml.errors import AbmInputError
+    from abm_ml.monitoring.backtest import account_outcomes, run_backtest
+
+    run = _issued_run(["a", "b", "c", "d"], "2026-01-01")
     deals = pd.DataFrame(
         {
             "account_id": ["a", "a", "c", None, "zz", "b"],
@@ -395,17 +400,7 @@ def test_a_backtest_whose_won_accounts_match_no_scored_account_is_refused():
     from abm_ml.errors import AbmInputError
     from abm_ml.monitoring.backtest import account_outcomes, run_backtest
 
-    run = pd.DataFrame(
-        {
-            "account_id": ["A1", "A2", "A3", "A4"],
-            "rank": [1, 2, 3, 4],
-            "abm_tier": ["1:1", "1:few", "nurture", "nurture"],
-            "score": [90, 70, 20, 10],
-            "propensity": [0.9, 0.7, 0.2, 0.1],
-            "as_of": "2026-01-31",
-            "model_version": "3",
-        }
-    )
+    run = _issued_run(["A1", "A2", "A3", "A4"], "2026-01-31")
     deals = pd.DataFrame(
         {
             "account_id": ["001A1", "001A3", "001A2"],
