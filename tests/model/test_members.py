@@ -384,3 +384,34 @@ def test_candidates_are_compared_on_cross_fitted_scores_when_validation_rows_are
         np.testing.assert_allclose(choice.cross_fitted_raw, choice.members[0].valid_raw)
     # Chosen on the validation rows alone: there are no cross-fitted scores to calibrate on.
     assert cand.Choice(ranked[:1], np.ones(1), 0.0, 0.5).cross_fitted_raw is None
+
+
+def test_the_spline_columns_are_computed_as_scikit_learn_computes_them(members, data):
+    """A linear member's numbers skip scikit-learn's per-call checks (half a millisecond per
+    new value of a served record); the columns must be the same bits as ``transform``'s,
+    inside the knots, on them, beyond them and for a missing value."""
+    from abm_ml.modeling.members import _spline_block
+
+    member = members["linear"]
+    checked = 0
+    for j, basis in enumerate(member.bases_):
+        if j in member.categorical:
+            continue
+        column = data[2][:, j]
+        finite = column[np.isfinite(column)]
+        values = np.concatenate(
+            [
+                np.unique(finite),
+                [np.nan, finite.min() - 1e6, finite.max() + 1e6, np.median(finite) + 1e-9],
+                np.random.default_rng(j).uniform(finite.min(), finite.max(), 200),
+            ]
+        )
+        block = _spline_block(basis, values)
+        if block is None:  # a column of fewer than three values: imputed value, no splines
+            continue
+        np.testing.assert_array_equal(block, basis.transform(values.reshape(-1, 1)))
+        checked += 1
+    assert checked >= 1
+    # Any other basis (the plain logistic regression's one slope) is left to transform().
+    plain = members["linear_plain"]
+    assert all(_spline_block(b, np.array([1.0])) is None for b in plain.bases_)

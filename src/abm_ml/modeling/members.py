@@ -153,6 +153,42 @@ def _linear_basis(column: np.ndarray) -> FeatureUnion:
     )
 
 
+def _spline_block(basis: object, values: np.ndarray) -> np.ndarray | None:
+    """The spline basis's columns for ``values`` (missing flag, then the B-splines), computed
+    from its fitted parts as their ``transform`` computes them, without scikit-learn's checks
+    on every call: about 0.5 ms per call, which made each number a served record had not met
+    before cost half a millisecond. None for any other basis (then ``transform`` is used)."""
+    try:
+        (_, indicator), (_, spline) = basis.transformer_list  # type: ignore[attr-defined]
+        (_, imputer), (_, quantile), (_, splines) = spline.steps
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not (
+        isinstance(indicator, MissingIndicator)
+        and isinstance(imputer, SimpleImputer)
+        and isinstance(quantile, QuantileTransformer)
+        and isinstance(splines, SplineTransformer)
+        and quantile.output_distribution == "uniform"
+        and splines.extrapolation == "constant"
+        and splines.include_bias
+        and not splines.sparse_output
+    ):
+        return None
+    missing = np.isnan(values)
+    x = np.where(missing, imputer.statistics_[0], values).astype(float)
+    x = quantile._transform_col(x, quantile.quantiles_[:, 0], inverse=False)
+    bspline, degree = splines.bsplines_[0], splines.degree
+    low, high = bspline.t[degree], bspline.t[-degree - 1]
+    block = np.zeros((len(values), 1 + bspline.c.shape[1]))
+    block[:, 0] = missing
+    inside = (low <= x) & (x <= high)
+    block[inside, 1:] = bspline(x[inside])
+    # Beyond the knots the first (last) degree splines keep their boundary values.
+    block[x < low, 1 : 1 + degree] = bspline(low)[:degree]
+    block[x > high, block.shape[1] - degree :] = bspline(high)[-degree:]
+    return block
+
+
 NUMERIC_BASES = {"spline": _numeric_basis, "linear": _linear_basis}
 REMEMBER_ROWS = 64
 """Calls of at most this many rows (one record, a small request) remember their terms."""
@@ -254,6 +290,12 @@ class LinearMember:
     def _column_terms(self, j: int, values: np.ndarray) -> np.ndarray:
         """Feature ``j``'s term for each of ``values``."""
         coef = self.model_.coef_[0][self.slices_[j]]
+        # Each row is summed the same way however many rows there are (a row-wise sum, a
+        # sparse product; not BLAS, whose order depends on the shape): one record's terms are
+        # the bits of the same record's in a batch.
+        block = _spline_block(self.bases_[j], values)
+        if block is not None:
+            return (block * coef).sum(axis=1)
         block = sp.csr_matrix(self.bases_[j].transform(values.reshape(-1, 1)))
         return np.asarray(block @ coef).ravel()
 
