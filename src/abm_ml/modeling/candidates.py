@@ -466,6 +466,37 @@ def needs_cross_fit(y_valid: np.ndarray) -> bool:
     return int(min(np.bincount(y_valid, minlength=2))) < CROSS_FIT_BELOW
 
 
+def cross_fitted_raws(
+    fitted: list[Fitted],
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    setup: FitSetup,
+) -> list[np.ndarray]:
+    """Each candidate's cross-fitted raw scores of ``rows``: with the rounds its early
+    stopping chose, fitted on every fold's fitting part, scoring that fold's other rows (the
+    folds never split an account). All (candidate, fold) fits run side by side."""
+    y_rows = y[rows]
+    jobs = [(f, fit_part, score_part) for f in fitted for fit_part, score_part in folds]
+
+    def fit(job) -> np.ndarray:
+        candidate, fit_part, score_part = job
+        member, _ = candidate.candidate.fit(
+            X[rows[fit_part]], y_rows[fit_part], setup, rounds=candidate.rounds
+        )
+        return member.raw(X[rows[score_part]])
+
+    scores = iter(parallel_map(fit, jobs))
+    out = []
+    for _ in fitted:
+        raw = np.empty(len(rows))
+        for _, score_part in folds:
+            raw[score_part] = next(scores)
+        out.append(raw)
+    return out
+
+
 def cross_fit(
     ranked: list[Fitted],
     X: np.ndarray,
@@ -474,32 +505,17 @@ def cross_fit(
     folds: list[tuple[np.ndarray, np.ndarray]],
     setup: FitSetup,
 ) -> list[Fitted]:
-    """The candidates' figures on cross-fitted scores of ``rows`` (train + validation).
-
-    Each candidate, with the rounds its early stopping chose, is fitted on every fold's fitting
-    part and scores that fold's other rows; the folds never split an account. The fitted
-    members (trained on the training rows) are kept; their validation figures are replaced.
+    """The candidates' figures on their :func:`cross_fitted_raws` of ``rows`` (train +
+    validation). The fitted members (trained on the training rows) are kept; their
+    validation figures are replaced.
 
     Returns:
         The candidates in the order given, with the cross-fitted figures (:func:`rank` them
         to compare).
     """
     y_rows = y[rows]
-    jobs = [(f, fit_part, score_part) for f in ranked for fit_part, score_part in folds]
-
-    def fit(job) -> np.ndarray:
-        fitted, fit_part, score_part = job
-        member, _ = fitted.candidate.fit(
-            X[rows[fit_part]], y_rows[fit_part], setup, rounds=fitted.rounds
-        )
-        return member.raw(X[rows[score_part]])
-
-    scores = iter(parallel_map(fit, jobs))
     out = []
-    for f in ranked:
-        raw = np.empty(len(rows))
-        for _, score_part in folds:
-            raw[score_part] = next(scores)
+    for f, raw in zip(ranked, cross_fitted_raws(ranked, X, y, rows, folds, setup), strict=True):
         row_losses = cross_validated_row_losses(raw[:, None], y_rows, setup.config.seed)
         out.append(
             replace(
@@ -554,8 +570,8 @@ class Choice:
         on the validation rows alone."""
         if self.cross_fitted_raw is not None:
             return self.cross_fitted_raw
-        members = cross_fit(self.members, X, y, rows, folds, setup)
-        return replace(self, members=members).cross_fitted_raw
+        raws = cross_fitted_raws(self.members, X, y, rows, folds, setup)
+        return self.intercept + np.column_stack(raws) @ self.weights
 
     @property
     def cross_fitted_raw(self) -> np.ndarray | None:
