@@ -415,3 +415,27 @@ def test_the_spline_columns_are_computed_as_scikit_learn_computes_them(members, 
     # Any other basis (the plain logistic regression's one slope) is left to transform().
     plain = members["linear_plain"]
     assert all(_spline_block(b, np.array([1.0])) is None for b in plain.bases_)
+
+
+def test_the_vocabulary_keeps_rare_categories_and_cuts_ties_by_value_not_row_order(monkeypatch):
+    import pandas as pd
+
+    from abm_ml.modeling import scorer
+    from abm_ml.modeling.feature_info import FeatureInfo
+
+    features = [FeatureInfo("page", "page", "categorical", "landing page")]
+    # 300 pages seen once and one seen three times: every one is part of the vocabulary.
+    pages = [f"p{i:03d}" for i in range(300)] + ["home"] * 3
+    kept = Preprocessor(features).fit(pd.DataFrame({"page": pages})).categories_["page"]
+    assert len(kept) == 301
+    monkeypatch.setattr(scorer, "MAX_CATEGORIES", 3)
+    frame = pd.DataFrame({"page": pages})
+    cuts = {
+        tuple(
+            Preprocessor(features)
+            .fit(frame.sample(frac=1.0, random_state=seed))
+            .categories_["page"]
+        )
+        for seed in range(5)
+    }
+    assert cuts == {("home", "p000", "p001")}

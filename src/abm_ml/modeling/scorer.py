@@ -31,8 +31,14 @@ from abm_ml.schema import ACCOUNT_ID, AMOUNT, ROW_ID
 TIER_NAMES = ("A", "B", "C", "D")
 """Fit tiers by propensity: A = top 10 % of the holdout, B = next 20 %, C = next 30 %, D = the rest."""
 TIER_SHARES = (0.10, 0.30, 0.60)
-MAX_CATEGORIES = 256
-"""Categories kept per feature (most frequent first); rarer ones are treated like unseen ones."""
+MAX_CATEGORIES = 10_000
+"""Categories kept per feature (most frequent first, ties by value); rarer ones are treated like
+unseen ones. The models group rare categories themselves (LightGBM by its ``min_data_per_group``
+and ``cat_smooth``, the linear member's one-hot those seen in fewer than 20 rows), so the cap only
+bounds the packaged model when a column is nearly an identifier. It was 256, a cut that splits
+categories seen equally often at a point set by row order: Olist's 427 landing pages (most seen
+once) went half to the rare-category group and half to the missing one, and the logistic
+regression baseline fitted on that vocabulary lost 0.004 of test ROC AUC (0.690 against 0.694)."""
 _DERIVED = ("_lookups", "_row_plan")
 """What a :class:`Preprocessor` derives from its categories on first use: never pickled."""
 
@@ -72,7 +78,9 @@ class Preprocessor:
         for feature in self.features:
             if feature.type == "categorical":
                 counts = frame[feature.name].dropna().astype(str).value_counts()
-                self.categories_[feature.name] = sorted(counts.index[:MAX_CATEGORIES].tolist())
+                # Most frequent first, ties by value: the kept set never depends on row order.
+                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                self.categories_[feature.name] = sorted(k for k, _ in ranked[:MAX_CATEGORIES])
         for derived in _DERIVED:
             self.__dict__.pop(derived, None)
         return self
