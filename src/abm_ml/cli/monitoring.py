@@ -312,7 +312,8 @@ def retrain(
     calibration_tolerance: Annotated[
         float,
         typer.Option(
-            help="ECE the challenger may lose against the champion and still be promoted."
+            help="ECE the challenger may lose against the champion and still be promoted "
+            "(more when the paired difference's 95 % interval reaches zero)."
         ),
     ] = 0.02,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
@@ -322,7 +323,7 @@ def retrain(
 
     The new model is registered as challenger and becomes champion only if it beats the
     champion on the newest holdout (--metric) without losing more than --calibration-tolerance
-    of ECE. Exit codes: 0 done (promoted or champion kept), 2 bad input, 3 drift in the ranked
+    of ECE beyond the noise of the paired difference. Exit codes: 0 done (promoted or champion kept), 2 bad input, 3 drift in the ranked
     accounts, 1 internal error. Roll back with `abm-ml rollback`.
     """
     from abm_ml.cli.accounts import rank
