@@ -305,11 +305,11 @@ def test_a_blend_within_the_noise_of_small_validation_rows_is_not_taken():
         assert choice.is_blend is blended, n
 
 
-def test_the_plain_logistic_regression_is_searched_under_a_budget_not_by_default():
-    """See DEFAULT_CANDIDATES for why: a budget reaches it, before the costly CatBoosts."""
+def test_the_plain_logistic_regression_is_a_default_and_catboost_waits_for_a_budget():
+    """See DEFAULT_CANDIDATES for why: the baseline itself is a candidate; CatBoost costs."""
     default = [c.name for c in cand.portfolio(None)]
     budgeted = [c.name for c in cand.portfolio(None, budget_s=30.0)]
-    assert "linear_plain" not in default
+    assert "linear_plain" in default and "catboost_depth6" not in default
     assert budgeted[: len(default)] == default
     assert budgeted.index("linear_plain") < budgeted.index("catboost_depth6")
 

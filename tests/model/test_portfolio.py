@@ -14,7 +14,7 @@ from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 
 @pytest.fixture(scope="module")
 def portfolio_result(crm_dataset):
-    """A default training (the four default candidates), with fewer bootstrap resamples."""
+    """A default training (the default candidates), with fewer bootstrap resamples."""
     return train_models(crm_dataset, TrainConfig(n_boot=30))
 
 
