@@ -439,3 +439,22 @@ def test_the_vocabulary_keeps_rare_categories_and_cuts_ties_by_value_not_row_ord
         for seed in range(5)
     }
     assert cuts == {("home", "p000", "p001")}
+
+
+def test_a_budget_is_charged_for_the_cross_fitted_comparison_that_follows(data, monkeypatch):
+    """On a clock that moves one second per reading, a 10 s budget fits four candidates
+    when the search is all there is, and one when each fit will be refitted on three folds."""
+    _, _, X, y, train, valid, setup = data
+    names = ("linear_splines", "linear_strong_l2", "linear_plain", "lightgbm_shallow", "lightgbm")
+
+    def fitted(charge: float) -> list[str]:
+        ticks = iter(range(10_000))
+        monkeypatch.setattr(cand.time, "perf_counter", lambda: float(next(ticks)))
+        ranked = cand.search(
+            X, y, train, valid, setup, budget_s=10.0, portfolio=cand.portfolio(names), charge=charge
+        )
+        return sorted(f.candidate.name for f in ranked)
+
+    in_order = [c.name for c in cand.portfolio(names)]
+    assert fitted(1.0) == sorted(in_order[:4])
+    assert fitted(4.0) == in_order[:1]

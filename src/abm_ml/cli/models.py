@@ -30,9 +30,9 @@ def train(
     budget: Annotated[
         float | None,
         typer.Option(
-            help="Seconds to spend trying model candidates (default: four fixed candidates, "
-            "the same on any machine). A longer budget tries more; the result then depends on "
-            "the machine's speed.",
+            help="Seconds to spend trying model candidates, their cross-fitted comparison "
+            "included (default: six fixed candidates, the same on any machine). A longer budget "
+            "tries more; the result then depends on the machine's speed.",
             min=0,
         ),
     ] = None,

@@ -44,8 +44,10 @@ class TrainConfig:
     counts, calibrated on cross-fitted scores (:mod:`abm_ml.modeling.refit`)."""
     search_budget_s: float | None = None
     """Seconds of candidate fitting (``abm-ml train --budget``): candidates are fitted in
-    portfolio order while time remains. None (the default) fits the fixed default candidates,
-    so that the same data, spec and seed give the same model on any machine."""
+    portfolio order while time remains, each charged for its cross-fitted comparison too when
+    there is one (:func:`abm_ml.modeling.candidates.search`'s ``charge``). None (the default)
+    fits the fixed default candidates, so that the same data, spec and seed give the same model
+    on any machine."""
     candidates: tuple[str, ...] | None = None
     """Names of portfolio candidates to try (the defaults, see :func:`candidates.portfolio`,
     when None)."""

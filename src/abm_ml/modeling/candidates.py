@@ -412,9 +412,15 @@ def search(
     *,
     budget_s: float | None,
     portfolio: tuple[Candidate, ...] = PORTFOLIO,
+    charge: float = 1.0,
 ) -> list[Fitted]:
     """Fit candidates: all of ``portfolio`` side by side, or under a budget one after the
     other in portfolio order until ``budget_s`` seconds are spent (at least one).
+
+    ``charge`` is what each second of fitting costs the budget: ``1 + folds`` when the
+    candidates will then be compared on cross-fitted scores (:func:`cross_fit` refits each on
+    every fold, with its rounds fixed: about one search fit each), so that a ``--budget``
+    bounds the whole comparison and not the search alone.
 
     Returns:
         The fitted candidates with validation figures, best first (see :func:`rank`).
@@ -436,7 +442,7 @@ def search(
     else:
         fits = []
         for candidate in usable:
-            if fits and time.perf_counter() - started >= budget_s:
+            if fits and (time.perf_counter() - started) * charge >= budget_s:
                 break
             fits.append(fit(candidate))
     fitted = []

@@ -482,15 +482,6 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
         with ThreadPoolExecutor(1, thread_name_prefix="abm-ml-velocity") as background:
             velocity_job = background.submit(fit_velocity_timed)
             with _timed(timings, "propensity_search"):
-                ranked = cand.search(
-                    X,
-                    y,
-                    split.train,
-                    split.valid,
-                    setup,
-                    budget_s=config.search_budget_s,
-                    portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
-                )
                 fit_rows = np.concatenate([split.train, split.valid])
                 folds = (
                     cross_fit_folds(
@@ -499,8 +490,19 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
                     if config.refit
                     else []
                 )
+                cross_fitted = bool(folds) and cand.needs_cross_fit(y[split.valid])
+                ranked = cand.search(
+                    X,
+                    y,
+                    split.train,
+                    split.valid,
+                    setup,
+                    budget_s=config.search_budget_s,
+                    portfolio=cand.portfolio(config.candidates, budget_s=config.search_budget_s),
+                    charge=1.0 + len(folds) if cross_fitted else 1.0,
+                )
                 compared_on = split.valid
-                if folds and cand.needs_cross_fit(y[split.valid]):
+                if cross_fitted:
                     ranked = cand.rank(cand.cross_fit(ranked, X, y, fit_rows, folds, setup))
                     compared_on = fit_rows
                 choice = cand.choose_blend(ranked, y[compared_on], config.seed)
