@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from abm_ml.data.leakage import (
     check_leakage,
@@ -278,3 +279,22 @@ def test_shipped_specs_get_neither_refusal_nor_warning(name):
     dataset = load_dataset(load_spec(SPECS / f"{name}.yaml"))
     found = check_leakage(dataset.frame, dataset.features, dataset.spec)
     assert found == [], [f.message() for f in found]
+
+
+def test_a_column_of_many_rare_values_is_not_a_leak_by_memory():
+    """Seen once, a value's in-sample win rate is 0 or 1: the column would separate won from
+    lost perfectly without saying anything about a deal. Scored out of fold, it does not."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    won = (rng.random(n) < 0.4).astype(int)
+    pages = pd.Series([f"/page-{i}" for i in rng.integers(0, 700, n)])
+    in_sample = pd.Series(won).groupby(pages).transform("mean")
+    assert roc_auc_score(won, in_sample) > 0.8  # what the in-sample rate would have said
+    assert single_feature_auc(pages, won, "categorical") < 0.6
+    # A real post-outcome field of a few values still separates out of fold.
+    reason = pd.Series(np.where(won == 1, "signed", rng.choice(["price", "timing", "lost"], n)))
+    assert single_feature_auc(reason, won, "categorical") > 0.99
+    # And a category that truly lifts the win rate keeps its signal.
+    segment = pd.Series(np.where(rng.random(n) < 0.5, "a", "b"))
+    lifted = (rng.random(n) < np.where(segment == "a", 0.7, 0.2)).astype(int)
+    assert single_feature_auc(segment, lifted, "categorical") > 0.7
