@@ -325,3 +325,30 @@ def test_a_point_decimal_file_keeps_the_point(tmp_path):
     frame.to_csv(tmp_path / "export.csv", index=False)
     spec, _ = _write_draft(tmp_path / "export.csv", tmp_path / "spec.yaml")
     assert "decimal" not in spec["source"]
+
+
+@pytest.mark.parametrize(
+    ("won", "lost", "unknown"),
+    [
+        ("Signé", "Perdu", "n.c."),
+        ("Unterschrieben", "Verloren", "k.A."),
+        ("Firmado", "Perdido", "n/d"),
+    ],
+)
+def test_signed_in_other_languages_is_won_and_their_not_given_is_missing(
+    tmp_path, won, lost, unknown
+):
+    frame = _french_export()
+    outcome = {"Fermée gagnée": won, "Fermée perdue": lost}
+    frame["Étape"] = frame["Étape"].map(outcome).fillna("En cours")
+    headcount = np.random.default_rng(2).integers(5, 5000, len(frame)).astype(str).astype(object)
+    headcount[::7] = unknown
+    frame["Effectif"] = headcount
+    frame.to_csv(tmp_path / "export.csv", index=False, sep=";", encoding="utf-8-sig")
+    spec, path = _write_draft(tmp_path / "export.csv", tmp_path / "spec.yaml")
+    assert spec["label"] == {"column": "Étape", "won": [won], "lost": [lost], "open": ["En cours"]}
+    assert unknown in spec["missing_values"]
+    assert {f["column"]: f["type"] for f in spec["features"]}["Effectif"] == "numeric"
+    dataset = load_dataset(load_spec(path))
+    assert dataset.summary.rejected == 0
+    assert dataset.frame["effectif"].isna().sum() == len(frame[::7])

@@ -47,13 +47,26 @@ PLACEHOLDERS = (
     "?",
     "tbd",
     "(blank)",
+    "n.c.",  # French: non communiqué
+    "non renseigné",
+    "non renseigne",
+    "k.a.",  # German: keine Angabe
+    "keine angabe",
+    "n.d.",  # Spanish, Italian: no disponible, non disponibile
+    "n/d",
 )
 """Values CRMs write for "nothing chosen", beyond :data:`DEFAULT_MISSING_VALUES`."""
 # Vocabularies in folded form (lowercase, no accents: see abm_ml.data.words), in the languages
 # CRMs are most often run in: English, French, German, Spanish, Portuguese, Italian, Dutch.
+SIGNED_WORDS = frozenset(
+    {"signe", "signee", "unterschrieben", "firmado", "firmada", "assinado", "assinada"}
+    | {"firmato", "firmata", "getekend", "ondertekend"}
+)
+"""The word for signed in the other languages: a signed deal is a won one."""
 WON_WORDS = frozenset(
     {"won", "win", "yes", "y", "true", "success", "converted", "signed", "1"}
     | {"gagne", "gagnee", "gewonnen", "ganado", "ganada", "ganho", "ganha", "vinto", "vinta"}
+    | SIGNED_WORDS
     | {"oui", "ja", "si", "sim"}
 )
 LOST_WORDS = frozenset(
@@ -65,6 +78,7 @@ OUTCOME_WORDS = frozenset(
     {"won", "win", "lost", "loss", "success", "failure", "failed", "converted", "signed"}
     | {"gagne", "gagnee", "perdu", "perdue", "gewonnen", "verloren", "ganado", "ganada"}
     | {"perdido", "perdida", "ganho", "ganha", "vinto", "vinta", "perso", "persa"}
+    | SIGNED_WORDS
 )
 """Values that name an outcome by themselves, unlike yes/no or 0/1."""
 LABEL_NAMES = frozenset(
