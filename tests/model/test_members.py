@@ -412,9 +412,37 @@ def test_the_spline_columns_are_computed_as_scikit_learn_computes_them(members, 
         np.testing.assert_array_equal(block, basis.transform(values.reshape(-1, 1)))
         checked += 1
     assert checked >= 1
-    # Any other basis (the plain logistic regression's one slope) is left to transform().
+    # The plain logistic regression's one slope is not a spline basis.
     plain = members["linear_plain"]
     assert all(_spline_block(b, np.array([1.0])) is None for b in plain.bases_)
+
+
+def test_the_slope_columns_are_computed_as_scikit_learn_computes_them(members, data):
+    """The plain logistic regression's numbers (and a spline member's columns of fewer than
+    three values) skip scikit-learn's per-call checks too, with the same bits."""
+    from abm_ml.modeling.members import _fast_block, _linear_basis, _slope_block
+
+    checked = 0
+    for member in (members["linear_plain"], members["linear"]):
+        for j, basis in enumerate(member.bases_):
+            if j in member.categorical:
+                assert _fast_block(basis, np.array([0.0, 1.0])) is None
+                continue
+            column = data[2][:, j]
+            finite = column[np.isfinite(column)]
+            values = np.concatenate(
+                [np.unique(finite), [np.nan, finite.min() - 1e6, finite.max() + 1e6, 0.0]]
+            )
+            expected = basis.transform(values.reshape(-1, 1))
+            np.testing.assert_array_equal(_fast_block(basis, values), expected)
+            checked += _slope_block(basis, values) is not None
+    assert checked >= len(members["linear_plain"].bases_) - len(members["linear_plain"].categorical)
+    # A column missing in every training row: its value column is imputed with 0.
+    empty = np.full((50, 1), np.nan)
+
+    fitted = _linear_basis(empty[:, 0]).fit(empty)
+    values = np.array([np.nan, 3.0])
+    np.testing.assert_array_equal(_fast_block(fitted, values), fitted.transform(values[:, None]))
 
 
 def test_the_vocabulary_keeps_rare_categories_and_cuts_ties_by_value_not_row_order(monkeypatch):

@@ -189,6 +189,40 @@ def _spline_block(basis: object, values: np.ndarray) -> np.ndarray | None:
     return block
 
 
+def _slope_block(basis: object, values: np.ndarray) -> np.ndarray | None:
+    """The one-slope basis's columns for ``values`` (missing flag, then the value imputed and
+    scaled; imputed only for a column of fewer than three values), computed from its fitted
+    parts as :func:`_spline_block` does. None for any other basis."""
+    try:
+        (_, indicator), (_, value) = basis.transformer_list  # type: ignore[attr-defined]
+        steps = [step for _, step in value.steps] if isinstance(value, Pipeline) else [value]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    imputer, *rest = steps
+    scaler = rest[0] if len(rest) == 1 else None
+    if not (
+        isinstance(indicator, MissingIndicator)
+        and isinstance(imputer, SimpleImputer)
+        and len(rest) == (1 if isinstance(scaler, StandardScaler) else 0)
+        and (scaler is None or (scaler.with_mean and scaler.with_std))
+    ):
+        return None
+    missing = np.isnan(values)
+    fill = imputer.statistics_[0]
+    # A column missing in every training row is imputed with 0 (``keep_empty_features``).
+    x = np.where(missing, 0.0 if np.isnan(fill) else fill, values).astype(float)
+    if scaler is not None:
+        x = (x - scaler.mean_[0]) / scaler.scale_[0]
+    return np.column_stack([missing.astype(float), x])
+
+
+def _fast_block(basis: object, values: np.ndarray) -> np.ndarray | None:
+    """A numeric basis's columns from its fitted parts (the same bits as ``transform``), or
+    None for a basis neither :func:`_spline_block` nor :func:`_slope_block` knows."""
+    block = _spline_block(basis, values)
+    return block if block is not None else _slope_block(basis, values)
+
+
 NUMERIC_BASES = {"spline": _numeric_basis, "linear": _linear_basis}
 REMEMBER_ROWS = 64
 """Calls of at most this many rows (one record, a small request) remember their terms."""
@@ -293,7 +327,7 @@ class LinearMember:
         # Each row is summed the same way however many rows there are (a row-wise sum, a
         # sparse product; not BLAS, whose order depends on the shape): one record's terms are
         # the bits of the same record's in a batch.
-        block = _spline_block(self.bases_[j], values)
+        block = None if j in self.categorical else _fast_block(self.bases_[j], values)
         if block is not None:
             return (block * coef).sum(axis=1)
         block = sp.csr_matrix(self.bases_[j].transform(values.reshape(-1, 1)))
