@@ -18,8 +18,11 @@ from abm_ml.monitoring.drift import DRIFT, OK
 from abm_ml.monitoring.monitor import monitor_accounts, write_outputs
 from abm_ml.monitoring.profile import (
     METADATA_KEY,
+    MISSING,
+    RARE,
     SCORING,
     TRAINING,
+    UNSEEN,
     Profile,
     ProfileStore,
     reference_of,
@@ -120,8 +123,10 @@ def test_training_profile_travels_with_the_model_and_round_trips(world_model):
     for feature in profile.features.values():
         assert sum(feature.shares) == pytest.approx(1.0)
     region = profile.features["region"]
-    assert region.labels[:-2] == result.scorer.preprocessor.categories_["region"]
-    assert region.unseen_share == 0.0
+    # Every region is frequent: a bin each, then the (empty) rare, unseen and missing bins.
+    assert region.labels[:-3] == result.scorer.preprocessor.categories_["region"]
+    assert region.labels[-3:] == [RARE, UNSEEN, MISSING]
+    assert region.unseen_share == 0.0 and region.shares[-3] == 0.0
     assert profile.thresholds == MonitoringSpec().model_dump()
     assert Profile.from_dict(profile.to_dict()) == profile
 
@@ -417,3 +422,45 @@ def test_a_backtest_whose_won_accounts_match_no_scored_account_is_refused():
     deals["account_id"] = ["A1", "A9", "A2"]
     backtest = run_backtest(run, account_outcomes(deals, "2026-01-31"))
     assert backtest.won_accounts == 1 and backtest.unscored_won_accounts == 1
+
+
+def test_a_column_of_many_rare_values_does_not_drift_between_halves_of_the_same_rows():
+    """A bin per category made two random halves of one column of 500 values, most seen once
+    or twice, read as a major drift (PSI > 0.25). Rare categories now share one bin."""
+    from abm_ml.monitoring.profile import _categorical
+    from abm_ml.monitoring.stats import psi
+
+    rng = np.random.default_rng(0)
+    common = [f"/page-{i}" for i in range(10)]
+    values = np.where(
+        rng.random(6000) < 0.6,
+        rng.choice(common, 6000),
+        np.array([f"/page-{i}" for i in rng.integers(10, 500, 6000)]),
+    )
+    pages = pd.Series(values, dtype=object)
+    categories = sorted(set(values))
+    training = _categorical("page", pages[:3000], categories)
+    assert training.labels[:-3] == sorted(common) and training.labels[-3] == RARE
+    later = _categorical("page", pages[3000:], categories, training)
+    assert later.labels == training.labels
+    assert psi(training.shares, later.shares) < 0.05
+    # A value the model never saw is unseen, not rare; a blank is missing.
+    fresh = _categorical("page", pd.Series(["/new", None, "/page-499"]), categories, training)
+    assert fresh.unseen_share == pytest.approx(1 / 3) and fresh.missing_share == pytest.approx(
+        1 / 3
+    )
+    assert fresh.shares[-3] == pytest.approx(1 / 3)
+
+
+def test_a_profile_made_before_the_rare_bin_keeps_its_bins():
+    """A reference stored before the rare bin had one bin per model category: later runs of
+    that model are profiled on those same bins, so their shares still compare one to one."""
+    from abm_ml.monitoring.profile import FeatureProfile, _categorical
+
+    categories = ["a", "b", "c"]
+    stored = FeatureProfile(
+        "x", "categorical", [*categories, UNSEEN, MISSING], [0.5, 0.3, 0.1, 0, 0.1]
+    )
+    now = _categorical("x", pd.Series(["a", "c", "z", None]), categories, stored)
+    assert now.labels == stored.labels
+    assert now.shares == [0.25, 0.0, 0.25, 0.25, 0.25]

@@ -1,7 +1,8 @@
 """Reference profiles: what the model's inputs and scores looked like, in a few numbers per feature.
 
 A profile holds, per feature, the shares of rows in fixed bins (quantile bins for numbers; the
-model's own categories plus "unseen" for categories; no/yes for booleans) and the share of
+training rows' frequent categories, "rare" for the model's other ones and "unseen" for the rest;
+no/yes for booleans) and the share of
 missing values, and the same for the calibrated propensity. Every profile of one model uses the
 bins of its training profile, so two profiles compare share by share (PSI) without the rows.
 Those bins are wide for the accounts scored today, on purpose: bins cut on a scoring run's own
@@ -46,7 +47,12 @@ SCORE_FEATURE = "score"
 METADATA_KEY = "reference_profile"
 """Key of the training profile in the scorer's metadata (it travels with the pickled model)."""
 ARTIFACT_PATH = "monitoring/reference_profile.json"
-UNSEEN, MISSING = "(unseen)", "(missing)"
+UNSEEN, MISSING, RARE = "(unseen)", "(missing)", "(rare)"
+MIN_CATEGORY_SHARE = 0.01
+"""A category has a bin of its own when at least this share of the training rows holds it; the
+rarer categories the model knows share the :data:`RARE` bin. With a bin per category, a column
+of hundreds of values seen once or twice (Olist's landing pages) drifted "majorly" between two
+random halves of the same rows (PSI 0.31-0.48): most of its bins held a row or none."""
 BOOLEAN_LABELS = ["no", "yes"]
 TRAINING, SCORING = "training rows", "scoring run"
 
@@ -58,8 +64,9 @@ class FeatureProfile:
     Attributes:
         name: the feature (or :data:`SCORE_FEATURE`).
         kind: ``numeric``, ``categorical`` or ``boolean``.
-        labels: one per share; numbers: ``< edge`` bins, categories: the model's categories,
-            then :data:`UNSEEN`; always :data:`MISSING` last.
+        labels: one per share; numbers: ``< edge`` bins, categories: the training rows'
+            frequent categories, then :data:`RARE` (profiles made before it existed have a bin
+            for every category and none), then :data:`UNSEEN`; always :data:`MISSING` last.
         shares: share of all rows in each bin (sums to 1 when there are rows).
         edges: the inner cut points of numeric bins (empty for other kinds).
     """
@@ -148,13 +155,30 @@ def _boolean(name: str, values: np.ndarray) -> FeatureProfile:
     return FeatureProfile(name, "boolean", [*BOOLEAN_LABELS, MISSING], _shares(codes, 3))
 
 
-def _categorical(name: str, values: pd.Series, categories: list[str]) -> FeatureProfile:
-    known = pd.Index(categories)
+def _categorical(
+    name: str, values: pd.Series, categories: list[str], layout: FeatureProfile | None = None
+) -> FeatureProfile:
+    """Shares of the frequent categories, the rare ones, unseen ones and missing values.
+
+    Args:
+        categories: the model's categories (any other value is unseen).
+        layout: the training profile's, whose bins are kept; None makes the bins from these
+            rows: the categories at least :data:`MIN_CATEGORY_SHARE` of them hold.
+    """
     missing = values.isna().to_numpy()
-    codes = known.get_indexer(values.astype(object).where(~missing, None))
-    codes = np.where(codes < 0, len(categories), codes)  # not a training category: unseen
-    codes = np.where(missing, len(categories) + 1, codes)
-    labels = [*categories, UNSEEN, MISSING]
+    text = values.astype(object).where(~missing, None)
+    known = pd.Index(categories).get_indexer(text) >= 0
+    if layout is None:
+        counts = text[known].value_counts()
+        bins = sorted(counts.index[counts >= MIN_CATEGORY_SHARE * max(len(values), 1)])
+        rare = True
+    else:
+        rare = RARE in layout.labels
+        bins = [label for label in layout.labels if label not in (RARE, UNSEEN, MISSING)]
+    own = pd.Index(bins).get_indexer(text)
+    codes = np.where(own >= 0, own, np.where(known, len(bins), len(bins) + rare))
+    codes = np.where(missing, len(bins) + rare + 1, codes)
+    labels = [*bins, *([RARE] if rare else []), UNSEEN, MISSING]
     return FeatureProfile(name, "categorical", labels, _shares(codes, len(labels)))
 
 
@@ -187,7 +211,12 @@ def profile_values(
     for feature in scorer.features:
         column = values[feature.name]
         if feature.type == "categorical":
-            features[feature.name] = _categorical(feature.name, column, categories[feature.name])
+            features[feature.name] = _categorical(
+                feature.name,
+                column,
+                categories[feature.name],
+                layout.features.get(feature.name) if layout is not None else None,
+            )
         elif feature.type == "boolean":
             features[feature.name] = _boolean(feature.name, column.to_numpy(dtype=float))
         else:
