@@ -199,18 +199,18 @@ def _slope_block(basis: object, values: np.ndarray) -> np.ndarray | None:
     except (AttributeError, TypeError, ValueError):
         return None
     imputer, *rest = steps
-    scaler = rest[0] if len(rest) == 1 else None
+    scaler = rest[0] if rest else None
     if not (
         isinstance(indicator, MissingIndicator)
         and isinstance(imputer, SimpleImputer)
-        and len(rest) == (1 if isinstance(scaler, StandardScaler) else 0)
+        and len(rest) <= 1
+        and (scaler is None or isinstance(scaler, StandardScaler))
         and (scaler is None or (scaler.with_mean and scaler.with_std))
     ):
         return None
     missing = np.isnan(values)
-    fill = imputer.statistics_[0]
-    # A column missing in every training row is imputed with 0 (``keep_empty_features``).
-    x = np.where(missing, 0.0 if np.isnan(fill) else fill, values).astype(float)
+    # (A column missing in every training row has the statistic 0: ``keep_empty_features``.)
+    x = np.where(missing, imputer.statistics_[0], values).astype(float)
     if scaler is not None:
         x = (x - scaler.mean_[0]) / scaler.scale_[0]
     return np.column_stack([missing.astype(float), x])

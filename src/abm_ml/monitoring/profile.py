@@ -2,8 +2,7 @@
 
 A profile holds, per feature, the shares of rows in fixed bins (quantile bins for numbers; the
 training rows' frequent categories, "rare" for the model's other ones and "unseen" for the rest;
-no/yes for booleans) and the share of
-missing values, and the same for the calibrated propensity. Every profile of one model uses the
+no/yes for booleans) and the share of missing values, and the same for the calibrated propensity. Every profile of one model uses the
 bins of its training profile, so two profiles compare share by share (PSI) without the rows.
 Those bins are wide for the accounts scored today, on purpose: bins cut on a scoring run's own
 quantiles sit next to its point masses (a segment's imputed median deal size, a count of 0), and

@@ -92,13 +92,13 @@ def gate(
         evaluations[label] = evaluate_scorer(scorer, holdout, n_boot=0)
         found = evaluations[label].propensity
         values[label] = {k: found[k].value for k in (metric, CALIBRATION_METRIC) if k in found}
-    scored = {label: e.scored["propensity"].to_numpy() for label, e in evaluations.items()}
+    both = evaluations["challenger"], evaluations["champion"]
     difference = m.paired_ece_difference(
-        evaluations["challenger"].labels,
-        scored["challenger"],
-        scored["champion"],
+        both[0].labels,
+        both[0].scored["propensity"].to_numpy(),
+        both[1].scored["propensity"].to_numpy(),
         n_boot=CALIBRATION_RESAMPLES,
-        groups=evaluations["challenger"].scored.get("account_id"),
+        groups=both[0].scored.get("account_id"),
     )
     passed, why = decide(
         metric, values["challenger"], values["champion"], tolerance, ece_difference=difference
