@@ -79,8 +79,8 @@ class Preprocessor:
             if feature.type == "categorical":
                 counts = frame[feature.name].dropna().astype(str).value_counts()
                 # Most frequent first, ties by value: the kept set never depends on row order.
-                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                self.categories_[feature.name] = sorted(k for k, _ in ranked[:MAX_CATEGORIES])
+                counts = counts.sort_index().sort_values(ascending=False, kind="stable")
+                self.categories_[feature.name] = sorted(counts.index[:MAX_CATEGORIES])
         for derived in _DERIVED:
             self.__dict__.pop(derived, None)
         return self
