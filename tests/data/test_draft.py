@@ -352,3 +352,44 @@ def test_signed_in_other_languages_is_won_and_their_not_given_is_missing(
     dataset = load_dataset(load_spec(path))
     assert dataset.summary.rejected == 0
     assert dataset.frame["effectif"].isna().sum() == len(frame[::7])
+
+
+def _hubspot_export(n: int = 600, seed: int = 9) -> pd.DataFrame:
+    """A HubSpot-style deals export: the company as 'Associated Company' (its name) and
+    'Associated Company IDs', many deals per company, an 'Account Owner' that is a person."""
+    rng = np.random.default_rng(seed)
+    company = rng.integers(0, 150, n)
+    won = rng.random(n) < 0.4
+    return pd.DataFrame(
+        {
+            "Record ID": np.arange(n) + 15_000_000_000,
+            "Deal Stage": np.where(won, "Closed Won", "Closed Lost"),
+            "Account Owner": rng.choice(["Ana Ruiz", "Ben Okafor", "Dev Patel"], n),
+            "Associated Company": [f"Firm {c} Ltd" for c in company],
+            "Associated Company IDs": company + 9_000_000,
+            "Industry": [("Retail", "Software", "Logistics")[c % 3] for c in company],
+            "Number of Associated Contacts": rng.poisson(3, n),
+        }
+    )
+
+
+def test_a_hubspot_export_groups_by_the_company_id_and_leaves_out_its_name(tmp_path):
+    _hubspot_export().to_csv(tmp_path / "all-deals.csv", index=False)
+    spec, _ = _write_draft(tmp_path / "all-deals.csv", tmp_path / "spec.yaml")
+    # The id, not the name (two firms can share a name), and not the owner (a person).
+    assert spec["account_id"] == "Associated Company IDs"
+    excluded = {e["column"]: e["reason"] for e in spec["exclude"]}
+    assert "one value per account" in excluded["Associated Company"]
+    features = {f["column"] for f in spec["features"]}
+    assert {"Account Owner", "Industry", "Number of Associated Contacts"} <= features
+
+
+def test_an_account_name_alone_is_still_the_account(tmp_path):
+    frame = _hubspot_export().drop(columns=["Associated Company IDs"])
+    frame.to_csv(tmp_path / "all-deals.csv", index=False)
+    spec, _ = _write_draft(tmp_path / "all-deals.csv", tmp_path / "spec.yaml")
+    assert spec["account_id"] == "Associated Company"
+    frame = _hubspot_export().rename(columns={"Associated Company IDs": "Account ID (18 digit)"})
+    frame.drop(columns=["Associated Company"]).to_csv(tmp_path / "sf.csv", index=False)
+    spec, _ = _write_draft(tmp_path / "sf.csv", tmp_path / "sf.yaml")
+    assert spec["account_id"] == "Account ID (18 digit)"

@@ -87,7 +87,7 @@ LABEL_NAMES = frozenset(
     | {"resultado", "fase", "esito", "stadium", "uitkomst"}
 )
 ID_WORDS = frozenset(
-    {"id", "number", "key", "uuid", "ref", "code", "no"}
+    {"id", "ids", "number", "key", "uuid", "ref", "code", "no"}
     | {"numero", "nummer", "nr", "num", "identifiant", "reference", "referenz"}
 )
 ACCOUNT_WORDS = frozenset(
@@ -95,6 +95,8 @@ ACCOUNT_WORDS = frozenset(
     | {"societe", "entreprise", "compte", "firma", "unternehmen", "kunde", "konto", "empresa"}
     | {"cuenta", "cliente", "conta", "azienda", "bedrijf", "klant"}
 )
+ACCOUNT_QUALIFIERS = frozenset({"associated", "primary", "related", "linked"})
+"""Words that still name the deal's own account: HubSpot's 'Associated Company IDs'."""
 CREATED_WORDS = frozenset(
     {"created", "create", "creation", "engage", "first", "start", "opened"}
     | {"cree", "creee", "erstellt", "erstelldatum", "erstellungsdatum", "angelegt", "creacion"}
@@ -280,16 +282,29 @@ def _assign_ids(draft: Draft, text: dict[str, pd.Series], taken: set[str]) -> No
             draft.comments["row_id"] = f"{unique_share:.1%} of rows have their own value"
             taken.add(column)
             break
-    for column, values in text.items():
-        words = _words(column)
-        if column in taken or not words & ACCOUNT_WORDS:
-            continue
-        if len(words) == 1 or words & (ID_WORDS | {"name"}):
-            share = values.nunique() / max(values.notna().sum(), 1)
-            draft.account_id = column
-            draft.comments["account_id"] = f"{values.nunique():,} accounts ({share:.0%} distinct)"
-            taken.add(column)
-            break
+    # 'Account', 'Account Name', 'Associated Company IDs'; not 'Account Owner' or 'Account
+    # Type'. An id column is preferred to a name column (two firms can share a name).
+    accounts = []
+    for column in text:
+        words = _words(column) - ACCOUNT_QUALIFIERS
+        if (
+            column not in taken
+            and words & ACCOUNT_WORDS
+            and (len(words) == 1 or words - ACCOUNT_WORDS <= ID_WORDS | {"name"})
+        ):
+            accounts.append((not words & ID_WORDS, column))
+    if not accounts:  # 'Account ID (18 digit)', 'Customer Name Legal'
+        for column in text:
+            words = _words(column)
+            if column not in taken and words & ACCOUNT_WORDS and words & (ID_WORDS | {"name"}):
+                accounts.append((True, column))
+    if accounts:
+        column = min(accounts, key=lambda a: a[0])[1]
+        values = text[column]
+        share = values.nunique() / max(values.notna().sum(), 1)
+        draft.account_id = column
+        draft.comments["account_id"] = f"{values.nunique():,} accounts ({share:.0%} distinct)"
+        taken.add(column)
 
 
 def _assign_dates(draft: Draft, text: dict[str, pd.Series], taken: set[str]) -> list[str]:
@@ -385,6 +400,19 @@ def _exclusion_reason(
     return None
 
 
+def _names_the_account(values: pd.Series, accounts: pd.Series) -> bool:
+    """Whether a text column is one-to-one with the account id (the account's name next to its
+    id): each account has one value and each value one account, over more than a few values."""
+    pairs = pd.DataFrame({"value": values, "account": accounts}).dropna().drop_duplicates()
+    distinct = pairs["value"].nunique()
+    return (
+        distinct > 20
+        and pairs["account"].is_unique
+        and pairs["value"].is_unique
+        and distinct >= 0.9 * accounts.nunique()
+    )
+
+
 def _feature_entry(column: str, kind: str, names: set[str]) -> dict:
     name = slugify(column)
     if name in CANONICAL_COLUMNS:
@@ -453,6 +481,16 @@ def draft_spec(path: str | Path, *, label: str | None = None) -> Draft:
         if column in taken:
             continue
         reason = _exclusion_reason(column, text[column], kind, outcome, decimal)
+        if (
+            reason is None
+            and kind == "categorical"
+            and draft.account_id
+            and _names_the_account(text[column], text[draft.account_id])
+        ):
+            reason = (
+                f"one value per account of '{draft.account_id}' (its name?): a model would learn "
+                "accounts by name, and new accounts have none of them"
+            )
         if reason:
             draft.exclude.append({"column": column, "reason": reason})
         else:
