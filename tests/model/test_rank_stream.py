@@ -35,7 +35,8 @@ TIERS = (5, 20, 100)
 @pytest.fixture(scope="module")
 def accounts() -> pd.DataFrame:
     """A CRM export with repeats of one account in different chunks and a blank id."""
-    frame = make_crm_export(900, seed=21).reset_index(drop=True)
+    frame = make_crm_export(900, seed=21).drop(columns=["Stage"])  # no outcome: all to rank
+    frame = frame.reset_index(drop=True)
     frame.loc[700, "Account"] = frame.loc[3, "Account"]  # a repeat three chunks later
     frame.loc[450, "Account"] = ""
     return frame

@@ -2,8 +2,8 @@
 
 The accounts are a CRM export in its own format (the training spec's column names, amounts as
 "12,345.00", yes/no text), with the traps ranking must handle spread over several partitions:
-repeated ids far apart, a blank id, an unreadable amount, a row with no feature at all, and
-accounts tied on every value (the tie is broken by input order, across partitions).
+repeated ids far apart, a blank id, an unreadable amount (once before the account's good
+row), a row with no feature at all, and accounts tied on every value (the tie is broken by input order, across partitions).
 """
 
 from __future__ import annotations
@@ -49,7 +49,20 @@ def accounts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ]
     )
     traps["region"] = "AMER"
-    rows = pd.concat([export, traps, twin], ignore_index=True)
+    # An account whose first row cannot be scored: its second row is the one ranked, and it
+    # ties with an account whose row lies between the two, so the tie is broken by the
+    # position of the row scored, not of the account's first row.
+    late = (
+        export.iloc[[7, 7, 7]]
+        .assign(
+            **{"Opportunity ID": ["OPP-X4", "TWIN-MID", "OPP-X5"]},
+            Account=["ACC-X4", "TWIN-MID", "ACC-X4"],
+            region="AMER",
+        )
+        .reset_index(drop=True)
+    )
+    late.loc[0, "Amount"] = "lots"
+    rows = pd.concat([export, traps, twin, late], ignore_index=True)
     rows = rows.astype({c: "string" for c in rows.columns if rows[c].dtype == object})
     path = tmp_path_factory.mktemp("spark-accounts") / "accounts.parquet"
     rows.to_parquet(path, index=False)
@@ -129,6 +142,9 @@ def test_unscorable_accounts_equal_the_local_path(local_result, spark_result):
     reasons = " | ".join(expected["reason"])
     for planted in ("missing account_id", "repeated account_id", "'Amount'", "no feature values"):
         assert planted in reasons
+    assert "OPP-X5" not in set(expected["Opportunity ID"])  # ranked: its first row was bad
+    ranked = list(spark_result[0]["account_id"])
+    assert ranked.index("TWIN-MID") < ranked.index("ACC-X4")
 
 
 def _values(frame: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +170,7 @@ def test_filters_sort_keys_and_all_unscorable_partitions(spark, trained, account
     from abm_ml.spark import rank
 
     rows = pd.read_parquet(accounts_file)
-    rows = pd.concat([rows.head(12), rows.tail(5)], ignore_index=True)
+    rows = pd.concat([rows.head(12), rows.tail(8)], ignore_index=True)
     options = {
         "tiers": (2, 3),
         "as_of": "2026-03-02",
@@ -168,7 +184,9 @@ def test_filters_sort_keys_and_all_unscorable_partitions(spark, trained, account
     assert ranked["abm_tier"].tolist() == local.ranked["abm_tier"].tolist()
     assert ranked["region"].eq("AMER").all() and len(ranked) == result.meta["ranked"]
     assert unscorable["reason"].tolist() == local.unscorable["reason"].tolist()
-    assert len(unscorable) == 3  # the repeat's first occurrence is in EMEA: filtered out first
+    # Blank id, two unreadable amounts, no features; the repeat's first occurrence is in EMEA:
+    # filtered out first.
+    assert len(unscorable) == 4
     with pytest.raises(AbmInputError, match="owner"):
         rank(spark.createDataFrame(rows), trained.scorer, filters={"owner": ["ana"]})
 

@@ -22,7 +22,9 @@ REGIONS = ("EMEA", "NA", "APAC")
 def scoring_accounts(crm_dir: Path) -> pd.DataFrame:
     """Open accounts in the export's own format, with segment, region and owner columns."""
     frame = pd.read_csv(crm_dir / "opportunities.csv")
-    frame = frame.drop_duplicates("Account").head(N_ACCOUNTS).reset_index(drop=True)
+    # A list of accounts to work: no outcome column (a closed deal is not ranked).
+    frame = frame.drop(columns=["Stage"]).drop_duplicates("Account").head(N_ACCOUNTS)
+    frame = frame.reset_index(drop=True)
     rng = np.random.default_rng(3)
     frame["segment"] = rng.choice(SEGMENTS, len(frame))
     frame["region"] = rng.choice(REGIONS, len(frame))

@@ -45,6 +45,8 @@ class InputSpec(BaseModel):
     row_id: str | None = None
     account_id: str | None = None
     label: str | None = None
+    closed_labels: list[str] = Field(default_factory=list)
+    """The label's won and lost values: a row carrying one is a closed deal, not ranked."""
     amount: str | None = None
     amount_decimal: Literal[".", ","] = "."
     decimal: Literal[".", ","] = "."
@@ -63,6 +65,9 @@ class InputSpec(BaseModel):
             row_id=spec.row_id,
             account_id=spec.account_id,
             label=spec.label.column,
+            closed_labels=[]
+            if spec.label.present_means_won
+            else [*spec.label.won, *spec.label.lost],
             amount=spec.amount.column if spec.amount else None,
             amount_decimal=spec.amount_decimal,
             decimal=spec.number_decimal,
@@ -301,6 +306,18 @@ def record_parser(features: Sequence[FeatureInfo], spec: InputSpec) -> RecordPar
         cached = (features, spec, RecordParser(features, spec))
         _PARSERS[key] = cached
     return cached[2]
+
+
+def closed_deals(records: pd.DataFrame, spec: InputSpec | None) -> pd.Series:
+    """Per record, the won or lost label value it carries (a closed deal), else NA.
+
+    Only when the records have the spec's label column: a file of accounts without it has no
+    closed deals.
+    """
+    if spec is None or not spec.closed_labels or not spec.label or spec.label not in records:
+        return pd.Series(pd.NA, index=records.index, dtype=object)
+    text = clean_text(records[spec.label], spec.tokens).astype("string")
+    return text.where(text.isin(spec.closed_labels).fillna(False)).astype(object)
 
 
 def require_id_column(records: pd.DataFrame, spec: InputSpec | None, name: str) -> None:

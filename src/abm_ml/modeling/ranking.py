@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
-from abm_ml.data.records import InputSpec, ScoringRecords, read_records, require_id_column
+from abm_ml.data.records import (
+    InputSpec,
+    ScoringRecords,
+    closed_deals,
+    read_records,
+    require_id_column,
+)
 from abm_ml.errors import AbmInputError
 from abm_ml.modeling.scorer import AccountScorer
 from abm_ml.redact import mask_credentials
@@ -174,19 +180,18 @@ def _unscorable(
     if ROW_PROBLEM in accounts.columns:
         # A record the reader found cut short or too wide: its values cannot be trusted.
         add(accounts[ROW_PROBLEM].notna(), accounts[ROW_PROBLEM])
+    # A whole CRM export holds won and lost deals too: their outcome is known, there is
+    # nothing to rank (and an account's first row is often a deal closed years ago).
+    spec = scorer.input
+    closed = closed_deals(accounts, spec)
+    if closed.notna().any():
+        reason = f"a closed deal ({spec.label!r} is " + closed.astype(str)
+        add(closed.notna(), reason + "): only open deals are ranked")
     if prepared is not None:
         add(prepared.problems.notna(), prepared.problems)
         accounts = prepared.frame
     ids = accounts[ACCOUNT_ID].astype("string").str.strip()
     add(ids.isna() | (ids == ""), "missing account_id")
-    repeated = ids.duplicated(keep="first") & ids.notna()
-    if seen_ids:
-        # A set lookup per id: Series.isin would turn the whole set into an array per batch.
-        known = ids.notna().to_numpy()
-        texts = ids.to_numpy(dtype=object, na_value="")
-        earlier = np.fromiter((i in seen_ids for i in texts), dtype=bool, count=len(texts))
-        repeated |= pd.Series(earlier & known, index=ids.index)
-    add(repeated, "repeated account_id (first occurrence scored)")
     present = pd.Series(False, index=accounts.index)
     for feature in scorer.features:
         name = (
@@ -212,7 +217,59 @@ def _unscorable(
             bad = parsed.isna() & ~blank
             add(bad, f"unparseable value in {name!r}: " + column.astype(str))
     add(~present, "no feature values at all")
+    # Last, among the rows still scorable: an account's first row with a problem does not
+    # make its next, good row a repeat of a row that was never scored.
+    candidates = reasons.isna() & ids.notna()
+    repeated = pd.Series(False, index=ids.index)
+    repeated[candidates] = ids[candidates].duplicated(keep="first")
+    if seen_ids:
+        # A set lookup per id: Series.isin would turn the whole set into an array per batch.
+        texts = ids.to_numpy(dtype=object, na_value="")
+        earlier = np.fromiter((i in seen_ids for i in texts), dtype=bool, count=len(texts))
+        repeated |= pd.Series(earlier & candidates.to_numpy(), index=ids.index)
+    add(repeated, "repeated account_id (first occurrence scored)")
     return reasons, ids
+
+
+def row_ranked_for(
+    scorer: AccountScorer, accounts: pd.DataFrame, account_id: str, source: str
+) -> pd.DataFrame:
+    """The parsed row of ``accounts`` that :func:`rank_accounts` scores for ``account_id``.
+
+    An id that is a row id (an opportunity) gives that row. An account id gives the row the
+    ranker would score: its first row that is not a closed deal, a repeat or unreadable, so
+    ``abm-ml explain`` explains the number ``abm-ml rank`` printed.
+
+    Raises:
+        AbmInputError: the id is not in ``accounts``, or none of the account's rows can be
+            scored (with the first row's reason).
+    """
+    accounts = accounts.reset_index(drop=True)
+    prepared = scorer.prepare(accounts)
+    frame = prepared.frame if prepared is not None else accounts
+
+    def matches(column: str) -> np.ndarray:
+        if column not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+        return (frame[column].astype("string").str.strip() == account_id).fillna(False).to_numpy()
+
+    by_row, by_account = matches(ROW_ID), matches(ACCOUNT_ID)
+    if not by_row.any() and not by_account.any():
+        raise AbmInputError(f"account {account_id!r} not found", source=source, field="account_id")
+    rows = (accounts[by_row] if by_row.any() else accounts[by_account]).reset_index(drop=True)
+    reasons, _ = _unscorable(rows, scorer, scorer.prepare(rows))
+    if by_row.any():  # that deal, closed or not, unless its values cannot be read
+        reasons = reasons.where(~reasons.astype(str).str.startswith("a closed deal"))
+    good = reasons.isna().to_numpy()
+    if not good.any():
+        where = f"line {rows[SOURCE_ROW].iloc[0]}" if SOURCE_ROW in rows.columns else "the first"
+        count = f"its {len(rows)} rows" if len(rows) > 1 else "its row"
+        raise AbmInputError(
+            f"{account_id!r}: none of {count} can be scored ({where}: {reasons.iloc[0]})",
+            source=source,
+        )
+    position = np.flatnonzero(by_row if by_row.any() else by_account)[np.argmax(good)]
+    return frame.iloc[[position]]
 
 
 def _blank(column: pd.Series) -> pd.Series:

@@ -289,16 +289,17 @@ def rank_rows(
     # The partition's own order is discarded (the global sort uses the caller's sort key);
     # priority also avoids rank_accounts' empty-frame path repeating 'propensity'.
     result = rank_accounts(scorer, rows, tiers=(), sort_by="priority", **options)
-    # Repeats of an id share this partition and only the first is scored, so each ranked id
-    # has one input position: the first occurrence of its key.
-    first = rows.drop_duplicates(ACCOUNT_KEY).set_index(ACCOUNT_KEY)[INPUT_ORDER]
+    # Repeats of an id share this partition and only the first scorable one is scored, so each
+    # ranked id has one input position: the first occurrence of its key among scorable rows.
+    bad = result.unscorable
+    scorable = rows[~rows[INPUT_ORDER].isin(bad[INPUT_ORDER])]
+    first = scorable.drop_duplicates(ACCOUNT_KEY).set_index(ACCOUNT_KEY)[INPUT_ORDER]
     ranked = to_json_columns(result.ranked)
     # reindex: a partition whose every row is unscorable has an empty, column-less ranking.
     ranked_out = ranked.reindex(columns=ranked_names)
     ranked_out[INPUT_ORDER] = (
         ranked["account_id"].astype(str).str.strip().map(first).to_numpy(dtype=np.int64)
     )
-    bad = result.unscorable
     bad_out = pd.DataFrame(
         {
             INPUT_ORDER: bad[INPUT_ORDER].to_numpy(dtype=np.int64),
