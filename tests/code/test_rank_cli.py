@@ -254,13 +254,19 @@ def test_cli_explain_refuses_an_account_whose_row_is_cut(
     champion, accounts_csv: Path, tmp_path: Path
 ):
     lines = accounts_csv.read_text().splitlines()
-    account = lines[1].split(",")[0]
+    # The second account: the first is repeated further down, and its other row would be scored.
+    account = lines[2].split(",")[0]
     cut = tmp_path / "cut.csv"
-    cut.write_text("\n".join([lines[0], ",".join(lines[1].split(",")[:2]), *lines[2:]]) + "\n")
+    short = ",".join(lines[2].split(",")[:2])
+    cut.write_text("\n".join([*lines[:2], short, *lines[3:]]) + "\n")
     result = runner.invoke(app, ["explain", account, "--accounts", str(cut)])
     assert result.exit_code != 0
     assert isinstance(result.exception, AbmInputError)
-    assert "line 2" in str(result.exception) and "fewer fields" in str(result.exception)
+    assert "line 3" in str(result.exception) and "fewer fields" in str(result.exception)
+    # The repeated account whose first row is cut: its other, whole row is explained.
+    first = lines[1].split(",")[0]
+    cut.write_text("\n".join([lines[0], ",".join(lines[1].split(",")[:2]), *lines[2:]]) + "\n")
+    assert runner.invoke(app, ["explain", first, "--accounts", str(cut)]).exit_code == 0
 
 
 def test_cli_rank_in_chunks_writes_what_one_chunk_writes(
@@ -292,3 +298,34 @@ def test_cli_rank_in_chunks_writes_what_one_chunk_writes(
     # The repeated id is found across chunks (its first occurrence is in the first chunk).
     assert "repeated account_id (first occurrence scored)" in set(chunked_bad["reason"])
     assert (tmp_path / "ranked-25.html").is_file()
+
+
+def test_cli_explain_on_a_whole_export_explains_the_deal_rank_scored(
+    champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The CRM's whole export as the list: rank scores an account's first open deal, explain
+    explains that deal (not the account's last, closed one), and an account with only closed
+    deals is one clear error."""
+    from abm_ml.testing import make_crm_export
+
+    monkeypatch.setenv("ABM_ML_HISTORY_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    export = make_crm_export(12, seed=41)
+    export["Account"] = ["MIX"] * 3 + ["DONE"] * 2 + [f"A{i}" for i in range(7)]
+    export["Stage"] = ["Closed Won", "Open", "Open", "Closed Lost", "Closed Won"] + ["Open"] * 7
+    export["Opportunity ID"] = [f"D{i}" for i in range(12)]
+    export.loc[2, "Web Visits 30d"] = 40  # the account's later open deal scores differently
+    path = tmp_path / "all-deals.csv"
+    export.to_csv(path, index=False)
+    out = tmp_path / "ranked.csv"
+    ranked = runner.invoke(app, ["rank", str(path), "--out", str(out)])
+    assert ranked.exit_code == 0, ranked.output
+    propensity = pd.read_csv(out).set_index("account_id").loc["MIX", "propensity"]
+    explained = runner.invoke(app, ["explain", "MIX", "--accounts", str(path)])
+    assert explained.exit_code == 0, explained.output
+    assert f"Propensity: {propensity:.1%}" in explained.output
+    done = runner.invoke(app, ["explain", "DONE", "--accounts", str(path)])
+    assert isinstance(done.exception, AbmInputError)
+    assert "none of its 2 rows can be scored" in str(done.exception)
+    assert "a closed deal ('Stage' is Closed Lost)" in str(done.exception)
+    # A closed deal asked for by its own id is explained.
+    assert runner.invoke(app, ["explain", "D3", "--accounts", str(path)]).exit_code == 0

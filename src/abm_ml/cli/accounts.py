@@ -419,7 +419,9 @@ def explain(
     ] = None,
     spec: Annotated[
         Path | None,
-        typer.Option(help="Or a dataset spec whose rows hold it (the latest row is used)."),
+        typer.Option(
+            help="Or a dataset spec whose rows hold it (its latest open deal, else latest row)."
+        ),
     ] = None,
     model: ModelOpt = "champion",
     top: Annotated[int, typer.Option(help="Factors to list; the rest are summed.")] = 10,
@@ -428,41 +430,37 @@ def explain(
     ] = None,
 ) -> None:
     """Explain one account's score: the base rate, each factor's push up or down, the final probability."""
-    from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW
-    from abm_ml.schema import ACCOUNT_ID, CREATED_AT, ROW_ID
+    from abm_ml.modeling.ranking import row_ranked_for
+    from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OPEN, OUTCOME, ROW_ID
 
     if (accounts is None) == (spec is None):
         raise AbmInputError("give exactly one of --accounts or --spec", field="explain")
     if accounts is not None:
         _require_file(accounts)
     scorer, version = load_model(model)
-    if spec is not None:
-        from abm_ml.data.spec import load_spec
-        from abm_ml.data.validate import load_dataset
-
-        frame = load_dataset(load_spec(spec)).frame
-    else:
+    if spec is None:
         from abm_ml.modeling.ranking import load_accounts
 
         frame = load_accounts(accounts, scorer=scorer)
         require_id_column(frame, scorer.input, accounts)
-        prepared = scorer.prepare(frame)
-        frame = prepared.frame if prepared is not None else frame
-    ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
-    match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
-    if match.empty:
-        raise AbmInputError(
-            f"account {account_id!r} not found", source=str(accounts or spec), field="account_id"
-        )
-    if ROW_PROBLEM in match.columns and match[ROW_PROBLEM].notna().any():
-        bad = match[match[ROW_PROBLEM].notna()].iloc[0]
-        raise AbmInputError(
-            f"account {account_id!r} is on line {bad[SOURCE_ROW]}: {bad[ROW_PROBLEM]}",
-            source=str(accounts),
-        )
-    if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
-        match = match.sort_values(CREATED_AT)
-    record = match.tail(1)
+        # The row `abm-ml rank` scores for this account, so both print the same number.
+        record = row_ranked_for(scorer, frame, account_id, str(accounts))
+    else:
+        from abm_ml.data.spec import load_spec
+        from abm_ml.data.validate import load_dataset
+
+        frame = load_dataset(load_spec(spec)).frame
+        ids = [c for c in (ACCOUNT_ID, ROW_ID) if c in frame.columns]
+        match = frame[(frame[ids].astype(str) == account_id).any(axis=1)]
+        if match.empty:
+            raise AbmInputError(
+                f"account {account_id!r} not found", source=str(spec), field="account_id"
+            )
+        if (match[OUTCOME] == OPEN).any():  # the deal being worked, else the last one closed
+            match = match[match[OUTCOME] == OPEN]
+        if CREATED_AT in match.columns and match[CREATED_AT].notna().any():
+            match = match.sort_values(CREATED_AT)
+        record = match.tail(1)
     explained = scorer.explain(record)
     factors = explained.factors(0)
     totals = {
