@@ -2,8 +2,8 @@
 
 For each shared dataset spec (skipped with a note when its files are absent) and a synthetic
 world, one :func:`abm_ml.train.train_models` run gives abm-ml's calibrated LightGBM, the
-logistic regression and the rule-based fit score. On the same train + validation rows and the
-same preprocessing (``scorer.preprocessor.transform``) the benchmark then fits
+logistic regression and the rule-based fit score. On the same fit rows (train + validation + the rows held
+out only for validation's sake, ``Split.fit_rows``) and the same preprocessing (``scorer.preprocessor.transform``) the benchmark then fits
 
 * ``lightgbm_default``: ``lightgbm.LGBMClassifier()`` with its defaults;
 * ``catboost_default``: ``catboost.CatBoostClassifier()`` with its defaults (categories declared);
@@ -248,7 +248,7 @@ def evaluate(name: str, dataset, args: argparse.Namespace) -> dict:
         result = train_models(dataset, config)
     frame = dataset.frame
     split = result.split
-    fit_rows = np.concatenate([split.train, split.valid])
+    fit_rows = split.fit_rows
     test = split.test
     y = (frame[OUTCOME].to_numpy() == WON).astype(int)
     y_test = y[test]
@@ -556,7 +556,7 @@ def _leaderboard_lines(res: dict) -> list[str]:
         for name, value in sorted(losses.items())
     )
     where = (
-        "on cross-fitted scores of train + validation (the validation rows were too few to "
+        "on cross-fitted scores of the fit rows (the validation rows were too few to "
         "tell candidates apart)"
         if board[0].get("cross_fitted")
         else "on the validation rows"
@@ -590,7 +590,7 @@ def markdown(report: dict) -> str:
     out.append(
         f"Every contender is scored on the same test rows of abm-ml's split with 95 % bootstrap "
         f"intervals ({cfg.get('n_boot')} resamples). LightGBM defaults and FLAML are fitted on abm-ml's "
-        f"train + validation rows with abm-ml's preprocessing; FLAML gets a {cfg.get('flaml_budget_s')} s "
+        f"fit rows (train, validation and the rows held out only for validation's sake) with abm-ml's preprocessing; FLAML gets a {cfg.get('flaml_budget_s')} s "
         f"budget per dataset, metric ROC AUC, estimators {', '.join(cfg.get('flaml_estimators', []))}, "
         f"seed {cfg.get('seed')}. Verdict: **matches** = intervals overlap, **beats**/**behind** = "
         "abm-ml's interval is entirely better/worse (lower Brier is better). Train time for abm-ml is the "

@@ -129,8 +129,8 @@ def _isotonic_twin(scorer, holdout):
 
 def test_the_base_is_the_mean_training_propensity(trained, crm_dataset):
     scorer = trained.scorer
-    # The packaged booster was refitted on train + validation: those are its training rows.
-    rows = np.concatenate([trained.split.train, trained.split.valid])
+    # The packaged booster was refitted on the split's fit rows: those are its training rows.
+    rows = trained.split.fit_rows
     matrix = scorer.preprocessor.transform(crm_dataset.frame.iloc[rows])
     raw = scorer.propensity_booster.predict(matrix, raw_score=True)
     assert scorer.base_propensity == pytest.approx(float(scorer.calibrator(raw).mean()), abs=1e-12)

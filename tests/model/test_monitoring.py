@@ -131,13 +131,46 @@ def test_training_profile_travels_with_the_model_and_round_trips(world_model):
     assert Profile.from_dict(profile.to_dict()) == profile
 
 
+def test_a_fall_of_the_estimated_roc_auc_alone_alarms_at_its_limit(world_model, tmp_path):
+    """No input drifted beyond its limit, but the ROC AUC the model's own probabilities imply
+    fell: an alarm at a limit below the fall, none at one above it."""
+    world, result = world_model
+    march, june = (_scoring_rows(world, d) for d in ("2026-03-31", "2026-06-30"))
+    verdicts = {}
+    for limit in (0.02, 0.2):
+        store = ProfileStore(tmp_path / str(limit), "abm", "1")
+        limits = MonitoringSpec(auc_drop=limit)
+        before = monitor_accounts(
+            result.scorer, march, as_of="2026-03-31", store=store, thresholds=limits
+        )
+        after = monitor_accounts(
+            result.scorer, june, as_of="2026-06-30", store=store, thresholds=limits
+        )
+        fall = before.current.estimated_roc_auc - after.current.estimated_roc_auc
+        assert 0.02 < fall < 0.2
+        verdicts[limit] = (after.verdict, after.reasons)
+    assert verdicts[0.2] == (OK, [])
+    verdict, reasons = verdicts[0.02]
+    assert verdict == DRIFT and len(reasons) == 1
+    assert reasons[0].startswith("estimated ROC AUC") and "(limit 0.02)" in reasons[0]
+
+
 def test_monitor_flags_exactly_the_shifted_region_and_the_new_industry(world_model, tmp_path):
     world, result = world_model
     scorer = result.scorer
     store = ProfileStore(tmp_path, "abm", "1")
+    # This test is about the inputs. The world's open accounts age from quarter to quarter
+    # and the ROC AUC estimated without labels falls with them: 0.76 to 0.71-0.72 from March
+    # to June, with the model refitted on the split's fit rows or on train + validation alone,
+    # at the default limit's edge (0.05). That alarm has its own test below.
+    limits = MonitoringSpec(auc_drop=0.1)
 
     first = monitor_accounts(
-        scorer, _scoring_rows(world, "2026-03-31"), as_of="2026-03-31", store=store
+        scorer,
+        _scoring_rows(world, "2026-03-31"),
+        as_of="2026-03-31",
+        store=store,
+        thresholds=limits,
     )
     # Accounts today are not opportunities at creation: a large, known difference...
     assert first.reference == TRAINING
@@ -146,7 +179,7 @@ def test_monitor_flags_exactly_the_shifted_region_and_the_new_industry(world_mod
     assert first.verdict == OK, first.reasons
 
     later = _scoring_rows(world, "2026-06-30")
-    second = monitor_accounts(scorer, later, as_of="2026-06-30", store=store)
+    second = monitor_accounts(scorer, later, as_of="2026-06-30", store=store, thresholds=limits)
     assert second.reference == f"{SCORING} of 2026-03-31"
     assert second.verdict == OK, second.reasons
 
@@ -155,7 +188,7 @@ def test_monitor_flags_exactly_the_shifted_region_and_the_new_industry(world_mod
     rarest = shifted["region"].value_counts().index[-1]
     shifted.loc[rng.random(len(shifted)) < 0.4, "region"] = rarest
     shifted.loc[rng.random(len(shifted)) < 0.12, "industry"] = "space_mining"
-    third = monitor_accounts(scorer, shifted, as_of="2026-07-31", store=store)
+    third = monitor_accounts(scorer, shifted, as_of="2026-07-31", store=store, thresholds=limits)
     assert third.verdict == DRIFT
     assert sorted(third.flagged) == ["industry", "region"]
     rows = third.table.set_index("feature")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from abm_ml.modeling.train import MODEL_NAME, TrainConfig, train_models
 from abm_ml.schema import ACCOUNT_ID, CREATED_AT, OUTCOME
@@ -52,6 +53,49 @@ def test_split_is_time_based_and_leaks_no_account(trained, crm_dataset):
     closed = frame[OUTCOME].isin(["won", "lost"]).sum()
     parts = np.concatenate([split.train, split.valid, split.test, split.held_out])
     assert len(parts) == len(set(parts)) == closed
+    _assert_fit_rows_are_honest(frame, split)
+
+
+def _assert_fit_rows_are_honest(frame: pd.DataFrame, split) -> None:
+    """The rows the final model learns from: nothing of the test period or a test account."""
+    assert set(split.held_valid) <= set(split.held_out)
+    fit = split.fit_rows
+    assert len(fit) == len(set(fit)) == len(split.train) + len(split.valid) + len(split.held_valid)
+    assert not set(frame[ACCOUNT_ID].iloc[fit]) & set(frame[ACCOUNT_ID].iloc[split.test])
+    assert frame[CREATED_AT].iloc[fit].max() < frame[CREATED_AT].iloc[split.test].min()
+
+
+@pytest.mark.parametrize("recurring", [False, True])
+def test_rows_held_out_for_the_validation_alone_join_the_refit(recurring):
+    """Accounts with deals in several periods: rows held out so the validation has no training
+    account are still before the test period and of no test account, so the refit uses them."""
+    from abm_ml.data.spec import DatasetSpec
+    from abm_ml.data.split import make_split
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    # Few accounts, each in every period (sampled accounts), or many, most in one period.
+    accounts = rng.integers(0, 60 if recurring else 2000, n).astype(str)
+    frame = pd.DataFrame(
+        {
+            ACCOUNT_ID: accounts,
+            CREATED_AT: pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.uniform(0, 700, n), "D"),
+            OUTCOME: np.where(rng.random(n) < 0.4, "won", "lost"),
+        }
+    )
+    spec = DatasetSpec.model_validate(
+        {
+            "name": "t",
+            "source": {"path": "x.csv"},
+            "account_id": "a",
+            "label": {"column": "s", "won": ["w"], "lost": ["l"]},
+            "created_at": {"column": "c"},
+        }
+    )
+    split = make_split(frame, spec, seed=3)
+    assert ("sampled" in split.method) == recurring
+    assert len(split.held_valid) > 0.05 * n
+    _assert_fit_rows_are_honest(frame, split)
 
 
 def test_same_data_spec_and_seed_give_the_same_metrics(crm_dataset):
@@ -163,8 +207,11 @@ def test_the_packaged_booster_is_refitted_on_train_and_validation_only(crm_datas
     monkeypatch.setattr(train_module, "refit_propensity", spy)
     result = train_models(crm_dataset, TrainConfig(seed=5, candidates=("lightgbm",), **FAST))
     split = result.split
-    assert sorted(seen["rows"]) == sorted(np.concatenate([split.train, split.valid]))
-    assert not set(seen["rows"]) & set(np.concatenate([split.test, split.held_out]))
+    assert sorted(seen["rows"]) == sorted(split.fit_rows)
+    expected = np.concatenate([split.train, split.valid, split.held_valid])
+    assert sorted(split.fit_rows) == sorted(expected)
+    unused = set(split.held_out) - set(split.held_valid)
+    assert not set(seen["rows"]) & (set(split.test) | unused)
     assert result.scorer.propensity_booster is seen["refit"].booster
     rounds = result.best_iterations["propensity_lightgbm"]
     assert result.best_iterations["propensity_refitted"] == 1

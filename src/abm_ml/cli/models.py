@@ -56,7 +56,7 @@ def train(
     from abm_ml.modeling import metrics as m
     from abm_ml.modeling.train import TrainConfig, train_models
     from abm_ml.registry import tracking
-    from abm_ml.registry.card import registration_refusal, verdict
+    from abm_ml.registry.card import registration_refusal, split_line, verdict
 
     # The store first: a mistyped or unreachable one fails now, not after the training.
     tracking.configure()
@@ -79,6 +79,7 @@ def train(
             tracking.log_failed_training(dataset.spec.name, error)
             raise
     store_ready.exception()
+    console.print(split_line(result))
     for finding in result.leak_findings:
         colour = "red" if finding.refuses else "yellow"
         console.print(f"[{colour}]leakage guard[/]: {finding.message()}")

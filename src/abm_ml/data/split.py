@@ -3,13 +3,15 @@
 With dates, closed deals are ordered by creation; the most recent ``test_fraction`` is the
 test set. Older rows of an account that also has a test row are held out of training (they
 would let the model recognise the account), and counted. The validation set (early stopping,
-calibration) is carved from the end of the training period the same way. Without dates the
-split is stratified by outcome and grouped by account.
+calibration) is carved from the end of the training period the same way; the rows held out for
+its sake alone are before the test period and of no test account, so the final refit learns
+from them (:attr:`Split.fit_rows`). Without dates the split is stratified by outcome and
+grouped by account.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,14 +31,30 @@ class Split:
     valid: np.ndarray
     test: np.ndarray
     held_out: np.ndarray
-    """Rows used nowhere because their account appears in a later part."""
+    """Rows in no part because their account appears in a later part (includes
+    :attr:`held_valid`)."""
     test_start: str | None = None
     valid_start: str | None = None
+    held_valid: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
+    """The held-out rows kept out only for the validation part's sake: older than the test
+    period and of no test account, so the final refit learns from them (:attr:`fit_rows`)."""
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        """Every closed deal a final model may learn from: train, validation and
+        :attr:`held_valid` (nothing of the test period or of a test account), in that order.
+
+        Not sorted: the folds and fits over these rows follow their order, so a split without
+        such rows gives the same model as before they joined."""
+        return np.concatenate([self.train, self.valid, self.held_valid])
 
     def describe(self) -> dict:
         info = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
         info.update(
-            {f"n_{k}": len(getattr(self, k)) for k in ("train", "valid", "test", "held_out")}
+            {
+                f"n_{k}": len(getattr(self, k))
+                for k in ("train", "valid", "test", "held_out", "held_valid")
+            }
         )
         return info
 
@@ -124,6 +142,7 @@ def make_split(frame: pd.DataFrame, spec: DatasetSpec, *, seed: int = 42) -> Spl
             held_out=np.sort(np.concatenate([held_test, held_valid])),
             test_start=str(test_start.date()),
             valid_start=str(valid_start.date()),
+            held_valid=np.sort(held_valid),
         )
     rest, test = _grouped_stratified(frame, closed, spec.split.test_fraction, seed)
     valid_fraction = spec.split.valid_fraction / (1 - spec.split.test_fraction)

@@ -25,8 +25,8 @@ tenths of a percent is noise.
 validation rows, which fixes its number of rounds. When those rows hold fewer than
 :data:`CROSS_FIT_BELOW` of the rarer outcome (the synthetic world's 131 won deals, Olist's 185
 won leads, Maven's 68 lost deals), the comparison itself moves to cross-fitted scores: each
-candidate, with its rounds fixed, is fitted on the account-grouped folds of train + validation
-that the calibration uses (:func:`abm_ml.modeling.refit.cross_fit_folds`) and scored on the
+candidate, with its rounds fixed, is fitted on the account-grouped folds of the fit rows
+(:attr:`~abm_ml.data.split.Split.fit_rows`) that the calibration uses (:func:`abm_ml.modeling.refit.cross_fit_folds`) and scored on the
 fold it did not see (:func:`cross_fit`). Ranking, blend selection and blend weights then rest
 on every row before the holdout instead of on the last fifth of them, four to five times the
 rows, and the chosen model's cross-fitted scores are the ones it is calibrated on, so nothing
@@ -72,7 +72,7 @@ BLEND_FOLDS = 5
 MAX_BLEND = 3
 CROSS_FIT_BELOW = 1000
 """Below this many of the rarer outcome among the validation rows, candidates are compared on
-cross-fitted scores over train + validation (:func:`cross_fit`) instead of on the validation
+cross-fitted scores over the fit rows (:func:`cross_fit`) instead of on the validation
 rows alone: a few hundred rows cannot tell near-equal candidates apart (see the module text)."""
 
 
@@ -296,7 +296,7 @@ class Fitted:
     """Per validation row, the held-out log loss behind :attr:`valid_log_loss_calibrated`
     (their mean): what the standard error of a paired difference is computed from."""
     cross_fitted: bool = False
-    """Whether the validation figures are of cross-fitted scores over train + validation
+    """Whether the validation figures are of cross-fitted scores over the fit rows
     (:func:`cross_fit`) rather than of the validation rows alone."""
 
 
@@ -584,7 +584,7 @@ class Choice:
 
     @property
     def cross_fitted_raw(self) -> np.ndarray | None:
-        """The chosen model's cross-fitted raw scores of train + validation (the blend's weighted
+        """The chosen model's cross-fitted raw scores of the fit rows (the blend's weighted
         sum of its members'), or None when it was chosen on the validation rows alone."""
         if not all(f.cross_fitted for f in self.members):
             return None
@@ -678,7 +678,7 @@ def leaderboard(ranked: list[Fitted], choice: Choice, y_valid: np.ndarray) -> li
     """One row per fitted candidate, best first, with the blend on top when one was chosen.
 
     ``y_valid``: the outcomes of the rows the candidates were compared on (the validation
-    rows, or train + validation when :func:`cross_fit` compared them).
+    rows, or the fit rows when :func:`cross_fit` compared them).
     """
     chosen = {id(f) for f in choice.members}
 

@@ -243,8 +243,9 @@ def _final_propensity(
     setup: cand.FitSetup,
     folds: list[tuple[np.ndarray, np.ndarray]],
 ) -> FinalPropensity:
-    """Refit on train + validation, calibrated on cross-fitted scores, when configured and
-    the data allow (``folds``: :func:`cross_fit_folds` of train + validation, empty when not);
+    """Refit on :attr:`Split.fit_rows` (train + validation + the rows held out only for the
+    validation's sake), calibrated on cross-fitted scores, when configured and the data allow
+    (``folds``: :func:`cross_fit_folds` of those rows, empty when not);
     else the early-stopped model calibrated on the validation rows."""
     config = setup.config
     if not folds:
@@ -261,7 +262,7 @@ def _final_propensity(
             member.name = f.candidate.name
         return choice.package(members, setup.feature_names)
 
-    rows = np.concatenate([split.train, split.valid])
+    rows = split.fit_rows
     refit = refit_propensity(fit, rows, lambda: choice.cross_fitted(X, y, rows, folds, setup))
     calibrator, losses, thresholds = _calibrate(refit.cross_fitted_raw, y[refit.rows], config.seed)
     return FinalPropensity(refit.model, calibrator, losses, thresholds, refit.rows, True)
@@ -282,13 +283,14 @@ def _default_amount(frame: pd.DataFrame, won_train: np.ndarray) -> tuple[float, 
 def _baseline_predictions(
     dataset: Dataset, split: Split, features: list, y: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
-    """Test-row probabilities of the baselines, fitted on train + validation rows.
+    """Test-row probabilities of the baselines, fitted on the rows the model is refitted on
+    (:attr:`Split.fit_rows`).
 
     Both see only ``features``, the ones the leakage guard kept: an ICP rule on a refused
     column is dropped, or the rule-based baseline would score with the leak the model may not use.
     """
     frame = dataset.frame
-    fit_rows = np.concatenate([split.train, split.valid])
+    fit_rows = split.fit_rows
     logistic = logistic_baseline(features, seed=seed).fit(
         as_logistic_input(frame.iloc[fit_rows], features), y[fit_rows]
     )
@@ -454,12 +456,9 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
     with _timed(timings, "propensity_fit"):
         with _timed(timings, "prepare"):
             split, findings, features = _split_and_guard(dataset, config)
-            # The category vocabulary (no labels) covers train + validation: the packaged model
-            # is refitted on both, and on a time split the newest categories appear only in
-            # validation.
-            preprocessor = Preprocessor(features).fit(
-                frame.iloc[np.concatenate([split.train, split.valid])]
-            )
+            # The category vocabulary (no labels) covers the rows the packaged model is
+            # refitted on: on a time split the newest categories appear only in validation.
+            preprocessor = Preprocessor(features).fit(frame.iloc[split.fit_rows])
             values = preprocessor.raw_values(frame)
             X = preprocessor.matrix(values)
             y = won_labels(frame)
@@ -482,7 +481,7 @@ def _train(dataset: Dataset, config: TrainConfig, timings: dict[str, float]) -> 
         with ThreadPoolExecutor(1, thread_name_prefix="abm-ml-velocity") as background:
             velocity_job = background.submit(fit_velocity_timed)
             with _timed(timings, "propensity_search"):
-                fit_rows = np.concatenate([split.train, split.valid])
+                fit_rows = split.fit_rows
                 folds = (
                     cross_fit_folds(
                         y[fit_rows], frame[ACCOUNT_ID].to_numpy()[fit_rows].astype(str), config.seed

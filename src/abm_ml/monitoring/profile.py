@@ -247,7 +247,7 @@ def training_profile(result: TrainingResult) -> Profile:
     Their propensities are the packaged scorer's, computed by :meth:`AccountScorer.score`.
     """
     frame = result.dataset.frame
-    rows = frame.iloc[np.concatenate([result.split.train, result.split.valid])]
+    rows = frame.iloc[result.split.fit_rows]
     scorer = result.scorer
     values = scorer.preprocessor.raw_values(rows)
     propensity = scorer.score(rows, with_reasons=False)["propensity"].to_numpy()

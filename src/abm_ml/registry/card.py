@@ -52,6 +52,33 @@ def verdict(result: TrainingResult) -> str:
     return f"ROC AUC {auc} on the holdout, {better} logistic regression ({logistic})."
 
 
+def held_out_note(split: dict) -> str:
+    """Why rows were used nowhere, from :meth:`Split.describe`, or '' when none were."""
+    n = split["n_held_out"]
+    if not n:
+        return ""
+    if "sampled" in split["method"]:
+        # Accounts recur in every period: a sample of them is tested, on their recent deals.
+        why = "older deals of the sampled accounts and recent deals of the others"
+    else:
+        why = "older deals of accounts with a later test or validation deal"
+    note = f"{n:,} held out ({why}, so no account is on both sides)"
+    refit = split.get("n_held_valid", 0)
+    if refit:
+        note += f", of which {refit:,} held out only for validation join the final refit"
+    return note
+
+
+def split_line(result: TrainingResult) -> str:
+    """One line for the terminal: where the closed deals went."""
+    s = result.split.describe()
+    parts = [f"{s['n_train']:,} train", f"{s['n_valid']:,} validation", f"{s['n_test']:,} test"]
+    note = held_out_note(s)
+    return (
+        f"Closed deals ({s['method']} split): " + ", ".join(parts) + (f"; {note}" if note else "")
+    )
+
+
 def _velocity_section(result: TrainingResult) -> list[str]:
     days = result.scorer.days_source
     if not result.velocity:
@@ -119,13 +146,9 @@ def model_card(
             else " (stratified by outcome, grouped by account)"
         )
         + f"; train {s['n_train']}, validation {s['n_valid']}, test {s['n_test']} rows"
-        + (
-            f"; {s['n_held_out']} older rows of test accounts held out so no account is on both sides."
-            if s["n_held_out"]
-            else "."
-        ),
+        + (f"; {held_out_note(s)}." if s["n_held_out"] else "."),
         (
-            f"- Refit on train + validation with {result.best_iterations['propensity_refit']} rounds "
+            f"- Refit on train + validation{' + the rows held out only for validation' if s.get('n_held_valid') else ''} with {result.best_iterations['propensity_refit']} rounds "
             "(the early-stopped count); calibrated on cross-fitted scores of those rows."
             if "propensity_refit" in result.best_iterations
             else "- Early-stopped on validation rows, calibrated on them (refit off, or too few rows to cross-fit)."
