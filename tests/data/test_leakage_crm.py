@@ -139,9 +139,20 @@ def test_post_outcome_sounding_names_warn():
         "Last Activity",
         "Discount %",
         "Billing Plan",
+        "Opportunity Age (days)",  # days open: up to the close for a closed deal
+        "Fiscal Period",  # Salesforce: the close date's
     ):
         assert name_sounds_suspicious(column), column
-    for column in ("Industry", "Web Visits", "Employees", "Lead Source", "Annual Revenue"):
+    for column in (
+        "Industry",
+        "Web Visits",
+        "Employees",
+        "Lead Source",
+        "Annual Revenue",
+        "Company Age",
+        "Age",  # Salesforce's deal age, but the person's in a consumer list (UCI bank)
+        "Average Age of Contacts",
+    ):
         assert name_sounds_suspicious(column) is None, column
 
 

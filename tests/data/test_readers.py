@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abm_ml.data.parsing import parse_numbers
+from abm_ml.data.parsing import parse_number_value, parse_numbers
 from abm_ml.data.readers import ROW_PROBLEM, SOURCE_ROW, read_table
 from abm_ml.data.spec import SourceSpec, parse_spec
 from abm_ml.data.validate import load_dataset
@@ -81,6 +81,18 @@ def test_padded_amounts_and_thousands_separators(tmp_path):
     values, bad = parse_numbers(frame["amount"])
     assert list(values) == [1234.5, 12000.0, 7.0, 1234567.0, -1000.0, 12.0]
     assert not bad.any()
+
+
+def test_amounts_with_a_currency_code_are_numbers():
+    """Salesforce's multi-currency exports write 'USD 12,345.67'; others '1.234,50 EUR'."""
+    values, bad = parse_numbers(pd.Series(["USD 12,345.67", "12 USD", "GBP-5", "EUR1,000"]))
+    assert list(values) == [12345.67, 12.0, -5.0, 1000.0] and not bad.any()
+    values, bad = parse_numbers(pd.Series(["1.234,50 EUR", "EUR 2.000"]), decimal=",")
+    assert list(values) == [1234.5, 2000.0] and not bad.any()
+    # A code alone, lower case or letters in the number are not amounts.
+    values, bad = parse_numbers(pd.Series(["USD", "usd 5", "USD 1x", "ABCD 5"]))
+    assert values.isna().all() and bad.all()
+    assert [parse_number_value(v) for v in ("USD 12,345.67", "12 USD")] == [12345.67, 12.0]
 
 
 def test_european_amounts_with_comma_decimal(tmp_path):

@@ -82,7 +82,18 @@ SUSPICIOUS_WORDS = frozenset(
     | {"factura", "fatura", "fattura", "factuur", "contrat", "vertrag", "contrato", "contratto"}
 )
 """Words of column names sales usually fill in after the outcome: a warning, never a refusal."""
-SUSPICIOUS_PHRASES = (("last", "activity"), ("last", "contact"), ("last", "modified"))
+SUSPICIOUS_PHRASES = (
+    ("last", "activity"),
+    ("last", "contact"),
+    ("last", "modified"),
+    # A deal's age is days open: up to its close for a closed deal (Salesforce's 'Age').
+    ("opportunity", "age"),
+    ("deal", "age"),
+    ("days", "open"),
+    # Salesforce's 'Fiscal Period' and 'Fiscal Quarter' are those of the close date.
+    ("fiscal", "period"),
+    ("fiscal", "quarter"),
+)
 POST_OUTCOME_PHRASES = (
     ("total", "days"),
     ("ratio", "days"),

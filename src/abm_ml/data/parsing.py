@@ -19,6 +19,9 @@ import pandas as pd
 from abm_ml.modeling.feature_info import NO_WORDS, YES_WORDS, parse_yes_no, yes_no_value
 
 _NUMBER_JUNK = re.compile(r"[\s$€£¥%]")
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}(?=[\s\d(+-])|(?<=[\d)])\s*[A-Z]{3}$")
+"""An ISO 4217 code before or after an amount: Salesforce's multi-currency 'USD 12,345.67',
+'1.234,50 EUR'."""
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _THOUSANDS_EU = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
 
@@ -68,7 +71,8 @@ def clean_text(values: pd.Series, tokens: frozenset[str]) -> pd.Series:
 
 
 def _parse_number_text(text: pd.Series, decimal: str) -> pd.Series:
-    text = text.astype("string").str.replace(_NUMBER_JUNK, "", regex=True)
+    text = text.astype("string").str.strip().str.replace(_CURRENCY_CODE, "", regex=True)
+    text = text.str.replace(_NUMBER_JUNK, "", regex=True)
     # Accounting negatives: (1,234) means -1234. Before the separators, whose patterns allow a sign.
     text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     if decimal == ",":
