@@ -167,10 +167,12 @@ def _unscorable(
     scorer: AccountScorer,
     prepared: ScoringRecords | None,
     seen_ids: set[str] | None = None,
+    *,
+    closed: bool = True,
 ) -> tuple[pd.Series, pd.Series]:
     """The reason each account cannot be scored, or NA, and each account's id as stripped
     text (``prepared``: the parsed accounts; ``seen_ids``: ids scored in earlier batches of
-    the same list)."""
+    the same list; ``closed``: whether a closed deal is unscorable)."""
     reasons = pd.Series(pd.NA, index=accounts.index, dtype=object)
 
     def add(mask: pd.Series, reason: str | pd.Series) -> None:
@@ -183,10 +185,10 @@ def _unscorable(
     # A whole CRM export holds won and lost deals too: their outcome is known, there is
     # nothing to rank (and an account's first row is often a deal closed years ago).
     spec = scorer.input
-    closed = closed_deals(accounts, spec)
-    if closed.notna().any():
-        reason = f"a closed deal ({spec.label!r} is " + closed.astype(str)
-        add(closed.notna(), reason + "): only open deals are ranked")
+    outcomes = closed_deals(accounts, spec) if closed else pd.Series(dtype=object)
+    if outcomes.notna().any():
+        reason = f"a closed deal ({spec.label!r} is " + outcomes.astype(str)
+        add(outcomes.notna(), reason + "): only open deals are ranked")
     if prepared is not None:
         add(prepared.problems.notna(), prepared.problems)
         accounts = prepared.frame
@@ -257,9 +259,8 @@ def row_ranked_for(
     if not by_row.any() and not by_account.any():
         raise AbmInputError(f"account {account_id!r} not found", source=source, field="account_id")
     rows = (accounts[by_row] if by_row.any() else accounts[by_account]).reset_index(drop=True)
-    reasons, _ = _unscorable(rows, scorer, scorer.prepare(rows))
-    if by_row.any():  # that deal, closed or not, unless its values cannot be read
-        reasons = reasons.where(~reasons.astype(str).str.startswith("a closed deal"))
+    # A deal asked for by its own id is explained closed or not, unless it cannot be read.
+    reasons, _ = _unscorable(rows, scorer, scorer.prepare(rows), closed=not by_row.any())
     good = reasons.isna().to_numpy()
     if not good.any():
         where = f"line {rows[SOURCE_ROW].iloc[0]}" if SOURCE_ROW in rows.columns else "the first"
