@@ -329,3 +329,26 @@ def test_cli_explain_on_a_whole_export_explains_the_deal_rank_scored(
     assert "a closed deal ('Stage' is Closed Lost)" in str(done.exception)
     # A closed deal asked for by its own id is explained.
     assert runner.invoke(app, ["explain", "D3", "--accounts", str(path)]).exit_code == 0
+
+
+def test_cli_rank_with_nothing_to_rank_is_one_clear_error(
+    champion, accounts_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every row closed (or filtered out): exit 2 with the reasons, not an internal error."""
+    from abm_ml.testing import make_crm_export
+
+    monkeypatch.setenv("ABM_ML_HISTORY_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    export = make_crm_export(30, seed=43)
+    export["Stage"] = ["Closed Won", "Closed Lost"] * 15
+    path = tmp_path / "closed.csv"
+    export.to_csv(path, index=False)
+    out = tmp_path / "ranked.csv"
+    result = runner.invoke(app, ["rank", str(path), "--out", str(out)])
+    assert isinstance(result.exception, AbmInputError), result.output
+    message = str(result.exception)
+    assert "none of the 30 rows can be scored" in message
+    assert "15 x a closed deal ('Stage' is Closed Won)" in message
+    assert len(pd.read_csv(out.with_name("ranked-unscorable.csv"))) == 30
+    filtered = runner.invoke(app, ["rank", str(accounts_csv), "--region", "NOWHERE"])
+    assert isinstance(filtered.exception, AbmInputError)
+    assert "none left after the filters" in str(filtered.exception)

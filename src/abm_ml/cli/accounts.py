@@ -203,6 +203,8 @@ def rank(
             read += len(chunk)
             bar.update(task, completed=read)
         run.finish()
+        if not run.scored:
+            _nothing_to_rank(run.unscorable_counts(), read, unscorable_path, str(accounts))
         ranked = run.light()
         movement = None
         try:
@@ -400,6 +402,20 @@ def _ranking_table(result, version, show: int) -> Table:
                 cells.append(str(value))
         shown.add_row(*cells)
     return shown
+
+
+def _nothing_to_rank(reasons: pd.Series, read: int, unscorable_path: Path, source: str) -> None:
+    """Raise one clear error for a list in which no account could be ranked."""
+    if reasons.empty:
+        why = f"{read:,} rows read, none left after the filters" if read else "the list is empty"
+        raise AbmInputError(f"no account to rank: {why}", source=source)
+    shown = "; ".join(f"{n:,} x {reason}" for reason, n in reasons.head(3).items())
+    more = f"; {len(reasons) - 3:,} other reasons" if len(reasons) > 3 else ""
+    raise AbmInputError(
+        f"no account to rank: none of the {read:,} rows can be scored ({shown}{more}); "
+        f"each row with its reason -> {unscorable_path}",
+        source=source,
+    )
 
 
 def _model_card(version) -> str | None:

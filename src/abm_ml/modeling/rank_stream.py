@@ -186,6 +186,12 @@ class StreamedRanking:
         """Accounts scored so far."""
         return int(sum(self._sizes))
 
+    def unscorable_counts(self) -> pd.Series:
+        """Accounts that could not be scored so far, by reason, the most frequent first."""
+        if not self._unscorable:
+            return pd.Series(dtype="int64")
+        return pd.concat(self._unscorable)["reason"].value_counts()
+
     def add(
         self, accounts: pd.DataFrame, progress: Callable[[int, int], None] | None = None
     ) -> None:
